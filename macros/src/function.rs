@@ -1,0 +1,153 @@
+//! `#[stampede::function]`: keep the function as written and add a registry
+//! entry that a child process finds by the function's path.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType};
+
+/// The most arguments a registered function may take; `stampede::Function`
+/// is implemented for each arity up to this one.
+const MAX_ARGS: usize = 8;
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    if !args.is_empty() {
+        return Err(syn::Error::new(
+            args.span(),
+            "#[stampede::function] takes no arguments; write `#[stampede::function]`",
+        ));
+    }
+    let func: ItemFn = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[stampede::function] goes on a plain `fn` item (free function, not a method, \
+             closure, struct or module)",
+        )
+    })?;
+    check(&func)?;
+    let name = &func.sig.ident;
+    Ok(quote! {
+        #func
+
+        const _: () = {
+            fn __stampede_name() -> &'static str {
+                ::stampede::__private::name_of(&#name)
+            }
+            fn __stampede_prepare(
+                input: &[u8],
+            ) -> ::core::result::Result<::stampede::__private::Prepared, ::stampede::__private::String> {
+                ::stampede::__private::prepare(#name, input)
+            }
+            ::stampede::__private::inventory::submit! {
+                ::stampede::__private::Registration::new(__stampede_name, __stampede_prepare)
+            }
+        };
+    })
+}
+
+/// Collects every misuse at once, each error spanned on its culprit.
+fn check(func: &ItemFn) -> syn::Result<()> {
+    let sig = &func.sig;
+    let mut errors: Vec<syn::Error> = Vec::new();
+    let mut fail = |span: proc_macro2::Span, msg: &str| errors.push(syn::Error::new(span, msg));
+
+    if let Some(token) = &sig.asyncness {
+        fail(
+            token.span(),
+            "#[stampede::function] cannot be `async`: a child calls the function directly; \
+             make it a plain `fn` that builds its own runtime (e.g. `Runtime::new()?.block_on(..)`)",
+        );
+    }
+    if let Some(token) = &sig.constness {
+        fail(
+            token.span(),
+            "#[stampede::function] cannot be `const`: remove `const`, or wrap the const fn in a plain `fn`",
+        );
+    }
+    if let Some(token) = &sig.unsafety {
+        fail(
+            token.span(),
+            "#[stampede::function] cannot be `unsafe`: its caller is a child process that cannot \
+             uphold your safety contract; wrap the call in a safe `fn`",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        fail(
+            abi.span(),
+            "#[stampede::function] cannot have an `extern` ABI: write a plain Rust `fn`",
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        fail(
+            sig.generics.params.span(),
+            "#[stampede::function] cannot be generic: a child finds the function by name, and a \
+             generic function has no single name; write one non-generic `fn` per type",
+        );
+    }
+    if let Some(clause) = &sig.generics.where_clause {
+        fail(
+            clause.span(),
+            "#[stampede::function] cannot have a `where` clause: write a non-generic `fn`",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        fail(
+            variadic.span(),
+            "#[stampede::function] cannot be variadic: take a `Vec` or a tuple instead of `...`",
+        );
+    }
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => fail(
+                receiver.span(),
+                "#[stampede::function] cannot take `self`: a child has no receiver to call it on; \
+                 write a free `fn` that takes the value as an ordinary argument",
+            ),
+            FnArg::Typed(arg) => {
+                if let syn::Type::ImplTrait(imp) = &*arg.ty {
+                    fail(
+                        imp.span(),
+                        "#[stampede::function] cannot take `impl Trait`: name a concrete type that \
+                         is `Serialize + DeserializeOwned`",
+                    );
+                }
+                if let syn::Type::Reference(r) = &*arg.ty {
+                    fail(
+                        r.span(),
+                        "#[stampede::function] cannot take a reference: arguments travel to another \
+                         process; take an owned type (`String` for `&str`, `Vec<T>` for `&[T]`)",
+                    );
+                }
+            }
+        }
+    }
+    if sig.inputs.len() > MAX_ARGS {
+        fail(
+            sig.inputs.span(),
+            "#[stampede::function] takes at most 8 arguments: group them in a struct or a tuple",
+        );
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let syn::Type::ImplTrait(imp) = &**ty {
+            fail(
+                imp.span(),
+                "#[stampede::function] cannot return `impl Trait`: name a concrete type that is \
+                 `Serialize + DeserializeOwned`",
+            );
+        }
+        if let syn::Type::Reference(r) = &**ty {
+            fail(
+                r.span(),
+                "#[stampede::function] cannot return a reference: the value travels back to the \
+                 parent process; return an owned type",
+            );
+        }
+    }
+    match errors.into_iter().reduce(|mut all, e| {
+        all.combine(e);
+        all
+    }) {
+        Some(all) => Err(all),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,97 @@
+//! What went wrong before or around the children (as opposed to what a
+//! child did, which is an [`Outcome`](crate::Outcome)).
+
+use std::fmt;
+use std::io;
+
+/// Why a call could not run its children.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The function is not registered: a closure, a function pointer, or a
+    /// function without `#[stampede::function]`. Nothing was spawned.
+    NotRegistered {
+        /// The name the function goes by (`type_name` of the value passed).
+        name: &'static str,
+    },
+    /// This binary has no way for a child to enter stampede: neither
+    /// `stampede::entry!();` (test crates) nor `stampede::init()` (binaries).
+    /// Nothing was spawned.
+    MissingEntry,
+    /// The arguments could not be encoded. Nothing was spawned.
+    Encode {
+        /// The function whose arguments failed.
+        function: &'static str,
+        /// The codec's message.
+        message: String,
+    },
+    /// An option is out of range (e.g. a concurrency limit of 0). Nothing was spawned.
+    InvalidOptions(String),
+    /// A child could not be started. Children already started were killed
+    /// and reaped.
+    Spawn {
+        /// Index of the child that could not start.
+        child: usize,
+        /// Which limit was hit, when it was a limit, in words.
+        limit: Option<String>,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// An OS call failed while running the children (creating a pipe,
+    /// polling). Children already started were killed and reaped.
+    Io {
+        /// What stampede was doing.
+        context: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotRegistered { name } if name.contains("{{closure}}") => write!(
+                f,
+                "`{name}` is a closure, and a child process cannot find a closure by name; \
+                 move its body into a plain `fn` marked `#[stampede::function]` and pass that"
+            ),
+            Error::NotRegistered { name } => write!(
+                f,
+                "`{name}` is not registered with stampede; add `#[stampede::function]` to the \
+                 function (function pointers and closures cannot be called in a child)"
+            ),
+            Error::MissingEntry => write!(
+                f,
+                "children of this binary cannot enter stampede; add `stampede::entry!();` at \
+                 the root of this test crate (or in its `#[cfg(test)]` module), or call \
+                 `stampede::init()` as the first line of `main` in a binary or example"
+            ),
+            Error::Encode { function, message } => {
+                write!(f, "could not encode the arguments of `{function}`: {message}")
+            }
+            Error::InvalidOptions(message) => write!(f, "invalid options: {message}"),
+            Error::Spawn { child, limit: Some(limit), source } => write!(
+                f,
+                "could not start child {child}: {limit} ({source}); the children already \
+                 started were killed"
+            ),
+            Error::Spawn { child, limit: None, source } => write!(
+                f,
+                "could not start child {child}: {source}; the children already started were killed"
+            ),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Spawn { source, .. } | Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for results of stampede's calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

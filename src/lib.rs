@@ -1,0 +1,203 @@
+//! Test code under real concurrency, in real processes.
+//!
+//! stampede calls a function in N fresh copies of the running binary at the
+//! same instant and hands back what each one did: its returned value, its
+//! panic, its crash or its timeout, with its output. Use it when a race, a
+//! leak or a shared database only shows up with several processes at once:
+//! two workers claiming one ticket in a SQLite file, a client library that
+//! leaks a socket per call, a lock file that is not quite exclusive.
+//!
+//! # Example
+//!
+//! ```no_run
+//! stampede::entry!(); // once per test crate: the children's way in
+//!
+//! #[stampede::function]
+//! fn claim(db: std::path::PathBuf) -> bool {
+//!     // BEGIN; SELECT ...; UPDATE ...; COMMIT — true if this process won
+//! #   let _ = db; true
+//! }
+//!
+//! #[test]
+//! fn exactly_one_worker_claims_the_ticket() {
+//! #   let db_path = std::path::PathBuf::new();
+//!     let outcomes = stampede::call_concurrently(8, claim, db_path).unwrap();
+//!     assert_eq!(outcomes.values().filter(|won| **won).count(), 1);
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! - [`#[stampede::function]`](macro@function) registers a plain function.
+//!   Its arguments and return value travel between processes, so they are
+//!   `Serialize + DeserializeOwned`.
+//! - [`call_concurrently(n, f, args)`](call_concurrently) runs `f(args)` in
+//!   `n` children: `args` is `()` for no argument, the value for one, a tuple
+//!   for several.
+//! - [`Outcomes`] lists what each child did ([`Outcome`], [`Status`]):
+//!   [`values`](Outcomes::values) are the returned values,
+//!   [`unwrap_all`](Outcomes::unwrap_all) panics with a report of every
+//!   child that did not return, and `Display` prints that report.
+//! - [`Options`] tunes a call (timeout, barrier, environment, concurrency
+//!   limit, output capture, jitter); [`Batch`] runs different functions in one
+//!   concurrent batch.
+//!
+//! # The entry line
+//!
+//! A child is the test binary itself, started again. It needs a door into
+//! stampede, one line per binary:
+//!
+//! - **test crates**: `stampede::entry!();` at the root of each integration
+//!   test file, or inside the `#[cfg(test)]` module for unit tests in `src/`.
+//!   It adds one test, `__stampede_entry`, that does nothing in a normal run.
+//! - **binaries and examples**: `stampede::init();` as the first line of `main`.
+//!
+//! Without either, [`call_concurrently`] fails at once with
+//! [`Error::MissingEntry`], which names the missing line.
+//!
+//! # How it works
+//!
+//! - **Re-exec, never fork.** Each child is a fresh execution of the running
+//!   image (`/proc/self/exe` on Linux, so a binary rebuilt meanwhile cannot
+//!   sneak in). Forking would copy the test harness's threads, held locks and
+//!   open sockets into the child.
+//! - **Entry after `main` starts.** In a test binary the child runs only the
+//!   dispatcher test of `entry!()` (libtest's `--exact`); in other binaries
+//!   `init()` takes over. Either way every static registration has run and
+//!   the test that called stampede never runs again in a child.
+//! - **Found by name.** The child looks the function up by its path in a
+//!   registry filled by `#[stampede::function]`. The parent checks the
+//!   registry before spawning, so a closure is an immediate error.
+//! - **Clean children.** A child holds stdin (`/dev/null`), its stdout and
+//!   stderr pipes and stampede's two descriptors (3: channel, 4: barrier);
+//!   anything else the parent had open, even without close-on-exec, is closed
+//!   by exec in the child alone. Children run in their own process group and
+//!   die with the parent (Linux: `PR_SET_PDEATHSIG`).
+//! - **Start barrier.** Children start, decode their arguments, report ready
+//!   and block on a pipe; when all are ready the parent closes it and they
+//!   enter the function together (a spread of tens of microseconds for 8
+//!   children). This is what turns a rare race into a frequent one.
+//! - **A channel apart from stdout.** Requests and results travel as
+//!   length-prefixed frames on a socket, so the code under test prints freely
+//!   and garbage or a lying length is an error, never a panic.
+//! - **Nothing left behind.** A timeout kills the child's whole process
+//!   group; when a child ends, what is left of its group is killed too; every
+//!   child is reaped, also when the parent's call fails or panics.
+//!
+//! # Limits
+//!
+//! - Unix only, Linux first (parent-death signal, pidfd, `close_range`). On
+//!   other Unix systems children do not die with a killed parent.
+//! - A function registered inside an `impl` block is not supported; use a free `fn`.
+//! - Arguments and results are encoded with bincode 1.3.3, whose authors
+//!   ended development in 2025 (RUSTSEC-2025-0141, "unmaintained") and
+//!   consider it complete. Only stampede's `wire` module names it.
+//! - Test binaries built with `harness = false` have no libtest to dispatch
+//!   to: call `stampede::init()` first in their `main` instead of `entry!()`.
+//!
+//! # Environment variables
+//!
+//! - `STAMPEDE_CHILD` is set by the parent on each child (`1:<parent
+//!   pid>:<index>`). A process whose actual parent is not that pid ignores it.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod batch;
+mod child;
+mod error;
+mod options;
+mod outcome;
+mod registry;
+mod spawn;
+#[allow(unsafe_code)]
+mod sys;
+mod wire;
+
+pub use batch::{Batch, BatchOutcomes, Handle};
+pub use error::{Error, Result};
+pub use options::Options;
+pub use outcome::{Captured, Exit, Outcome, Outcomes, Status, Timings};
+pub use registry::Function;
+pub use stampede_macros::function;
+
+/// Calls `f(args)` in `n` fresh child processes at the same instant and
+/// returns what each one did, in order.
+///
+/// `args` is `()` for a function without arguments, the argument itself for
+/// one, and a tuple for several; every child gets the same arguments. `f`
+/// must carry `#[stampede::function]`. Uses the default [`Options`].
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn add(a: u32, b: u32) -> u32 { a + b }
+///
+/// let sums = stampede::call_concurrently(4, add, (2, 3))?.unwrap_all();
+/// assert_eq!(sums, [5, 5, 5, 5]);
+/// # Ok::<(), stampede::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// Before any child starts: [`Error::NotRegistered`] for a closure or an
+/// unmarked function, [`Error::MissingEntry`] when this binary has no
+/// `stampede::entry!()` or `stampede::init()`, [`Error::Encode`] for
+/// arguments that do not encode. While starting them: [`Error::Spawn`] (for
+/// example a process or descriptor limit) or [`Error::Io`]; the children
+/// already started are then killed and reaped. What a child did — panic,
+/// crash, timeout — is not an error but its [`Outcome`]. `n == 0` returns
+/// empty outcomes.
+pub fn call_concurrently<F, M>(n: usize, f: F, args: F::Args) -> Result<Outcomes<F::Output>>
+where
+    F: Function<M>,
+{
+    Options::new().call_concurrently(n, f, args)
+}
+
+/// The door into stampede for a binary or an example: call it as the first
+/// line of `main`. In a child it runs the requested function and exits; in
+/// the parent it returns at once.
+///
+/// ```no_run
+/// fn main() {
+///     stampede::init();
+///     // ...
+/// }
+/// ```
+pub fn init() {
+    child::init();
+}
+
+/// Whether this process is a child started by stampede.
+pub fn is_child() -> bool {
+    child::is_child()
+}
+
+/// The door into stampede for a test crate: write `stampede::entry!();` once
+/// at the root of each integration test file, or inside the `#[cfg(test)]`
+/// module for unit tests.
+///
+/// It defines one test, `__stampede_entry`, which a child runs alone to reach
+/// stampede; in a normal test run it returns at once.
+#[macro_export]
+macro_rules! entry {
+    () => {
+        #[test]
+        fn __stampede_entry() {
+            $crate::__private::enter_from_test();
+        }
+
+        #[cfg(test)]
+        $crate::__private::inventory::submit! {
+            $crate::__private::EntryPoint::new(::core::module_path!())
+        }
+    };
+}
+
+/// Used by generated code, not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::child::{EntryPoint, enter_from_test};
+    pub use crate::registry::{Prepared, Registration, name_of, prepare};
+    pub use inventory;
+    pub use std::string::String;
+}

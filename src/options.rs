@@ -1,0 +1,187 @@
+//! [`Options`]: everything tunable about a call, ending in the same calls as
+//! the free functions.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::batch::{Batch, BatchOutcomes};
+use crate::error::{Error, Result};
+use crate::outcome::Outcomes;
+use crate::registry::{self, Function};
+use crate::spawn::{self, Job};
+use crate::wire;
+
+/// Settings for a call. Start from [`Options::new`] (the defaults), change
+/// what you need, end with [`call_concurrently`](Options::call_concurrently)
+/// or [`run`](Options::run).
+///
+/// ```no_run
+/// # #[stampede::function] fn ping() -> u8 { 1 }
+/// use std::time::Duration;
+/// let outcomes = stampede::Options::new()
+///     .timeout(Duration::from_secs(5))
+///     .env("RUST_LOG", "debug")
+///     .call_concurrently(16, ping, ())?;
+/// # Ok::<(), stampede::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) timeout: Duration,
+    pub(crate) barrier: bool,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) max_concurrent: Option<usize>,
+    pub(crate) capture_limit: usize,
+    pub(crate) jitter: Duration,
+    pub(crate) seed: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            barrier: true,
+            env: Vec::new(),
+            max_concurrent: None,
+            capture_limit: 64 * 1024,
+            jitter: Duration::ZERO,
+            seed: None,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: a 60 s timeout per child, the start barrier on, no extra
+    /// environment, no limit on children alive at once, 64 KiB of each
+    /// child's stdout and stderr kept, no jitter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long each child may run, from its start, before its whole process
+    /// group is killed and it is reported as [`Status::TimedOut`](crate::Status::TimedOut).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether children wait at a start barrier (the default) so that all of
+    /// them enter the function at the same instant. Off, each child runs as
+    /// soon as it has started.
+    pub fn barrier(mut self, on: bool) -> Self {
+        self.barrier = on;
+        self
+    }
+
+    /// Sets an environment variable in every child (on top of the parent's
+    /// environment, which children inherit).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// At most `limit` children alive at once; the others start as earlier
+    /// ones end. With the barrier on, the first `limit` children are released
+    /// together and later ones run as soon as they are ready.
+    pub fn max_concurrent(mut self, limit: usize) -> Self {
+        self.max_concurrent = Some(limit);
+        self
+    }
+
+    /// How many bytes of each child's stdout and of its stderr to keep (the
+    /// tail; older bytes are dropped and counted).
+    pub fn capture_limit(mut self, bytes: usize) -> Self {
+        self.capture_limit = bytes;
+        self
+    }
+
+    /// After the barrier, each child sleeps a random delay in `0..=max`
+    /// before entering the function, drawn from the [seed](Options::seed) and
+    /// the child's index. Varies the interleaving from run to run.
+    pub fn jitter(mut self, max: Duration) -> Self {
+        self.jitter = max;
+        self
+    }
+
+    /// The seed of the jitter delays. Without it, each call draws a fresh
+    /// seed, reported by [`Outcomes::seed`](crate::Outcomes::seed) and in
+    /// failure reports, so a run can be tried again with the same delays.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Calls `f(args)` in `n` fresh child processes at once and returns what
+    /// each one did, in order. See [`call_concurrently`](crate::call_concurrently).
+    ///
+    /// # Errors
+    ///
+    /// As [`call_concurrently`](crate::call_concurrently).
+    pub fn call_concurrently<F, M>(&self, n: usize, f: F, args: F::Args) -> Result<Outcomes<F::Output>>
+    where
+        F: Function<M>,
+    {
+        let function = checked_name(&f)?;
+        let args = encode_args(function, &args)?;
+        let seed = self.draw_seed();
+        let request = self.request(function, args, seed)?;
+        let jobs = vec![Job { function, request }; n];
+        let raw = spawn::run(self, &jobs)?;
+        Ok(Outcomes { items: raw.into_iter().map(spawn::decode_returned).collect(), seed: self.reported_seed(seed) })
+    }
+
+    /// Runs a heterogeneous [`Batch`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`call_concurrently`](crate::call_concurrently), for any call of the batch.
+    pub fn run(&self, batch: &Batch) -> Result<BatchOutcomes> {
+        let seed = self.draw_seed();
+        let calls = batch.calls()?;
+        let mut requests = Vec::with_capacity(calls.len());
+        for call in calls {
+            requests.push(Job { function: call.function, request: self.request(call.function, call.args.clone(), seed)? });
+        }
+        let jobs: Vec<Job> = (0..batch.repeats()).flat_map(|_| requests.iter().cloned()).collect();
+        let raw = spawn::run(self, &jobs)?;
+        Ok(batch.collect(raw, self.reported_seed(seed)))
+    }
+
+    fn draw_seed(&self) -> u64 {
+        self.seed.unwrap_or_else(|| {
+            let nanos = crate::sys::monotonic_ns();
+            nanos ^ (u64::from(std::process::id()) << 32) ^ 0x5bd1_e995_1234_5678
+        })
+    }
+
+    fn reported_seed(&self, seed: u64) -> Option<u64> {
+        (!self.jitter.is_zero()).then_some(seed)
+    }
+
+    fn request(&self, function: &'static str, args: Arc<Vec<u8>>, seed: u64) -> Result<Arc<Vec<u8>>> {
+        if self.max_concurrent == Some(0) {
+            return Err(Error::InvalidOptions(
+                "max_concurrent(0) would never start a child; use at least 1".into(),
+            ));
+        }
+        let request = wire::Request {
+            protocol: wire::PROTOCOL,
+            function: function.to_owned(),
+            args: Arc::unwrap_or_clone(args),
+            barrier: self.barrier,
+            jitter_max_ns: u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX),
+            seed,
+        };
+        wire::frame(&request).map(Arc::new).map_err(|message| Error::Encode { function, message })
+    }
+}
+
+/// The registry name of `f`, or the error that says how to register it.
+pub(crate) fn checked_name<F>(f: &F) -> Result<&'static str> {
+    let name = registry::name_of(f);
+    if registry::is_registered(name) { Ok(name) } else { Err(Error::NotRegistered { name }) }
+}
+
+pub(crate) fn encode_args<A: serde::Serialize>(function: &'static str, args: &A) -> Result<Arc<Vec<u8>>> {
+    wire::encode(args).map(Arc::new).map_err(|message| Error::Encode { function, message })
+}

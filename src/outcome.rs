@@ -1,0 +1,401 @@
+//! What each child did: [`Outcome`], and the results of a batch, [`Outcomes`].
+
+use std::fmt;
+use std::time::Duration;
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Status<R> {
+    /// The function returned this value.
+    Returned(R),
+    /// The function panicked.
+    Panicked {
+        /// The panic message (`"Box<dyn Any>"` for a payload that is not a string).
+        message: String,
+        /// Where it panicked, as `file:line:column`.
+        location: Option<String>,
+    },
+    /// The child process ended without reporting a result: it exited (for
+    /// example through `std::process::exit` or an abort) or was killed by a signal.
+    Crashed(Exit),
+    /// The child ran past the timeout; its process group was killed.
+    TimedOut {
+        /// The timeout that was exceeded.
+        after: Duration,
+    },
+    /// stampede could not run the function in the child or could not read its
+    /// report: undecodable arguments or result, garbage on the result channel.
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal {
+        /// The signal number.
+        number: i32,
+        /// The signal's name, e.g. `"SIGSEGV"`.
+        name: &'static str,
+    },
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit code {code}"),
+            Exit::Signal { number, name } => write!(f, "signal {number} ({name})"),
+        }
+    }
+}
+
+/// The tail of what a child wrote to one stream, bounded by
+/// [`Options::capture_limit`](crate::Options::capture_limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub(crate) tail: Vec<u8>,
+    pub(crate) total: u64,
+}
+
+impl Captured {
+    /// The kept bytes: all of them, or the last ones when the child wrote more
+    /// than the capture limit.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.tail
+    }
+
+    /// The kept bytes as text, with invalid UTF-8 replaced.
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.tail)
+    }
+
+    /// How many bytes the child wrote in all.
+    pub fn total_len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether older bytes were dropped to respect the capture limit.
+    pub fn is_truncated(&self) -> bool {
+        self.total > self.tail.len() as u64
+    }
+}
+
+/// When things happened to one child, measured from the start of the batch
+/// on the system's monotonic clock (shared by parent and children).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// The parent started the process.
+    pub spawned: Duration,
+    /// The child had decoded its arguments and reached the barrier.
+    pub ready: Option<Duration>,
+    /// The child entered the function.
+    pub started: Option<Duration>,
+    /// The function returned or panicked.
+    pub finished: Option<Duration>,
+    /// The parent saw the process end.
+    pub ended: Duration,
+}
+
+/// What one child did: its [`Status`], output and timings.
+#[derive(Debug, Clone)]
+pub struct Outcome<R> {
+    pub(crate) index: usize,
+    pub(crate) pid: u32,
+    pub(crate) function: &'static str,
+    pub(crate) status: Status<R>,
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+    pub(crate) timings: Timings,
+}
+
+impl<R> Outcome<R> {
+    /// The child's position in its batch, from 0, in call order.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The path of the function the child ran.
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// How the child ended.
+    pub fn status(&self) -> &Status<R> {
+        &self.status
+    }
+
+    /// The returned value, if the function returned.
+    pub fn value(&self) -> Option<&R> {
+        match &self.status {
+            Status::Returned(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The returned value, or this outcome back if the function did not return.
+    pub fn into_value(self) -> Result<R, Outcome<R>> {
+        match self.status {
+            Status::Returned(value) => Ok(value),
+            status => Err(Outcome { status, ..self }),
+        }
+    }
+
+    /// Whether the function returned (as opposed to panicking, crashing,
+    /// timing out or failing).
+    pub fn is_returned(&self) -> bool {
+        matches!(self.status, Status::Returned(_))
+    }
+
+    /// Whether the function panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self.status, Status::Panicked { .. })
+    }
+
+    /// The panic message, if the function panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.status {
+            Status::Panicked { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// What the child wrote to stdout (its tail).
+    pub fn stdout(&self) -> &Captured {
+        &self.stdout
+    }
+
+    /// What the child wrote to stderr (its tail).
+    pub fn stderr(&self) -> &Captured {
+        &self.stderr
+    }
+
+    /// When things happened to this child.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+
+    pub(crate) fn map<S>(self, f: impl FnOnce(R) -> Status<S>) -> Outcome<S> {
+        let status = match self.status {
+            Status::Returned(value) => f(value),
+            Status::Panicked { message, location } => Status::Panicked { message, location },
+            Status::Crashed(exit) => Status::Crashed(exit),
+            Status::TimedOut { after } => Status::TimedOut { after },
+            Status::Failed { reason } => Status::Failed { reason },
+        };
+        Outcome {
+            index: self.index,
+            pid: self.pid,
+            function: self.function,
+            status,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            timings: self.timings,
+        }
+    }
+
+    /// One line: which child, and what happened to it.
+    fn headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "child {} (pid {}) running `{}` ", self.index, self.pid, self.function)?;
+        match &self.status {
+            Status::Returned(_) => write!(f, "returned"),
+            Status::Panicked { message, location } => {
+                write!(f, "panicked")?;
+                if let Some(location) = location {
+                    write!(f, " at {location}")?;
+                }
+                write!(f, ": {message}")
+            }
+            Status::Crashed(exit @ Exit::Code(0)) => write!(
+                f,
+                "ended ({exit}) without reporting a result; if it never reached the \
+                 function, check that `stampede::entry!();` is in this test crate and \
+                 `stampede::init()` is the first line of main"
+            ),
+            Status::Crashed(exit) => write!(f, "crashed: {exit}"),
+            Status::TimedOut { after } => {
+                write!(f, "timed out after {after:?}; its process group was killed")
+            }
+            Status::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+fn write_stream(f: &mut fmt::Formatter<'_>, name: &str, captured: &Captured) -> fmt::Result {
+    if captured.total == 0 {
+        return Ok(());
+    }
+    if captured.is_truncated() {
+        writeln!(f, "  --- {name} (last {} of {} bytes) ---", captured.tail.len(), captured.total)?;
+    } else {
+        writeln!(f, "  --- {name} ---")?;
+    }
+    for line in captured.to_string_lossy().lines() {
+        writeln!(f, "  {line}")?;
+    }
+    Ok(())
+}
+
+/// The headline, then the child's stdout and stderr, indented.
+impl<R> fmt::Display for Outcome<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.headline(f)?;
+        writeln!(f)?;
+        write_stream(f, "stdout", &self.stdout)?;
+        write_stream(f, "stderr", &self.stderr)
+    }
+}
+
+/// What every child of a call did, in call order.
+#[derive(Debug, Clone)]
+pub struct Outcomes<R> {
+    pub(crate) items: Vec<Outcome<R>>,
+    pub(crate) seed: Option<u64>,
+}
+
+impl<R> Outcomes<R> {
+    /// How many children ran.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no child ran (`n == 0`).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Each child's outcome, in call order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Outcome<R>> {
+        self.items.iter()
+    }
+
+    /// The values returned by the children that returned, in call order.
+    pub fn values(&self) -> impl Iterator<Item = &R> {
+        self.items.iter().filter_map(Outcome::value)
+    }
+
+    /// The outcomes of the children that did not return.
+    pub fn failures(&self) -> impl Iterator<Item = &Outcome<R>> {
+        self.items.iter().filter(|o| !o.is_returned())
+    }
+
+    /// Whether every child returned.
+    pub fn all_returned(&self) -> bool {
+        self.items.iter().all(Outcome::is_returned)
+    }
+
+    /// The spread of function-entry times: latest minus earliest `started`.
+    /// `None` if fewer than one child entered the function.
+    pub fn start_spread(&self) -> Option<Duration> {
+        let starts = self.items.iter().filter_map(|o| o.timings.started);
+        let min = starts.clone().min()?;
+        Some(starts.max()? - min)
+    }
+
+    /// Every returned value, in call order.
+    ///
+    /// # Panics
+    ///
+    /// If any child did not return, with a report of every such child,
+    /// including its output.
+    #[track_caller]
+    pub fn unwrap_all(self) -> Vec<R> {
+        if !self.all_returned() {
+            panic!("{}", self.report());
+        }
+        self.items.into_iter().filter_map(|o| o.into_value().ok()).collect()
+    }
+
+    /// The seed of the jitter delays, when [`Options::jitter`](crate::Options::jitter)
+    /// was on; pass it to [`Options::seed`](crate::Options::seed) to replay the delays.
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// The outcomes, in call order.
+    pub fn into_vec(self) -> Vec<Outcome<R>> {
+        self.items
+    }
+
+    /// A report: a summary line, then every child that did not return with
+    /// its output. This is also what `Display` prints.
+    pub fn report(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A summary line ("8 children: 7 returned, 1 panicked"), then each child
+/// that did not return, with its output.
+impl<R> fmt::Display for Outcomes<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        summary(f, self.items.iter().map(|o| &o.status))?;
+        if let Some(seed) = self.seed {
+            writeln!(f, "jitter seed: {seed} (replay the delays with `Options::seed({seed})`)")?;
+        }
+        for outcome in self.failures() {
+            write!(f, "{outcome}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn summary<'a, R: 'a>(
+    f: &mut fmt::Formatter<'_>,
+    statuses: impl Iterator<Item = &'a Status<R>>,
+) -> fmt::Result {
+    let mut counts = [0usize; 5];
+    for status in statuses {
+        counts[match status {
+            Status::Returned(_) => 0,
+            Status::Panicked { .. } => 1,
+            Status::Crashed(_) => 2,
+            Status::TimedOut { .. } => 3,
+            Status::Failed { .. } => 4,
+        }] += 1;
+    }
+    let total: usize = counts.iter().sum();
+    let plural = if total == 1 { "child" } else { "children" };
+    write!(f, "{total} {plural}:")?;
+    let names = ["returned", "panicked", "crashed", "timed out", "failed"];
+    let mut first = true;
+    for (count, name) in counts.iter().zip(names) {
+        if *count > 0 {
+            write!(f, "{} {count} {name}", if first { "" } else { "," })?;
+            first = false;
+        }
+    }
+    writeln!(f)
+}
+
+impl<R> IntoIterator for Outcomes<R> {
+    type Item = Outcome<R>;
+    type IntoIter = std::vec::IntoIter<Outcome<R>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
+impl<'a, R> IntoIterator for &'a Outcomes<R> {
+    type Item = &'a Outcome<R>;
+    type IntoIter = std::slice::Iter<'a, Outcome<R>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl<R> std::ops::Index<usize> for Outcomes<R> {
+    type Output = Outcome<R>;
+    fn index(&self, index: usize) -> &Outcome<R> {
+        &self.items[index]
+    }
+}
