@@ -102,9 +102,15 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+// Lets `#[stampede::function]` be used in this crate's own unit tests.
+extern crate self as stampede;
+
+mod assertions;
 mod batch;
 mod child;
 mod error;
+mod flaky;
+mod hunt;
 mod options;
 mod outcome;
 mod registry;

@@ -1,0 +1,1 @@
+//! `#[stampede::flaky(max_runs = N, min_passes = M)]`.

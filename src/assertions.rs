@@ -1,0 +1,1 @@
+//! Assertion helpers on [`Outcomes`](crate::Outcomes) that fail with a report of every child.

@@ -1,0 +1,1 @@
+//! Runtime of `#[stampede::flaky]`: rerun a test until it passes often enough.

@@ -1,0 +1,1 @@
+//! Race hunting: repeat a concurrent scenario until it fails.
