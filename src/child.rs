@@ -123,7 +123,10 @@ fn detect() -> Option<Context> {
         return None;
     };
     let parent: u32 = parent.parse().ok()?;
-    (parent == sys::getppid()).then_some(Context { parent, index: index.parse().ok()? })
+    (parent == sys::getppid()).then_some(Context {
+        parent,
+        index: index.parse().ok()?,
+    })
 }
 
 /// The value of [`CHILD_VAR`] for child `index` of this process.
@@ -165,7 +168,10 @@ fn serve(context: &Context) -> std::io::Result<()> {
     } else {
         match registry::find(&request.function) {
             Some(registration) => registration.prepare(&request.args),
-            None => Err(format!("no function `{}` is registered in this binary", request.function)),
+            None => Err(format!(
+                "no function `{}` is registered in this binary",
+                request.function
+            )),
         }
     };
     drop(request.args);
@@ -173,12 +179,21 @@ fn serve(context: &Context) -> std::io::Result<()> {
         Ok(prepared) => prepared,
         Err(reason) => {
             let now = sys::monotonic_ns();
-            let done = Report::Done { started_ns: now, finished_ns: now, result: ChildResult::Failed(reason) };
+            let done = Report::Done {
+                started_ns: now,
+                finished_ns: now,
+                result: ChildResult::Failed(reason),
+            };
             return wire::write_frame(&mut channel, &done);
         }
     };
     install_panic_hook();
-    wire::write_frame(&mut channel, &Report::Ready { at_ns: sys::monotonic_ns() })?;
+    wire::write_frame(
+        &mut channel,
+        &Report::Ready {
+            at_ns: sys::monotonic_ns(),
+        },
+    )?;
     if request.barrier {
         // Blocks until the parent closes the barrier's write end: EOF for all.
         let mut byte = [0u8; 1];
@@ -204,7 +219,14 @@ fn serve(context: &Context) -> std::io::Result<()> {
         }
     };
     let _ = std::io::stdout().flush();
-    wire::write_frame(&mut channel, &Report::Done { started_ns, finished_ns, result })
+    wire::write_frame(
+        &mut channel,
+        &Report::Done {
+            started_ns,
+            finished_ns,
+            result,
+        },
+    )
 }
 
 /// The delay of child `index` after the barrier: uniform in
@@ -227,7 +249,9 @@ fn install_panic_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         let message = payload_message(info.payload());
-        let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         LAST_PANIC.with(|last| *last.borrow_mut() = Some((message, location)));
         previous(info);
     }));
@@ -250,8 +274,14 @@ mod tests {
     #[test]
     fn dispatcher_names_match_libtest() {
         assert_eq!(EntryPoint::new("my_test").test_name(), "__stampede_entry");
-        assert_eq!(EntryPoint::new("mylib::tests").test_name(), "tests::__stampede_entry");
-        assert_eq!(EntryPoint::new("mylib::a::b").test_name(), "a::b::__stampede_entry");
+        assert_eq!(
+            EntryPoint::new("mylib::tests").test_name(),
+            "tests::__stampede_entry"
+        );
+        assert_eq!(
+            EntryPoint::new("mylib::a::b").test_name(),
+            "a::b::__stampede_entry"
+        );
     }
 
     #[test]
@@ -259,9 +289,18 @@ mod tests {
         let max = 1_000;
         let delays: Vec<u64> = (0..64).map(|i| jitter_ns(7, i, max)).collect();
         assert!(delays.iter().all(|d| *d <= max));
-        assert!(delays.iter().any(|d| *d != delays[0]), "not constant: {delays:?}");
-        assert_eq!(delays, (0..64).map(|i| jitter_ns(7, i, max)).collect::<Vec<_>>());
-        assert_ne!(delays, (0..64).map(|i| jitter_ns(8, i, max)).collect::<Vec<_>>());
+        assert!(
+            delays.iter().any(|d| *d != delays[0]),
+            "not constant: {delays:?}"
+        );
+        assert_eq!(
+            delays,
+            (0..64).map(|i| jitter_ns(7, i, max)).collect::<Vec<_>>()
+        );
+        assert_ne!(
+            delays,
+            (0..64).map(|i| jitter_ns(8, i, max)).collect::<Vec<_>>()
+        );
         assert_eq!(jitter_ns(7, 3, 0), 0);
     }
 }

@@ -20,20 +20,73 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 /// Version of the messages below; a child refuses a request of another one.
 pub(crate) const PROTOCOL: u32 = 1;
 
-fn codec() -> impl bincode::Options {
+/// Encoding has no limit: a limit makes bincode walk the value twice (size,
+/// then bytes), and the frame length is checked afterwards anyway.
+fn encoder() -> impl bincode::Options {
+    bincode::DefaultOptions::new().with_fixint_encoding()
+}
+
+/// Decoding is bounded by the input's length, so a lying length inside the
+/// payload fails on the missing bytes instead of allocating.
+fn decoder(len: usize) -> impl bincode::Options {
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
-        .with_limit(MAX_FRAME as u64)
+        .with_limit(len as u64)
 }
 
 /// Encodes a value (arguments, a returned value or a message).
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    codec().serialize(value).map_err(|e| e.to_string())
+    encoder().serialize(value).map_err(|e| e.to_string())
 }
 
 /// Decodes a value, refusing trailing bytes.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    codec().deserialize(bytes).map_err(|e| e.to_string())
+    decoder(bytes.len())
+        .deserialize(bytes)
+        .map_err(|e| e.to_string())
+}
+
+/// Already-encoded values inside a message travel as one byte string (a
+/// length and a copy), not as a sequence of `u8` elements.
+mod byte_string {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::new();
+            while let Some(byte) = seq.next_element()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
 }
 
 /// What the parent sends a child: the function to run and how.
@@ -41,6 +94,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 pub(crate) struct Request {
     pub protocol: u32,
     pub function: String,
+    #[serde(with = "byte_string")]
     pub args: Vec<u8>,
     pub barrier: bool,
     /// Upper bound of the random delay after the barrier, in nanoseconds.
@@ -54,13 +108,20 @@ pub(crate) enum Report {
     /// Arguments decoded; waiting at the barrier.
     Ready { at_ns: u64 },
     /// The function ran (or could not).
-    Done { started_ns: u64, finished_ns: u64, result: ChildResult },
+    Done {
+        started_ns: u64,
+        finished_ns: u64,
+        result: ChildResult,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum ChildResult {
-    Returned(Vec<u8>),
-    Panicked { message: String, location: Option<String> },
+    Returned(#[serde(with = "byte_string")] Vec<u8>),
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
     /// stampede could not run the function in the child (unknown name,
     /// undecodable arguments, unencodable result).
     Failed(String),
@@ -69,12 +130,14 @@ pub(crate) enum ChildResult {
 /// Encodes `message` as one frame, header included.
 pub(crate) fn frame<T: Serialize>(message: &T) -> Result<Vec<u8>, String> {
     let mut out = vec![0; 4];
-    codec()
+    encoder()
         .serialize_into(&mut out, message)
         .map_err(|e| e.to_string())?;
     let len = out.len() - 4;
     if len > MAX_FRAME {
-        return Err(format!("message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"));
+        return Err(format!(
+            "message of {len} bytes exceeds the {MAX_FRAME}-byte frame limit"
+        ));
     }
     out[..4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(out)
@@ -101,7 +164,10 @@ pub(crate) fn read_frame<T: DeserializeOwned>(input: &mut impl Read) -> io::Resu
     let mut payload = Vec::new();
     input.take(len as u64).read_to_end(&mut payload)?;
     if payload.len() != len {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated frame"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "truncated frame",
+        ));
     }
     decode(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
@@ -120,7 +186,9 @@ impl FrameReader {
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub(crate) fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, String> {
-        let Some(header) = self.buf.get(..4) else { return Ok(None) };
+        let Some(header) = self.buf.get(..4) else {
+            return Ok(None);
+        };
         let len = u32::from_le_bytes(header.try_into().expect("4 bytes")) as usize;
         if len > MAX_FRAME {
             return Err(format!(
@@ -132,7 +200,9 @@ impl FrameReader {
         }
         let message = decode(&self.buf[4..4 + len]);
         self.buf.drain(..4 + len);
-        message.map(Some).map_err(|e| format!("an undecodable frame ({e})"))
+        message
+            .map(Some)
+            .map_err(|e| format!("an undecodable frame ({e})"))
     }
 
     /// Bytes of an incomplete frame left when the channel closed.
@@ -154,7 +224,10 @@ mod tests {
             assert!(reader.next::<Report>().unwrap().is_none());
         }
         reader.push(&bytes[bytes.len() - 1..]);
-        assert!(matches!(reader.next::<Report>().unwrap(), Some(Report::Ready { at_ns: 42 })));
+        assert!(matches!(
+            reader.next::<Report>().unwrap(),
+            Some(Report::Ready { at_ns: 42 })
+        ));
         assert_eq!(reader.pending(), 0);
     }
 
@@ -164,7 +237,10 @@ mod tests {
         reader.push(&u32::MAX.to_le_bytes());
         let err = reader.next::<Report>().unwrap_err();
         assert!(err.contains("over the"), "{err}");
-        assert!(reader.buf.capacity() < 1024, "no allocation of the claimed size");
+        assert!(
+            reader.buf.capacity() < 1024,
+            "no allocation of the claimed size"
+        );
     }
 
     #[test]
@@ -190,12 +266,16 @@ mod tests {
         let mut truncated = frame(&Report::Ready { at_ns: 1 }).unwrap();
         truncated.pop();
         assert_eq!(
-            read_frame::<Report>(&mut truncated.as_slice()).unwrap_err().kind(),
+            read_frame::<Report>(&mut truncated.as_slice())
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::UnexpectedEof
         );
         let oversized = u32::MAX.to_le_bytes();
         assert_eq!(
-            read_frame::<Report>(&mut oversized.as_slice()).unwrap_err().kind(),
+            read_frame::<Report>(&mut oversized.as_slice())
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::InvalidData
         );
     }

@@ -1,0 +1,98 @@
+//! Process helpers shared by the integration tests: look at /proc, start
+//! this test binary again on one ignored test, wait for conditions.
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether `pid` no longer runs: gone, or a zombie waiting for a reaper.
+pub fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// The pids of this process's children (all threads).
+pub fn own_children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids
+}
+
+/// Starts `exe` (this test binary, or a copy) on the ignored test `name`
+/// alone, with extra environment variables.
+pub fn start_ignored_test(exe: &Path, name: &str, env: &[(&str, &str)]) -> Child {
+    let mut tries = 0;
+    loop {
+        let started = Command::new(exe)
+            .args([
+                name,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match started {
+            // A freshly written copy can be briefly held open for writing by
+            // a process another test thread is forking: ETXTBSY, try again.
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.expect("start the test binary again"),
+        }
+    }
+}
+
+/// Reads a file of whitespace-separated pids, as written by children.
+pub fn read_pids(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Appends this process's pid to `path`, one per line.
+pub fn record_pid(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("pid file");
+    // One write per record: O_APPEND keeps whole writes from interleaving.
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .expect("write pid");
+}
