@@ -84,7 +84,12 @@ impl Default for Batch {
 impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
-        Self { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), calls: Vec::new(), error: None, repeats: 1 }
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            calls: Vec::new(),
+            error: None,
+            repeats: 1,
+        }
     }
 
     /// Adds a call of `f(args)`, run in a child of its own. An unregistered
@@ -98,13 +103,25 @@ impl Batch {
         let checked = options::checked_name(&f)
             .and_then(|function| Ok((function, options::encode_args(function, &args)?)));
         match checked {
-            Ok((function, args)) => self.calls.push(Call { function, args, decode: decode_any::<F::Output> }),
+            Ok((function, args)) => self.calls.push(Call {
+                function,
+                args,
+                decode: decode_any::<F::Output>,
+            }),
             Err(e) => {
                 self.error.get_or_insert(e);
-                self.calls.push(Call { function: "", args: Arc::default(), decode: decode_any::<F::Output> });
+                self.calls.push(Call {
+                    function: "",
+                    args: Arc::default(),
+                    decode: decode_any::<F::Output>,
+                });
             }
         }
-        Handle { batch: self.id, slot, _returns: PhantomData }
+        Handle {
+            batch: self.id,
+            slot,
+            _returns: PhantomData,
+        }
     }
 
     /// Runs the whole list of calls `times` times in the same batch (calls
@@ -136,9 +153,10 @@ impl Batch {
     pub(crate) fn calls(&self) -> Result<&[Call]> {
         match &self.error {
             Some(Error::NotRegistered { name }) => Err(Error::NotRegistered { name }),
-            Some(Error::Encode { function, message }) => {
-                Err(Error::Encode { function, message: message.clone() })
-            }
+            Some(Error::Encode { function, message }) => Err(Error::Encode {
+                function,
+                message: message.clone(),
+            }),
             Some(other) => Err(Error::InvalidOptions(other.to_string())),
             None => Ok(&self.calls),
         }
@@ -154,7 +172,12 @@ impl Batch {
             .enumerate()
             .map(|(i, o)| Some(o.map(self.calls[i % self.calls.len()].decode)))
             .collect();
-        BatchOutcomes { id: self.id, calls: self.calls.len(), items, seed }
+        BatchOutcomes {
+            id: self.id,
+            calls: self.calls.len(),
+            items,
+            seed,
+        }
     }
 }
 
@@ -162,7 +185,10 @@ fn decode_any<R: DeserializeOwned + Send + 'static>(bytes: Vec<u8>) -> Status<Bo
     match wire::decode::<R>(&bytes) {
         Ok(value) => Status::Returned(Box::new(value)),
         Err(e) => Status::Failed {
-            reason: format!("could not decode the returned value as `{}`: {e}", std::any::type_name::<R>()),
+            reason: format!(
+                "could not decode the returned value as `{}`: {e}",
+                std::any::type_name::<R>()
+            ),
         },
     }
 }
@@ -193,7 +219,10 @@ impl BatchOutcomes {
     /// If `handle` comes from another batch, or was taken already.
     #[track_caller]
     pub fn take<R: 'static>(&mut self, handle: Handle<R>) -> Outcomes<R> {
-        assert_eq!(handle.batch, self.id, "this handle belongs to another stampede::Batch");
+        assert_eq!(
+            handle.batch, self.id,
+            "this handle belongs to another stampede::Batch"
+        );
         let items = (handle.slot..self.items.len())
             .step_by(self.calls.max(1))
             .map(|i| {
@@ -204,7 +233,10 @@ impl BatchOutcomes {
                 })
             })
             .collect();
-        Outcomes { items, seed: self.seed }
+        Outcomes {
+            items,
+            seed: self.seed,
+        }
     }
 }
 

@@ -67,15 +67,26 @@ impl fmt::Display for Error {
                  `stampede::init()` as the first line of `main` in a binary or example"
             ),
             Error::Encode { function, message } => {
-                write!(f, "could not encode the arguments of `{function}`: {message}")
+                write!(
+                    f,
+                    "could not encode the arguments of `{function}`: {message}"
+                )
             }
             Error::InvalidOptions(message) => write!(f, "invalid options: {message}"),
-            Error::Spawn { child, limit: Some(limit), source } => write!(
+            Error::Spawn {
+                child,
+                limit: Some(limit),
+                source,
+            } => write!(
                 f,
                 "could not start child {child}: {limit} ({source}); the children already \
                  started were killed"
             ),
-            Error::Spawn { child, limit: None, source } => write!(
+            Error::Spawn {
+                child,
+                limit: None,
+                source,
+            } => write!(
                 f,
                 "could not start child {child}: {source}; the children already started were killed"
             ),

@@ -117,7 +117,12 @@ impl Options {
     /// # Errors
     ///
     /// As [`call_concurrently`](crate::call_concurrently).
-    pub fn call_concurrently<F, M>(&self, n: usize, f: F, args: F::Args) -> Result<Outcomes<F::Output>>
+    pub fn call_concurrently<F, M>(
+        &self,
+        n: usize,
+        f: F,
+        args: F::Args,
+    ) -> Result<Outcomes<F::Output>>
     where
         F: Function<M>,
     {
@@ -127,7 +132,10 @@ impl Options {
         let request = self.request(function, args, seed)?;
         let jobs = vec![Job { function, request }; n];
         let raw = spawn::run(self, &jobs)?;
-        Ok(Outcomes { items: raw.into_iter().map(spawn::decode_returned).collect(), seed: self.reported_seed(seed) })
+        Ok(Outcomes {
+            items: raw.into_iter().map(spawn::decode_returned).collect(),
+            seed: self.reported_seed(seed),
+        })
     }
 
     /// Runs a heterogeneous [`Batch`] with these options.
@@ -140,9 +148,14 @@ impl Options {
         let calls = batch.calls()?;
         let mut requests = Vec::with_capacity(calls.len());
         for call in calls {
-            requests.push(Job { function: call.function, request: self.request(call.function, call.args.clone(), seed)? });
+            requests.push(Job {
+                function: call.function,
+                request: self.request(call.function, call.args.clone(), seed)?,
+            });
         }
-        let jobs: Vec<Job> = (0..batch.repeats()).flat_map(|_| requests.iter().cloned()).collect();
+        let jobs: Vec<Job> = (0..batch.repeats())
+            .flat_map(|_| requests.iter().cloned())
+            .collect();
         let raw = spawn::run(self, &jobs)?;
         Ok(batch.collect(raw, self.reported_seed(seed)))
     }
@@ -158,7 +171,12 @@ impl Options {
         (!self.jitter.is_zero()).then_some(seed)
     }
 
-    fn request(&self, function: &'static str, args: Arc<Vec<u8>>, seed: u64) -> Result<Arc<Vec<u8>>> {
+    fn request(
+        &self,
+        function: &'static str,
+        args: Arc<Vec<u8>>,
+        seed: u64,
+    ) -> Result<Arc<Vec<u8>>> {
         if self.max_concurrent == Some(0) {
             return Err(Error::InvalidOptions(
                 "max_concurrent(0) would never start a child; use at least 1".into(),
@@ -172,16 +190,27 @@ impl Options {
             jitter_max_ns: u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX),
             seed,
         };
-        wire::frame(&request).map(Arc::new).map_err(|message| Error::Encode { function, message })
+        wire::frame(&request)
+            .map(Arc::new)
+            .map_err(|message| Error::Encode { function, message })
     }
 }
 
 /// The registry name of `f`, or the error that says how to register it.
 pub(crate) fn checked_name<F>(f: &F) -> Result<&'static str> {
     let name = registry::name_of(f);
-    if registry::is_registered(name) { Ok(name) } else { Err(Error::NotRegistered { name }) }
+    if registry::is_registered(name) {
+        Ok(name)
+    } else {
+        Err(Error::NotRegistered { name })
+    }
 }
 
-pub(crate) fn encode_args<A: serde::Serialize>(function: &'static str, args: &A) -> Result<Arc<Vec<u8>>> {
-    wire::encode(args).map(Arc::new).map_err(|message| Error::Encode { function, message })
+pub(crate) fn encode_args<A: serde::Serialize>(
+    function: &'static str,
+    args: &A,
+) -> Result<Arc<Vec<u8>>> {
+    wire::encode(args)
+        .map(Arc::new)
+        .map_err(|message| Error::Encode { function, message })
 }

@@ -206,7 +206,11 @@ impl<R> Outcome<R> {
 
     /// One line: which child, and what happened to it.
     fn headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "child {} (pid {}) running `{}` ", self.index, self.pid, self.function)?;
+        write!(
+            f,
+            "child {} (pid {}) running `{}` ",
+            self.index, self.pid, self.function
+        )?;
         match &self.status {
             Status::Returned(_) => write!(f, "returned"),
             Status::Panicked { message, location } => {
@@ -236,7 +240,12 @@ fn write_stream(f: &mut fmt::Formatter<'_>, name: &str, captured: &Captured) -> 
         return Ok(());
     }
     if captured.is_truncated() {
-        writeln!(f, "  --- {name} (last {} of {} bytes) ---", captured.tail.len(), captured.total)?;
+        writeln!(
+            f,
+            "  --- {name} (last {} of {} bytes) ---",
+            captured.tail.len(),
+            captured.total
+        )?;
     } else {
         writeln!(f, "  --- {name} ---")?;
     }
@@ -313,7 +322,10 @@ impl<R> Outcomes<R> {
         if !self.all_returned() {
             panic!("{}", self.report());
         }
-        self.items.into_iter().filter_map(|o| o.into_value().ok()).collect()
+        self.items
+            .into_iter()
+            .filter_map(|o| o.into_value().ok())
+            .collect()
     }
 
     /// The seed of the jitter delays, when [`Options::jitter`](crate::Options::jitter)
@@ -340,7 +352,10 @@ impl<R> fmt::Display for Outcomes<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         summary(f, self.items.iter().map(|o| &o.status))?;
         if let Some(seed) = self.seed {
-            writeln!(f, "jitter seed: {seed} (replay the delays with `Options::seed({seed})`)")?;
+            writeln!(
+                f,
+                "jitter seed: {seed} (replay the delays with `Options::seed({seed})`)"
+            )?;
         }
         for outcome in self.failures() {
             write!(f, "{outcome}")?;

@@ -24,7 +24,10 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub const fn new(name: fn() -> &'static str, prepare: fn(&[u8]) -> Result<Prepared, String>) -> Self {
+    pub const fn new(
+        name: fn() -> &'static str,
+        prepare: fn(&[u8]) -> Result<Prepared, String>,
+    ) -> Self {
         Self { name, prepare }
     }
 }
@@ -67,8 +70,7 @@ where
         )
     })?;
     Ok(Box::new(move || {
-        wire::encode(&f.call(args))
-            .map_err(|e| format!("could not encode the returned value: {e}"))
+        wire::encode(&f.call(args)).map_err(|e| format!("could not encode the returned value: {e}"))
     }))
 }
 

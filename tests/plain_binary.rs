@@ -13,9 +13,17 @@ fn door() -> Vec<String> {
 
 fn main() {
     stampede::init();
-    let squares = stampede::call_concurrently(3, square, 7).expect("call").unwrap_all();
+    let squares = stampede::call_concurrently(3, square, 7)
+        .expect("call")
+        .unwrap_all();
     assert_eq!(squares, [49, 49, 49]);
-    let args = stampede::call_concurrently(1, door, ()).expect("call").unwrap_all();
-    assert_eq!(args, [Vec::<String>::new()], "a plain binary's child gets no libtest arguments");
+    let args = stampede::call_concurrently(1, door, ())
+        .expect("call")
+        .unwrap_all();
+    assert_eq!(
+        args,
+        [Vec::<String>::new()],
+        "a plain binary's child gets no libtest arguments"
+    );
     println!("plain_binary: 2 passed, 0 failed");
 }

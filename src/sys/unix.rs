@@ -18,7 +18,11 @@ pub(crate) const BARRIER_FD: RawFd = 4;
 const FIRST_CLOSED_FD: RawFd = 5;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// A pipe whose two ends are close-on-exec: `(read, write)`.
@@ -72,9 +76,8 @@ fn set_cloexec(fd: &OwnedFd) -> io::Result<()> {
 /// so that moving it to fd 3 or 4 in a child cannot overwrite the other one.
 pub(crate) fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor and touches no memory.
-    let new = check(unsafe {
-        libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FIRST_CLOSED_FD)
-    })?;
+    let new =
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FIRST_CLOSED_FD) })?;
     // SAFETY: `new` was just created and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
@@ -132,7 +135,11 @@ pub(crate) const POLLIN: i16 = libc::POLLIN;
 pub(crate) const POLLOUT: i16 = libc::POLLOUT;
 
 pub(crate) fn poll_fd(fd: RawFd, events: i16) -> PollFd {
-    PollFd { fd, events, revents: 0 }
+    PollFd {
+        fd,
+        events,
+        revents: 0,
+    }
 }
 
 /// Waits until one of `fds` is ready or `timeout_ms` passes (-1: no limit).
@@ -147,7 +154,10 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<()> {
 /// Nanoseconds on the system-wide monotonic clock, comparable between the
 /// parent and its children (they share the clock; `Instant` cannot travel).
 pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -252,7 +262,10 @@ unsafe fn mark_rest_cloexec() {
     // Fallback for old kernels: walk the descriptor table's possible range.
     // SAFETY: getrlimit fills a valid struct; fcntl on a closed fd is EBADF.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur.min(1 << 20) as RawFd
         } else {
@@ -272,7 +285,10 @@ pub(crate) fn child_descriptors() -> io::Result<(File, File)> {
         // SAFETY: F_SETFD on a descriptor number only sets its flags; a
         // closed descriptor gives EBADF, which is reported.
         check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map_err(|e| {
-            io::Error::new(e.kind(), format!("stampede's descriptor {fd} is not open in this child: {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("stampede's descriptor {fd} is not open in this child: {e}"),
+            )
         })?;
     }
     // SAFETY: both descriptors were checked open above; they were placed by
@@ -295,7 +311,10 @@ pub(crate) fn child_die_with(parent: u32) {
 
 /// The current soft and hard limits on open descriptors.
 pub(crate) fn nofile_limits() -> Option<(u64, u64)> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit fills a valid struct.
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0)
         .then_some((lim.rlim_cur as u64, lim.rlim_max as u64))
@@ -309,15 +328,25 @@ pub(crate) fn raise_nofile(wanted: u64) -> Option<u64> {
         return Some(soft);
     }
     let new = wanted.min(hard);
-    let lim = libc::rlimit { rlim_cur: new as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+    let lim = libc::rlimit {
+        rlim_cur: new as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
     // SAFETY: setrlimit reads a valid struct; raising the soft limit up to the
     // hard one is always permitted.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 { Some(new) } else { Some(soft) }
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        Some(new)
+    } else {
+        Some(soft)
+    }
 }
 
 /// The limit on processes of this user, for error messages.
 pub(crate) fn nproc_limit() -> Option<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit fills a valid struct.
     (unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut lim) } == 0).then_some(lim.rlim_cur as u64)
 }
