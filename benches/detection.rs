@@ -1,1 +1,291 @@
-fn main() { stampede::init(); }
+//! Detection power: how often one concurrent run exposes each planted race
+//! of the SQLite recipes (`tests/common/sqlite.rs`), with 8 children,
+//! with the start barrier on, off, and on with start jitter.
+//!
+//! Run with `cargo bench --bench detection`. Each cell is the fraction of
+//! runs (each a fresh database and 8 fresh processes) in which the race
+//! showed. The correct recipes run too, as controls: they must show 0 %, or
+//! the measurement (not the recipe) is broken. Rates are printed, never
+//! asserted: a missed target is a line that says MISS.
+//!
+//! Environment: `DETECTION_RUNS` (default 60, at least 50 for numbers worth
+//! quoting) sets the runs per cell.
+
+#[path = "../tests/common/sqlite.rs"]
+mod sqlite;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use sqlite::Db;
+use stampede::Options;
+
+const RUNS_VAR: &str = "DETECTION_RUNS";
+const DEFAULT_RUNS: usize = 60;
+const CHILDREN: usize = sqlite::WORKERS;
+const JITTER: Duration = Duration::from_micros(200);
+/// The exposure the naive claim and the lost update must reach with the barrier on.
+const TARGET: f64 = 0.95;
+
+/// One planted race (or control): runs the scenario once with `options` and
+/// says whether the race showed. `Err` when a child did not return, which
+/// is neither an exposure nor a pass and is counted apart.
+struct Race {
+    name: &'static str,
+    /// What counts as exposed, in words, for the table's legend.
+    exposed_when: &'static str,
+    control: bool,
+    targeted: bool,
+    run: fn(&Options) -> Result<bool, String>,
+}
+
+fn winners(outcomes: stampede::Outcomes<bool>) -> Result<usize, String> {
+    if !outcomes.all_returned() {
+        return Err(outcomes.report());
+    }
+    Ok(outcomes.values().filter(|won| **won).count())
+}
+
+const RACES: &[Race] = &[
+    Race {
+        name: "naive claim (SELECT, then UPDATE)",
+        exposed_when: "more than one worker claimed the ticket",
+        control: false,
+        targeted: true,
+        run: |options| {
+            let db = Db::one_free_ticket();
+            let outcomes = options
+                .call_concurrently(CHILDREN, sqlite::claim_naive, db.path())
+                .map_err(|e| e.to_string())?;
+            Ok(winners(outcomes)? > 1)
+        },
+    },
+    Race {
+        name: "lost update (read, then write value + 1)",
+        exposed_when: "the counter ended below 8",
+        control: false,
+        targeted: true,
+        run: |options| {
+            let db = Db::counter_at_zero();
+            let outcomes = options
+                .call_concurrently(CHILDREN, sqlite::increment_naive, db.path())
+                .map_err(|e| e.to_string())?;
+            if !outcomes.all_returned() {
+                return Err(outcomes.report());
+            }
+            Ok(db.counter() < CHILDREN as i64)
+        },
+    },
+    Race {
+        name: "check-then-insert, no UNIQUE",
+        exposed_when: "more than one claim row",
+        control: false,
+        targeted: false,
+        run: |options| {
+            let db = Db::empty_claims(false);
+            let outcomes = options
+                .call_concurrently(CHILDREN, sqlite::claim_by_insert, db.path())
+                .map_err(|e| e.to_string())?;
+            winners(outcomes)?;
+            Ok(db.claim_rows() > 1)
+        },
+    },
+    Race {
+        name: "control: BEGIN IMMEDIATE claim",
+        exposed_when: "not exactly one winner",
+        control: true,
+        targeted: false,
+        run: |options| {
+            let db = Db::one_free_ticket();
+            let outcomes = options
+                .call_concurrently(CHILDREN, sqlite::claim_immediate, db.path())
+                .map_err(|e| e.to_string())?;
+            Ok(winners(outcomes)? != 1)
+        },
+    },
+    Race {
+        name: "control: check-then-insert, UNIQUE",
+        exposed_when: "not exactly one winner and one row",
+        control: true,
+        targeted: false,
+        run: |options| {
+            let db = Db::empty_claims(true);
+            let outcomes = options
+                .call_concurrently(CHILDREN, sqlite::claim_by_insert, db.path())
+                .map_err(|e| e.to_string())?;
+            Ok(winners(outcomes)? != 1 || db.claim_rows() != 1)
+        },
+    },
+    Race {
+        name: "control: atomic increment",
+        exposed_when: "the counter did not end at 8",
+        control: true,
+        targeted: false,
+        run: |options| {
+            let db = Db::counter_at_zero();
+            let outcomes = options
+                .call_concurrently(CHILDREN, sqlite::increment_atomic, db.path())
+                .map_err(|e| e.to_string())?;
+            if !outcomes.all_returned() {
+                return Err(outcomes.report());
+            }
+            Ok(db.counter() != CHILDREN as i64)
+        },
+    },
+];
+
+struct Mode {
+    name: &'static str,
+    options: fn() -> Options,
+}
+
+const MODES: &[Mode] = &[
+    Mode {
+        name: "barrier on",
+        options: Options::new,
+    },
+    Mode {
+        name: "barrier off",
+        options: || Options::new().barrier(false),
+    },
+    Mode {
+        name: "barrier + jitter 0..=200 µs",
+        options: || Options::new().jitter(JITTER),
+    },
+];
+
+#[derive(Default, Clone, Copy)]
+struct Cell {
+    exposed: usize,
+    errors: usize,
+    runs: usize,
+}
+
+impl Cell {
+    fn rate(&self) -> f64 {
+        let valid = self.runs - self.errors;
+        if valid == 0 {
+            0.0
+        } else {
+            self.exposed as f64 / valid as f64
+        }
+    }
+
+    fn show(&self) -> String {
+        let mut s = format!(
+            "{:.0} % ({}/{})",
+            self.rate() * 100.0,
+            self.exposed,
+            self.runs - self.errors
+        );
+        if self.errors > 0 {
+            let _ = write!(s, ", {} errors", self.errors);
+        }
+        s
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned());
+    format!(
+        "{cores} cores, {cpu}, Linux {kernel}, {CHILDREN} children, SQLite {}",
+        rusqlite::version()
+    )
+}
+
+fn main() {
+    stampede::init();
+    let runs = match std::env::var(RUNS_VAR) {
+        Ok(value) => value
+            .parse::<usize>()
+            .unwrap_or_else(|_| panic!("{RUNS_VAR}={value:?} is not a number of runs")),
+        Err(_) => DEFAULT_RUNS,
+    };
+    let began = Instant::now();
+    let mut cells = vec![[Cell::default(); 3]; RACES.len()];
+    let mut first_error: Option<String> = None;
+    // Modes rotate inside each round so that a slow spell of the machine
+    // does not land on one column only.
+    for round in 0..runs {
+        for (r, race) in RACES.iter().enumerate() {
+            for step in 0..MODES.len() {
+                let m = (round + step) % MODES.len();
+                let cell = &mut cells[r][m];
+                cell.runs += 1;
+                match (race.run)(&(MODES[m].options)()) {
+                    Ok(true) => cell.exposed += 1,
+                    Ok(false) => {}
+                    Err(report) => {
+                        cell.errors += 1;
+                        first_error
+                            .get_or_insert(format!("{} / {}: {report}", race.name, MODES[m].name));
+                    }
+                }
+            }
+        }
+        if (round + 1) % 10 == 0 {
+            eprintln!(
+                "detection: {} of {runs} rounds in {:.0} s",
+                round + 1,
+                began.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nDetection power, {runs} runs per cell ({:.0} s)",
+        began.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(out, "Machine: {}\n", machine());
+    let _ = write!(out, "| scenario |");
+    for mode in MODES {
+        let _ = write!(out, " {} |", mode.name);
+    }
+    let _ = writeln!(out, " exposed when |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (race, row) in RACES.iter().zip(&cells) {
+        let _ = write!(out, "| {} |", race.name);
+        for cell in row {
+            let _ = write!(out, " {} |", cell.show());
+        }
+        let _ = writeln!(out, " {} |", race.exposed_when);
+    }
+    let _ = writeln!(out);
+    for (race, row) in RACES.iter().zip(&cells) {
+        let rate = row[0].rate();
+        if race.targeted {
+            let verdict = if rate >= TARGET { "PASS" } else { "MISS" };
+            let _ = writeln!(
+                out,
+                "{verdict}: {} exposed in {:.0} % of runs with the barrier on (target ≥ {:.0} %)",
+                race.name,
+                rate * 100.0,
+                TARGET * 100.0
+            );
+        }
+        if race.control && row.iter().any(|c| c.exposed > 0) {
+            let _ = writeln!(
+                out,
+                "MISS: {} showed a violation; the recipe or the measurement is wrong",
+                race.name
+            );
+        }
+    }
+    if let Some(error) = first_error {
+        let _ = writeln!(out, "\nfirst run that did not complete:\n{error}");
+    }
+    println!("{out}");
+}

@@ -1,1 +1,507 @@
 //! Race hunting: repeat a concurrent scenario until it fails.
+//!
+//! A race that shows once in 200 runs passes most single runs. [`Hunt`]
+//! runs a scenario (a closure that calls stampede and asserts) again and
+//! again, up to a number of runs or a time budget, stops at the first run
+//! that fails, and says which run it was, what went wrong, how many runs
+//! passed before it and how long the hunt took.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io::Write as _;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::options::Options;
+
+/// A loop that runs a concurrent scenario until it fails, up to a number of
+/// runs or a time budget.
+///
+/// ```no_run
+/// # use std::path::PathBuf;
+/// # #[stampede::function] fn claim(db: PathBuf) -> bool { true }
+/// # fn fresh_database() -> PathBuf { PathBuf::new() }
+/// use std::time::Duration;
+/// use stampede::Hunt;
+///
+/// let summary = Hunt::runs(200)
+///     .time_budget(Duration::from_secs(30))
+///     .run(|run| {
+///         let outcomes = run
+///             .options()
+///             .jitter(Duration::from_micros(200))
+///             .call_concurrently(8, claim, fresh_database())?;
+///         outcomes.assert_exactly_one(|won| *won);
+///         Ok::<(), stampede::Error>(())
+///     })
+///     .unwrap(); // on failure, prints which run failed and every child's report
+/// println!("{summary}"); // "200 runs passed in 12.3 s"
+/// ```
+///
+/// The scenario returns `()` or `Result<(), E>` with `E: Display` (see
+/// [`RunResult`]). A run fails when the scenario panics (an assertion) or
+/// returns `Err`; the hunt stops there and returns a [`HuntFailure`].
+///
+/// **Progress.** A long hunt writes a line to stderr every
+/// [`progress_every`](Hunt::progress_every) (5 s by default), never one per
+/// run: `stampede hunt: 1234 runs passed in 10.0 s, still hunting`. The line
+/// goes straight to the process's stderr, past the test harness's output
+/// capture, so that a long hunt is visibly alive under `cargo test` too.
+///
+/// **Seeds.** Each run gets its own seed, derived from the hunt's seed and
+/// the run's number; [`Run::options`] starts from it, so the
+/// [jitter](Options::jitter) delays of every run are reproducible. A failure
+/// report prints both seeds: [`Hunt::seed`] with the hunt's seed replays
+/// every run's seed, and [`Options::seed`] with the run's seed replays that
+/// run's delays. A seed replays the *delays*, the order in which children are
+/// let go after the barrier; it cannot replay the OS scheduler, I/O timing
+/// or a database's locking. A failing schedule becomes more likely again,
+/// not certain: hunt again with the seed rather than expecting one run to fail.
+#[derive(Debug, Clone)]
+pub struct Hunt {
+    runs: u64,
+    budget: Option<Duration>,
+    progress_every: Duration,
+    seed: Option<u64>,
+}
+
+/// How often a hunt reports progress unless told otherwise.
+const DEFAULT_PROGRESS: Duration = Duration::from_secs(5);
+
+impl Hunt {
+    /// A hunt of at most `n` runs. `0` means no limit on the number of runs,
+    /// which needs a [`time_budget`](Hunt::time_budget).
+    pub fn runs(n: u64) -> Hunt {
+        Hunt {
+            runs: n,
+            budget: None,
+            progress_every: DEFAULT_PROGRESS,
+            seed: None,
+        }
+    }
+
+    /// A hunt that starts runs until `budget` has passed (the run in
+    /// progress then finishes). At least one run always happens.
+    pub fn for_duration(budget: Duration) -> Hunt {
+        Hunt::runs(0).time_budget(budget)
+    }
+
+    /// Also stop starting runs once `budget` has passed since the hunt began;
+    /// the hunt ends at whichever limit comes first.
+    pub fn time_budget(mut self, budget: Duration) -> Hunt {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// How often to write a progress line to stderr during a long hunt
+    /// (default 5 s). `Duration::ZERO` turns progress lines off.
+    pub fn progress_every(mut self, every: Duration) -> Hunt {
+        self.progress_every = every;
+        self
+    }
+
+    /// The hunt's seed, from which every run's seed is derived. Without it,
+    /// each hunt draws a fresh one; a failure report prints it.
+    pub fn seed(mut self, seed: u64) -> Hunt {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Runs `scenario` once per run until a run fails or a limit is reached.
+    ///
+    /// # Errors
+    ///
+    /// A [`HuntFailure`] for the first run whose scenario panicked or
+    /// returned `Err`, with the run's number, the runs that passed, the time
+    /// taken and the message (the panic message of the assertion helpers
+    /// includes every child's report). Also, before any run, when the hunt
+    /// has neither a number of runs nor a time budget, or a zero time
+    /// budget: then [`HuntFailure::error`] holds [`Error::InvalidOptions`]
+    /// and no run happened.
+    pub fn run<T: RunResult>(
+        &self,
+        mut scenario: impl FnMut(&Run) -> T,
+    ) -> Result<HuntSummary, HuntFailure> {
+        let hunt_seed = self.seed.unwrap_or_else(fresh_seed);
+        if let Err(error) = self.validate() {
+            return Err(HuntFailure {
+                run: None,
+                passed: 0,
+                elapsed: Duration::ZERO,
+                hunt_seed,
+                run_seed: None,
+                message: error.to_string(),
+                location: None,
+                panicked: false,
+                error: Some(error),
+            });
+        }
+        install_panic_hook();
+        let began = Instant::now();
+        let mut last_progress = began;
+        let mut passed = 0u64;
+        loop {
+            let number = passed + 1;
+            let budget_spent = self.budget.is_some_and(|budget| began.elapsed() >= budget);
+            if (self.runs != 0 && number > self.runs) || (number > 1 && budget_spent) {
+                return Ok(HuntSummary {
+                    runs: passed,
+                    elapsed: began.elapsed(),
+                    seed: hunt_seed,
+                    budget_spent,
+                });
+            }
+            let run = Run {
+                number,
+                seed: run_seed(hunt_seed, number),
+            };
+            if let Err((message, location, panicked)) = run_once(&mut scenario, &run) {
+                return Err(HuntFailure {
+                    run: Some(number),
+                    passed,
+                    elapsed: began.elapsed(),
+                    hunt_seed,
+                    run_seed: Some(run.seed),
+                    message,
+                    location,
+                    panicked,
+                    error: None,
+                });
+            }
+            passed = number;
+            if !self.progress_every.is_zero() && last_progress.elapsed() >= self.progress_every {
+                last_progress = Instant::now();
+                let line = format!(
+                    "stampede hunt: {passed} runs passed in {:.1} s, still hunting\n",
+                    began.elapsed().as_secs_f64()
+                );
+                // Not `eprintln!`: the test harness would capture it until the test ends.
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        match self.budget {
+            Some(budget) if budget.is_zero() => Err(Error::InvalidOptions(
+                "a hunt with a zero time budget would end before its first run; give it a \
+                 positive budget, or use `Hunt::runs(n)` without one"
+                    .into(),
+            )),
+            None if self.runs == 0 => Err(Error::InvalidOptions(
+                "a hunt of 0 runs without a time budget would pass without running anything; \
+                 use `Hunt::runs(n)` with n >= 1, or `Hunt::for_duration(d)`"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One run of a hunt, handed to the scenario.
+#[derive(Debug, Clone)]
+pub struct Run {
+    number: u64,
+    seed: u64,
+}
+
+impl Run {
+    /// The run's number, counted from 1.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The run's seed, derived from the hunt's seed and the run's number.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// [`Options::new`] with this run's [seed](Options::seed): add
+    /// [`jitter`](Options::jitter) and the delays of every run are
+    /// reproducible from the seeds in a failure report.
+    pub fn options(&self) -> Options {
+        Options::new().seed(self.seed)
+    }
+}
+
+/// What a hunt's scenario returns: `()`, or `Result<(), E>` whose `Err`
+/// fails the run with `E`'s `Display` as the message.
+pub trait RunResult {
+    /// `Ok` for a passing run, or the message of the failure.
+    ///
+    /// # Errors
+    ///
+    /// The failure's message, when the scenario reported one.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl RunResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> RunResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// A hunt in which every run passed.
+#[derive(Debug, Clone)]
+pub struct HuntSummary {
+    runs: u64,
+    elapsed: Duration,
+    seed: u64,
+    budget_spent: bool,
+}
+
+impl HuntSummary {
+    /// How many runs ran (all of them passed).
+    pub fn runs(&self) -> u64 {
+        self.runs
+    }
+
+    /// How long the hunt took.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// The hunt's seed ([`Hunt::seed`] with it replays every run's seed).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// "200 runs passed in 12.3 s", with "(time budget spent)" when the budget ended it.
+impl fmt::Display for HuntSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.runs == 1 { "run" } else { "runs" };
+        write!(
+            f,
+            "{} {plural} passed in {:.1} s",
+            self.runs,
+            self.elapsed.as_secs_f64()
+        )?;
+        if self.budget_spent {
+            write!(f, " (time budget spent)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a hunt did not pass: the first run that failed, or (before any run)
+/// a hunt set up with nothing to run.
+///
+/// `Display` and `Debug` print the same report (which run failed, after how
+/// many passed and how long, the seeds, and the message), so that
+/// `.unwrap()` in a test shows it readably.
+pub struct HuntFailure {
+    run: Option<u64>,
+    passed: u64,
+    elapsed: Duration,
+    hunt_seed: u64,
+    run_seed: Option<u64>,
+    message: String,
+    location: Option<String>,
+    panicked: bool,
+    error: Option<Error>,
+}
+
+impl HuntFailure {
+    /// The number (from 1) of the run that failed; `None` when the hunt was
+    /// invalid and no run happened (see [`error`](HuntFailure::error)).
+    pub fn run(&self) -> Option<u64> {
+        self.run
+    }
+
+    /// How many runs passed before the failing one.
+    pub fn runs_passed(&self) -> u64 {
+        self.passed
+    }
+
+    /// How long the hunt took, up to and including the failing run.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// The panic message or the returned error's text. When the scenario
+    /// failed in one of the assertion helpers of [`Outcomes`](crate::Outcomes),
+    /// this includes the report of every child, with its output.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Where the scenario panicked (`file:line:column`), if it panicked.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// Whether the run failed by panicking (as opposed to returning `Err`).
+    pub fn panicked(&self) -> bool {
+        self.panicked
+    }
+
+    /// The failing run's seed ([`Options::seed`] with it replays the run's
+    /// jitter delays, when the scenario used [`Run::options`]).
+    pub fn run_seed(&self) -> Option<u64> {
+        self.run_seed
+    }
+
+    /// The hunt's seed ([`Hunt::seed`] with it replays every run's seed).
+    pub fn hunt_seed(&self) -> u64 {
+        self.hunt_seed
+    }
+
+    /// The error, when the hunt was invalid and never started a run.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+}
+
+impl fmt::Display for HuntFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(run) = self.run else {
+            return write!(f, "stampede hunt did not start: {}", self.message);
+        };
+        let runs = if self.passed == 1 { "run" } else { "runs" };
+        writeln!(
+            f,
+            "stampede hunt: run {run} failed, after {} {runs} passed, in {:.1} s",
+            self.passed,
+            self.elapsed.as_secs_f64()
+        )?;
+        if let Some(run_seed) = self.run_seed {
+            writeln!(
+                f,
+                "seeds: run {run_seed} (`Options::seed({run_seed})` replays this run's jitter delays), \
+                 hunt {} (`Hunt::seed({})` replays every run's seed)",
+                self.hunt_seed, self.hunt_seed
+            )?;
+        }
+        match (&self.location, self.panicked) {
+            (Some(location), true) => writeln!(f, "the scenario panicked at {location}:")?,
+            (None, true) => writeln!(f, "the scenario panicked:")?,
+            (_, false) => writeln!(f, "the scenario returned an error:")?,
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl fmt::Debug for HuntFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for HuntFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.as_ref().map(|e| e as _)
+    }
+}
+
+/// Runs the scenario once; `Err((message, location, panicked))` if it failed.
+fn run_once<T: RunResult>(
+    scenario: &mut impl FnMut(&Run) -> T,
+    run: &Run,
+) -> Result<(), (String, Option<String>, bool)> {
+    LAST_PANIC.with(|last| last.borrow_mut().take());
+    IN_SCENARIO.with(|flag| flag.set(true));
+    // Unwind safety: after a panic the hunt stops and never calls the
+    // scenario again, so nothing it left half-updated is observed through us.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| scenario(run).into_result()));
+    IN_SCENARIO.with(|flag| flag.set(false));
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err((message, None, false)),
+        Err(payload) => {
+            let (message, location) = LAST_PANIC
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| (payload_message(&*payload), None));
+            Err((message, location, true))
+        }
+    }
+}
+
+thread_local! {
+    /// Whether this thread is inside a hunt's scenario.
+    static IN_SCENARIO: Cell<bool> = const { Cell::new(false) };
+    /// The message and location of the scenario's panic, recorded by the hook.
+    static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that records the message and
+/// location of a panic in a hunt's scenario instead of printing it (the
+/// failure report prints it once, with the run it belongs to). Every other
+/// panic goes to the previous hook as before.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_SCENARIO.with(Cell::get) {
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+                LAST_PANIC.with(|last| {
+                    *last.borrow_mut() = Some((payload_message(info.payload()), location))
+                });
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+fn fresh_seed() -> u64 {
+    let nanos = crate::sys::monotonic_ns();
+    splitmix64(nanos ^ (u64::from(std::process::id()) << 32))
+}
+
+/// The seed of run `number`: well mixed, so that neighbouring runs get
+/// unrelated jitter delays.
+fn run_seed(hunt_seed: u64, number: u64) -> u64 {
+    splitmix64(hunt_seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_seeds_are_reproducible_and_differ_between_runs() {
+        let seeds: Vec<u64> = (1..=100).map(|n| run_seed(42, n)).collect();
+        assert_eq!(
+            seeds,
+            (1..=100).map(|n| run_seed(42, n)).collect::<Vec<_>>()
+        );
+        let mut unique = seeds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            seeds.len(),
+            "two runs share a seed: {seeds:?}"
+        );
+        assert_ne!(run_seed(42, 1), run_seed(43, 1));
+    }
+}

@@ -121,6 +121,7 @@ mod wire;
 
 pub use batch::{Batch, BatchOutcomes, Handle};
 pub use error::{Error, Result};
+pub use hunt::{Hunt, HuntFailure, HuntSummary, Run, RunResult};
 pub use options::Options;
 pub use outcome::{Captured, Exit, Outcome, Outcomes, Status, Timings};
 pub use registry::Function;
