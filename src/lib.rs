@@ -208,3 +208,22 @@ pub mod __private {
     pub use inventory;
     pub use std::string::String;
 }
+
+/// Unit tests inside `src/` reach stampede through `entry!()` in their
+/// `#[cfg(test)]` module, as users' crates do.
+#[cfg(test)]
+mod unit_tests {
+    crate::entry!();
+
+    #[stampede::function]
+    fn double(x: u32) -> u32 {
+        x * 2
+    }
+
+    #[test]
+    fn unit_tests_inside_src_can_call_concurrently() {
+        let outcomes = crate::call_concurrently(3, double, 21).unwrap();
+        assert_eq!(outcomes[0].function(), "stampede::unit_tests::double");
+        assert_eq!(outcomes.unwrap_all(), [42, 42, 42]);
+    }
+}

@@ -1,0 +1,97 @@
+//! Misuse is an immediate error that says what to do; spawn failures name
+//! the limit and leave nothing behind.
+
+stampede::entry!();
+
+#[path = "common/procs.rs"]
+mod procs;
+
+use stampede::Error;
+
+#[stampede::function]
+fn registered(x: u8) -> u8 {
+    x
+}
+
+fn not_marked(x: u8) -> u8 {
+    x
+}
+
+#[test]
+fn a_closure_is_refused_before_spawning_with_the_fix() {
+    let before = procs::own_children();
+    let err = stampede::call_concurrently(4, |x: u8| x + 1, 1).unwrap_err();
+    assert!(matches!(err, Error::NotRegistered { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("is a closure") && text.contains("#[stampede::function]"),
+        "{text}"
+    );
+    assert!(
+        procs::own_children().len() <= before.len(),
+        "nothing was spawned"
+    );
+}
+
+#[test]
+fn an_unmarked_function_or_a_pointer_is_refused_with_the_fix() {
+    let err = stampede::call_concurrently(2, not_marked, 1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`errors::not_marked` is not registered with stampede; add `#[stampede::function]` to the \
+         function (function pointers and closures cannot be called in a child)"
+    );
+    let pointer: fn(u8) -> u8 = registered;
+    let err = stampede::call_concurrently(2, pointer, 1).unwrap_err();
+    assert!(
+        err.to_string().contains("`fn(u8) -> u8` is not registered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_children_of_an_unregistered_function_is_still_an_error() {
+    assert!(matches!(
+        stampede::call_concurrently(0, not_marked, 1),
+        Err(Error::NotRegistered { .. })
+    ));
+}
+
+/// Started by the next test with a tiny descriptor limit.
+#[test]
+#[ignore = "started by a_descriptor_limit_is_named_and_started_children_are_reaped"]
+fn descriptor_limit_inner() {
+    let limit = libc::rlimit {
+        rlim_cur: 40,
+        rlim_max: 40,
+    };
+    // SAFETY: setrlimit reads a valid struct; this process is a throwaway.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let err = stampede::call_concurrently(50, registered, 1).unwrap_err();
+    let Error::Spawn { child, .. } = &err else {
+        panic!("expected a spawn error, got {err}")
+    };
+    assert!(*child > 0, "some children had started before the limit hit");
+    assert!(err.to_string().contains("RLIMIT_NOFILE = 40"), "{err}");
+    assert!(err.to_string().contains("Options::max_concurrent"), "{err}");
+    assert!(
+        procs::wait_until(std::time::Duration::from_secs(5), || procs::own_children()
+            .is_empty()),
+        "started children were reaped"
+    );
+    println!("INNER-OK: {err}");
+}
+
+#[test]
+fn a_descriptor_limit_is_named_and_started_children_are_reaped() {
+    let exe = std::env::current_exe().unwrap();
+    let run = procs::start_ignored_test(&exe, "descriptor_limit_inner", &[])
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("INNER-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
