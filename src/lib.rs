@@ -125,6 +125,7 @@ pub use hunt::{Hunt, HuntFailure, HuntSummary, Run, RunResult};
 pub use options::Options;
 pub use outcome::{Captured, Exit, Outcome, Outcomes, Status, Timings};
 pub use registry::Function;
+pub use stampede_macros::flaky;
 pub use stampede_macros::function;
 
 /// Calls `f(args)` in `n` fresh child processes at the same instant and
@@ -207,6 +208,11 @@ pub mod __private {
     pub use crate::registry::{Prepared, Registration, name_of, prepare};
     pub use inventory;
     pub use std::string::String;
+
+    /// Runtime of `#[stampede::flaky]`; used by generated code, not public API.
+    pub mod flaky {
+        pub use crate::flaky::{Attempt, Attempts, Failure, run, run_test};
+    }
 }
 
 /// Unit tests inside `src/` reach stampede through `entry!()` in their

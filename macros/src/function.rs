@@ -2,8 +2,7 @@
 //! entry that a child process finds by the function's path.
 
 use proc_macro2::TokenStream;
-use quote::quote;
-use syn::spanned::Spanned;
+use quote::{ToTokens, quote};
 use syn::{FnArg, ItemFn, ReturnType};
 
 /// The most arguments a registered function may take; `stampede::Function`
@@ -12,8 +11,8 @@ const MAX_ARGS: usize = 8;
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     if !args.is_empty() {
-        return Err(syn::Error::new(
-            args.span(),
+        return Err(syn::Error::new_spanned(
+            args,
             "#[stampede::function] takes no arguments; write `#[stampede::function]`",
         ));
     }
@@ -49,71 +48,74 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
 fn check(func: &ItemFn) -> syn::Result<()> {
     let sig = &func.sig;
     let mut errors: Vec<syn::Error> = Vec::new();
-    let mut fail = |span: proc_macro2::Span, msg: &str| errors.push(syn::Error::new(span, msg));
+    // Spanned on the culprit's first and last tokens, so that the whole of it
+    // is underlined.
+    let mut fail =
+        |culprit: &dyn ToTokens, msg: &str| errors.push(syn::Error::new_spanned(culprit, msg));
 
     if let Some(token) = &sig.asyncness {
         fail(
-            token.span(),
+            token,
             "#[stampede::function] cannot be `async`: a child calls the function directly; \
              make it a plain `fn` that builds its own runtime (e.g. `Runtime::new()?.block_on(..)`)",
         );
     }
     if let Some(token) = &sig.constness {
         fail(
-            token.span(),
+            token,
             "#[stampede::function] cannot be `const`: remove `const`, or wrap the const fn in a plain `fn`",
         );
     }
     if let Some(token) = &sig.unsafety {
         fail(
-            token.span(),
+            token,
             "#[stampede::function] cannot be `unsafe`: its caller is a child process that cannot \
              uphold your safety contract; wrap the call in a safe `fn`",
         );
     }
     if let Some(abi) = &sig.abi {
         fail(
-            abi.span(),
+            abi,
             "#[stampede::function] cannot have an `extern` ABI: write a plain Rust `fn`",
         );
     }
     if !sig.generics.params.is_empty() {
         fail(
-            sig.generics.params.span(),
+            &sig.generics,
             "#[stampede::function] cannot be generic: a child finds the function by name, and a \
              generic function has no single name; write one non-generic `fn` per type",
         );
     }
     if let Some(clause) = &sig.generics.where_clause {
         fail(
-            clause.span(),
+            clause,
             "#[stampede::function] cannot have a `where` clause: write a non-generic `fn`",
         );
     }
     if let Some(variadic) = &sig.variadic {
         fail(
-            variadic.span(),
+            variadic,
             "#[stampede::function] cannot be variadic: take a `Vec` or a tuple instead of `...`",
         );
     }
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => fail(
-                receiver.span(),
+                receiver,
                 "#[stampede::function] cannot take `self`: a child has no receiver to call it on; \
                  write a free `fn` that takes the value as an ordinary argument",
             ),
             FnArg::Typed(arg) => {
                 if let syn::Type::ImplTrait(imp) = &*arg.ty {
                     fail(
-                        imp.span(),
+                        imp,
                         "#[stampede::function] cannot take `impl Trait`: name a concrete type that \
                          is `Serialize + DeserializeOwned`",
                     );
                 }
                 if let syn::Type::Reference(r) = &*arg.ty {
                     fail(
-                        r.span(),
+                        r,
                         "#[stampede::function] cannot take a reference: arguments travel to another \
                          process; take an owned type (`String` for `&str`, `Vec<T>` for `&[T]`)",
                     );
@@ -122,22 +124,23 @@ fn check(func: &ItemFn) -> syn::Result<()> {
         }
     }
     if sig.inputs.len() > MAX_ARGS {
+        let extra: Vec<&FnArg> = sig.inputs.iter().skip(MAX_ARGS).collect();
         fail(
-            sig.inputs.span(),
+            &quote!(#(#extra),*),
             "#[stampede::function] takes at most 8 arguments: group them in a struct or a tuple",
         );
     }
     if let ReturnType::Type(_, ty) = &sig.output {
         if let syn::Type::ImplTrait(imp) = &**ty {
             fail(
-                imp.span(),
+                imp,
                 "#[stampede::function] cannot return `impl Trait`: name a concrete type that is \
                  `Serialize + DeserializeOwned`",
             );
         }
         if let syn::Type::Reference(r) = &**ty {
             fail(
-                r.span(),
+                r,
                 "#[stampede::function] cannot return a reference: the value travels back to the \
                  parent process; return an owned type",
             );

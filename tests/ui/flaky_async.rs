@@ -1,0 +1,5 @@
+#[stampede::flaky]
+#[test]
+async fn sometimes_slow() {}
+
+fn main() {}

@@ -1,0 +1,5 @@
+#[stampede::flaky]
+#[test]
+const unsafe fn sometimes_slow<T: Default>() {}
+
+fn main() {}

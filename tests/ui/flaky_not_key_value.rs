@@ -1,0 +1,5 @@
+#[stampede::flaky(3)]
+#[test]
+fn sometimes_slow() {}
+
+fn main() {}

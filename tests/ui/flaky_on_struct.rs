@@ -1,0 +1,6 @@
+#[stampede::flaky]
+struct Fixture {
+    port: u16,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[stampede::flaky]
+#[test]
+fn sometimes_slow(port: u16) {
+    let _ = port;
+}
+
+fn main() {}

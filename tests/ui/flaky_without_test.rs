@@ -1,0 +1,4 @@
+#[stampede::flaky]
+fn sometimes_slow() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[stampede::function]
+fn echo<T: Clone>(value: T) -> T {
+    value
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[stampede::function]
+fn numbers() -> impl Iterator<Item = u32> {
+    0..3
+}
+
+fn main() {}

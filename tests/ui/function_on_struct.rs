@@ -1,0 +1,6 @@
+#[stampede::function]
+struct Ticket {
+    id: u32,
+}
+
+fn main() {}

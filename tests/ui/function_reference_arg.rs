@@ -1,0 +1,6 @@
+#[stampede::function]
+fn length(text: &str) -> usize {
+    text.len()
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[stampede::function]
+fn greeting() -> &'static str {
+    "hello"
+}
+
+fn main() {}

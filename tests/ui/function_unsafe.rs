@@ -1,0 +1,6 @@
+#[stampede::function]
+unsafe fn read_raw(address: usize) -> u8 {
+    address as u8
+}
+
+fn main() {}
