@@ -233,3 +233,8 @@ mod unit_tests {
         assert_eq!(outcomes.unwrap_all(), [42, 42, 42]);
     }
 }
+
+/// Compiles the README's Rust snippets as doctests, so they keep working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -620,3 +620,54 @@ impl Drop for Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_failures_name_the_limit_that_was_hit() {
+        let nproc = limit_hit(&std::io::Error::from_raw_os_error(libc::EAGAIN)).unwrap();
+        assert!(
+            nproc.contains("RLIMIT_NPROC") && nproc.contains("Options::max_concurrent"),
+            "{nproc}"
+        );
+        let nofile = limit_hit(&std::io::Error::from_raw_os_error(libc::EMFILE)).unwrap();
+        assert!(
+            nofile.contains("RLIMIT_NOFILE") && nofile.contains("ulimit -n"),
+            "{nofile}"
+        );
+        assert_eq!(
+            limit_hit(&std::io::Error::from_raw_os_error(libc::ENOENT)),
+            None
+        );
+    }
+
+    #[test]
+    fn output_before_the_entry_marker_is_dropped_and_the_tail_is_kept() {
+        let mut stream = Stream {
+            limit: 8,
+            ..Stream::closed()
+        };
+        stream.prefix = Some(Vec::new());
+        stream.push(b"running 1 test\n\x1estampede: child ");
+        stream.push(b"entered\x1e\nhello, world\n");
+        let captured = stream.finish();
+        assert_eq!(captured.as_bytes(), b", world\n");
+        assert_eq!(captured.total_len(), 13);
+    }
+
+    #[test]
+    fn without_a_marker_everything_is_output() {
+        let mut stream = Stream {
+            limit: 1024,
+            ..Stream::closed()
+        };
+        stream.prefix = Some(Vec::new());
+        stream.push(b"error while loading shared libraries\n");
+        assert_eq!(
+            stream.finish().to_string_lossy(),
+            "error while loading shared libraries\n"
+        );
+    }
+}
