@@ -376,9 +376,9 @@ impl fmt::Display for HuntFailure {
         if let Some(run_seed) = self.run_seed {
             writeln!(
                 f,
-                "seeds: run {run_seed} (`Options::seed({run_seed})` replays this run's jitter delays), \
-                 hunt {} (`Hunt::seed({})` replays every run's seed)",
-                self.hunt_seed, self.hunt_seed
+                "replay: `Options::seed({run_seed})` repeats this run's jitter delays, \
+                 `Hunt::seed({})` every run's seed",
+                self.hunt_seed
             )?;
         }
         match (&self.location, self.panicked) {

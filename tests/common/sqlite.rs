@@ -83,6 +83,25 @@ impl Db {
         })
     }
 
+    /// Switches the file to `journal` mode. WAL is a property of the file,
+    /// so the parent sets it once, before the children open it.
+    pub fn journal(self, journal: Journal) -> Db {
+        let pragma = match journal {
+            Journal::Delete => "PRAGMA journal_mode = DELETE",
+            Journal::Wal => "PRAGMA journal_mode = WAL",
+        };
+        let mode: String = self
+            .connect()
+            .query_row(pragma, [], |r| r.get(0))
+            .expect("setting the journal mode");
+        assert_eq!(
+            mode.eq_ignore_ascii_case("wal"),
+            journal == Journal::Wal,
+            "journal mode is {mode}"
+        );
+        self
+    }
+
     /// The database file, the argument every worker gets.
     pub fn path(&self) -> PathBuf {
         self.path.clone()
@@ -287,29 +306,6 @@ pub struct Setup {
     pub begin: Begin,
 }
 
-/// Creates a counter database in `journal` mode. WAL is a property of the
-/// file, so the parent sets it once, before the children open it.
-pub fn counter_in(journal: Journal) -> Db {
-    let db = Db::counter_at_zero();
-    let mode: String = db
-        .connect()
-        .query_row(
-            match journal {
-                Journal::Delete => "PRAGMA journal_mode = DELETE",
-                Journal::Wal => "PRAGMA journal_mode = WAL",
-            },
-            [],
-            |r| r.get(0),
-        )
-        .expect("setting the journal mode");
-    assert_eq!(
-        mode.eq_ignore_ascii_case("wal"),
-        journal == Journal::Wal,
-        "journal mode is {mode}"
-    );
-    db
-}
-
 /// A counter increment as a read-then-write transaction, set up as `setup`
 /// says. Returns the value written, or SQLite's error when the database
 /// refused (`SQLITE_BUSY`, "database is locked"), so that the parent can
@@ -402,4 +398,17 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The two traps.
+// ---------------------------------------------------------------------------
+
+/// How many tickets a worker sees in the database at `db` (a path, or
+/// `":memory:"`), or SQLite's error.
+#[stampede::function]
+pub fn count_tickets(db: String) -> Result<i64, String> {
+    let conn = Connection::open(&db).map_err(|e| e.to_string())?;
+    conn.query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get(0))
+        .map_err(|e| e.to_string())
 }
