@@ -257,7 +257,8 @@ fn install_panic_hook() {
     }));
 }
 
-fn payload_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload: a `&str` or `String` message, else a placeholder.
+pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -20,7 +20,6 @@
     reason = "the example shows `#[stampede::flaky]` above `#[test]`; it checks that the expansion compiles"
 )]
 
-use std::any::Any;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -151,7 +150,7 @@ where
         attempts.runs += 1;
         let failure = match panic::catch_unwind(AssertUnwindSafe(&mut attempt)) {
             Ok(result) => result.failure(),
-            Err(payload) => Some(payload_message(&*payload)),
+            Err(payload) => Some(crate::child::payload_message(&*payload)),
         };
         match failure {
             None => attempts.passes += 1,
@@ -192,16 +191,6 @@ where
 }
 
 /// The message of a panic payload: `panic!` makes a `&str` or a `String`.
-fn payload_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,9 +167,10 @@ where
 ///
 /// ```no_run
 /// fn main() {
-///     stampede::init();
-///     // ...
+///     stampede::init(); // first: in a child, nothing below runs
+///     run_the_scenario();
 /// }
+/// # fn run_the_scenario() {}
 /// ```
 pub fn init() {
     child::init();

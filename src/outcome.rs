@@ -144,6 +144,10 @@ impl<R> Outcome<R> {
     }
 
     /// The returned value, or this outcome back if the function did not return.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the error is the whole outcome, output included, handed back to report it"
+    )]
     pub fn into_value(self) -> Result<R, Outcome<R>> {
         match self.status {
             Status::Returned(value) => Ok(value),

@@ -15,6 +15,10 @@ use stampede::{Exit, Status};
 /// Starts a grandchild that would sleep for a long time, records both pids,
 /// then hangs.
 #[stampede::function]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the timeout kills the grandchild with its group"
+)]
 fn hang_with_grandchild(pids: PathBuf) {
     let grandchild = Command::new("sleep").arg("1000").spawn().unwrap();
     std::fs::write(&pids, format!("{} {}", std::process::id(), grandchild.id())).unwrap();
@@ -31,6 +35,10 @@ fn record_and_sleep(pids: PathBuf) {
 
 /// Returns at once but leaves a grandchild behind in its process group.
 #[stampede::function]
+#[expect(
+    clippy::zombie_processes,
+    reason = "left behind on purpose: stampede must kill it"
+)]
 fn leave_a_grandchild() -> u32 {
     Command::new("sleep").arg("1000").spawn().unwrap().id()
 }

@@ -310,6 +310,10 @@ pub(crate) fn child_die_with(parent: u32) {
 }
 
 /// The current soft and hard limits on open descriptors.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "rlim_t is u64 on Linux, not on every Unix"
+)]
 pub(crate) fn nofile_limits() -> Option<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -342,6 +346,10 @@ pub(crate) fn raise_nofile(wanted: u64) -> Option<u64> {
 }
 
 /// The limit on processes of this user, for error messages.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "rlim_t is u64 on Linux, not on every Unix"
+)]
 pub(crate) fn nproc_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
