@@ -17,7 +17,7 @@ mod sqlite;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use sqlite::Db;
+use sqlite::{Db, Journal};
 use stampede::Options;
 
 const RUNS_VAR: &str = "DETECTION_RUNS";
@@ -27,112 +27,160 @@ const JITTER: Duration = Duration::from_micros(200);
 /// The exposure the naive claim and the lost update must reach with the barrier on.
 const TARGET: f64 = 0.95;
 
-/// One planted race (or control): runs the scenario once with `options` and
-/// says whether the race showed. `Err` when a child did not return, which
-/// is neither an exposure nor a pass and is counted apart.
-struct Race {
-    name: &'static str,
-    /// What counts as exposed, in words, for the table's legend.
-    exposed_when: &'static str,
-    control: bool,
-    targeted: bool,
-    run: fn(&Options) -> Result<bool, String>,
+/// What a row runs.
+#[derive(Clone, Copy)]
+enum Scenario {
+    NaiveClaim,
+    LostUpdate,
+    InsertWithoutUnique,
+    ImmediateClaim,
+    InsertWithUnique,
+    AtomicIncrement,
 }
 
-fn winners(outcomes: stampede::Outcomes<bool>) -> Result<usize, String> {
-    if !outcomes.all_returned() {
-        return Err(outcomes.report());
-    }
-    Ok(outcomes.values().filter(|won| **won).count())
+/// One planted race (or control) in one journal mode.
+struct Race {
+    name: &'static str,
+    /// What counts as exposed, in words, for the table.
+    exposed_when: &'static str,
+    scenario: Scenario,
+    /// `None`: alternate between the two journal modes from run to run.
+    journal: Option<Journal>,
+    /// Whether the ≥ 95 % target applies (with the barrier on).
+    targeted: bool,
 }
 
 const RACES: &[Race] = &[
     Race {
-        name: "naive claim (SELECT, then UPDATE)",
+        name: "naive claim, rollback journal",
         exposed_when: "more than one worker claimed the ticket",
-        control: false,
+        scenario: Scenario::NaiveClaim,
+        journal: Some(Journal::Delete),
         targeted: true,
-        run: |options| {
-            let db = Db::one_free_ticket();
-            let outcomes = options
-                .call_concurrently(CHILDREN, sqlite::claim_naive, db.path())
-                .map_err(|e| e.to_string())?;
-            Ok(winners(outcomes)? > 1)
-        },
     },
     Race {
-        name: "lost update (read, then write value + 1)",
+        name: "naive claim, WAL",
+        exposed_when: "more than one worker claimed the ticket",
+        scenario: Scenario::NaiveClaim,
+        journal: Some(Journal::Wal),
+        targeted: true,
+    },
+    Race {
+        name: "lost update, rollback journal",
         exposed_when: "the counter ended below 8",
-        control: false,
+        scenario: Scenario::LostUpdate,
+        journal: Some(Journal::Delete),
         targeted: true,
-        run: |options| {
-            let db = Db::counter_at_zero();
-            let outcomes = options
-                .call_concurrently(CHILDREN, sqlite::increment_naive, db.path())
-                .map_err(|e| e.to_string())?;
-            if !outcomes.all_returned() {
-                return Err(outcomes.report());
-            }
-            Ok(db.counter() < CHILDREN as i64)
-        },
     },
     Race {
-        name: "check-then-insert, no UNIQUE",
+        name: "lost update, WAL",
+        exposed_when: "the counter ended below 8",
+        scenario: Scenario::LostUpdate,
+        journal: Some(Journal::Wal),
+        targeted: true,
+    },
+    Race {
+        name: "check-then-insert without UNIQUE, rollback journal",
         exposed_when: "more than one claim row",
-        control: false,
+        scenario: Scenario::InsertWithoutUnique,
+        journal: Some(Journal::Delete),
         targeted: false,
-        run: |options| {
-            let db = Db::empty_claims(false);
-            let outcomes = options
-                .call_concurrently(CHILDREN, sqlite::claim_by_insert, db.path())
-                .map_err(|e| e.to_string())?;
-            winners(outcomes)?;
-            Ok(db.claim_rows() > 1)
-        },
     },
     Race {
-        name: "control: BEGIN IMMEDIATE claim",
-        exposed_when: "not exactly one winner",
-        control: true,
+        name: "check-then-insert without UNIQUE, WAL",
+        exposed_when: "more than one claim row",
+        scenario: Scenario::InsertWithoutUnique,
+        journal: Some(Journal::Wal),
         targeted: false,
-        run: |options| {
-            let db = Db::one_free_ticket();
-            let outcomes = options
-                .call_concurrently(CHILDREN, sqlite::claim_immediate, db.path())
-                .map_err(|e| e.to_string())?;
-            Ok(winners(outcomes)? != 1)
-        },
     },
     Race {
-        name: "control: check-then-insert, UNIQUE",
+        name: "control: BEGIN IMMEDIATE claim, both journals",
+        exposed_when: "not exactly one winner, or the row names another",
+        scenario: Scenario::ImmediateClaim,
+        journal: None,
+        targeted: false,
+    },
+    Race {
+        name: "control: check-then-insert with UNIQUE, both journals",
         exposed_when: "not exactly one winner and one row",
-        control: true,
+        scenario: Scenario::InsertWithUnique,
+        journal: None,
         targeted: false,
-        run: |options| {
-            let db = Db::empty_claims(true);
-            let outcomes = options
-                .call_concurrently(CHILDREN, sqlite::claim_by_insert, db.path())
-                .map_err(|e| e.to_string())?;
-            Ok(winners(outcomes)? != 1 || db.claim_rows() != 1)
-        },
     },
     Race {
-        name: "control: atomic increment",
+        name: "control: atomic increment, both journals",
         exposed_when: "the counter did not end at 8",
-        control: true,
+        scenario: Scenario::AtomicIncrement,
+        journal: None,
         targeted: false,
-        run: |options| {
-            let db = Db::counter_at_zero();
-            let outcomes = options
-                .call_concurrently(CHILDREN, sqlite::increment_atomic, db.path())
-                .map_err(|e| e.to_string())?;
-            if !outcomes.all_returned() {
-                return Err(outcomes.report());
-            }
-            Ok(db.counter() != CHILDREN as i64)
-        },
     },
 ];
+
+impl Race {
+    fn is_control(&self) -> bool {
+        matches!(
+            self.scenario,
+            Scenario::ImmediateClaim | Scenario::InsertWithUnique | Scenario::AtomicIncrement
+        )
+    }
+
+    /// Runs the scenario once on a fresh database and says whether the race
+    /// showed. `Err` when a child did not return: neither an exposure nor a
+    /// pass, counted apart.
+    fn run(&self, options: &Options, round: usize) -> Result<bool, String> {
+        let journal = self.journal.unwrap_or(if round % 2 == 0 { Journal::Delete } else { Journal::Wal });
+        let fail = |e: stampede::Error| e.to_string();
+        match self.scenario {
+            Scenario::NaiveClaim | Scenario::ImmediateClaim => {
+                let db = Db::one_free_ticket().journal(journal);
+                let outcomes = if matches!(self.scenario, Scenario::NaiveClaim) {
+                    options.call_concurrently(CHILDREN, sqlite::claim_naive, db.path())
+                } else {
+                    options.call_concurrently(CHILDREN, sqlite::claim_immediate, db.path())
+                }
+                .map_err(fail)?;
+                let winners = winners(&outcomes)?;
+                if matches!(self.scenario, Scenario::NaiveClaim) {
+                    return Ok(winners.len() > 1);
+                }
+                Ok(winners.len() != 1 || db.ticket_holder() != winners.first().copied())
+            }
+            Scenario::LostUpdate | Scenario::AtomicIncrement => {
+                let db = Db::counter_at_zero().journal(journal);
+                let outcomes = if matches!(self.scenario, Scenario::LostUpdate) {
+                    options.call_concurrently(CHILDREN, sqlite::increment_naive, db.path())
+                } else {
+                    options.call_concurrently(CHILDREN, sqlite::increment_atomic, db.path())
+                }
+                .map_err(fail)?;
+                if !outcomes.all_returned() {
+                    return Err(outcomes.report());
+                }
+                Ok(db.counter() != CHILDREN as i64)
+            }
+            Scenario::InsertWithoutUnique | Scenario::InsertWithUnique => {
+                let unique = matches!(self.scenario, Scenario::InsertWithUnique);
+                let db = Db::empty_claims(unique).journal(journal);
+                let outcomes =
+                    options.call_concurrently(CHILDREN, sqlite::claim_by_insert, db.path()).map_err(fail)?;
+                let winners = winners(&outcomes)?;
+                if unique {
+                    return Ok(winners.len() != 1 || db.claim_rows() != 1);
+                }
+                Ok(db.claim_rows() > 1)
+            }
+        }
+    }
+}
+
+/// The pids of the children that returned `true`, or the report if any
+/// child did not return.
+fn winners(outcomes: &stampede::Outcomes<bool>) -> Result<Vec<u32>, String> {
+    if !outcomes.all_returned() {
+        return Err(outcomes.report());
+    }
+    Ok(outcomes.iter().filter(|o| o.value() == Some(&true)).map(|o| o.pid()).collect())
+}
 
 struct Mode {
     name: &'static str,
@@ -204,6 +252,15 @@ fn machine() -> String {
     )
 }
 
+/// The 1-minute load average: other work on the machine competes with the
+/// children for the cores, which lowers exposure in rollback-journal mode.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn main() {
     stampede::init();
     let runs = match std::env::var(RUNS_VAR) {
@@ -213,6 +270,7 @@ fn main() {
         Err(_) => DEFAULT_RUNS,
     };
     let began = Instant::now();
+    let load_before = load();
     let mut cells = vec![[Cell::default(); 3]; RACES.len()];
     let mut first_error: Option<String> = None;
     // Modes rotate inside each round so that a slow spell of the machine
@@ -223,7 +281,7 @@ fn main() {
                 let m = (round + step) % MODES.len();
                 let cell = &mut cells[r][m];
                 cell.runs += 1;
-                match (race.run)(&(MODES[m].options)()) {
+                match race.run(&(MODES[m].options)(), round) {
                     Ok(true) => cell.exposed += 1,
                     Ok(false) => {}
                     Err(report) => {
@@ -249,7 +307,8 @@ fn main() {
         "\nDetection power, {runs} runs per cell ({:.0} s)",
         began.elapsed().as_secs_f64()
     );
-    let _ = writeln!(out, "Machine: {}\n", machine());
+    let _ = writeln!(out, "Machine: {}", machine());
+    let _ = writeln!(out, "Load average (1 min): {load_before} at the start, {} at the end\n", load());
     let _ = write!(out, "| scenario |");
     for mode in MODES {
         let _ = write!(out, " {} |", mode.name);
@@ -276,7 +335,7 @@ fn main() {
                 TARGET * 100.0
             );
         }
-        if race.control && row.iter().any(|c| c.exposed > 0) {
+        if race.is_control() && row.iter().any(|c| c.exposed > 0) {
             let _ = writeln!(
                 out,
                 "MISS: {} showed a violation; the recipe or the measurement is wrong",
