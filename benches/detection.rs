@@ -128,7 +128,11 @@ impl Race {
     /// showed. `Err` when a child did not return: neither an exposure nor a
     /// pass, counted apart.
     fn run(&self, options: &Options, round: usize) -> Result<bool, String> {
-        let journal = self.journal.unwrap_or(if round % 2 == 0 { Journal::Delete } else { Journal::Wal });
+        let journal = self.journal.unwrap_or(if round % 2 == 0 {
+            Journal::Delete
+        } else {
+            Journal::Wal
+        });
         let fail = |e: stampede::Error| e.to_string();
         match self.scenario {
             Scenario::NaiveClaim | Scenario::ImmediateClaim => {
@@ -161,8 +165,9 @@ impl Race {
             Scenario::InsertWithoutUnique | Scenario::InsertWithUnique => {
                 let unique = matches!(self.scenario, Scenario::InsertWithUnique);
                 let db = Db::empty_claims(unique).journal(journal);
-                let outcomes =
-                    options.call_concurrently(CHILDREN, sqlite::claim_by_insert, db.path()).map_err(fail)?;
+                let outcomes = options
+                    .call_concurrently(CHILDREN, sqlite::claim_by_insert, db.path())
+                    .map_err(fail)?;
                 let winners = winners(&outcomes)?;
                 if unique {
                     return Ok(winners.len() != 1 || db.claim_rows() != 1);
@@ -179,7 +184,11 @@ fn winners(outcomes: &stampede::Outcomes<bool>) -> Result<Vec<u32>, String> {
     if !outcomes.all_returned() {
         return Err(outcomes.report());
     }
-    Ok(outcomes.iter().filter(|o| o.value() == Some(&true)).map(|o| o.pid()).collect())
+    Ok(outcomes
+        .iter()
+        .filter(|o| o.value() == Some(&true))
+        .map(|o| o.pid())
+        .collect())
 }
 
 struct Mode {
@@ -308,7 +317,11 @@ fn main() {
         began.elapsed().as_secs_f64()
     );
     let _ = writeln!(out, "Machine: {}", machine());
-    let _ = writeln!(out, "Load average (1 min): {load_before} at the start, {} at the end\n", load());
+    let _ = writeln!(
+        out,
+        "Load average (1 min): {load_before} at the start, {} at the end\n",
+        load()
+    );
     let _ = write!(out, "| scenario |");
     for mode in MODES {
         let _ = write!(out, " {} |", mode.name);

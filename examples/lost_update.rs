@@ -32,7 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     stampede::init();
     println!("{WORKERS} worker processes each add 1 to a counter that starts at 0.");
     let (mut lost_rounds, mut atomic_wrong) = (0, 0);
-    for (journal, name) in [(Journal::Delete, "rollback journal (the default)"), (Journal::Wal, "WAL")] {
+    for (journal, name) in [
+        (Journal::Delete, "rollback journal (the default)"),
+        (Journal::Wal, "WAL"),
+    ] {
         println!("\n{name}:");
         for round in 1..=ROUNDS {
             let naive = race(sqlite::increment_naive, journal)?;
@@ -46,11 +49,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             println!(
                 "  round {round}  naive read-then-write: {naive} ({lost} lost)   atomic UPDATE: {atomic}{}",
-                if atomic == WORKERS as i64 { "" } else { " WRONG" }
+                if atomic == WORKERS as i64 {
+                    ""
+                } else {
+                    " WRONG"
+                }
             );
         }
     }
-    println!("\nnaive: updates lost in {lost_rounds} of {} rounds.", 2 * ROUNDS);
+    println!(
+        "\nnaive: updates lost in {lost_rounds} of {} rounds.",
+        2 * ROUNDS
+    );
     if atomic_wrong > 0 {
         return Err(format!("the atomic increment lost updates in {atomic_wrong} rounds").into());
     }

@@ -31,9 +31,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let children = WORKERS / 2;
 
     let parent = rusqlite::Connection::open_in_memory()?;
-    parent.execute_batch("CREATE TABLE tickets (id INTEGER PRIMARY KEY); INSERT INTO tickets VALUES (1);")?;
-    let outcomes = stampede::call_concurrently(children, sqlite::count_tickets, ":memory:".to_owned())?;
-    println!("1. The parent's :memory: database has 1 ticket. {children} children open :memory: and count:");
+    parent.execute_batch(
+        "CREATE TABLE tickets (id INTEGER PRIMARY KEY); INSERT INTO tickets VALUES (1);",
+    )?;
+    let outcomes =
+        stampede::call_concurrently(children, sqlite::count_tickets, ":memory:".to_owned())?;
+    println!(
+        "1. The parent's :memory: database has 1 ticket. {children} children open :memory: and count:"
+    );
     println!("   {}", show(&outcomes));
 
     let db = Db::with_schema("CREATE TABLE tickets (id INTEGER PRIMARY KEY);");
@@ -44,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = stampede::call_concurrently(children, sqlite::count_tickets, path.clone())?;
     tx.commit()?;
     let after = stampede::call_concurrently(children, sqlite::count_tickets, path)?;
-    println!("2. The parent inserts 1 ticket into a database file. {children} children count the tickets:");
+    println!(
+        "2. The parent inserts 1 ticket into a database file. {children} children count the tickets:"
+    );
     println!("   before the parent commits: {}", show(&before));
     println!("   after it commits:          {}", show(&after));
     Ok(())

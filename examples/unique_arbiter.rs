@@ -21,7 +21,11 @@ const ROUNDS: usize = 3;
 fn race(unique: bool, journal: Journal) -> Result<(usize, i64), stampede::Error> {
     let db = Db::empty_claims(unique).journal(journal);
     let outcomes = stampede::call_concurrently(WORKERS, sqlite::claim_by_insert, db.path())?;
-    let winners = outcomes.assert_all_returned().values().filter(|won| **won).count();
+    let winners = outcomes
+        .assert_all_returned()
+        .values()
+        .filter(|won| **won)
+        .count();
     Ok((winners, db.claim_rows()))
 }
 
@@ -29,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     stampede::init();
     println!("{WORKERS} worker processes check for a claim on ticket 1, then insert one.");
     let (mut duplicates, mut wrong) = (0, 0);
-    for (journal, name) in [(Journal::Delete, "rollback journal (the default)"), (Journal::Wal, "WAL")] {
+    for (journal, name) in [
+        (Journal::Delete, "rollback journal (the default)"),
+        (Journal::Wal, "WAL"),
+    ] {
         println!("\n{name}:");
         for round in 1..=ROUNDS {
             let (free_winners, free_rows) = race(false, journal)?;
@@ -47,7 +54,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    println!("\nwithout UNIQUE: duplicate claims in {duplicates} of {} rounds.", 2 * ROUNDS);
+    println!(
+        "\nwithout UNIQUE: duplicate claims in {duplicates} of {} rounds.",
+        2 * ROUNDS
+    );
     if wrong > 0 {
         return Err(format!("the UNIQUE table went wrong in {wrong} rounds").into());
     }

@@ -37,17 +37,34 @@ fn name(journal: Journal) -> &'static str {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     stampede::init();
-    println!("{WORKERS} workers each run BEGIN; SELECT value; UPDATE value + 1; COMMIT ({ROUNDS} rounds each):\n");
-    println!("| journal  | busy_timeout | BEGIN     | increments landed | workers refused (database is locked) |");
-    println!("|----------|--------------|-----------|-------------------|--------------------------------------|");
+    println!(
+        "{WORKERS} workers each run BEGIN; SELECT value; UPDATE value + 1; COMMIT ({ROUNDS} rounds each):\n"
+    );
+    println!(
+        "| journal  | busy_timeout | BEGIN     | increments landed | workers refused (database is locked) |"
+    );
+    println!(
+        "|----------|--------------|-----------|-------------------|--------------------------------------|"
+    );
     for journal in [Journal::Delete, Journal::Wal] {
-        for (busy_timeout_ms, begin) in [(0, Begin::Immediate), (10_000, Begin::Immediate), (10_000, Begin::Deferred)] {
-            let setup = Setup { journal, busy_timeout_ms, begin };
+        for (busy_timeout_ms, begin) in [
+            (0, Begin::Immediate),
+            (10_000, Begin::Immediate),
+            (10_000, Begin::Deferred),
+        ] {
+            let setup = Setup {
+                journal,
+                busy_timeout_ms,
+                begin,
+            };
             let (mut landed, mut refused, mut other) = (0, 0, Vec::new());
             for _ in 0..ROUNDS {
                 let db = Db::counter_at_zero().journal(journal);
-                let outcomes =
-                    stampede::call_concurrently(WORKERS, sqlite::increment_in_transaction, (db.path(), setup))?;
+                let outcomes = stampede::call_concurrently(
+                    WORKERS,
+                    sqlite::increment_in_transaction,
+                    (db.path(), setup),
+                )?;
                 for result in outcomes.assert_all_returned().values() {
                     match result {
                         Ok(_) => {}
@@ -73,19 +90,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    println!("\nOne writer holds its write lock; {READERS} readers without a busy timeout read the counter (0):");
+    println!(
+        "\nOne writer holds its write lock; {READERS} readers without a busy timeout read the counter (0):"
+    );
     for journal in [Journal::Delete, Journal::Wal] {
         let db = Db::counter_at_zero().journal(journal);
         // A batch: one writer and READERS readers, released together.
         let mut batch = stampede::Batch::new();
-        let writer = batch.add(sqlite::hold_write_lock, (db.path(), db.dir().to_owned(), READERS));
-        let readers: Vec<_> =
-            (0..READERS).map(|_| batch.add(sqlite::read_during_write, (db.path(), db.dir().to_owned()))).collect();
+        let writer = batch.add(
+            sqlite::hold_write_lock,
+            (db.path(), db.dir().to_owned(), READERS),
+        );
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| batch.add(sqlite::read_during_write, (db.path(), db.dir().to_owned())))
+            .collect();
         let mut done = batch.run()?;
         done.take(writer).assert_count(1, Result::is_ok);
         let reads: Vec<String> = readers
             .into_iter()
-            .flat_map(|r| done.take(r).assert_all_returned().values().cloned().collect::<Vec<_>>())
+            .flat_map(|r| {
+                done.take(r)
+                    .assert_all_returned()
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .map(|read| match read {
                 Ok(value) => format!("read {value}"),
                 Err(e) => e,

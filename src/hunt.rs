@@ -13,6 +13,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use crate::child::payload_message;
 use crate::error::Error;
 use crate::options::Options;
 
@@ -126,7 +127,7 @@ impl Hunt {
     ) -> Result<HuntSummary, HuntFailure> {
         let hunt_seed = self.seed.unwrap_or_else(fresh_seed);
         if let Err(error) = self.validate() {
-            return Err(HuntFailure {
+            return Err(HuntFailure(Box::new(Failed {
                 run: None,
                 passed: 0,
                 elapsed: Duration::ZERO,
@@ -136,7 +137,7 @@ impl Hunt {
                 location: None,
                 panicked: false,
                 error: Some(error),
-            });
+            })));
         }
         install_panic_hook();
         let began = Instant::now();
@@ -158,7 +159,7 @@ impl Hunt {
                 seed: run_seed(hunt_seed, number),
             };
             if let Err((message, location, panicked)) = run_once(&mut scenario, &run) {
-                return Err(HuntFailure {
+                return Err(HuntFailure(Box::new(Failed {
                     run: Some(number),
                     passed,
                     elapsed: began.elapsed(),
@@ -168,7 +169,7 @@ impl Hunt {
                     location,
                     panicked,
                     error: None,
-                });
+                })));
             }
             passed = number;
             if !self.progress_every.is_zero() && last_progress.elapsed() >= self.progress_every {
@@ -298,7 +299,10 @@ impl fmt::Display for HuntSummary {
 /// `Display` and `Debug` print the same report (which run failed, after how
 /// many passed and how long, the seeds, and the message), so that
 /// `.unwrap()` in a test shows it readably.
-pub struct HuntFailure {
+pub struct HuntFailure(Box<Failed>);
+
+/// What [`HuntFailure`] holds, boxed to keep `Result<HuntSummary, HuntFailure>` small.
+struct Failed {
     run: Option<u64>,
     passed: u64,
     elapsed: Duration,
@@ -314,79 +318,79 @@ impl HuntFailure {
     /// The number (from 1) of the run that failed; `None` when the hunt was
     /// invalid and no run happened (see [`error`](HuntFailure::error)).
     pub fn run(&self) -> Option<u64> {
-        self.run
+        self.0.run
     }
 
     /// How many runs passed before the failing one.
     pub fn runs_passed(&self) -> u64 {
-        self.passed
+        self.0.passed
     }
 
     /// How long the hunt took, up to and including the failing run.
     pub fn elapsed(&self) -> Duration {
-        self.elapsed
+        self.0.elapsed
     }
 
     /// The panic message or the returned error's text. When the scenario
     /// failed in one of the assertion helpers of [`Outcomes`](crate::Outcomes),
     /// this includes the report of every child, with its output.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Where the scenario panicked (`file:line:column`), if it panicked.
     pub fn location(&self) -> Option<&str> {
-        self.location.as_deref()
+        self.0.location.as_deref()
     }
 
     /// Whether the run failed by panicking (as opposed to returning `Err`).
     pub fn panicked(&self) -> bool {
-        self.panicked
+        self.0.panicked
     }
 
     /// The failing run's seed ([`Options::seed`] with it replays the run's
     /// jitter delays, when the scenario used [`Run::options`]).
     pub fn run_seed(&self) -> Option<u64> {
-        self.run_seed
+        self.0.run_seed
     }
 
     /// The hunt's seed ([`Hunt::seed`] with it replays every run's seed).
     pub fn hunt_seed(&self) -> u64 {
-        self.hunt_seed
+        self.0.hunt_seed
     }
 
     /// The error, when the hunt was invalid and never started a run.
     pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
+        self.0.error.as_ref()
     }
 }
 
 impl fmt::Display for HuntFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(run) = self.run else {
-            return write!(f, "stampede hunt did not start: {}", self.message);
+        let Some(run) = self.0.run else {
+            return write!(f, "stampede hunt did not start: {}", self.0.message);
         };
-        let runs = if self.passed == 1 { "run" } else { "runs" };
+        let runs = if self.0.passed == 1 { "run" } else { "runs" };
         writeln!(
             f,
             "stampede hunt: run {run} failed, after {} {runs} passed, in {:.1} s",
-            self.passed,
-            self.elapsed.as_secs_f64()
+            self.0.passed,
+            self.0.elapsed.as_secs_f64()
         )?;
-        if let Some(run_seed) = self.run_seed {
+        if let Some(run_seed) = self.0.run_seed {
             writeln!(
                 f,
                 "replay: `Options::seed({run_seed})` repeats this run's jitter delays, \
                  `Hunt::seed({})` every run's seed",
-                self.hunt_seed
+                self.0.hunt_seed
             )?;
         }
-        match (&self.location, self.panicked) {
+        match (&self.0.location, self.0.panicked) {
             (Some(location), true) => writeln!(f, "the scenario panicked at {location}:")?,
             (None, true) => writeln!(f, "the scenario panicked:")?,
             (_, false) => writeln!(f, "the scenario returned an error:")?,
         }
-        write!(f, "{}", self.message)
+        write!(f, "{}", self.0.message)
     }
 }
 
@@ -398,7 +402,7 @@ impl fmt::Debug for HuntFailure {
 
 impl std::error::Error for HuntFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.error.as_ref().map(|e| e as _)
+        self.0.error.as_ref().map(|e| e as _)
     }
 }
 
@@ -453,16 +457,6 @@ fn install_panic_hook() {
             }
         }));
     });
-}
-
-fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
 }
 
 fn fresh_seed() -> u64 {

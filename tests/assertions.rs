@@ -14,7 +14,11 @@ use std::path::PathBuf;
 #[stampede::function]
 fn claim_file(dir: PathBuf) -> Option<u32> {
     let pid = std::process::id();
-    match OpenOptions::new().write(true).create_new(true).open(dir.join("winner")) {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join("winner"))
+    {
         Ok(mut file) => {
             println!("child {pid}: I won");
             write!(file, "{pid}").expect("writing the winner's pid");
@@ -55,10 +59,14 @@ fn exit_early() -> bool {
 
 /// The message of the panic `f` raises.
 fn panic_message(f: impl FnOnce()) -> String {
-    let payload = panic::catch_unwind(AssertUnwindSafe(f)).expect_err("the assertion should have failed");
+    let payload =
+        panic::catch_unwind(AssertUnwindSafe(f)).expect_err("the assertion should have failed");
     match payload.downcast::<String>() {
         Ok(message) => *message,
-        Err(payload) => payload.downcast_ref::<&str>().map(|s| (*s).to_owned()).unwrap_or_default(),
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -79,17 +87,33 @@ fn assert_all_returned_fails_naming_the_children_that_panicked_with_their_output
     assert_eq!(
         first_line,
         "expected every child to return, but 3 of 4 children did not return (children \
-         ".to_owned()
-            + &outcomes.failures().map(|o| o.index().to_string()).collect::<Vec<_>>().join(", ")
+         "
+        .to_owned()
+            + &outcomes
+                .failures()
+                .map(|o| o.index().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
             + ")",
         "{message}"
     );
-    assert!(message.contains("4 children: 1 returned, 3 panicked"), "{message}");
-    let headlines = message.lines().filter(|l| l.starts_with("child ") && l.contains("` panicked at "));
+    assert!(
+        message.contains("4 children: 1 returned, 3 panicked"),
+        "{message}"
+    );
+    let headlines = message
+        .lines()
+        .filter(|l| l.starts_with("child ") && l.contains("` panicked at "));
     assert_eq!(headlines.count(), 3, "{message}");
     assert!(message.contains("lost the claim, giving up"), "{message}");
-    assert!(message.contains("returned true"), "the winner's value is missing:\n{message}");
-    assert!(message.contains("I won"), "the winner's stdout is missing:\n{message}");
+    assert!(
+        message.contains("returned true"),
+        "the winner's value is missing:\n{message}"
+    );
+    assert!(
+        message.contains("I won"),
+        "the winner's stdout is missing:\n{message}"
+    );
 }
 
 #[test]
@@ -100,7 +124,10 @@ fn assert_none_panicked_passes_when_children_crash_without_panicking() {
         outcomes.assert_all_returned();
     });
     assert!(message.contains("crashed: exit code 3"), "{message}");
-    assert!(message.contains("exiting with code 3"), "the child's stderr is missing:\n{message}");
+    assert!(
+        message.contains("exiting with code 3"),
+        "the child's stderr is missing:\n{message}"
+    );
 }
 
 #[test]
@@ -110,7 +137,10 @@ fn assert_none_panicked_fails_naming_the_children_that_panicked() {
     let message = panic_message(|| {
         outcomes.assert_none_panicked();
     });
-    assert!(message.starts_with("expected no child to panic, but 2 children did (children "), "{message}");
+    assert!(
+        message.starts_with("expected no child to panic, but 2 children did (children "),
+        "{message}"
+    );
     assert!(message.contains("lost the claim, giving up"), "{message}");
 }
 
@@ -133,8 +163,16 @@ fn assert_exactly_one_fails_on_a_double_claim_marking_every_winner() {
         message.lines().next().unwrap(),
         "expected exactly one child of 4 to return a matching value, but 4 did (children 0, 1, 2, 3)"
     );
-    assert_eq!(message.matches("returned true  <- matches").count(), 4, "{message}");
-    assert_eq!(message.matches("claiming without looking").count(), 4, "every child's stdout:\n{message}");
+    assert_eq!(
+        message.matches("returned true  <- matches").count(),
+        4,
+        "{message}"
+    );
+    assert_eq!(
+        message.matches("claiming without looking").count(),
+        4,
+        "every child's stdout:\n{message}"
+    );
 }
 
 #[test]
@@ -143,7 +181,12 @@ fn assert_exactly_one_fails_when_nobody_wins() {
     let message = panic_message(|| {
         outcomes.assert_exactly_one(|won| *won);
     });
-    assert!(message.starts_with("expected exactly one child of 3 to return a matching value, but none did"), "{message}");
+    assert!(
+        message.starts_with(
+            "expected exactly one child of 3 to return a matching value, but none did"
+        ),
+        "{message}"
+    );
     assert_eq!(message.matches("returned false").count(), 3, "{message}");
 }
 
@@ -154,19 +197,28 @@ fn assert_exactly_one_fails_when_a_child_did_not_return_even_if_one_matched() {
     let message = panic_message(|| {
         outcomes.assert_exactly_one(|won| *won);
     });
-    assert!(message.contains("2 of 3 children did not return"), "{message}");
-    assert!(message.contains("their values cannot be checked"), "{message}");
+    assert!(
+        message.contains("2 of 3 children did not return"),
+        "{message}"
+    );
+    assert!(
+        message.contains("their values cannot be checked"),
+        "{message}"
+    );
 }
 
 #[test]
 fn assert_count_passes_with_the_right_count_and_fails_with_another() {
     let outcomes = stampede::call_concurrently(3, claim_always, ()).unwrap();
-    outcomes.assert_count(3, |won| *won).assert_count(0, |won| !*won);
+    outcomes
+        .assert_count(3, |won| *won)
+        .assert_count(0, |won| !*won);
     let message = panic_message(|| {
         outcomes.assert_count(2, |won| *won);
     });
     assert!(
-        message.starts_with("expected exactly 2 children of 3 to return a matching value, but 3 did"),
+        message
+            .starts_with("expected exactly 2 children of 3 to return a matching value, but 3 did"),
         "{message}"
     );
 }
@@ -181,5 +233,9 @@ fn failing_assertions_point_at_the_callers_line() {
     });
     let expected = format!("{}:{}:", file!(), line!() - 2);
     let failure = failure.unwrap_err();
-    assert!(failure.location().is_some_and(|l| l.starts_with(&expected)), "{:?} is not at {expected}", failure.location());
+    assert!(
+        failure.location().is_some_and(|l| l.starts_with(&expected)),
+        "{:?} is not at {expected}",
+        failure.location()
+    );
 }

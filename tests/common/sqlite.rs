@@ -35,7 +35,8 @@ pub const WORKERS: usize = 8;
 
 /// How long a worker waits for a lock before SQLite gives up with
 /// `SQLITE_BUSY` ("database is locked"). Without it, a second writer fails
-/// at once; with it, writers queue. Generous, because on a loaded 2-core
+/// at once; with it, writers queue. (rusqlite's `open` sets 5 s, SQLite's
+/// own default is 0; the recipes set it explicitly either way.) Generous, because on a loaded 2-core
 /// machine eight processes committing one after another take a while.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -366,6 +367,9 @@ pub fn hold_write_lock(db: PathBuf, dir: PathBuf, readers: usize) -> Result<(), 
 #[stampede::function]
 pub fn read_during_write(db: PathBuf, dir: PathBuf) -> Result<i64, String> {
     let conn = Connection::open(&db).map_err(|e| e.to_string())?;
+    // rusqlite's `open` sets a 5 s busy timeout; this reader must not wait.
+    conn.busy_timeout(Duration::ZERO)
+        .map_err(|e| e.to_string())?;
     wait_for(
         || dir.join("holding").exists(),
         "the writer to hold its lock",
