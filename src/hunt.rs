@@ -412,11 +412,12 @@ fn run_once<T: RunResult>(
     run: &Run,
 ) -> Result<(), (String, Option<String>, bool)> {
     LAST_PANIC.with(|last| last.borrow_mut().take());
-    IN_SCENARIO.with(|flag| flag.set(true));
+    // Saved and restored rather than cleared: a scenario may run a hunt of its own.
+    let outer = IN_SCENARIO.with(|flag| flag.replace(true));
     // Unwind safety: after a panic the hunt stops and never calls the
     // scenario again, so nothing it left half-updated is observed through us.
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| scenario(run).into_result()));
-    IN_SCENARIO.with(|flag| flag.set(false));
+    IN_SCENARIO.with(|flag| flag.set(outer));
     match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err((message, None, false)),
