@@ -6,9 +6,9 @@
 //! process exits. A [`Children`] guard kills and reaps whatever is still
 //! running if anything goes wrong, including a panic.
 
-use std::ffi::OsString;
+use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,13 +56,29 @@ pub(crate) fn run(options: &Options, jobs: &[Job]) -> Result<Vec<Outcome<Vec<u8>
     let barrier_read = sys::dup_high(&barrier_read).map_err(io("creating the start barrier"))?;
     let mut barrier_write = options.barrier.then_some(barrier_write);
 
+    let exe = sys::current_exe().map_err(io("finding the running executable"))?;
+    let c = |s: &std::ffi::OsStr| {
+        CString::new(s.as_bytes()).map_err(|e| Error::Io {
+            context: "encoding the child's command line",
+            source: e.into(),
+        })
+    };
+    let arg0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| "stampede-child".into());
+    let mut argv = vec![c(&arg0)?];
+    for a in &entry_args {
+        argv.push(c(a)?);
+    }
+    let mut env = sys::child_env(&options.env);
+    env.retain(|kv| {
+        !kv.as_bytes()
+            .starts_with(format!("{}=", child::CHILD_VAR).as_bytes())
+    });
     let launcher = Launcher {
-        exe: sys::current_exe().map_err(io("finding the running executable"))?,
-        arg0: std::env::args_os()
-            .next()
-            .unwrap_or_else(|| "stampede-child".into()),
-        args: entry_args,
-        env: &options.env,
+        exe: c(exe.as_os_str())?,
+        argv,
+        env,
         barrier: barrier_read,
     };
     let start_ns = sys::monotonic_ns();
@@ -163,15 +179,14 @@ pub(crate) fn decode_returned<R: serde::de::DeserializeOwned>(raw: Outcome<Vec<u
     })
 }
 
-struct Launcher<'a> {
-    exe: std::path::PathBuf,
-    arg0: OsString,
-    args: Vec<OsString>,
-    env: &'a [(OsString, OsString)],
+struct Launcher {
+    exe: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
     barrier: OwnedFd,
 }
 
-impl Launcher<'_> {
+impl Launcher {
     fn spawn(
         &self,
         index: usize,
@@ -186,28 +201,27 @@ impl Launcher<'_> {
         };
         let (parent_end, child_end) = sys::socket_pair().map_err(fail)?;
         let child_end = sys::dup_high(&child_end).map_err(fail)?;
-        let mut cmd = Command::new(&self.exe);
-        sys::set_arg0(&mut cmd, &self.arg0);
-        cmd.args(&self.args)
-            .env(child::CHILD_VAR, child::child_var(index))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        sys::prepare_child(&mut cmd, &child_end, &self.barrier);
+        let marker = CString::new(format!("{}={}", child::CHILD_VAR, child::child_var(index)))
+            .expect("no NUL in the child variable");
         let spawned_ns = sys::monotonic_ns();
-        let mut process = cmd.spawn().map_err(fail)?;
+        let spawned = sys::spawn_child(
+            &self.exe,
+            &self.argv,
+            &self.env,
+            &marker,
+            &child_end,
+            &self.barrier,
+        )
+        .map_err(fail)?;
         drop(child_end);
-        let pid = process.id();
+        let pid = spawned.pid;
         // From here on the guard in `Live` kills and reaps the child on error.
-        let stdout: OwnedFd = process.stdout.take().expect("piped").into();
-        let stderr: OwnedFd = process.stderr.take().expect("piped").into();
+        let (stdout, stderr) = (spawned.stdout, spawned.stderr);
         let mut live = Live {
             index,
             function: job.function,
             pid,
-            process: Some(process),
+            unreaped: true,
             exit_watch: sys::exit_watch(pid),
             channel: Some(parent_end),
             request: job.request.clone(),
@@ -339,7 +353,8 @@ struct Live {
     index: usize,
     function: &'static str,
     pid: u32,
-    process: Option<Child>,
+    /// Until reaped, the guard in `Drop` kills and reaps the child.
+    unreaped: bool,
     exit_watch: Option<OwnedFd>,
     channel: Option<OwnedFd>,
     request: Arc<Vec<u8>>,
@@ -479,10 +494,11 @@ impl Live {
             return;
         }
         sys::kill_group(self.pid);
-        let Some(mut process) = self.process.take() else {
+        if !self.unreaped {
             return;
-        };
-        if let Ok(status) = process.wait() {
+        }
+        self.unreaped = false;
+        if let Ok(status) = sys::wait_pid(self.pid) {
             let now = sys::monotonic_ns();
             self.exited = Some((status, now));
             self.drain_until_ns = now + DRAIN_GRACE.as_nanos() as u64;
@@ -595,28 +611,17 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
     }
 }
 
-/// Kills and reaps every child still alive when dropped: on success this is
-/// empty; on an error or a panic it is the cleanup.
+/// The live children of a call. Dropping it (on success it is empty; on an
+/// error or a panic it is the cleanup) kills and reaps each of them.
 struct Children {
     live: Vec<Live>,
 }
 
-impl Drop for Children {
-    fn drop(&mut self) {
-        for live in &mut self.live {
-            if let Some(mut process) = live.process.take() {
-                sys::kill_group(live.pid);
-                let _ = process.wait();
-            }
-        }
-    }
-}
-
 impl Drop for Live {
     fn drop(&mut self) {
-        if let Some(mut process) = self.process.take() {
+        if self.unreaped {
             sys::kill_group(self.pid);
-            let _ = process.wait();
+            let _ = sys::wait_pid(self.pid);
         }
     }
 }

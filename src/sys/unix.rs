@@ -1,14 +1,11 @@
 //! Unix implementation: pipes, socket pairs, poll, process groups, the
-//! monotonic clock, and the setup of a child between fork and exec.
+//! monotonic clock, and starting a child with posix_spawn.
 //! Linux-only pieces (`prctl`, `pidfd`, `close_range`, `/proc/self/exe`) are
 //! behind `cfg(target_os = "linux")` with a portable fallback.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 /// The descriptor a child reads its request from and writes its reports to.
 pub(crate) const CHANNEL_FD: RawFd = 3;
@@ -205,78 +202,6 @@ pub(crate) fn getppid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
-/// Arranges, between fork and exec of a child, that: its channel and barrier
-/// sit at [`CHANNEL_FD`] and [`BARRIER_FD`]; every other descriptor above
-/// stderr is closed by exec (only in the child's own table: the parent's
-/// flags are never touched); and it dies when the parent does.
-pub(crate) fn prepare_child(cmd: &mut Command, channel: &OwnedFd, barrier: &OwnedFd) {
-    let channel = channel.as_raw_fd();
-    let barrier = barrier.as_raw_fd();
-    debug_assert!(channel >= FIRST_CLOSED_FD && barrier >= FIRST_CLOSED_FD);
-    let parent = getpid() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (dup2, close_range/fcntl, prctl,
-    // getppid, _exit); it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 clears close-on-exec on the new descriptor; the sources are
-            // >= FIRST_CLOSED_FD (see `dup_high`), so neither overwrites the other.
-            check(libc::dup2(channel, CHANNEL_FD))?;
-            check(libc::dup2(barrier, BARRIER_FD))?;
-            mark_rest_cloexec();
-            #[cfg(target_os = "linux")]
-            {
-                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-                // The parent may have died before prctl took effect.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-            }
-            let _ = parent;
-            Ok(())
-        });
-    }
-}
-
-/// In the forked child: every descriptor from [`FIRST_CLOSED_FD`] up gets
-/// close-on-exec, so exec drops what a C library opened without it.
-///
-/// SAFETY (for the caller): only call between fork and exec.
-unsafe fn mark_rest_cloexec() {
-    #[cfg(target_os = "linux")]
-    {
-        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        // SAFETY: close_range only changes descriptor flags of this process.
-        let done = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                FIRST_CLOSED_FD as libc::c_uint,
-                libc::c_uint::MAX,
-                CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if done == 0 {
-            return;
-        }
-    }
-    // Fallback for old kernels: walk the descriptor table's possible range.
-    // SAFETY: getrlimit fills a valid struct; fcntl on a closed fd is EBADF.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur.min(1 << 20) as RawFd
-        } else {
-            4096
-        };
-        for fd in FIRST_CLOSED_FD..top {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-    }
-}
-
 /// In a child, at entry: takes the channel and barrier descriptors, and
 /// marks them close-on-exec so processes the user's code starts do not
 /// inherit them (this is the child's own table, not the parent's).
@@ -294,6 +219,21 @@ pub(crate) fn child_descriptors() -> io::Result<(File, File)> {
     // SAFETY: both descriptors were checked open above; they were placed by
     // `prepare_child` for this process alone, and each is wrapped once.
     Ok(unsafe { (File::from_raw_fd(CHANNEL_FD), File::from_raw_fd(BARRIER_FD)) })
+}
+
+/// In a child, at entry, where the spawn could not close them: closes every
+/// descriptor from [`FIRST_CLOSED_FD`] up. Before any user code runs, so
+/// nothing of the child's own is closed.
+pub(crate) fn child_close_strays() {
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let top = nofile_limits().map_or(4096, |(soft, _)| soft.min(1 << 16)) as RawFd;
+        for fd in FIRST_CLOSED_FD..top {
+            // SAFETY: closing a descriptor number; stampede's child owns
+            // none at or above FIRST_CLOSED_FD at this point.
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 /// In a child, at entry (Linux): die with the parent even if it is gone
@@ -394,11 +334,6 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// Sets argv[0] of a child to the parent's, so `ps` shows a familiar name.
-pub(crate) fn set_arg0(cmd: &mut Command, arg0: &OsStr) {
-    cmd.arg0(arg0);
-}
-
 /// Whether process `pid` (our child) has ended, without reaping it, so its
 /// process group can still be killed safely.
 pub(crate) fn has_exited(pid: u32) -> bool {
@@ -412,5 +347,169 @@ pub(crate) fn has_exited(pid: u32) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         );
         ret == 0 && info.si_pid() != 0
+    }
+}
+
+/// A child started by [`spawn_child`]: its pid (to reap with [`wait_pid`])
+/// and the parent's ends of its stdout and stderr pipes.
+pub(crate) struct Spawned {
+    pub pid: u32,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// The environment of every child of a batch, encoded once: the parent's
+/// environment with `extra` on top.
+pub(crate) fn child_env(
+    extra: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Vec<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut vars: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        std::env::vars_os().collect();
+    for (k, v) in extra {
+        vars.insert(k.clone(), v.clone());
+    }
+    vars.into_iter()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .collect()
+}
+
+/// Starts `exe` with posix_spawn (a vfork-style clone on glibc: no copy of the
+/// parent's page tables, unlike fork + `pre_exec`), with stdin on /dev/null,
+/// stdout and stderr on fresh pipes, the channel at [`CHANNEL_FD`], the
+/// barrier at [`BARRIER_FD`], every other descriptor closed, in its own
+/// process group. The parent-death signal is armed at child entry
+/// (`child_die_with`), which also catches a parent that died meanwhile.
+pub(crate) fn spawn_child(
+    exe: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    env: &[std::ffi::CString],
+    extra_env: &std::ffi::CString,
+    channel: &OwnedFd,
+    barrier: &OwnedFd,
+) -> io::Result<Spawned> {
+    // The write ends are moved above 4 so that no file action below can
+    // overwrite one before it is used (a parent with closed stdio gets
+    // pipes numbered from 0).
+    let (out_r, out_w) = pipe()?;
+    let out_w = dup_high(&out_w)?;
+    let (err_r, err_w) = pipe()?;
+    let err_w = dup_high(&err_w)?;
+    let mut argv_ptrs: Vec<*mut libc::c_char> =
+        argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv_ptrs.push(std::ptr::null_mut());
+    let mut env_ptrs: Vec<*mut libc::c_char> = Vec::with_capacity(env.len() + 2);
+    env_ptrs.push(extra_env.as_ptr().cast_mut());
+    env_ptrs.extend(env.iter().map(|e| e.as_ptr().cast_mut()));
+    env_ptrs.push(std::ptr::null_mut());
+    let spawn_err = |ret: libc::c_int| {
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(ret))
+        }
+    };
+    // SAFETY: the attribute and file-action objects are initialised before
+    // use and destroyed on every path; every pointer handed to posix_spawn
+    // points into a NUL-terminated array of live C strings.
+    unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        spawn_err(libc::posix_spawn_file_actions_init(&mut fa))?;
+        if let Err(e) = spawn_err(libc::posix_spawnattr_init(&mut attr)) {
+            libc::posix_spawn_file_actions_destroy(&mut fa);
+            return Err(e);
+        }
+        let result = (|| -> io::Result<u32> {
+            spawn_err(libc::posix_spawn_file_actions_addopen(
+                &mut fa,
+                0,
+                c"/dev/null".as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?;
+            spawn_err(libc::posix_spawn_file_actions_adddup2(
+                &mut fa,
+                out_w.as_raw_fd(),
+                1,
+            ))?;
+            spawn_err(libc::posix_spawn_file_actions_adddup2(
+                &mut fa,
+                err_w.as_raw_fd(),
+                2,
+            ))?;
+            spawn_err(libc::posix_spawn_file_actions_adddup2(
+                &mut fa,
+                channel.as_raw_fd(),
+                CHANNEL_FD,
+            ))?;
+            spawn_err(libc::posix_spawn_file_actions_adddup2(
+                &mut fa,
+                barrier.as_raw_fd(),
+                BARRIER_FD,
+            ))?;
+            // Closes, in the child's own table, what a C library opened in
+            // the parent without close-on-exec. Elsewhere the child closes
+            // them at entry (`child_close_strays`).
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            spawn_err(libc::posix_spawn_file_actions_addclosefrom_np(
+                &mut fa,
+                FIRST_CLOSED_FD,
+            ))?;
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut mask);
+            spawn_err(libc::posix_spawnattr_setsigmask(&mut attr, &mask))?;
+            let mut default: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut default);
+            libc::sigaddset(&mut default, libc::SIGPIPE);
+            spawn_err(libc::posix_spawnattr_setsigdefault(&mut attr, &default))?;
+            spawn_err(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
+            let flags = libc::POSIX_SPAWN_SETPGROUP
+                | libc::POSIX_SPAWN_SETSIGMASK
+                | libc::POSIX_SPAWN_SETSIGDEF;
+            spawn_err(libc::posix_spawnattr_setflags(
+                &mut attr,
+                flags as libc::c_short,
+            ))?;
+            let mut pid: libc::pid_t = 0;
+            spawn_err(libc::posix_spawn(
+                &mut pid,
+                exe.as_ptr(),
+                &fa,
+                &attr,
+                argv_ptrs.as_ptr(),
+                env_ptrs.as_ptr(),
+            ))?;
+            Ok(pid as u32)
+        })();
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::posix_spawnattr_destroy(&mut attr);
+        Ok(Spawned {
+            pid: result?,
+            stdout: out_r,
+            stderr: err_r,
+        })
+    }
+}
+
+/// Reaps child `pid`, blocking until it has ended.
+pub(crate) fn wait_pid(pid: u32) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid fills a valid int.
+        let ret = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if ret == pid as libc::pid_t {
+            return Ok(std::process::ExitStatus::from_raw(status));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
     }
 }
