@@ -16,14 +16,17 @@
 //!   program that the user's code starts from a child (and that inherits
 //!   the environment) does not mistake itself for one.
 //!
-//! Descriptors: 3 is the channel (requests in, reports out), 4 the barrier.
+//! Descriptors: 3 is the channel (requests in, reports out), 4 the start
+//! barrier, 5 the checkpoint gate.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::registry;
 use crate::sys;
@@ -154,7 +157,7 @@ fn run(context: Context) -> ! {
 }
 
 fn serve(context: &Context) -> std::io::Result<()> {
-    let (mut channel, mut barrier) = sys::child_descriptors()?;
+    let [mut channel, barrier, gate] = sys::child_descriptors()?;
     std::io::stdout().write_all(MARKER)?;
     std::io::stdout().flush()?;
     std::io::stderr().write_all(MARKER)?;
@@ -182,6 +185,7 @@ fn serve(context: &Context) -> std::io::Result<()> {
             let now = sys::monotonic_ns();
             let done = Report::Done {
                 started_ns: now,
+                checkpoint_ns: None,
                 finished_ns: now,
                 result: ChildResult::Failed(reason),
             };
@@ -196,19 +200,24 @@ fn serve(context: &Context) -> std::io::Result<()> {
         },
     )?;
     if request.barrier {
-        // Blocks until the parent closes the barrier's write end: EOF for all.
-        let mut byte = [0u8; 1];
-        while barrier.read(&mut byte)? != 0 {}
+        wait_for_release(barrier)?;
     }
-    drop(barrier);
     let delay = jitter_ns(request.seed, context.index, request.jitter_max_ns);
-    if delay > 0 {
-        std::thread::sleep(std::time::Duration::from_nanos(delay));
-    }
+    sleep_ns(delay);
 
+    *lock_io() = Some(ChildIo {
+        channel,
+        gate: Some(gate),
+        jitter_ns: delay,
+    });
     let started_ns = sys::monotonic_ns();
     let outcome = panic::catch_unwind(AssertUnwindSafe(prepared));
     let finished_ns = sys::monotonic_ns();
+    let mut channel = lock_io().take().expect("the channel is put back").channel;
+    let checkpoint_ns = match CHECKPOINT_PASSED_NS.load(Ordering::Relaxed) {
+        0 => None,
+        ns => Some(ns),
+    };
     let result = match outcome {
         Ok(Ok(bytes)) => ChildResult::Returned(bytes),
         Ok(Err(reason)) => ChildResult::Failed(reason),
@@ -229,10 +238,70 @@ fn serve(context: &Context) -> std::io::Result<()> {
         &mut channel,
         &Report::Done {
             started_ns,
+            checkpoint_ns,
             finished_ns,
             result,
         },
     )
+}
+
+/// Blocks until the parent closes the gate's write end, which gives end of
+/// file to every child at once; then closes this end.
+fn wait_for_release(mut gate: File) -> std::io::Result<()> {
+    let mut byte = [0u8; 1];
+    while gate.read(&mut byte)? != 0 {}
+    Ok(())
+}
+
+fn sleep_ns(ns: u64) {
+    if ns > 0 {
+        std::thread::sleep(std::time::Duration::from_nanos(ns));
+    }
+}
+
+/// The child's channel and checkpoint gate while the function runs, so
+/// that `checkpoint()` can report on the one channel; the gate is taken by
+/// the first call.
+struct ChildIo {
+    channel: File,
+    gate: Option<File>,
+    jitter_ns: u64,
+}
+
+static CHILD_IO: Mutex<Option<ChildIo>> = Mutex::new(None);
+static CHECKPOINT_PASSED_NS: AtomicU64 = AtomicU64::new(0);
+
+fn lock_io() -> std::sync::MutexGuard<'static, Option<ChildIo>> {
+    // A panic while holding the lock leaves the data intact: plain fields.
+    CHILD_IO.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The child's side of `stampede::checkpoint()`.
+pub(crate) fn checkpoint() {
+    let (gate, jitter_ns) = {
+        let mut io = lock_io();
+        let Some(ChildIo {
+            channel,
+            gate,
+            jitter_ns,
+        }) = io.as_mut()
+        else {
+            return;
+        };
+        let Some(gate) = gate.take() else { return };
+        let report = Report::Checkpoint {
+            at_ns: sys::monotonic_ns(),
+        };
+        // If the parent is gone, the parent-death signal ends this process;
+        // an error here only means there is nobody left to wait for.
+        if wire::write_frame(channel, &report).is_err() {
+            return;
+        }
+        (gate, *jitter_ns)
+    };
+    let _ = wait_for_release(gate);
+    sleep_ns(jitter_ns);
+    CHECKPOINT_PASSED_NS.store(sys::monotonic_ns(), Ordering::Relaxed);
 }
 
 /// The delay of child `index` after the barrier: uniform in

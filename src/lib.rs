@@ -176,6 +176,33 @@ pub fn init() {
     child::init();
 }
 
+/// Waits, inside a registered function, until every child of the call has
+/// reached this point (or ended), then lets them all go at once.
+///
+/// The start barrier releases children when they enter the function; work
+/// done before the racy part (opening a connection, reading a file) spreads
+/// them out again. Call `checkpoint()` after that setup so the racy part
+/// starts together. Only the first call in a child waits; later calls, and
+/// calls outside a stampede child, return at once. Children of the same call
+/// that never reach it are waited for until they end. With
+/// [`Options::barrier`]`(false)` it does not wait either. With
+/// [`Options::jitter`] on, each child's delay is applied again after the
+/// checkpoint, so the order they are let go in still varies.
+///
+/// ```no_run
+/// # use std::path::PathBuf;
+/// #[stampede::function]
+/// fn claim(db: PathBuf) -> bool {
+///     let conn = std::fs::File::open(&db); // setup, at each child's own pace
+///     stampede::checkpoint();              // all children continue together
+///     // ... the racy check-then-act ...
+/// #   conn.is_ok()
+/// }
+/// ```
+pub fn checkpoint() {
+    child::checkpoint();
+}
+
 /// Whether this process is a child started by stampede.
 pub fn is_child() -> bool {
     child::is_child()

@@ -66,8 +66,10 @@ impl Options {
     }
 
     /// Whether children wait at a start barrier (the default) so that all of
-    /// them enter the function at the same instant. Off, each child runs as
-    /// soon as it has started.
+    /// them enter the function at the same instant, and at
+    /// [`checkpoint()`](crate::checkpoint) if the function calls it. Off,
+    /// each child runs as soon as it has started and passes checkpoints
+    /// without waiting.
     pub fn barrier(mut self, on: bool) -> Self {
         self.barrier = on;
         self

@@ -96,6 +96,9 @@ pub struct Timings {
     pub ready: Option<Duration>,
     /// The child entered the function.
     pub started: Option<Duration>,
+    /// The child was let go from [`checkpoint()`](crate::checkpoint), if the
+    /// function called it.
+    pub checkpoint: Option<Duration>,
     /// The function returned or panicked.
     pub finished: Option<Duration>,
     /// The parent saw the process end.
@@ -310,9 +313,14 @@ impl<R> Outcomes<R> {
     /// The spread of function-entry times: latest minus earliest `started`.
     /// `None` if fewer than one child entered the function.
     pub fn start_spread(&self) -> Option<Duration> {
-        let starts = self.items.iter().filter_map(|o| o.timings.started);
-        let min = starts.clone().min()?;
-        Some(starts.max()? - min)
+        spread(self.items.iter().filter_map(|o| o.timings.started))
+    }
+
+    /// The spread of the times children were let go from
+    /// [`checkpoint()`](crate::checkpoint): latest minus earliest. `None` if
+    /// no child passed one.
+    pub fn checkpoint_spread(&self) -> Option<Duration> {
+        spread(self.items.iter().filter_map(|o| o.timings.checkpoint))
     }
 
     /// Every returned value, in call order.
@@ -366,6 +374,10 @@ impl<R> fmt::Display for Outcomes<R> {
         }
         Ok(())
     }
+}
+
+fn spread(times: impl Iterator<Item = Duration> + Clone) -> Option<Duration> {
+    Some(times.clone().max()? - times.min()?)
 }
 
 pub(crate) fn summary<'a, R: 'a>(

@@ -52,9 +52,10 @@ pub(crate) fn run(options: &Options, jobs: &[Job]) -> Result<Vec<Outcome<Vec<u8>
     // Best effort: a limit still too low shows as a spawn error naming it.
     sys::raise_nofile(limit as u64 * FDS_PER_CHILD + 64);
     let io = |context| move |source| Error::Io { context, source };
-    let (barrier_read, barrier_write) = sys::pipe().map_err(io("creating the start barrier"))?;
-    let barrier_read = sys::dup_high(&barrier_read).map_err(io("creating the start barrier"))?;
-    let mut barrier_write = options.barrier.then_some(barrier_write);
+    let (start_read, mut start) =
+        Gate::new(options.barrier).map_err(io("creating the start barrier"))?;
+    let (checkpoint_read, mut checkpoint) =
+        Gate::new(options.barrier).map_err(io("creating the checkpoint gate"))?;
 
     let exe = sys::current_exe().map_err(io("finding the running executable"))?;
     let c = |s: &std::ffi::OsStr| {
@@ -79,15 +80,16 @@ pub(crate) fn run(options: &Options, jobs: &[Job]) -> Result<Vec<Outcome<Vec<u8>
         exe: c(exe.as_os_str())?,
         argv,
         env,
-        barrier: barrier_read,
+        start: &start_read,
+        checkpoint: &checkpoint_read,
     };
     let start_ns = sys::monotonic_ns();
     let timeout_ns = u64::try_from(options.timeout.as_nanos()).unwrap_or(u64::MAX);
     let mut children = Children { live: Vec::new() };
     let mut done: Vec<Option<Outcome<Vec<u8>>>> = (0..jobs.len()).map(|_| None).collect();
-    // The barrier opens once every child of the first wave is ready or gone.
+    // The gates open once every child of the first wave has reached them or
+    // ended; later waves find them open.
     let wave = limit;
-    let mut settled = 0;
     let mut next = 0;
     let mut buf = vec![0u8; 64 * 1024];
 
@@ -97,33 +99,26 @@ pub(crate) fn run(options: &Options, jobs: &[Job]) -> Result<Vec<Outcome<Vec<u8>
             children.live.push(live);
             next += 1;
         }
-        for live in &mut children.live {
-            if !live.settled
-                && live.index < wave
-                && (live.ready_ns.is_some() || live.exited.is_some())
-            {
-                live.settled = true;
-                settled += 1;
-            }
+        for live in children.live.iter_mut().filter(|live| live.index < wave) {
+            let ended = live.exited.is_some();
+            start.arrive(&mut live.at_start, ended || live.ready_ns.is_some());
+            checkpoint.arrive(
+                &mut live.at_checkpoint,
+                ended || live.checkpoint_ns.is_some(),
+            );
         }
-        if settled == wave {
-            barrier_write = None;
-        }
+        start.release_if_all(wave);
+        checkpoint.release_if_all(wave);
         let mut i = 0;
         while i < children.live.len() {
+            // Finished children have exited, so they were counted above.
             if children.live[i].is_finished() {
                 let live = children.live.swap_remove(i);
-                if !live.settled && live.index < wave {
-                    settled += 1;
-                }
                 let index = live.index;
                 done[index] = Some(live.finish(start_ns, options.timeout));
             } else {
                 i += 1;
             }
-        }
-        if settled == wave {
-            barrier_write = None;
         }
         if children.live.is_empty() && next == jobs.len() {
             break;
@@ -159,7 +154,6 @@ pub(crate) fn run(options: &Options, jobs: &[Job]) -> Result<Vec<Outcome<Vec<u8>
             live.check_time(now);
         }
     }
-    drop(barrier_write);
     Ok(done
         .into_iter()
         .map(|o| o.expect("every child finished"))
@@ -179,14 +173,51 @@ pub(crate) fn decode_returned<R: serde::de::DeserializeOwned>(raw: Outcome<Vec<u
     })
 }
 
-struct Launcher {
+/// The parent's side of a pipe that children of the first wave block on;
+/// closing its write end gives all of them end of file at once.
+struct Gate {
+    write: Option<OwnedFd>,
+    arrived: usize,
+}
+
+impl Gate {
+    /// The read end every child gets, and a closed gate (or an open one:
+    /// `closed == false`, children pass at once).
+    fn new(closed: bool) -> std::io::Result<(OwnedFd, Gate)> {
+        let (read, write) = sys::pipe()?;
+        // Above the numbers the child's ends are moved to (see `dup_high`).
+        let read = sys::dup_high(&read)?;
+        let gate = Gate {
+            write: closed.then_some(write),
+            arrived: 0,
+        };
+        Ok((read, gate))
+    }
+
+    /// Counts a child once, when it has reached the gate (or ended).
+    fn arrive(&mut self, counted: &mut bool, reached: bool) {
+        if reached && !*counted {
+            *counted = true;
+            self.arrived += 1;
+        }
+    }
+
+    fn release_if_all(&mut self, wave: usize) {
+        if self.arrived == wave {
+            self.write = None;
+        }
+    }
+}
+
+struct Launcher<'a> {
     exe: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
-    barrier: OwnedFd,
+    start: &'a OwnedFd,
+    checkpoint: &'a OwnedFd,
 }
 
-impl Launcher {
+impl Launcher<'_> {
     fn spawn(
         &self,
         index: usize,
@@ -210,7 +241,8 @@ impl Launcher {
             &self.env,
             &marker,
             &child_end,
-            &self.barrier,
+            self.start,
+            self.checkpoint,
         )
         .map_err(fail)?;
         drop(child_end);
@@ -237,7 +269,10 @@ impl Launcher {
             timed_out: false,
             exited: None,
             drain_until_ns: u64::MAX,
-            settled: false,
+            at_start: false,
+            at_checkpoint: false,
+            checkpoint_ns: None,
+            checkpoint_passed_ns: None,
         };
         for fd in [
             live.channel.as_ref(),
@@ -370,7 +405,12 @@ struct Live {
     timed_out: bool,
     exited: Option<(std::process::ExitStatus, u64)>,
     drain_until_ns: u64,
-    settled: bool,
+    /// Counted by the start gate / the checkpoint gate.
+    at_start: bool,
+    at_checkpoint: bool,
+    /// When the child reached `checkpoint()`, and when it was let go.
+    checkpoint_ns: Option<u64>,
+    checkpoint_passed_ns: Option<u64>,
 }
 
 impl Live {
@@ -468,11 +508,18 @@ impl Live {
                 {
                     self.ready_ns = Some(at_ns);
                 }
+                Ok(Some(Report::Checkpoint { at_ns }))
+                    if self.checkpoint_ns.is_none() && self.done.is_none() =>
+                {
+                    self.checkpoint_ns = Some(at_ns);
+                }
                 Ok(Some(Report::Done {
                     started_ns,
+                    checkpoint_ns,
                     finished_ns,
                     result,
                 })) if self.done.is_none() => {
+                    self.checkpoint_passed_ns = checkpoint_ns;
                     self.done = Some((started_ns, finished_ns, result));
                 }
                 Ok(Some(other)) => {
@@ -569,6 +616,7 @@ impl Live {
                 spawned: since(self.spawned_ns),
                 ready: self.ready_ns.map(since),
                 started,
+                checkpoint: self.checkpoint_passed_ns.map(since),
                 finished,
                 ended: since(ended_ns),
             },

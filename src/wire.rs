@@ -102,14 +102,19 @@ pub(crate) struct Request {
     pub seed: u64,
 }
 
-/// What a child reports, in this order: `Ready`, then `Done`.
+/// What a child reports, in this order: `Ready`, `Checkpoint` if the
+/// function calls `stampede::checkpoint()`, then `Done`.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Report {
     /// Arguments decoded; waiting at the barrier.
     Ready { at_ns: u64 },
+    /// The function reached `stampede::checkpoint()` and waits there.
+    Checkpoint { at_ns: u64 },
     /// The function ran (or could not).
     Done {
         started_ns: u64,
+        /// When the function was let go from its checkpoint, if it had one.
+        checkpoint_ns: Option<u64>,
         finished_ns: u64,
         result: ChildResult,
     },
@@ -253,9 +258,12 @@ mod tests {
 
     #[test]
     fn a_vec_claiming_more_elements_than_bytes_is_an_error() {
-        // Done{Returned(vec of 2^60 bytes)} with only a few bytes behind it.
-        let mut payload = 1u32.to_le_bytes().to_vec();
-        payload.extend_from_slice(&[0; 16]);
+        // Done{Returned(vec of 2^60 bytes)} with only a few bytes behind it:
+        // variant 2, started_ns, checkpoint_ns None, finished_ns, Returned.
+        let mut payload = 2u32.to_le_bytes().to_vec();
+        payload.extend_from_slice(&[0; 8]);
+        payload.push(0);
+        payload.extend_from_slice(&[0; 8]);
         payload.extend_from_slice(&0u32.to_le_bytes());
         payload.extend_from_slice(&(1u64 << 60).to_le_bytes());
         assert!(decode::<Report>(&payload).is_err());

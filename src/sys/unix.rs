@@ -11,8 +11,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 pub(crate) const CHANNEL_FD: RawFd = 3;
 /// The descriptor a child blocks on until the parent releases the barrier.
 pub(crate) const BARRIER_FD: RawFd = 4;
+/// The descriptor a child blocks on in `stampede::checkpoint()`.
+pub(crate) const CHECKPOINT_FD: RawFd = 5;
 /// Descriptors a child may inherit are below this number.
-const FIRST_CLOSED_FD: RawFd = 5;
+const FIRST_CLOSED_FD: RawFd = 6;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -70,7 +72,7 @@ fn set_cloexec(fd: &OwnedFd) -> io::Result<()> {
 }
 
 /// A close-on-exec duplicate of `fd` numbered [`FIRST_CLOSED_FD`] or above,
-/// so that moving it to fd 3 or 4 in a child cannot overwrite the other one.
+/// so that moving it to fd 3, 4 or 5 in a child cannot overwrite another.
 pub(crate) fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor and touches no memory.
     let new =
@@ -202,11 +204,11 @@ pub(crate) fn getppid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
-/// In a child, at entry: takes the channel and barrier descriptors, and
-/// marks them close-on-exec so processes the user's code starts do not
-/// inherit them (this is the child's own table, not the parent's).
-pub(crate) fn child_descriptors() -> io::Result<(File, File)> {
-    for fd in [CHANNEL_FD, BARRIER_FD] {
+/// In a child, at entry: takes the channel, barrier and checkpoint
+/// descriptors, and marks them close-on-exec so processes the user's code
+/// starts do not inherit them (this is the child's own table, not the parent's).
+pub(crate) fn child_descriptors() -> io::Result<[File; 3]> {
+    for fd in [CHANNEL_FD, BARRIER_FD, CHECKPOINT_FD] {
         // SAFETY: F_SETFD on a descriptor number only sets its flags; a
         // closed descriptor gives EBADF, which is reported.
         check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map_err(|e| {
@@ -216,9 +218,15 @@ pub(crate) fn child_descriptors() -> io::Result<(File, File)> {
             )
         })?;
     }
-    // SAFETY: both descriptors were checked open above; they were placed by
-    // `prepare_child` for this process alone, and each is wrapped once.
-    Ok(unsafe { (File::from_raw_fd(CHANNEL_FD), File::from_raw_fd(BARRIER_FD)) })
+    // SAFETY: the descriptors were checked open above; they were placed by
+    // `spawn_child` for this process alone, and each is wrapped once.
+    Ok(unsafe {
+        [
+            File::from_raw_fd(CHANNEL_FD),
+            File::from_raw_fd(BARRIER_FD),
+            File::from_raw_fd(CHECKPOINT_FD),
+        ]
+    })
 }
 
 /// In a child, at entry, where the spawn could not close them: closes every
@@ -382,7 +390,8 @@ pub(crate) fn child_env(
 /// Starts `exe` with posix_spawn (a vfork-style clone on glibc: no copy of the
 /// parent's page tables, unlike fork + `pre_exec`), with stdin on /dev/null,
 /// stdout and stderr on fresh pipes, the channel at [`CHANNEL_FD`], the
-/// barrier at [`BARRIER_FD`], every other descriptor closed, in its own
+/// barrier at [`BARRIER_FD`], the checkpoint gate at [`CHECKPOINT_FD`],
+/// every other descriptor closed, in its own
 /// process group. The parent-death signal is armed at child entry
 /// (`child_die_with`), which also catches a parent that died meanwhile.
 pub(crate) fn spawn_child(
@@ -392,6 +401,7 @@ pub(crate) fn spawn_child(
     extra_env: &std::ffi::CString,
     channel: &OwnedFd,
     barrier: &OwnedFd,
+    checkpoint: &OwnedFd,
 ) -> io::Result<Spawned> {
     // The write ends are moved above 4 so that no file action below can
     // overwrite one before it is used (a parent with closed stdio gets
@@ -452,6 +462,11 @@ pub(crate) fn spawn_child(
                 &mut fa,
                 barrier.as_raw_fd(),
                 BARRIER_FD,
+            ))?;
+            spawn_err(libc::posix_spawn_file_actions_adddup2(
+                &mut fa,
+                checkpoint.as_raw_fd(),
+                CHECKPOINT_FD,
             ))?;
             // Closes, in the child's own table, what a C library opened in
             // the parent without close-on-exec. Elsewhere the child closes

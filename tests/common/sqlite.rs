@@ -160,17 +160,22 @@ pub fn open(db: &Path) -> Connection {
 #[stampede::function]
 pub fn claim_naive(db: PathBuf) -> bool {
     let conn = open(&db);
-    let holder: Option<u32> = conn
-        .query_row("SELECT holder FROM tickets WHERE id = 1", [], |r| r.get(0))
+    let mut check = conn
+        .prepare("SELECT holder FROM tickets WHERE id = 1")
+        .expect("preparing the check");
+    let mut claim = conn
+        .prepare("UPDATE tickets SET holder = ?1 WHERE id = 1")
+        .expect("preparing the claim");
+    stampede::checkpoint(); // every worker connected and prepared: go together
+    let holder: Option<u32> = check
+        .query_row([], |r| r.get(0))
         .expect("checking ticket 1");
     if holder.is_some() {
         return false;
     }
-    conn.execute(
-        "UPDATE tickets SET holder = ?1 WHERE id = 1",
-        [std::process::id()],
-    )
-    .expect("claiming ticket 1");
+    claim
+        .execute([std::process::id()])
+        .expect("claiming ticket 1");
     true
 }
 
@@ -180,6 +185,7 @@ pub fn claim_naive(db: PathBuf) -> bool {
 #[stampede::function]
 pub fn claim_immediate(db: PathBuf) -> bool {
     let mut conn = open(&db);
+    stampede::checkpoint();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .expect("BEGIN IMMEDIATE");
@@ -203,6 +209,7 @@ pub fn claim_immediate(db: PathBuf) -> bool {
 #[stampede::function]
 pub fn claim_conditional_update(db: PathBuf) -> bool {
     let conn = open(&db);
+    stampede::checkpoint();
     let changed = conn
         .execute(
             "UPDATE tickets SET holder = ?1 WHERE id = 1 AND holder IS NULL",
@@ -222,11 +229,17 @@ pub fn claim_conditional_update(db: PathBuf) -> bool {
 #[stampede::function]
 pub fn increment_naive(db: PathBuf) -> i64 {
     let conn = open(&db);
-    let value: i64 = conn
-        .query_row("SELECT value FROM counter WHERE id = 1", [], |r| r.get(0))
+    let mut read = conn
+        .prepare("SELECT value FROM counter WHERE id = 1")
+        .expect("preparing the read");
+    let mut write = conn
+        .prepare("UPDATE counter SET value = ?1 WHERE id = 1")
+        .expect("preparing the write");
+    stampede::checkpoint(); // every worker connected and prepared: go together
+    let value: i64 = read
+        .query_row([], |r| r.get(0))
         .expect("reading the counter");
-    conn.execute("UPDATE counter SET value = ?1 WHERE id = 1", [value + 1])
-        .expect("writing the counter");
+    write.execute([value + 1]).expect("writing the counter");
     value + 1
 }
 
@@ -235,6 +248,7 @@ pub fn increment_naive(db: PathBuf) -> i64 {
 #[stampede::function]
 pub fn increment_atomic(db: PathBuf) -> i64 {
     let conn = open(&db);
+    stampede::checkpoint();
     conn.query_row(
         "UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value",
         [],
@@ -255,18 +269,20 @@ pub fn increment_atomic(db: PathBuf) -> i64 {
 #[stampede::function]
 pub fn claim_by_insert(db: PathBuf) -> bool {
     let conn = open(&db);
-    let taken: i64 = conn
-        .query_row("SELECT COUNT(*) FROM claims WHERE ticket = 1", [], |r| {
-            r.get(0)
-        })
+    let mut check = conn
+        .prepare("SELECT COUNT(*) FROM claims WHERE ticket = 1")
+        .expect("preparing the check");
+    let mut insert = conn
+        .prepare("INSERT INTO claims (ticket, worker) VALUES (1, ?1)")
+        .expect("preparing the insert");
+    stampede::checkpoint(); // every worker connected and prepared: go together
+    let taken: i64 = check
+        .query_row([], |r| r.get(0))
         .expect("checking the claims");
     if taken > 0 {
         return false;
     }
-    match conn.execute(
-        "INSERT INTO claims (ticket, worker) VALUES (1, ?1)",
-        [std::process::id()],
-    ) {
+    match insert.execute([std::process::id()]) {
         Ok(_) => true,
         Err(err) if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => false,
         Err(err) => panic!("inserting a claim: {err}"),
