@@ -35,10 +35,6 @@ fn record_and_sleep(pids: PathBuf) {
 
 /// Returns at once but leaves a grandchild behind in its process group.
 #[stampede::function]
-#[expect(
-    clippy::zombie_processes,
-    reason = "left behind on purpose: stampede must kill it"
-)]
 fn leave_a_grandchild() -> u32 {
     Command::new("sleep").arg("1000").spawn().unwrap().id()
 }
