@@ -41,6 +41,33 @@
 //!   limit, output capture, jitter); [`Batch`] runs different functions in one
 //!   concurrent batch.
 //!
+//! # Finding races
+//!
+//! - **Start barrier.** On by default: every child is started, loaded and has
+//!   decoded its arguments before any of them enters the function; then all
+//!   are let go at once.
+//! - **[`checkpoint()`]**, inside the function, after per-child setup
+//!   (opening a connection, preparing statements): a second release point,
+//!   so the racy part starts together too.
+//! - **Assertions** that fail with a report of every child:
+//!   [`assert_exactly_one`](Outcomes::assert_exactly_one),
+//!   [`assert_count`](Outcomes::assert_count),
+//!   [`assert_all_returned`](Outcomes::assert_all_returned),
+//!   [`assert_none_panicked`](Outcomes::assert_none_panicked).
+//! - **[`Hunt`]** repeats a scenario up to a number of runs or a time budget
+//!   and stops at the first failing run, saying which one and why.
+//! - **[Jitter](Options::jitter)** delays each child by a seeded random amount
+//!   after each release; the seed is reported so the delays can be replayed.
+//! - **[`#[stampede::flaky]`](macro@flaky)** reruns a genuinely flaky test
+//!   until it passes often enough.
+//!
+//! The [recipes guide](guide::recipes) shows these on a SQLite database
+//! shared by every child (the naive claim, `BEGIN IMMEDIATE`, lost updates,
+//! a UNIQUE constraint as arbiter, WAL and `busy_timeout`), the two traps
+//! users hit (an in-memory database is private to each process; data the
+//! parent has not committed is invisible to children), and how often each
+//! planted race is caught.
+//!
 //! # The entry line
 //!
 //! A child is the test binary itself, started again. It needs a door into
@@ -260,6 +287,12 @@ mod unit_tests {
         assert_eq!(outcomes[0].function(), "stampede::unit_tests::double");
         assert_eq!(outcomes.unwrap_all(), [42, 42, 42]);
     }
+}
+
+/// Longer documentation, beyond the reference.
+pub mod guide {
+    #[doc = include_str!("../docs/recipes.md")]
+    pub mod recipes {}
 }
 
 /// Compiles the README's Rust snippets as doctests, so they keep working.
