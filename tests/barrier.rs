@@ -15,17 +15,24 @@ fn slow_start(index_delay_ms: u64) -> u64 {
     index_delay_ms
 }
 
-fn assert_released_together<R>(outcomes: &stampede::Outcomes<R>) {
-    let last_ready = outcomes
+fn last_ready<R>(outcomes: &[stampede::Outcome<R>]) -> Duration {
+    outcomes
         .iter()
         .map(|o| o.timings().ready.unwrap())
         .max()
-        .unwrap();
-    let first_start = outcomes
+        .unwrap()
+}
+
+fn first_start<R>(outcomes: &[stampede::Outcome<R>]) -> Duration {
+    outcomes
         .iter()
         .map(|o| o.timings().started.unwrap())
         .min()
-        .unwrap();
+        .unwrap()
+}
+
+fn assert_released_together<R>(outcomes: &[stampede::Outcome<R>]) {
+    let (last_ready, first_start) = (last_ready(outcomes), first_start(outcomes));
     assert!(
         last_ready <= first_start,
         "a child entered the function at {first_start:?}, before the last one was ready at {last_ready:?}"
@@ -37,7 +44,7 @@ fn no_child_enters_before_every_child_is_ready() {
     for _ in 0..3 {
         let outcomes =
             stampede::call_concurrently(8, payload, vec!["x".repeat(1000); 100]).unwrap();
-        assert_released_together(&outcomes);
+        assert_released_together(outcomes.iter().as_slice());
         assert_eq!(outcomes.unwrap_all(), [100; 8]);
     }
 }
@@ -47,16 +54,12 @@ fn the_barrier_holds_children_back_until_the_slowest_is_ready() {
     // The parent starts children one after another, so the first ones wait
     // at the barrier for the last: their wait is visible in the timings.
     let outcomes = stampede::call_concurrently(16, slow_start, 0).unwrap();
-    assert_released_together(&outcomes);
+    let all = outcomes.iter().as_slice();
+    assert_released_together(all);
     let first = &outcomes[0];
     let waited = first.timings().started.unwrap() - first.timings().ready.unwrap();
-    let last_ready = outcomes
-        .iter()
-        .map(|o| o.timings().ready.unwrap())
-        .max()
-        .unwrap();
     assert!(
-        waited >= last_ready - first.timings().ready.unwrap(),
+        waited >= last_ready(all) - first.timings().ready.unwrap(),
         "the first child waited for the last"
     );
 }
@@ -69,11 +72,7 @@ fn without_the_barrier_children_run_as_soon_as_they_are_ready() {
         .unwrap();
     // Started one by one, the first child is done before the last is ready.
     let first_done = outcomes[0].timings().finished.unwrap();
-    let last_ready = outcomes
-        .iter()
-        .map(|o| o.timings().ready.unwrap())
-        .max()
-        .unwrap();
+    let last_ready = last_ready(outcomes.iter().as_slice());
     assert!(
         first_done < last_ready,
         "child 0 finished at {first_done:?}, last ready at {last_ready:?}"
@@ -87,17 +86,6 @@ fn with_a_concurrency_limit_the_first_wave_is_released_together() {
         .timeout(Duration::from_secs(30))
         .call_concurrently(10, slow_start, 0)
         .unwrap();
-    let wave = stampede::Outcomes::clone(&outcomes).into_vec();
-    let last_ready = wave[..4]
-        .iter()
-        .map(|o| o.timings().ready.unwrap())
-        .max()
-        .unwrap();
-    let first_start = wave[..4]
-        .iter()
-        .map(|o| o.timings().started.unwrap())
-        .min()
-        .unwrap();
-    assert!(last_ready <= first_start);
+    assert_released_together(&outcomes.iter().as_slice()[..4]);
     assert_eq!(outcomes.unwrap_all(), [0; 10]);
 }

@@ -84,14 +84,5 @@ fn descriptor_limit_inner() {
 
 #[test]
 fn a_descriptor_limit_is_named_and_started_children_are_reaped() {
-    let exe = std::env::current_exe().unwrap();
-    let run = procs::start_ignored_test(&exe, "descriptor_limit_inner", &[])
-        .wait_with_output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success() && stdout.contains("INNER-OK"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    procs::assert_ignored_test_passes(&std::env::current_exe().unwrap(), "descriptor_limit_inner");
 }

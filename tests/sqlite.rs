@@ -5,6 +5,8 @@
 
 stampede::entry!();
 
+use std::path::PathBuf;
+
 #[path = "common/sqlite.rs"]
 mod sqlite;
 
@@ -64,15 +66,17 @@ fn naive_claim_is_exposed_as_a_double_claim_in_both_journal_modes() {
     }
 }
 
-#[test]
-fn begin_immediate_claim_has_exactly_one_winner_over_many_runs() {
+/// Hunts a correct claim in both journal modes: every run must have exactly
+/// one winner, and the ticket row must name it.
+fn exactly_one_winner_over_many_runs<F, M>(claim: F)
+where
+    F: stampede::Function<M, Args = PathBuf, Output = bool> + Copy,
+{
     for journal in JOURNALS {
         Hunt::runs(CORRECT_RUNS)
             .run(|run| {
                 let db = Db::one_free_ticket().journal(journal);
-                let outcomes =
-                    run.options()
-                        .call_concurrently(WORKERS, sqlite::claim_immediate, db.path())?;
+                let outcomes = run.options().call_concurrently(WORKERS, claim, db.path())?;
                 outcomes.assert_exactly_one(|won| *won);
                 let winner = outcomes
                     .iter()
@@ -90,30 +94,13 @@ fn begin_immediate_claim_has_exactly_one_winner_over_many_runs() {
 }
 
 #[test]
+fn begin_immediate_claim_has_exactly_one_winner_over_many_runs() {
+    exactly_one_winner_over_many_runs(sqlite::claim_immediate);
+}
+
+#[test]
 fn conditional_update_claim_has_exactly_one_winner_over_many_runs() {
-    for journal in JOURNALS {
-        Hunt::runs(CORRECT_RUNS)
-            .run(|run| {
-                let db = Db::one_free_ticket().journal(journal);
-                let outcomes = run.options().call_concurrently(
-                    WORKERS,
-                    sqlite::claim_conditional_update,
-                    db.path(),
-                )?;
-                outcomes.assert_exactly_one(|won| *won);
-                let winner = outcomes
-                    .iter()
-                    .find(|o| o.value() == Some(&true))
-                    .map(|o| o.pid());
-                assert_eq!(
-                    db.ticket_holder(),
-                    winner,
-                    "the holder is not the winner ({journal:?})"
-                );
-                Ok::<(), Error>(())
-            })
-            .unwrap();
-    }
+    exactly_one_winner_over_many_runs(sqlite::claim_conditional_update);
 }
 
 // ---------------------------------------------------------------------------

@@ -75,6 +75,20 @@ pub fn start_ignored_test(exe: &Path, name: &str, env: &[(&str, &str)]) -> Child
     }
 }
 
+/// Runs the ignored test `name` of `exe` to its end and checks that it
+/// passed and printed `INNER-OK`; shows its output otherwise.
+pub fn assert_ignored_test_passes(exe: &Path, name: &str) {
+    let run = start_ignored_test(exe, name, &[])
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("INNER-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 /// Reads a file of whitespace-separated pids, as written by children.
 pub fn read_pids(path: &Path) -> Vec<u32> {
     std::fs::read_to_string(path)
