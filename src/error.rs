@@ -5,7 +5,9 @@ use std::fmt;
 use std::io;
 
 /// Why a call could not run its children.
-#[derive(Debug)]
+///
+/// `Debug` prints the same sentence as `Display`, so that `.unwrap()` in a
+/// test says what happened and what to do.
 #[non_exhaustive]
 pub enum Error {
     /// The function is not registered: a closure, a function pointer, or a
@@ -92,6 +94,12 @@ impl fmt::Display for Error {
             ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
