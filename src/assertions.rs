@@ -1,4 +1,4 @@
-//! Assertion helpers on [`Outcomes`](crate::Outcomes) that fail with a report of every child.
+//! Assertion helpers on [`Outcomes`] that fail with a report of every child.
 //!
 //! Each helper panics with one line saying what was expected and what was
 //! seen, then a report of every child: what it returned (or how it failed)

@@ -3,8 +3,9 @@
 //!
 //! One thread does it all with `poll`: per child a channel socket, its
 //! stdout and stderr pipes, and (Linux) a pidfd that turns readable when the
-//! process exits. A [`Children`] guard kills and reaps whatever is still
-//! running if anything goes wrong, including a panic.
+//! process exits. Each live child is a guard ([`Live`]) that kills its
+//! process group and reaps it when dropped, so an error or a panic in the
+//! parent leaves nothing running.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -232,14 +233,14 @@ impl Launcher<'_> {
         };
         let (parent_end, child_end) = sys::socket_pair().map_err(fail)?;
         let child_end = sys::dup_high(&child_end).map_err(fail)?;
-        let marker = CString::new(format!("{}={}", child::CHILD_VAR, child::child_var(index)))
+        let child_var = CString::new(format!("{}={}", child::CHILD_VAR, child::child_var(index)))
             .expect("no NUL in the child variable");
         let spawned_ns = sys::monotonic_ns();
         let spawned = sys::spawn_child(
             &self.exe,
             &self.argv,
             &self.env,
-            &marker,
+            &child_var,
             &child_end,
             self.start,
             self.checkpoint,
