@@ -229,18 +229,43 @@ pub(crate) fn child_descriptors() -> io::Result<[File; 3]> {
     })
 }
 
-/// In a child, at entry, where the spawn could not close them: closes every
-/// descriptor from [`FIRST_CLOSED_FD`] up. Before any user code runs, so
-/// nothing of the child's own is closed.
+/// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34+), looked up at
+/// run time: linking it directly would stop binaries from even starting on
+/// an older C library.
+type AddCloseFrom =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+
+fn add_close_from() -> Option<AddCloseFrom> {
+    static FOUND: std::sync::OnceLock<Option<AddCloseFrom>> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only
+        // looks a symbol up.
+        let symbol = unsafe {
+            libc::dlsym(
+                libc::RTLD_DEFAULT,
+                c"posix_spawn_file_actions_addclosefrom_np".as_ptr(),
+            )
+        };
+        // SAFETY: the symbol, when present, is glibc's function of exactly
+        // this signature (documented in spawn.h since glibc 2.34).
+        (!symbol.is_null())
+            .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, AddCloseFrom>(symbol) })
+    })
+}
+
+/// In a child, at entry, where the spawn could not close them (a C library
+/// without `addclosefrom`, the same here as in the parent: same binary, same
+/// system): closes every descriptor from [`FIRST_CLOSED_FD`] up. Before any
+/// user code runs, so nothing of the child's own is closed.
 pub(crate) fn child_close_strays() {
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        let top = nofile_limits().map_or(4096, |(soft, _)| soft.min(1 << 16)) as RawFd;
-        for fd in FIRST_CLOSED_FD..top {
-            // SAFETY: closing a descriptor number; stampede's child owns
-            // none at or above FIRST_CLOSED_FD at this point.
-            unsafe { libc::close(fd) };
-        }
+    if add_close_from().is_some() {
+        return;
+    }
+    let top = nofile_limits().map_or(4096, |(soft, _)| soft.min(1 << 16)) as RawFd;
+    for fd in FIRST_CLOSED_FD..top {
+        // SAFETY: closing a descriptor number; stampede's child owns none at
+        // or above FIRST_CLOSED_FD at this point.
+        unsafe { libc::close(fd) };
     }
 }
 
@@ -469,13 +494,11 @@ pub(crate) fn spawn_child(
                 CHECKPOINT_FD,
             ))?;
             // Closes, in the child's own table, what a C library opened in
-            // the parent without close-on-exec. Elsewhere the child closes
+            // the parent without close-on-exec. Without it the child closes
             // them at entry (`child_close_strays`).
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            spawn_err(libc::posix_spawn_file_actions_addclosefrom_np(
-                &mut fa,
-                FIRST_CLOSED_FD,
-            ))?;
+            if let Some(add_close_from) = add_close_from() {
+                spawn_err(add_close_from(&mut fa, FIRST_CLOSED_FD))?;
+            }
             let mut mask: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut mask);
             spawn_err(libc::posix_spawnattr_setsigmask(&mut attr, &mask))?;
