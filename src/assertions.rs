@@ -7,7 +7,7 @@
 
 use std::fmt::{self, Debug, Write as _};
 
-use crate::outcome::{self, Captured, Outcome, Outcomes, Status};
+use crate::outcome::{self, Outcome, Outcomes, Status};
 
 impl<R: Debug> Outcomes<R> {
     /// Asserts that every child returned (none panicked, crashed, timed out
@@ -176,12 +176,7 @@ fn write_report<R: Debug>(
 ) -> fmt::Result {
     writeln!(out, "{expected}")?;
     write!(out, "{}", Summary(outcomes))?;
-    if let Some(seed) = outcomes.seed {
-        writeln!(
-            out,
-            "jitter seed: {seed} (replay the delays with `Options::seed({seed})`)"
-        )?;
-    }
+    outcome::write_seed(out, outcomes.seed)?;
     for outcome in &outcomes.items {
         match &outcome.status {
             Status::Returned(value) => {
@@ -191,8 +186,8 @@ fn write_report<R: Debug>(
                     "child {} (pid {}) running `{}` returned {value:?}{mark}",
                     outcome.index, outcome.pid, outcome.function
                 )?;
-                write_stream(out, "stdout", &outcome.stdout)?;
-                write_stream(out, "stderr", &outcome.stderr)?;
+                outcome::write_stream(out, "stdout", &outcome.stdout)?;
+                outcome::write_stream(out, "stderr", &outcome.stderr)?;
             }
             _ => write!(out, "{outcome}")?,
         }
@@ -207,25 +202,4 @@ impl<R> fmt::Display for Summary<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         outcome::summary(f, self.0.items.iter().map(|o| &o.status))
     }
-}
-
-/// A stream as `Outcome`'s `Display` shows it: a header, then the lines indented.
-fn write_stream(out: &mut String, name: &str, captured: &Captured) -> fmt::Result {
-    if captured.total_len() == 0 {
-        return Ok(());
-    }
-    if captured.is_truncated() {
-        writeln!(
-            out,
-            "  --- {name} (last {} of {} bytes) ---",
-            captured.as_bytes().len(),
-            captured.total_len()
-        )?;
-    } else {
-        writeln!(out, "  --- {name} ---")?;
-    }
-    for line in captured.to_string_lossy().lines() {
-        writeln!(out, "  {line}")?;
-    }
-    Ok(())
 }

@@ -310,11 +310,7 @@ pub(crate) fn jitter_ns(seed: u64, index: u64, max_ns: u64) -> u64 {
     if max_ns == 0 {
         return 0;
     }
-    // splitmix64: tiny, well mixed, and the same on every platform.
-    let mut z = seed ^ index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    let z = crate::seed::mix64(seed ^ index.wrapping_add(1).wrapping_mul(crate::seed::GOLDEN));
     z % (max_ns + 1)
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::child::payload_message;
 use crate::error::Error;
 use crate::options::Options;
+use crate::seed;
 
 /// A loop that runs a concurrent scenario until it fails, up to a number of
 /// runs or a time budget.
@@ -125,7 +126,7 @@ impl Hunt {
         &self,
         mut scenario: impl FnMut(&Run) -> T,
     ) -> Result<HuntSummary, HuntFailure> {
-        let hunt_seed = self.seed.unwrap_or_else(fresh_seed);
+        let hunt_seed = self.seed.unwrap_or_else(seed::fresh);
         if let Err(error) = self.validate() {
             return Err(HuntFailure(Box::new(Failed {
                 run: None,
@@ -460,22 +461,10 @@ fn install_panic_hook() {
     });
 }
 
-fn fresh_seed() -> u64 {
-    let nanos = crate::sys::monotonic_ns();
-    splitmix64(nanos ^ (u64::from(std::process::id()) << 32))
-}
-
 /// The seed of run `number`: well mixed, so that neighbouring runs get
 /// unrelated jitter delays.
 fn run_seed(hunt_seed: u64, number: u64) -> u64 {
-    splitmix64(hunt_seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    seed::mix64((hunt_seed ^ number.wrapping_mul(seed::GOLDEN)).wrapping_add(seed::GOLDEN))
 }
 
 #[cfg(test)]

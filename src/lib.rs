@@ -141,6 +141,7 @@ mod hunt;
 mod options;
 mod outcome;
 mod registry;
+mod seed;
 mod spawn;
 #[allow(unsafe_code)]
 mod sys;

@@ -163,10 +163,7 @@ impl Options {
     }
 
     fn draw_seed(&self) -> u64 {
-        self.seed.unwrap_or_else(|| {
-            let nanos = crate::sys::monotonic_ns();
-            nanos ^ (u64::from(std::process::id()) << 32) ^ 0x5bd1_e995_1234_5678
-        })
+        self.seed.unwrap_or_else(crate::seed::fresh)
     }
 
     fn reported_seed(&self, seed: u64) -> Option<u64> {

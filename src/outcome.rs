@@ -242,7 +242,12 @@ impl<R> Outcome<R> {
     }
 }
 
-fn write_stream(f: &mut fmt::Formatter<'_>, name: &str, captured: &Captured) -> fmt::Result {
+/// A stream as reports show it: a header, then the lines indented.
+pub(crate) fn write_stream(
+    f: &mut impl fmt::Write,
+    name: &str,
+    captured: &Captured,
+) -> fmt::Result {
     if captured.total == 0 {
         return Ok(());
     }
@@ -363,16 +368,22 @@ impl<R> Outcomes<R> {
 impl<R> fmt::Display for Outcomes<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         summary(f, self.items.iter().map(|o| &o.status))?;
-        if let Some(seed) = self.seed {
-            writeln!(
-                f,
-                "jitter seed: {seed} (replay the delays with `Options::seed({seed})`)"
-            )?;
-        }
+        write_seed(f, self.seed)?;
         for outcome in self.failures() {
             write!(f, "{outcome}")?;
         }
         Ok(())
+    }
+}
+
+/// The jitter seed line of a report, when jitter was on.
+pub(crate) fn write_seed(f: &mut impl fmt::Write, seed: Option<u64>) -> fmt::Result {
+    match seed {
+        Some(seed) => writeln!(
+            f,
+            "jitter seed: {seed} (replay the delays with `Options::seed({seed})`)"
+        ),
+        None => Ok(()),
     }
 }
 
