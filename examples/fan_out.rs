@@ -8,10 +8,18 @@
 //! and when it sent, on the system's monotonic clock, which all processes share.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 1000;
+/// The server's accept queue holds every client at once. With std's
+/// default of 128, a thousand clients connecting together overflow it on a
+/// loaded machine: the kernel drops their handshakes' last step, the
+/// clients believe they are connected, and their requests go nowhere.
+const BACKLOG: i32 = 4096;
+/// How long a client waits for its answer before it fails with a reason,
+/// rather than hanging until the call's timeout.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -28,6 +36,9 @@ fn monotonic_ns() -> u64 {
 #[stampede::function]
 fn client(port: u16) -> (u64, u64, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the server");
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .expect("setting a read timeout");
     let connected = monotonic_ns();
     stampede::checkpoint(); // every client is connected: fire together
     let sent = monotonic_ns();
@@ -35,8 +46,21 @@ fn client(port: u16) -> (u64, u64, String) {
     let mut answer = String::new();
     BufReader::new(stream)
         .read_line(&mut answer)
-        .expect("reading the answer");
+        .expect("reading the answer (no answer means the server never accepted this client)");
     (connected, sent, answer.trim_end().to_string())
+}
+
+/// A loopback listener whose accept queue holds [`BACKLOG`] connections
+/// (the kernel caps it at `net.core.somaxconn`).
+fn listen() -> TcpListener {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("creating a socket");
+    let address: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket
+        .bind(&address.into())
+        .expect("binding a loopback port");
+    socket.listen(BACKLOG).expect("listening");
+    socket.into()
 }
 
 /// Answers each connection's request line, one thread per connection.
@@ -54,7 +78,7 @@ fn serve(listener: TcpListener) {
 
 fn main() {
     stampede::init();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    let listener = listen();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || serve(listener));
 
