@@ -47,6 +47,10 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// The children planned at once do not fit a limit of this system (open
+    /// descriptors, processes, the cgroup's pids); nothing was started. The
+    /// message names the limit and how to lift it.
+    Limit(String),
 }
 
 impl fmt::Display for Error {
@@ -93,6 +97,7 @@ impl fmt::Display for Error {
                 "could not start child {child}: {source}; the children already started were killed"
             ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Limit(message) => write!(f, "{message}"),
         }
     }
 }

@@ -21,7 +21,6 @@
 )]
 
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 
 /// What one attempt of a flaky test returned; implemented for the return
 /// types libtest accepts that have a clear pass or fail.
@@ -148,9 +147,9 @@ where
     };
     while attempts.passes < min_passes && attempts.failures.len() <= allowed_failures {
         attempts.runs += 1;
-        let failure = match panic::catch_unwind(AssertUnwindSafe(&mut attempt)) {
+        let failure = match crate::panic::catch(false, &mut attempt) {
             Ok(result) => result.failure(),
-            Err(payload) => Some(crate::child::payload_message(&*payload)),
+            Err(caught) => Some(caught.message),
         };
         match failure {
             None => attempts.passes += 1,
@@ -278,7 +277,7 @@ mod tests {
 
     #[test]
     fn a_non_string_panic_payload_is_named() {
-        let attempts = run::<(), _>(1, 1, || panic::panic_any(7_u8)).unwrap_err();
+        let attempts = run::<(), _>(1, 1, || std::panic::panic_any(7_u8)).unwrap_err();
         assert_eq!(attempts.failures[0].message, "Box<dyn Any>");
     }
 

@@ -6,17 +6,13 @@
 //! that fails, and says which run it was, what went wrong, how many runs
 //! passed before it and how long the hunt took.
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::Write as _;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use crate::child::payload_message;
+use crate::call::Options;
 use crate::error::Error;
-use crate::options::Options;
-use crate::seed;
+use crate::{panic, seed};
 
 /// A loop that runs a concurrent scenario until it fails, up to a number of
 /// runs or a time budget.
@@ -140,7 +136,6 @@ impl Hunt {
                 error: Some(error),
             })));
         }
-        install_panic_hook();
         let began = Instant::now();
         let mut last_progress = began;
         let mut passed = 0u64;
@@ -407,58 +402,20 @@ impl std::error::Error for HuntFailure {
     }
 }
 
-/// Runs the scenario once; `Err((message, location, panicked))` if it failed.
+/// Runs the scenario once; `Err((message, location, panicked))` if it
+/// failed. Its panic is kept off stderr: the failure report prints it once,
+/// with the run it belongs to.
 fn run_once<T: RunResult>(
     scenario: &mut impl FnMut(&Run) -> T,
     run: &Run,
 ) -> Result<(), (String, Option<String>, bool)> {
-    LAST_PANIC.with(|last| last.borrow_mut().take());
-    // Saved and restored rather than cleared: a scenario may run a hunt of its own.
-    let outer = IN_SCENARIO.with(|flag| flag.replace(true));
-    // Unwind safety: after a panic the hunt stops and never calls the
-    // scenario again, so nothing it left half-updated is observed through us.
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| scenario(run).into_result()));
-    IN_SCENARIO.with(|flag| flag.set(outer));
-    match outcome {
+    // After a panic the hunt stops and never calls the scenario again, so
+    // nothing it left half-updated is observed through us.
+    match panic::catch(true, || scenario(run).into_result()) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err((message, None, false)),
-        Err(payload) => {
-            let (message, location) = LAST_PANIC
-                .with(|last| last.borrow_mut().take())
-                .unwrap_or_else(|| (payload_message(&*payload), None));
-            Err((message, location, true))
-        }
+        Err(caught) => Err((caught.message, caught.location, true)),
     }
-}
-
-thread_local! {
-    /// Whether this thread is inside a hunt's scenario.
-    static IN_SCENARIO: Cell<bool> = const { Cell::new(false) };
-    /// The message and location of the scenario's panic, recorded by the hook.
-    static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
-}
-
-/// Installs, once per process, a panic hook that records the message and
-/// location of a panic in a hunt's scenario instead of printing it (the
-/// failure report prints it once, with the run it belongs to). Every other
-/// panic goes to the previous hook as before.
-fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if IN_SCENARIO.with(Cell::get) {
-                let location = info
-                    .location()
-                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-                LAST_PANIC.with(|last| {
-                    *last.borrow_mut() = Some((payload_message(info.payload()), location))
-                });
-            } else {
-                previous(info);
-            }
-        }));
-    });
 }
 
 /// The seed of run `number`: well mixed, so that neighbouring runs get

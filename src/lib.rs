@@ -132,25 +132,31 @@
 // Lets `#[stampede::function]` be used in this crate's own unit tests.
 extern crate self as stampede;
 
-mod assertions;
-mod batch;
-mod child;
+// Leaves: import nothing of the crate (sys, protocol, error, panic) or
+// only the clock (outcome).
 mod error;
-mod flaky;
-mod hunt;
-mod options;
-mod outcome;
-mod registry;
-mod seed;
-mod spawn;
+mod panic;
+mod protocol;
 #[allow(unsafe_code)]
 mod sys;
-mod wire;
+mod clock;
+mod outcome;
+// Shared by both sides.
+mod entry;
+mod registry;
+mod seed;
+// The two sides, which never import each other.
+mod child;
+mod parent;
+// Front ends, then tools.
+mod call;
+mod flaky;
+mod hunt;
 
-pub use batch::{Batch, BatchOutcomes, Handle};
+pub use call::{Batch, BatchOutcomes, Handle, Options};
+pub use clock::Timestamp;
 pub use error::{Error, Result};
 pub use hunt::{Hunt, HuntFailure, HuntSummary, Run, RunResult};
-pub use options::Options;
 pub use outcome::{Captured, Exit, Outcome, Outcomes, Status, Timings};
 pub use registry::Function;
 pub use stampede_macros::flaky;
@@ -231,6 +237,15 @@ pub fn checkpoint() {
     child::checkpoint();
 }
 
+/// Reports, inside a registered function, that this child reached the next
+/// checkpoint round, and carries on without waiting (a subscriber that must
+/// go straight back to reading its socket). The other children's
+/// [`checkpoint()`] of that round counts this child as arrived. Outside a
+/// stampede child it does nothing.
+pub fn arrive() {
+    child::arrive();
+}
+
 /// Whether this process is a child started by stampede.
 pub fn is_child() -> bool {
     child::is_child()
@@ -260,7 +275,8 @@ macro_rules! entry {
 /// Used by generated code, not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::child::{EntryPoint, enter_from_test};
+    pub use crate::child::enter_from_test;
+    pub use crate::entry::EntryPoint;
     pub use crate::registry::{Prepared, Registration, name_of, prepare};
     pub use inventory;
     pub use std::string::String;

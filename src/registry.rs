@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::wire;
+use crate::protocol;
 
 /// The function, its arguments decoded, ready to run; returns the encoded
 /// result. Used by generated code, not public API.
@@ -63,14 +63,14 @@ where
     F: Function<M> + 'static,
     F::Args: 'static,
 {
-    let args: F::Args = wire::decode(input).map_err(|e| {
+    let args: F::Args = protocol::decode(input).map_err(|e| {
         format!(
             "could not decode the arguments as `{}`: {e}",
             std::any::type_name::<F::Args>()
         )
     })?;
     Ok(Box::new(move || {
-        wire::encode(&f.call(args)).map_err(|e| format!("could not encode the returned value: {e}"))
+        protocol::encode(&f.call(args)).map_err(|e| format!("could not encode the returned value: {e}"))
     }))
 }
 

@@ -50,9 +50,16 @@ fn mirror_text(text: String) -> String {
     text.chars().rev().collect()
 }
 
+/// The start of every frame: two marker bytes, then the length.
+fn header(len: u32) -> Vec<u8> {
+    let mut header = vec![0x5a, 0xa5];
+    header.extend_from_slice(&len.to_le_bytes());
+    header
+}
+
 #[stampede::function]
 fn garbage_frame() -> u32 {
-    let mut frame = 12u32.to_le_bytes().to_vec();
+    let mut frame = header(12);
     frame.extend_from_slice(&[0xee; 12]);
     scribble_on_channel(&frame);
     std::process::exit(0);
@@ -60,7 +67,7 @@ fn garbage_frame() -> u32 {
 
 #[stampede::function]
 fn truncated_frame() -> u32 {
-    let mut frame = 100u32.to_le_bytes().to_vec();
+    let mut frame = header(100);
     frame.extend_from_slice(&[0; 10]);
     scribble_on_channel(&frame);
     std::process::exit(0);
@@ -68,7 +75,25 @@ fn truncated_frame() -> u32 {
 
 #[stampede::function]
 fn oversized_frame() -> u32 {
-    scribble_on_channel(&u32::MAX.to_le_bytes());
+    scribble_on_channel(&header(u32::MAX));
+    std::process::exit(0);
+}
+
+/// A length under the hard frame limit but over the call's result limit,
+/// followed by real bytes, as a buggy writer would send.
+#[stampede::function]
+fn lying_frame() -> u32 {
+    let mut frame = header(900 << 20);
+    frame.extend_from_slice(&[0; 4096]);
+    scribble_on_channel(&frame);
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    0
+}
+
+/// Plain text where a frame belongs.
+#[stampede::function]
+fn text_on_channel() -> u32 {
+    scribble_on_channel(b"hello from the code under test\n");
     std::process::exit(0);
 }
 
@@ -156,4 +181,25 @@ fn an_oversized_frame_is_refused_without_allocating_it() {
     let outcomes = stampede::call_concurrently(1, oversized_frame, ()).unwrap();
     let reason = failure_reason(&outcomes[0]);
     assert!(reason.contains("claims 4294967295 bytes"), "{reason}");
+}
+
+#[test]
+fn a_lying_length_is_refused_at_the_result_limit_without_buffering_it() {
+    let outcomes = stampede::Options::new()
+        .result_limit(1 << 20)
+        .timeout(std::time::Duration::from_secs(20))
+        .call_concurrently(1, lying_frame, ())
+        .unwrap();
+    let outcome = &outcomes[0];
+    assert!(
+        matches!(outcome.status(), Status::Failed { reason } if reason.contains("1048576-byte limit")),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn text_written_on_the_channel_is_refused_at_its_first_bytes() {
+    let outcomes = stampede::call_concurrently(1, text_on_channel, ()).unwrap();
+    let reason = failure_reason(&outcomes[0]);
+    assert!(reason.contains("instead of stampede's marker"), "{reason}");
 }

@@ -78,17 +78,30 @@ fn zero_children_of_an_unregistered_function_is_still_an_error() {
 #[ignore = "started by a_descriptor_limit_is_named_and_started_children_are_reaped"]
 fn descriptor_limit_inner() {
     let limit = libc::rlimit {
-        rlim_cur: 40,
-        rlim_max: 40,
+        rlim_cur: 200,
+        rlim_max: 200,
     };
     // SAFETY: setrlimit reads a valid struct; this process is a throwaway.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+
+    // Far over the limit: refused before any child starts.
     let err = stampede::call_concurrently(50, registered, 1).unwrap_err();
+    assert!(matches!(err, Error::Limit(_)), "expected a limit error, got {err}");
+    assert!(err.to_string().contains("RLIMIT_NOFILE = 200"), "{err}");
+    assert!(err.to_string().contains("Options::max_concurrent"), "{err}");
+
+    // Within the plan, but the process already holds most descriptors:
+    // the limit hits while starting, is named, and the started are reaped.
+    let hoard: Vec<std::fs::File> = (0..150)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let err = stampede::call_concurrently(20, registered, 1).unwrap_err();
+    drop(hoard);
     let Error::Spawn { child, .. } = &err else {
         panic!("expected a spawn error, got {err}")
     };
     assert!(*child > 0, "some children had started before the limit hit");
-    assert!(err.to_string().contains("RLIMIT_NOFILE = 40"), "{err}");
+    assert!(err.to_string().contains("RLIMIT_NOFILE = 200"), "{err}");
     assert!(err.to_string().contains("Options::max_concurrent"), "{err}");
     assert!(
         procs::wait_until(std::time::Duration::from_secs(5), || procs::own_children()

@@ -98,19 +98,15 @@ fn children_hold_only_stdio_and_stampedes_descriptors() {
     let outcomes = stampede::call_concurrently(3, open_descriptors, ()).unwrap();
     for fds in outcomes.unwrap_all() {
         let numbers: Vec<i32> = fds.iter().map(|(fd, _)| *fd).collect();
-        // The barrier (4) is closed once the child has passed it; the
-        // checkpoint gate (5) once the function has passed `checkpoint()`.
-        assert_eq!(numbers, [0, 1, 2, 3, 5], "unexpected descriptors: {fds:?}");
+        // 3 is the channel, 4 the gate (start barrier and checkpoints).
+        assert_eq!(numbers, [0, 1, 2, 3, 4], "unexpected descriptors: {fds:?}");
         assert_eq!(fds[0].1, "/dev/null", "stdin is /dev/null");
         assert!(
             fds[1].1.starts_with("pipe:") && fds[2].1.starts_with("pipe:"),
             "{fds:?}"
         );
         assert!(fds[3].1.starts_with("socket:"), "the channel: {fds:?}");
-        assert!(
-            fds[4].1.starts_with("pipe:"),
-            "the checkpoint gate: {fds:?}"
-        );
+        assert!(fds[4].1.starts_with("socket:"), "the gate: {fds:?}");
     }
     assert_eq!(
         flags() & libc::FD_CLOEXEC,

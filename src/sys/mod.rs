@@ -1,7 +1,9 @@
-//! Every OS call and every `unsafe` block of stampede, one file per platform.
+//! Every OS call and every `unsafe` block of stampede, one folder per platform.
 //!
 //! The rest of the crate is `#![deny(unsafe_code)]`; this module is the one
-//! exception, and each unsafe block says why it is sound.
+//! exception, and each unsafe block says why it is sound. It takes numbers,
+//! not meanings: which descriptor goes where in a child, and what each
+//! child is for, belong to `protocol` and to the two sides.
 
 #[cfg(unix)]
 mod unix;

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 
+use super::Options;
+use super::plan::{self, Plan};
 use crate::error::{Error, Result};
-use crate::options::{self, Options};
 use crate::outcome::{self, Outcome, Outcomes, Status};
 use crate::registry::Function;
-use crate::wire;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -100,8 +100,8 @@ impl Batch {
         F::Output: Send + 'static,
     {
         let slot = self.calls.len();
-        let checked = options::checked_name(&f)
-            .and_then(|function| Ok((function, options::encode_args(function, &args)?)));
+        let checked = plan::checked_name(&f)
+            .and_then(|function| Ok((function, plan::encode_args(function, &args)?)));
         match checked {
             Ok((function, args)) => self.calls.push(Call {
                 function,
@@ -162,9 +162,6 @@ impl Batch {
         }
     }
 
-    pub(crate) fn repeats(&self) -> usize {
-        self.repeats
-    }
 
     pub(crate) fn collect(&self, raw: Vec<Outcome<Vec<u8>>>, seed: Option<u64>) -> BatchOutcomes {
         let items = raw
@@ -182,14 +179,10 @@ impl Batch {
 }
 
 fn decode_any<R: DeserializeOwned + Send + 'static>(bytes: Vec<u8>) -> Status<Box<dyn Any + Send>> {
-    match wire::decode::<R>(&bytes) {
-        Ok(value) => Status::Returned(Box::new(value)),
-        Err(e) => Status::Failed {
-            reason: format!(
-                "could not decode the returned value as `{}`: {e}",
-                std::any::type_name::<R>()
-            ),
-        },
+    match plan::decode_value::<R>(&bytes) {
+        Status::Returned(value) => Status::Returned(Box::new(value)),
+        Status::Failed { reason } => Status::Failed { reason },
+        _ => unreachable!("decoding gives a value or a failure"),
     }
 }
 
@@ -243,11 +236,32 @@ impl BatchOutcomes {
 /// A summary line, then each child that did not return, with its output.
 impl fmt::Display for BatchOutcomes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        outcome::summary(f, self.items.iter().flatten().map(|o| o.status()))?;
-        for outcome in self.items.iter().flatten().filter(|o| !o.is_returned()) {
-            write!(f, "{outcome}")?;
-        }
-        Ok(())
+        outcome::write_report(f, self.items.iter().flatten(), self.seed)
+    }
+}
+
+impl Options {
+    /// Runs a heterogeneous [`Batch`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`call_concurrently`](crate::call_concurrently), for any call of the batch.
+    pub fn run(&self, batch: &Batch) -> Result<BatchOutcomes> {
+        let plan = Plan::new(self)?;
+        let jobs = batch
+            .calls()?
+            .iter()
+            .map(|call| plan.job(call.function, call.args.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let count = jobs.len().checked_mul(batch.repeats).ok_or_else(|| {
+            Error::InvalidOptions(format!(
+                "{} calls repeated {} times overflow",
+                jobs.len(),
+                batch.repeats
+            ))
+        })?;
+        let raw = plan.run(&jobs, count)?;
+        Ok(batch.collect(raw, plan.reported_seed()))
     }
 }
 

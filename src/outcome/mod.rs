@@ -3,6 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+mod assertions;
+mod report;
+
+pub(crate) use report::{summary, write_report, write_seed, write_stream};
+
 /// How a child ended.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -34,6 +39,7 @@ pub enum Status<R> {
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exit {
     /// It exited with this code.
     Code(i32),
@@ -44,6 +50,10 @@ pub enum Exit {
         /// The signal's name, e.g. `"SIGSEGV"`.
         name: &'static str,
     },
+    /// It ended, but its exit status was lost: something else in the parent
+    /// process reaped it first (an ignored SIGCHLD, or a `wait()` for any
+    /// child in another thread). See the outcome's notes.
+    Unknown,
 }
 
 impl fmt::Display for Exit {
@@ -51,6 +61,7 @@ impl fmt::Display for Exit {
         match self {
             Exit::Code(code) => write!(f, "exit code {code}"),
             Exit::Signal { number, name } => write!(f, "signal {number} ({name})"),
+            Exit::Unknown => write!(f, "exit status unknown"),
         }
     }
 }
@@ -90,6 +101,8 @@ impl Captured {
 /// on the system's monotonic clock (shared by parent and children).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
+    /// The start of the call, from which the durations below are measured.
+    pub origin: crate::Timestamp,
     /// The parent started the process.
     pub spawned: Duration,
     /// The child had decoded its arguments and reached the barrier.
@@ -115,6 +128,7 @@ pub struct Outcome<R> {
     pub(crate) stdout: Captured,
     pub(crate) stderr: Captured,
     pub(crate) timings: Timings,
+    pub(crate) notes: Vec<String>,
 }
 
 impl<R> Outcome<R> {
@@ -192,6 +206,13 @@ impl<R> Outcome<R> {
         &self.timings
     }
 
+    /// What stampede noticed about this child beyond its status, one
+    /// sentence each: what it was waiting for when it timed out, output it
+    /// could not capture, an exit status lost to another reaper.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     pub(crate) fn map<S>(self, f: impl FnOnce(R) -> Status<S>) -> Outcome<S> {
         let status = match self.status {
             Status::Returned(value) => f(value),
@@ -208,72 +229,8 @@ impl<R> Outcome<R> {
             stdout: self.stdout,
             stderr: self.stderr,
             timings: self.timings,
+            notes: self.notes,
         }
-    }
-
-    /// One line: which child, and what happened to it.
-    fn headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "child {} (pid {}) running `{}` ",
-            self.index, self.pid, self.function
-        )?;
-        match &self.status {
-            Status::Returned(_) => write!(f, "returned"),
-            Status::Panicked { message, location } => {
-                write!(f, "panicked")?;
-                if let Some(location) = location {
-                    write!(f, " at {location}")?;
-                }
-                write!(f, ": {message}")
-            }
-            Status::Crashed(exit @ Exit::Code(0)) => write!(
-                f,
-                "ended ({exit}) without reporting a result; if it never reached the \
-                 function, check that `stampede::entry!();` is in this test crate and \
-                 `stampede::init()` is the first line of main"
-            ),
-            Status::Crashed(exit) => write!(f, "crashed: {exit}"),
-            Status::TimedOut { after } => {
-                write!(f, "timed out after {after:?}; its process group was killed")
-            }
-            Status::Failed { reason } => write!(f, "failed: {reason}"),
-        }
-    }
-}
-
-/// A stream as reports show it: a header, then the lines indented.
-pub(crate) fn write_stream(
-    f: &mut impl fmt::Write,
-    name: &str,
-    captured: &Captured,
-) -> fmt::Result {
-    if captured.total == 0 {
-        return Ok(());
-    }
-    if captured.is_truncated() {
-        writeln!(
-            f,
-            "  --- {name} (last {} of {} bytes) ---",
-            captured.tail.len(),
-            captured.total
-        )?;
-    } else {
-        writeln!(f, "  --- {name} ---")?;
-    }
-    for line in captured.to_string_lossy().lines() {
-        writeln!(f, "  {line}")?;
-    }
-    Ok(())
-}
-
-/// The headline, then the child's stdout and stderr, indented.
-impl<R> fmt::Display for Outcome<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.headline(f)?;
-        writeln!(f)?;
-        write_stream(f, "stdout", &self.stdout)?;
-        write_stream(f, "stderr", &self.stderr)
     }
 }
 
@@ -363,60 +320,8 @@ impl<R> Outcomes<R> {
     }
 }
 
-/// A summary line ("8 children: 7 returned, 1 panicked"), then each child
-/// that did not return, with its output.
-impl<R> fmt::Display for Outcomes<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        summary(f, self.items.iter().map(|o| &o.status))?;
-        write_seed(f, self.seed)?;
-        for outcome in self.failures() {
-            write!(f, "{outcome}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The jitter seed line of a report, when jitter was on.
-pub(crate) fn write_seed(f: &mut impl fmt::Write, seed: Option<u64>) -> fmt::Result {
-    match seed {
-        Some(seed) => writeln!(
-            f,
-            "jitter seed: {seed} (replay the delays with `Options::seed({seed})`)"
-        ),
-        None => Ok(()),
-    }
-}
-
 fn spread(times: impl Iterator<Item = Duration> + Clone) -> Option<Duration> {
     Some(times.clone().max()? - times.min()?)
-}
-
-pub(crate) fn summary<'a, R: 'a>(
-    f: &mut fmt::Formatter<'_>,
-    statuses: impl Iterator<Item = &'a Status<R>>,
-) -> fmt::Result {
-    let mut counts = [0usize; 5];
-    for status in statuses {
-        counts[match status {
-            Status::Returned(_) => 0,
-            Status::Panicked { .. } => 1,
-            Status::Crashed(_) => 2,
-            Status::TimedOut { .. } => 3,
-            Status::Failed { .. } => 4,
-        }] += 1;
-    }
-    let total: usize = counts.iter().sum();
-    let plural = if total == 1 { "child" } else { "children" };
-    write!(f, "{total} {plural}:")?;
-    let names = ["returned", "panicked", "crashed", "timed out", "failed"];
-    let mut first = true;
-    for (count, name) in counts.iter().zip(names) {
-        if *count > 0 {
-            write!(f, "{} {count} {name}", if first { "" } else { "," })?;
-            first = false;
-        }
-    }
-    writeln!(f)
 }
 
 impl<R> IntoIterator for Outcomes<R> {

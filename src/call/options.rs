@@ -2,15 +2,12 @@
 //! the free functions.
 
 use std::ffi::OsString;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::batch::{Batch, BatchOutcomes};
-use crate::error::{Error, Result};
+use super::plan::{self, Plan};
+use crate::error::Result;
 use crate::outcome::Outcomes;
-use crate::registry::{self, Function};
-use crate::spawn::{self, Job};
-use crate::wire;
+use crate::registry::Function;
 
 /// Settings for a call. Start from [`Options::new`] (the defaults), change
 /// what you need, end with [`call_concurrently`](Options::call_concurrently)
@@ -34,6 +31,7 @@ pub struct Options {
     pub(crate) capture_limit: usize,
     pub(crate) jitter: Duration,
     pub(crate) seed: Option<u64>,
+    pub(crate) result_limit: usize,
 }
 
 impl Default for Options {
@@ -46,6 +44,7 @@ impl Default for Options {
             capture_limit: 64 * 1024,
             jitter: Duration::ZERO,
             seed: None,
+            result_limit: 256 << 20,
         }
     }
 }
@@ -113,6 +112,14 @@ impl Options {
         self
     }
 
+    /// The largest result a child may send, in bytes (default 256 MiB).
+    /// A frame that claims more is refused as soon as its header arrives,
+    /// so garbage on the channel cannot make the parent buffer gigabytes.
+    pub fn result_limit(mut self, bytes: usize) -> Self {
+        self.result_limit = bytes;
+        self
+    }
+
     /// Calls `f(args)` in `n` fresh child processes at once and returns what
     /// each one did, in order. See [`call_concurrently`](crate::call_concurrently).
     ///
@@ -128,88 +135,13 @@ impl Options {
     where
         F: Function<M>,
     {
-        let function = checked_name(&f)?;
-        let args = encode_args(function, &args)?;
-        let seed = self.draw_seed();
-        let request = self.request(function, args, seed)?;
-        let jobs = vec![Job { function, request }; n];
-        let raw = spawn::run(self, &jobs)?;
+        let plan = Plan::new(self)?;
+        let function = plan::checked_name(&f)?;
+        let job = plan.job(function, plan::encode_args(function, &args)?)?;
+        let raw = plan.run(&[job], n)?;
         Ok(Outcomes {
-            items: raw.into_iter().map(spawn::decode_returned).collect(),
-            seed: self.reported_seed(seed),
+            items: raw.into_iter().map(plan::decode_returned).collect(),
+            seed: plan.reported_seed(),
         })
     }
-
-    /// Runs a heterogeneous [`Batch`] with these options.
-    ///
-    /// # Errors
-    ///
-    /// As [`call_concurrently`](crate::call_concurrently), for any call of the batch.
-    pub fn run(&self, batch: &Batch) -> Result<BatchOutcomes> {
-        let seed = self.draw_seed();
-        let calls = batch.calls()?;
-        let mut requests = Vec::with_capacity(calls.len());
-        for call in calls {
-            requests.push(Job {
-                function: call.function,
-                request: self.request(call.function, call.args.clone(), seed)?,
-            });
-        }
-        let jobs: Vec<Job> = (0..batch.repeats())
-            .flat_map(|_| requests.iter().cloned())
-            .collect();
-        let raw = spawn::run(self, &jobs)?;
-        Ok(batch.collect(raw, self.reported_seed(seed)))
-    }
-
-    fn draw_seed(&self) -> u64 {
-        self.seed.unwrap_or_else(crate::seed::fresh)
-    }
-
-    fn reported_seed(&self, seed: u64) -> Option<u64> {
-        (!self.jitter.is_zero()).then_some(seed)
-    }
-
-    fn request(
-        &self,
-        function: &'static str,
-        args: Arc<Vec<u8>>,
-        seed: u64,
-    ) -> Result<Arc<Vec<u8>>> {
-        if self.max_concurrent == Some(0) {
-            return Err(Error::InvalidOptions(
-                "max_concurrent(0) would never start a child; use at least 1".into(),
-            ));
-        }
-        let request = wire::Request {
-            protocol: wire::PROTOCOL,
-            function: function.to_owned(),
-            args: Arc::unwrap_or_clone(args),
-            barrier: self.barrier,
-            jitter_max_ns: u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX),
-            seed,
-        };
-        wire::frame(&request)
-            .map(Arc::new)
-            .map_err(|message| Error::Encode { function, message })
-    }
-}
-
-/// The registry name of `f`, or the error that says how to register it.
-pub(crate) fn checked_name<F>(f: &F) -> Result<&'static str> {
-    let name = registry::name_of(f);
-    if registry::is_registered(name) {
-        Ok(name)
-    } else {
-        Err(Error::NotRegistered { name })
-    }
-}
-
-pub(crate) fn encode_args<A: serde::Serialize>(
-    function: &'static str,
-    args: &A,
-) -> Result<Arc<Vec<u8>>> {
-    wire::encode(args)
-        .map(Arc::new)
-        .map_err(|message| Error::Encode { function, message })
 }

@@ -7,7 +7,8 @@
 
 use std::fmt::{self, Debug, Write as _};
 
-use crate::outcome::{self, Outcome, Outcomes, Status};
+use super::{Outcome, Outcomes, Status};
+use crate::outcome;
 
 impl<R: Debug> Outcomes<R> {
     /// Asserts that every child returned (none panicked, crashed, timed out

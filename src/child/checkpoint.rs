@@ -1,0 +1,82 @@
+//! `stampede::checkpoint()` and `stampede::arrive()`: rounds inside the
+//! function. Round `r` (from 1) is the gate's `r + 1`-th release; the first
+//! is the start barrier.
+
+use std::fs::File;
+use std::sync::{Mutex, MutexGuard};
+
+use super::Channel;
+use super::call::{sleep_ns, wait};
+use crate::protocol::Report;
+use crate::sys;
+
+/// The running call's channel and gate, so that checkpoints can report on
+/// the one channel while the function runs.
+pub(super) struct CallState {
+    pub channel: Channel,
+    pub gate: File,
+    pub call: u64,
+    pub barrier: bool,
+    pub jitter_ns: u64,
+    /// Checkpoint rounds reached so far.
+    pub round: u32,
+    pub first_passed_ns: Option<u64>,
+}
+
+static STATE: Mutex<Option<CallState>> = Mutex::new(None);
+
+fn lock() -> MutexGuard<'static, Option<CallState>> {
+    // A panic while holding the lock leaves the data intact: plain fields.
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(super) fn begin(state: CallState) {
+    *lock() = Some(state);
+}
+
+/// Ends the call: its channel back, and when it first passed a checkpoint.
+pub(super) fn end() -> (Channel, Option<u64>) {
+    let state = lock().take().expect("a call is running");
+    (state.channel, state.first_passed_ns)
+}
+
+/// Reports the next round; `Some(gate, round, jitter)` when the caller
+/// must wait at it.
+fn report(waits: bool) -> Option<(File, u32, u64)> {
+    let mut guard = lock();
+    let state = guard.as_mut()?;
+    state.round += 1;
+    let report = Report::Checkpoint {
+        call: state.call,
+        round: state.round,
+        at_ns: sys::monotonic_ns(),
+        waits,
+    };
+    // If the parent is gone, the death signal ends this process; an error
+    // here only means there is nobody left to wait for.
+    if state.channel.send(&report).is_err() || !waits || !state.barrier {
+        return None;
+    }
+    let gate = state.gate.try_clone().ok()?;
+    Some((gate, state.round, state.jitter_ns))
+}
+
+/// The child's side of `stampede::checkpoint()`.
+pub(crate) fn checkpoint() {
+    let Some((gate, round, jitter_ns)) = report(true) else {
+        return;
+    };
+    if wait(&gate, round as usize + 1).is_err() {
+        return;
+    }
+    sleep_ns(jitter_ns);
+    let passed = sys::monotonic_ns();
+    if let Some(state) = lock().as_mut() {
+        state.first_passed_ns.get_or_insert(passed);
+    }
+}
+
+/// The child's side of `stampede::arrive()`.
+pub(crate) fn arrive() {
+    report(false);
+}

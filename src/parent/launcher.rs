@@ -1,0 +1,134 @@
+//! Starting one child: what every child of a call shares (executable,
+//! arguments, environment, `/dev/null`), prepared once, and the per-child
+//! channel and output pipes.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use super::process::ChildProcess;
+use crate::entry;
+use crate::error::{Error, Result};
+use crate::protocol::{self, CHANNEL_FD, FIRST_CLOSED_FD, GATE_FD};
+use crate::sys;
+
+pub(crate) struct Launcher {
+    exe: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    dev_null: OwnedFd,
+    nofile: Option<(u64, u64)>,
+}
+
+/// A child just started, with the parent's ends of its descriptors.
+pub(crate) struct Started {
+    pub process: ChildProcess,
+    pub channel: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+fn c_string(s: &OsStr) -> Result<CString> {
+    CString::new(s.as_bytes()).map_err(|e| Error::Io {
+        context: "encoding the child's command line",
+        source: e.into(),
+    })
+}
+
+impl Launcher {
+    /// Prepares what every child shares.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingEntry`] when this binary has no door for children;
+    /// [`Error::Io`] when the running executable cannot be re-run.
+    pub(crate) fn new(
+        extra_env: &[(OsString, OsString)],
+        nofile: Option<(u64, u64)>,
+    ) -> Result<Launcher> {
+        let entry_args = entry::entry_args().ok_or(Error::MissingEntry)?;
+        if let Some(loader) = sys::started_through_loader() {
+            return Err(Error::Io {
+                context: "re-running this program",
+                source: std::io::Error::other(format!(
+                    "this process was started through the dynamic loader ({}), so its running \
+                     image is the loader, not the program; run the program directly",
+                    loader.display()
+                )),
+            });
+        }
+        let io = |context| move |source| Error::Io { context, source };
+        let exe = sys::current_exe().map_err(io("finding the running executable"))?;
+        let arg0 = std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "stampede-child".into());
+        let mut argv = vec![c_string(&arg0)?];
+        for arg in &entry_args {
+            argv.push(c_string(arg)?);
+        }
+        let mut vars: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os()
+            .filter(|(k, _)| k != protocol::CHILD_VAR)
+            .collect();
+        for (k, v) in extra_env {
+            vars.insert(k.clone(), v.clone());
+        }
+        let env = vars
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        let dev_null = sys::dev_null()
+            .and_then(|fd| sys::dup_at_least(&fd, FIRST_CLOSED_FD))
+            .map_err(io("opening /dev/null"))?;
+        Ok(Launcher {
+            exe: c_string(exe.as_os_str())?,
+            argv,
+            env,
+            dev_null,
+            nofile,
+        })
+    }
+
+    /// Starts child `index`, handing it `gate` as its gate.
+    pub(crate) fn spawn(&self, index: usize, gate: RawFd) -> std::io::Result<Started> {
+        let high = |fd: OwnedFd| sys::dup_at_least(&fd, FIRST_CLOSED_FD);
+        let (channel, theirs) = sys::socket_pair()?;
+        let theirs = high(theirs)?;
+        let (stdout, out_w) = sys::pipe()?;
+        let out_w = high(out_w)?;
+        let (stderr, err_w) = sys::pipe()?;
+        let err_w = high(err_w)?;
+        let child_var = CString::new(format!(
+            "{}={}",
+            protocol::CHILD_VAR,
+            protocol::child_var(sys::getpid(), index)
+        ))
+        .expect("no NUL in the child variable");
+        let fds = [
+            (self.dev_null.as_raw_fd(), 0),
+            (out_w.as_raw_fd(), 1),
+            (err_w.as_raw_fd(), 2),
+            (theirs.as_raw_fd(), CHANNEL_FD),
+            (gate, GATE_FD),
+        ];
+        let spawned = sys::spawn(&sys::Command {
+            exe: &self.exe,
+            argv: &self.argv,
+            env_first: &child_var,
+            env: &self.env,
+            fds: &fds,
+            close_from: FIRST_CLOSED_FD,
+            nofile: self.nofile,
+        })?;
+        Ok(Started {
+            process: ChildProcess::new(spawned),
+            channel,
+            stdout,
+            stderr,
+        })
+    }
+}

@@ -1,0 +1,495 @@
+//! The parent's side: one supervisor that starts children, talks to them,
+//! captures their output, releases their gate, enforces their deadlines and
+//! reaps them. Front ends (a concurrent call, a batch) describe the jobs;
+//! the supervisor knows nothing of options or types.
+//!
+//! One thread does it all with `poll`. The loop, per turn:
+//!
+//! 1. start children up to the concurrency limit;
+//! 2. release every gate round that the children allow;
+//! 3. hand back the children that ended and whose output is drained;
+//! 4. poll every channel, output pipe and exit watch, until the earliest
+//!    deadline;
+//! 5. serve what is ready, look at exits, and act on what time requires
+//!    (kill a child past its deadline, stop draining one that ended).
+//!
+//! Each child is in one [`Phase`]; every deadline rule is in `phase` and
+//! takes `now`. Every live child is a [`ChildProcess`], whose `Drop` kills
+//! and reaps it, so an error or a panic here leaves nothing running.
+
+mod capture;
+mod conversation;
+mod gate;
+mod launcher;
+mod limits;
+mod phase;
+mod process;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::outcome::{Exit, Outcome, Status, Timings};
+use crate::protocol::{ChildResult, Report};
+use crate::sys;
+use capture::Stream;
+use conversation::Conversation;
+use gate::{AtGate, Gate};
+use launcher::Launcher;
+use phase::{Clocked, Due, Kill, Phase};
+use process::{ChildProcess, Life};
+
+/// How often to look for ended children where the kernel has no pidfd.
+const EXIT_POLL: Duration = Duration::from_millis(5);
+
+/// What the supervisor needs to know about a run, from the front end.
+pub(crate) struct Settings {
+    pub timeout: Duration,
+    pub barrier: bool,
+    pub env: Vec<(OsString, OsString)>,
+    pub max_concurrent: Option<usize>,
+    pub capture_limit: usize,
+    pub result_limit: usize,
+}
+
+/// One child to run: the function's name and its framed request (shared by
+/// every child that runs the same call).
+#[derive(Clone)]
+pub(crate) struct Job {
+    pub function: &'static str,
+    pub request: Arc<Vec<u8>>,
+}
+
+/// Runs `count` children, child `i` running `jobs[i % jobs.len()]`, and
+/// returns their outcomes in order; returned values are still encoded.
+pub(crate) fn run(
+    settings: &Settings,
+    jobs: &[Job],
+    count: usize,
+    call: u64,
+) -> Result<Vec<Outcome<Vec<u8>>>> {
+    if count == 0 || jobs.is_empty() {
+        // Still refuse a binary without a door, as for any other count.
+        crate::entry::entry_args().ok_or(Error::MissingEntry)?;
+        return Ok(Vec::new());
+    }
+    let limit = settings.max_concurrent.unwrap_or(count).clamp(1, count);
+    let nofile = limits::preflight(limit)?;
+    let launcher = Launcher::new(&settings.env, nofile.original())?;
+    let mut done: Vec<Option<Outcome<Vec<u8>>>> = Vec::new();
+    done.try_reserve_exact(count).map_err(|_| {
+        Error::InvalidOptions(format!(
+            "{count} children are more than this process can keep the outcomes of"
+        ))
+    })?;
+    done.resize_with(count, || None);
+    let io = |context| move |source| Error::Io { context, source };
+    let mut gate = Gate::new(settings.barrier).map_err(io("creating the start barrier"))?;
+    let origin = sys::monotonic_ns();
+    let mut live: Vec<Child> = Vec::new();
+    let mut next = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+
+    loop {
+        // 1. Start children up to the limit.
+        while live.len() < limit && next < count {
+            let job = &jobs[next % jobs.len()];
+            live.push(Child::start(&launcher, &gate, next, job, settings, call)?);
+            next += 1;
+        }
+        // 2. Release what the gate allows.
+        gate.release_ready(live.iter().map(Child::at_gate))
+            .map_err(io("releasing the start barrier"))?;
+        // 3. Hand back the children that are done.
+        let now = sys::monotonic_ns();
+        let mut i = 0;
+        while i < live.len() {
+            if live[i].is_finished(now) {
+                let child = live.swap_remove(i);
+                let index = child.index;
+                done[index] = Some(child.finish(origin, settings.timeout));
+            } else {
+                i += 1;
+            }
+        }
+        if live.is_empty() {
+            if next == count {
+                break;
+            }
+            continue;
+        }
+        // 4. Poll.
+        let mut fds = Vec::with_capacity(live.len() * 4);
+        let mut owners = Vec::with_capacity(live.len() * 4);
+        let mut wake_ns = u64::MAX;
+        for (slot, child) in live.iter().enumerate() {
+            child.poll_fds(slot, &mut fds, &mut owners);
+            wake_ns = wake_ns.min(child.clocked.next_wake());
+            if child.process.is_running() && child.process.exit_watch().is_none() {
+                wake_ns = wake_ns.min(now + EXIT_POLL.as_nanos() as u64);
+            }
+        }
+        let timeout_ms = if wake_ns == u64::MAX {
+            -1
+        } else {
+            wake_ns
+                .saturating_sub(now)
+                .div_ceil(1_000_000)
+                .min(i32::MAX as u64) as i32
+        };
+        sys::poll(&mut fds, timeout_ms).map_err(io("waiting for children"))?;
+        // 5. Serve, look at exits, act on time.
+        for (pfd, (slot, which)) in fds.iter().zip(&owners) {
+            if pfd.revents != 0 {
+                live[*slot].service(*which, &mut buf, call);
+            }
+        }
+        let now = sys::monotonic_ns();
+        for child in &mut live {
+            child.update(now);
+        }
+        let released = gate.released();
+        let kills: Vec<(usize, Kill)> = live
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, child)| match child.clocked.due(now) {
+                Due::Kill(why) => Some((slot, why)),
+                _ if child.conversation.broken().is_some()
+                    && child.clocked.killed().is_none()
+                    && child.process.is_running() =>
+                {
+                    Some((slot, Kill::ChannelBroken))
+                }
+                _ => None,
+            })
+            .collect();
+        let notes: Vec<Option<String>> = kills
+            .iter()
+            .map(|(slot, why)| (*why == Kill::TimedOut).then(|| waiting_note(&live, *slot, released)).flatten())
+            .collect();
+        for ((slot, why), note) in kills.into_iter().zip(notes) {
+            let child = &mut live[slot];
+            child.notes.extend(note);
+            child.clocked.kill(why);
+            child.process.kill();
+        }
+    }
+    Ok(done
+        .into_iter()
+        .map(|o| o.expect("every child finished"))
+        .collect())
+}
+
+/// For a child timed out while waiting at the gate: which children it was
+/// waiting for.
+fn waiting_note(live: &[Child], slot: usize, released: u32) -> Option<String> {
+    let AtGate::Reached(round) = live[slot].at_gate() else {
+        return None;
+    };
+    if round < released {
+        return None;
+    }
+    let blockers: Vec<String> = live
+        .iter()
+        .filter_map(|other| match other.at_gate() {
+            AtGate::Starting => Some(format!("child {} (still starting)", other.index)),
+            AtGate::Reached(r) if r < round => Some(format!(
+                "child {} ({})",
+                other.index,
+                if r == 0 && released == 0 {
+                    "ready".to_owned()
+                } else {
+                    format!("running, at round {r}")
+                }
+            )),
+            _ => None,
+        })
+        .collect();
+    let place = if round == 0 {
+        "the start barrier".to_owned()
+    } else {
+        format!("checkpoint {round}")
+    };
+    Some(format!(
+        "it was never released from {place}, which was still waiting for {}",
+        if blockers.is_empty() {
+            "its turn".to_owned()
+        } else {
+            blockers.join(", ")
+        }
+    ))
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Channel,
+    Stdout,
+    Stderr,
+    Exit,
+}
+
+/// One live child and everything known about it.
+struct Child {
+    index: usize,
+    function: &'static str,
+    process: ChildProcess,
+    conversation: Conversation,
+    stdout: Stream,
+    stderr: Stream,
+    clocked: Clocked,
+    spawned_ns: u64,
+    ready_ns: Option<u64>,
+    /// Highest checkpoint round reported (0 once ready).
+    reached: Option<u32>,
+    done: Option<(u64, Option<u64>, u64, ChildResult)>,
+    notes: Vec<String>,
+    /// Its exit watch turned readable since the last look.
+    exit_seen: bool,
+}
+
+impl Child {
+    fn start(
+        launcher: &Launcher,
+        gate: &Gate,
+        index: usize,
+        job: &Job,
+        settings: &Settings,
+        _call: u64,
+    ) -> Result<Child> {
+        let fail = |source: std::io::Error| Error::Spawn {
+            child: index,
+            limit: limits::limit_hit(&source),
+            source,
+        };
+        let spawned_ns = sys::monotonic_ns();
+        let started = launcher.spawn(index, gate.child_end()).map_err(fail)?;
+        // From here on `process` kills and reaps the child on any error.
+        let process = started.process;
+        let conversation =
+            Conversation::new(started.channel, job.request.clone(), settings.result_limit)
+                .map_err(fail)?;
+        for fd in [&started.stdout, &started.stderr] {
+            sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(fd)).map_err(fail)?;
+        }
+        Ok(Child {
+            index,
+            function: job.function,
+            process,
+            conversation,
+            stdout: Stream::new(started.stdout, settings.capture_limit),
+            stderr: Stream::new(started.stderr, settings.capture_limit),
+            clocked: Clocked::new(spawned_ns, settings.timeout),
+            spawned_ns,
+            ready_ns: None,
+            reached: None,
+            done: None,
+            notes: Vec::new(),
+            exit_seen: false,
+        })
+    }
+
+    fn at_gate(&self) -> AtGate {
+        if !self.process.is_running() || self.done.is_some() || self.clocked.killed().is_some() {
+            return AtGate::Gone;
+        }
+        self.reached.map_or(AtGate::Starting, AtGate::Reached)
+    }
+
+    fn poll_fds(&self, slot: usize, fds: &mut Vec<sys::PollFd>, owners: &mut Vec<(usize, Which)>) {
+        if let Some((fd, events)) = self.conversation.poll_interest() {
+            fds.push(sys::poll_fd(fd, events));
+            owners.push((slot, Which::Channel));
+        }
+        for (stream, which) in [(&self.stdout, Which::Stdout), (&self.stderr, Which::Stderr)] {
+            if let Some(fd) = &stream.fd {
+                fds.push(sys::poll_fd(std::os::fd::AsRawFd::as_raw_fd(fd), sys::POLLIN));
+                owners.push((slot, which));
+            }
+        }
+        if let (Some(watch), true) = (self.process.exit_watch(), self.process.is_running()) {
+            fds.push(sys::poll_fd(watch, sys::POLLIN));
+            owners.push((slot, Which::Exit));
+        }
+    }
+
+    fn service(&mut self, which: Which, buf: &mut [u8], call: u64) {
+        match which {
+            Which::Channel => {
+                for report in self.conversation.service(buf) {
+                    self.take(report, call);
+                }
+            }
+            Which::Stdout => self.stdout.read(buf),
+            Which::Stderr => self.stderr.read(buf),
+            Which::Exit => self.exit_seen = true,
+        }
+    }
+
+    /// Takes one report; one out of order breaks the conversation.
+    fn take(&mut self, report: Report, call: u64) {
+        if report.call() != call {
+            let reason = format!("the child sent a report for another call: {report:?}");
+            return self.conversation.break_off(reason);
+        }
+        match report {
+            Report::Ready { at_ns, .. } if self.ready_ns.is_none() && self.done.is_none() => {
+                self.ready_ns = Some(at_ns);
+                self.reached = Some(0);
+                self.clocked.enter(Phase::Ready);
+            }
+            Report::Checkpoint { round, .. }
+                if self.done.is_none() && self.reached.is_some_and(|r| round == r + 1) =>
+            {
+                self.reached = Some(round);
+                self.clocked.enter(Phase::Running);
+            }
+            Report::Done {
+                started_ns,
+                checkpoint_ns,
+                finished_ns,
+                result,
+                ..
+            } if self.done.is_none() => {
+                self.done = Some((started_ns, checkpoint_ns, finished_ns, result));
+                self.clocked.enter(Phase::Reported {
+                    at_ns: sys::monotonic_ns(),
+                });
+            }
+            other => self
+                .conversation
+                .break_off(format!("the child sent an unexpected report: {other:?}")),
+        }
+    }
+
+    /// Looks at the process when there is reason to (its exit watch fired,
+    /// or it has none); once it ended, its phase says so.
+    fn update(&mut self, now: u64) {
+        let look = std::mem::take(&mut self.exit_seen) || self.process.exit_watch().is_none();
+        if look && !self.process.update(now) {
+            let at_ns = match self.process.life() {
+                Life::Ended { at_ns, .. } | Life::ReapedElsewhere { at_ns } => at_ns,
+                Life::Running => now,
+            };
+            self.clocked.enter(Phase::Exited { at_ns });
+        }
+    }
+
+    fn drained(&self) -> bool {
+        !self.conversation.is_open() && self.stdout.fd.is_none() && self.stderr.fd.is_none()
+    }
+
+    fn is_finished(&self, now: u64) -> bool {
+        matches!(self.clocked.phase, Phase::Exited { .. })
+            && (self.drained() || self.clocked.due(now) == Due::StopDraining)
+    }
+
+    fn finish(mut self, origin: u64, timeout: Duration) -> Outcome<Vec<u8>> {
+        let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
+        let (exit, ended_ns) = match self.process.life() {
+            Life::Ended { status, at_ns } => (exit_of(status), at_ns),
+            Life::ReapedElsewhere { at_ns } => {
+                self.notes.push(
+                    "its exit status was lost: another part of this process reaped it first \
+                     (SIGCHLD set to SIG_IGN, or a wait() for any child in another thread)"
+                        .into(),
+                );
+                (Exit::Unknown, at_ns)
+            }
+            Life::Running => unreachable!("finished children have ended"),
+        };
+        let held: Vec<&str> = [
+            ("stdout", self.stdout.fd.is_some()),
+            ("stderr", self.stderr.fd.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, open)| open.then_some(name))
+        .collect();
+        if !held.is_empty() {
+            self.notes.push(format!(
+                "its {} was still held open {:?} after it ended, by a process outside its \
+                 process group (one that called setsid?); later output was not captured",
+                held.join(" and "),
+                phase::DRAIN_GRACE
+            ));
+        }
+        let entered = self.ready_ns.is_some() || self.stdout.entered() || self.stderr.entered();
+        let (started, checkpoint, finished, status) = match self.done.take() {
+            Some((started, checkpoint, finished, result)) => {
+                let status = match result {
+                    ChildResult::Returned(_) if self.clocked.killed() == Some(Kill::HungAfterReport) => {
+                        Status::Failed {
+                            reason: format!(
+                                "it returned, but its process did not exit within {:?} of \
+                                 sending the result (an exit handler, a static's destructor, or \
+                                 a thread that blocks exit?) and was killed",
+                                phase::EXIT_GRACE
+                            ),
+                        }
+                    }
+                    ChildResult::Returned(bytes) => Status::Returned(bytes),
+                    ChildResult::Panicked { message, location } => Status::Panicked { message, location },
+                    ChildResult::Failed(reason) => Status::Failed { reason },
+                };
+                (Some(since(started)), checkpoint.map(since), Some(since(finished)), status)
+            }
+            None => {
+                let pending = self.conversation.pending();
+                let status = if let Some(reason) = self.conversation.broken() {
+                    Status::Failed {
+                        reason: reason.to_owned(),
+                    }
+                } else if self.clocked.killed() == Some(Kill::TimedOut) {
+                    Status::TimedOut { after: timeout }
+                } else if pending > 0 && exit == Exit::Code(0) {
+                    Status::Failed {
+                        reason: format!(
+                            "its report was cut short ({pending} bytes of an incomplete frame)"
+                        ),
+                    }
+                } else {
+                    Status::Crashed(exit)
+                };
+                if !entered && matches!(status, Status::Crashed(_)) {
+                    self.notes.push(
+                        "it never reached stampede's entry: check that `stampede::entry!();` is \
+                         in this test crate, or that `stampede::init()` is the first line of main"
+                            .into(),
+                    );
+                }
+                (None, None, None, status)
+            }
+        };
+        Outcome {
+            index: self.index,
+            pid: self.process.pid(),
+            function: self.function,
+            status,
+            stdout: self.stdout.finish(),
+            stderr: self.stderr.finish(),
+            timings: Timings {
+                origin: Timestamp::from_nanos(origin),
+                spawned: since(self.spawned_ns),
+                ready: self.ready_ns.map(since),
+                started,
+                checkpoint,
+                finished,
+                ended: since(ended_ns),
+            },
+            notes: self.notes,
+        }
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(number)) => Exit::Signal {
+            number,
+            name: sys::signal_name(number),
+        },
+        (None, None) => Exit::Unknown,
+    }
+}

@@ -1,0 +1,120 @@
+//! The messages between a parent and a child. Per child, in order: one
+//! [`Request`] from the parent; then from the child `Ready`, any number of
+//! `Checkpoint`s, and `Done`. Every report names the call it belongs to, so
+//! a long-lived child (a worker) can run many.
+
+use serde::{Deserialize, Serialize};
+
+/// What a child is for. Decides its death policy and what it runs.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Runs one call of a function and exits; dies with the parent.
+    Call,
+}
+
+/// What the parent sends a child: the function to run and how.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct Request {
+    pub protocol: u32,
+    pub role: Role,
+    /// This call's id, repeated in every report about it.
+    pub call: u64,
+    pub function: String,
+    #[serde(with = "byte_string")]
+    pub args: Vec<u8>,
+    /// Whether to wait at the start barrier and at checkpoints.
+    pub barrier: bool,
+    /// Upper bound of the random delay after each release, in nanoseconds.
+    pub jitter_max_ns: u64,
+    pub seed: u64,
+}
+
+/// What a child reports.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Report {
+    /// Arguments decoded; waiting at the start barrier.
+    Ready { call: u64, at_ns: u64 },
+    /// The function reached `stampede::checkpoint()` (`waits`) or
+    /// `stampede::arrive()` for the `round`-th time (from 1).
+    Checkpoint {
+        call: u64,
+        round: u32,
+        at_ns: u64,
+        waits: bool,
+    },
+    /// The function ran (or could not).
+    Done {
+        call: u64,
+        started_ns: u64,
+        /// When the function was let go from its first checkpoint, if any.
+        checkpoint_ns: Option<u64>,
+        finished_ns: u64,
+        result: ChildResult,
+    },
+}
+
+impl Report {
+    /// The call this report is about.
+    pub(crate) fn call(&self) -> u64 {
+        match self {
+            Report::Ready { call, .. } | Report::Checkpoint { call, .. } | Report::Done { call, .. } => {
+                *call
+            }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum ChildResult {
+    Returned(#[serde(with = "byte_string")] Vec<u8>),
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    /// stampede could not run the function in the child (unknown name,
+    /// undecodable arguments, unencodable result).
+    Failed(String),
+}
+
+/// Already-encoded values inside a message travel as one byte string (a
+/// length and a copy), not as a sequence of `u8` elements.
+mod byte_string {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::new();
+            while let Some(byte) = seq.next_element()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The contract between a parent and its children, and nothing else: how a
+//! child knows it is one, which descriptor is what, the messages they
+//! exchange, and how those travel. Both sides import it; it imports nothing
+//! of the crate.
+//!
+//! A child is started with:
+//!
+//! | descriptor | what |
+//! |---|---|
+//! | 0 | `/dev/null` |
+//! | 1, 2 | pipes the parent reads (its stdout and stderr) |
+//! | [`CHANNEL_FD`] (3) | its own socket to the parent: a [`Request`] in, [`Report`]s out |
+//! | [`GATE_FD`] (4) | a socket shared by every child of the call: the parent writes one byte per release |
+//!
+//! and every other descriptor closed ([`FIRST_CLOSED_FD`]).
+
+mod codec;
+mod frame;
+mod messages;
+
+pub(crate) use codec::{decode, encode};
+pub(crate) use frame::{FrameReader, frame, read_frame, write_frame};
+pub(crate) use messages::{ChildResult, Report, Request, Role};
+
+use std::os::fd::RawFd;
+
+/// The version of the messages below; a child refuses a request of another.
+pub(crate) const PROTOCOL: u32 = 2;
+
+/// The child's channel to its parent.
+pub(crate) const CHANNEL_FD: RawFd = 3;
+/// The gate every child of a call shares (start barrier and checkpoints).
+pub(crate) const GATE_FD: RawFd = 4;
+/// Descriptors from this number up are closed in a child.
+pub(crate) const FIRST_CLOSED_FD: RawFd = 5;
+
+/// Name of the variable that marks a child: `1:<parent pid>:<index>`.
+/// Ignored unless the parent pid is this process's actual parent, so a
+/// program that the user's code starts from a child (and that inherits the
+/// environment) does not mistake itself for one.
+pub(crate) const CHILD_VAR: &str = "STAMPEDE_CHILD";
+
+/// The value of [`CHILD_VAR`] for child `index` of process `parent`.
+pub(crate) fn child_var(parent: u32, index: usize) -> String {
+    format!("1:{parent}:{index}")
+}
+
+/// `(parent pid, index)` from a value of [`CHILD_VAR`].
+pub(crate) fn parse_child_var(value: &str) -> Option<(u32, u64)> {
+    let mut parts = value.splitn(3, ':');
+    let (Some("1"), Some(parent), Some(index)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    Some((parent.parse().ok()?, index.parse().ok()?))
+}
+
+/// Written to stdout and stderr when a child enters, so that the parent can
+/// drop what came before it (libtest's "running 1 test" line).
+pub(crate) const MARKER: &[u8] = b"\x1estampede: child entered\x1e\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_child_variable_round_trips_and_refuses_other_shapes() {
+        assert_eq!(parse_child_var(&child_var(41, 7)), Some((41, 7)));
+        assert_eq!(parse_child_var("2:41:7"), None);
+        assert_eq!(parse_child_var("1:x:7"), None);
+        assert_eq!(parse_child_var("1:41"), None);
+    }
+}

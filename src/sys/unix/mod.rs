@@ -1,0 +1,28 @@
+//! Unix implementation. Linux-only pieces (`clone` with a pidfd, `prctl`,
+//! `close_range`, `/proc`) are behind `cfg(target_os = "linux")` with a
+//! portable fallback.
+
+mod child_side;
+mod fd;
+mod limits;
+mod misc;
+mod process;
+mod spawn;
+
+pub(crate) use child_side::*;
+pub(crate) use fd::*;
+pub(crate) use limits::*;
+pub(crate) use misc::*;
+pub(crate) use process::*;
+pub(crate) use spawn::*;
+
+use std::io;
+
+/// `Ok(ret)` unless `ret` is -1, then the thread's `errno`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
