@@ -142,6 +142,7 @@ mod options;
 mod outcome;
 mod registry;
 mod seed;
+mod serde_check;
 mod spawn;
 #[allow(unsafe_code)]
 mod sys;
@@ -262,6 +263,9 @@ macro_rules! entry {
 pub mod __private {
     pub use crate::child::{EntryPoint, enter_from_test};
     pub use crate::registry::{Prepared, Registration, name_of, prepare};
+    pub use crate::serde_check::{
+        Fallback, FallbackPrepare, PrepareProbe, Probe, ViaFunction, ViaSerde, assert_serde,
+    };
     pub use inventory;
     pub use std::string::String;
 
