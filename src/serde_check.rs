@@ -27,6 +27,10 @@ pub struct Probe<T>(PhantomData<T>);
 
 impl<T> Probe<T> {
     /// A probe for `T`.
+    #[expect(
+        clippy::new_without_default,
+        reason = "only generated code makes one, by this name"
+    )]
     pub const fn new() -> Self {
         Probe(PhantomData)
     }
@@ -40,7 +44,7 @@ pub struct CannotTravel<T>(PhantomData<T>);
 
 /// Found first, and applies when `T` is serde-ready.
 pub trait ViaSerde<T> {
-    /// [`Travels`].
+    /// `Travels`.
     fn verdict(&self) -> Travels<T>;
 }
 
@@ -52,7 +56,7 @@ impl<T: Serialize + DeserializeOwned> ViaSerde<T> for Probe<T> {
 
 /// Found next, for every `T`.
 pub trait Fallback<T> {
-    /// [`CannotTravel`].
+    /// `CannotTravel`.
     fn verdict(&self) -> CannotTravel<T>;
 }
 
@@ -62,7 +66,7 @@ impl<T> Fallback<T> for &Probe<T> {
     }
 }
 
-/// Holds for the verdict [`Travels`]: the one bound that fails, with
+/// Holds for the verdict `Travels`: the one bound that fails, with
 /// stampede's message, when `Self` cannot travel.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot travel between processes: stampede needs \
@@ -83,7 +87,7 @@ pub enum Undecided {}
 
 impl<T> Serde<Undecided> for T {}
 
-/// Compiles only if the verdict on `T` is [`Travels`].
+/// Compiles only if the verdict on `T` is `Travels`.
 pub fn assert_serde<T: Serde<V>, V>(_: V) {}
 
 /// The registered function, for [`ViaFunction::prepare`] or
@@ -92,7 +96,7 @@ pub struct PrepareProbe<F>(pub F);
 
 /// Found first, and applies when `F` is a [`Function`].
 pub trait ViaFunction<M> {
-    /// [`registry::prepare`](crate::registry::prepare).
+    /// `registry::prepare`.
     fn prepare(self, input: &[u8]) -> Result<Prepared, String>;
 }
 
