@@ -145,6 +145,7 @@ mod outcome;
 mod entry;
 mod registry;
 mod seed;
+mod serde_check;
 // The two sides, which never import each other.
 mod child;
 mod parent;
@@ -278,6 +279,9 @@ pub mod __private {
     pub use crate::child::enter_from_test;
     pub use crate::entry::EntryPoint;
     pub use crate::registry::{Prepared, Registration, name_of, prepare};
+    pub use crate::serde_check::{
+        Fallback, FallbackPrepare, PrepareProbe, Probe, ViaFunction, ViaSerde, assert_serde,
+    };
     pub use inventory;
     pub use std::string::String;
 

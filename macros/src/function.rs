@@ -2,7 +2,8 @@
 //! entry that a child process finds by the function's path.
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, quote};
+use quote::{ToTokens, format_ident, quote};
+use syn::ext::IdentExt;
 use syn::{FnArg, ItemFn, ReturnType};
 
 /// The most arguments a registered function may take; `stampede::Function`
@@ -25,17 +26,65 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     })?;
     check(&func)?;
     let name = &func.sig.ident;
+    // One check per argument type and for the return type, so that a type
+    // that is not serde-ready is named and underlined in the error.
+    let types = func
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(arg) => Some(&*arg.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .chain(match &func.sig.output {
+            ReturnType::Type(_, ty) => Some(&**ty),
+            ReturnType::Default => None,
+        });
+    // The type is the turbofish argument the failing bound is about, so
+    // the compiler underlines it (the whole of it) in the error.
+    let checks = types.map(|ty| {
+        quote! {
+            ::stampede::__private::assert_serde::<#ty, _>(
+                (&::stampede::__private::Probe::<#ty>::new()).verdict(),
+            );
+        }
+    });
+    // Inside an `impl` block the registration cannot find the function by its
+    // bare name. The attribute cannot see that context, so the registration is
+    // a named const (valid there, unlike `const _`), and its first line names
+    // a sibling const whose name is the explanation: at module level it
+    // resolves; in an `impl` block it is an associated const, not in scope, so
+    // the first error reads "cannot find value
+    // `stampede_function_works_on_free_functions_only__move_NAME_out_of_the_impl_block`".
+    let unraw = name.unraw();
+    let explanation = format_ident!(
+        "stampede_function_works_on_free_functions_only__move_{unraw}_out_of_the_impl_block",
+        span = name.span()
+    );
+    let registration = format_ident!("__stampede_register_{unraw}");
     Ok(quote! {
         #func
 
-        const _: () = {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #explanation: () = ();
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #registration: () = {
+            let () = #explanation;
             fn __stampede_name() -> &'static str {
                 ::stampede::__private::name_of(&#name)
             }
             fn __stampede_prepare(
                 input: &[u8],
             ) -> ::core::result::Result<::stampede::__private::Prepared, ::stampede::__private::String> {
-                ::stampede::__private::prepare(#name, input)
+                #[allow(unused_imports)]
+                use ::stampede::__private::{
+                    Fallback as _, FallbackPrepare as _, ViaFunction as _, ViaSerde as _,
+                };
+                #(#checks)*
+                ::stampede::__private::PrepareProbe(#name).prepare(input)
             }
             ::stampede::__private::inventory::submit! {
                 ::stampede::__private::Registration::new(__stampede_name, __stampede_prepare)

@@ -1,5 +1,6 @@
-//! Attribute macros of [stampede](https://docs.rs/stampede). Use them through
-//! the `stampede` crate (`#[stampede::function]`); this crate is an
+//! Attribute macros of [stampede-test](https://docs.rs/stampede-test). Use
+//! them through that crate, whose library is named `stampede`
+//! (`#[stampede::function]`, `#[stampede::flaky]`); this crate is an
 //! implementation detail and its version is pinned to the library's.
 //!
 //! Generated code names only items under `::stampede::__private`, so user

@@ -9,6 +9,12 @@ struct Point {
 #[stampede::function]
 fn nothing() {}
 
+// A raw identifier: the registration's own names are built from it.
+#[stampede::function]
+fn r#match(x: Option<u8>) -> Option<u8> {
+    x
+}
+
 #[stampede::function]
 fn square(x: u64) -> u64 {
     x * x
@@ -47,6 +53,12 @@ fn main() {
             .unwrap()
             .unwrap_all(),
         [49, 49]
+    );
+    assert_eq!(
+        stampede::call_concurrently(1, r#match, Some(3))
+            .unwrap()
+            .unwrap_all(),
+        [Some(3)]
     );
     let points = stampede::call_concurrently(1, point, (1, -2, "p".to_owned()))
         .unwrap()
