@@ -21,7 +21,9 @@ use crate::sys;
 /// assert!(after >= before);
 /// assert!(after.duration_since(before) < std::time::Duration::from_secs(60));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
@@ -41,7 +43,7 @@ impl Timestamp {
     }
 
     /// This reading moved later by `by`.
-    pub fn add(self, by: Duration) -> Timestamp {
+    pub fn later_by(self, by: Duration) -> Timestamp {
         Timestamp(
             self.0
                 .saturating_add(u64::try_from(by.as_nanos()).unwrap_or(u64::MAX)),

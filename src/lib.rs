@@ -83,41 +83,22 @@
 //!
 //! # How it works
 //!
-//! - **Re-exec, never fork.** Each child is a fresh execution of the running
-//!   image (`/proc/self/exe` on Linux, so a binary rebuilt meanwhile cannot
-//!   sneak in). Forking would copy the test harness's threads, held locks and
-//!   open sockets into the child.
-//! - **Entry after `main` starts.** In a test binary the child runs only the
-//!   dispatcher test of `entry!()` (libtest's `--exact`); in other binaries
-//!   `init()` takes over. Either way every static registration has run and
-//!   the test that called stampede never runs again in a child.
-//! - **Found by name.** The child looks the function up by its path in a
-//!   registry filled by `#[stampede::function]`. The parent checks the
-//!   registry before spawning, so a closure is an immediate error.
-//! - **Clean children.** A child holds stdin (`/dev/null`), its stdout and
-//!   stderr pipes and stampede's two descriptors (3: channel, 4: barrier);
-//!   anything else the parent had open, even without close-on-exec, is closed
-//!   by exec in the child alone. Children run in their own process group and
-//!   die with the parent (Linux: `PR_SET_PDEATHSIG`).
-//! - **Start barrier.** Children start, decode their arguments, report ready
-//!   and block on a pipe; when all are ready the parent closes it and they
-//!   enter the function together (a spread of tens of microseconds for 8
-//!   children). This is what turns a rare race into a frequent one.
-//! - **A channel apart from stdout.** Requests and results travel as
-//!   length-prefixed frames on a socket, so the code under test prints freely
-//!   and garbage or a lying length is an error, never a panic.
-//! - **Nothing left behind.** A timeout kills the child's whole process
-//!   group; when a child ends, what is left of its group is killed too; every
-//!   child is reaped, also when the parent's call fails or panics.
+//! Each child is a fresh execution of the running binary (never a fork),
+//! entered after `main` starts, finding the function by name, holding only
+//! its stdio, its channel and the call's gate, and dying with its whole
+//! process group when the parent dies. The [how it works](guide::how_it_works)
+//! page tells the whole story.
 //!
 //! # Limits
 //!
 //! - Unix only, Linux first (parent-death signal, pidfd, `close_range`). On
 //!   other Unix systems children do not die with a killed parent.
+//! - A process that leaves a child's process group on purpose (`setsid`, a
+//!   daemon's double fork) is not killed with it.
 //! - A function registered inside an `impl` block is not supported; use a free `fn`.
 //! - Arguments and results are encoded with bincode 1.3.3, whose authors
 //!   ended development in 2025 (RUSTSEC-2025-0141, "unmaintained") and
-//!   consider it complete. Only stampede's `wire` module names it.
+//!   consider it complete. Only stampede's `protocol::codec` module names it.
 //! - Test binaries built with `harness = false` have no libtest to dispatch
 //!   to: call `stampede::init()` first in their `main` instead of `entry!()`.
 //!
@@ -134,13 +115,13 @@ extern crate self as stampede;
 
 // Leaves: import nothing of the crate (sys, protocol, error, panic) or
 // only the clock (outcome).
+mod clock;
 mod error;
+mod outcome;
 mod panic;
 mod protocol;
 #[allow(unsafe_code)]
 mod sys;
-mod clock;
-mod outcome;
 // Shared by both sides.
 mod entry;
 mod registry;
@@ -312,6 +293,9 @@ mod unit_tests {
 
 /// Longer documentation, beyond the reference.
 pub mod guide {
+    #[doc = include_str!("../docs/how-it-works.md")]
+    pub mod how_it_works {}
+
     #[doc = include_str!("../docs/recipes.md")]
     pub mod recipes {}
 }

@@ -70,7 +70,8 @@ where
         )
     })?;
     Ok(Box::new(move || {
-        protocol::encode(&f.call(args)).map_err(|e| format!("could not encode the returned value: {e}"))
+        protocol::encode(&f.call(args))
+            .map_err(|e| format!("could not encode the returned value: {e}"))
     }))
 }
 

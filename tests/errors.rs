@@ -86,7 +86,10 @@ fn descriptor_limit_inner() {
 
     // Far over the limit: refused before any child starts.
     let err = stampede::call_concurrently(50, registered, 1).unwrap_err();
-    assert!(matches!(err, Error::Limit(_)), "expected a limit error, got {err}");
+    assert!(
+        matches!(err, Error::Limit(_)),
+        "expected a limit error, got {err}"
+    );
     assert!(err.to_string().contains("RLIMIT_NOFILE = 200"), "{err}");
     assert!(err.to_string().contains("Options::max_concurrent"), "{err}");
 

@@ -162,7 +162,6 @@ impl Batch {
         }
     }
 
-
     pub(crate) fn collect(&self, raw: Vec<Outcome<Vec<u8>>>, seed: Option<u64>) -> BatchOutcomes {
         let items = raw
             .into_iter()

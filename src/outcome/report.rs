@@ -133,4 +133,3 @@ pub(crate) fn summary<'a, R: 'a>(
     }
     writeln!(f)
 }
-

@@ -90,7 +90,8 @@ impl Conversation {
                             Ok(Some(report)) => reports.push(report),
                             Ok(None) => break,
                             Err(e) => {
-                                self.broken = Some(format!("its result channel carried garbage: {e}"));
+                                self.broken =
+                                    Some(format!("its result channel carried garbage: {e}"));
                                 break;
                             }
                         }

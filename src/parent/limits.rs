@@ -50,7 +50,9 @@ impl Drop for NofileGuard {
 /// [`Error::Limit`] naming the limit that is too low and how to lift it.
 pub(crate) fn preflight(concurrent: usize) -> Result<NofileGuard> {
     let concurrent = concurrent as u64;
-    let needed = concurrent.saturating_mul(FDS_PER_CHILD).saturating_add(FDS_SPARE);
+    let needed = concurrent
+        .saturating_mul(FDS_PER_CHILD)
+        .saturating_add(FDS_SPARE);
     let mut raised = RAISED.lock().unwrap_or_else(|e| e.into_inner());
     let limits = sys::nofile_limits();
     let original = if raised.0 == 0 {

@@ -89,6 +89,8 @@ pub(crate) fn run(
     let mut gate = Gate::new(settings.barrier).map_err(io("creating the start barrier"))?;
     let origin = sys::monotonic_ns();
     let mut live: Vec<Child> = Vec::new();
+    // Children timed out before a round, gone from `live`: they keep it shut.
+    let mut held: Vec<(usize, AtGate)> = Vec::new();
     let mut next = 0;
     let mut buf = vec![0u8; 64 * 1024];
 
@@ -100,14 +102,21 @@ pub(crate) fn run(
             next += 1;
         }
         // 2. Release what the gate allows.
-        gate.release_ready(live.iter().map(Child::at_gate))
-            .map_err(io("releasing the start barrier"))?;
+        gate.release_ready(
+            live.iter()
+                .map(Child::at_gate)
+                .chain(held.iter().map(|(_, at)| *at)),
+        )
+        .map_err(io("releasing the start barrier"))?;
         // 3. Hand back the children that are done.
         let now = sys::monotonic_ns();
         let mut i = 0;
         while i < live.len() {
             if live[i].is_finished(now) {
                 let child = live.swap_remove(i);
+                if child.clocked.killed() == Some(Kill::TimedOut) {
+                    held.push((child.index, child.at_gate()));
+                }
                 let index = child.index;
                 done[index] = Some(child.finish(origin, settings.timeout));
             } else {
@@ -167,7 +176,11 @@ pub(crate) fn run(
             .collect();
         let notes: Vec<Option<String>> = kills
             .iter()
-            .map(|(slot, why)| (*why == Kill::TimedOut).then(|| waiting_note(&live, *slot, released)).flatten())
+            .map(|(slot, why)| {
+                (*why == Kill::TimedOut)
+                    .then(|| waiting_note(&live, &held, *slot, released))
+                    .flatten()
+            })
             .collect();
         for ((slot, why), note) in kills.into_iter().zip(notes) {
             let child = &mut live[slot];
@@ -184,20 +197,27 @@ pub(crate) fn run(
 
 /// For a child timed out while waiting at the gate: which children it was
 /// waiting for.
-fn waiting_note(live: &[Child], slot: usize, released: u32) -> Option<String> {
+fn waiting_note(
+    live: &[Child],
+    held: &[(usize, AtGate)],
+    slot: usize,
+    released: u32,
+) -> Option<String> {
     let AtGate::Reached(round) = live[slot].at_gate() else {
         return None;
     };
     if round < released {
         return None;
     }
-    let blockers: Vec<String> = live
-        .iter()
-        .filter_map(|other| match other.at_gate() {
-            AtGate::Starting => Some(format!("child {} (still starting)", other.index)),
+    let mut others: Vec<(usize, AtGate)> = live.iter().map(|c| (c.index, c.at_gate())).collect();
+    others.extend_from_slice(held);
+    others.sort_by_key(|(index, _)| *index);
+    let blockers: Vec<String> = others
+        .into_iter()
+        .filter_map(|(index, at)| match at {
+            AtGate::Starting => Some(format!("child {index} (still starting)")),
             AtGate::Reached(r) if r < round => Some(format!(
-                "child {} ({})",
-                other.index,
+                "child {index} ({})",
                 if r == 0 && released == 0 {
                     "ready".to_owned()
                 } else {
@@ -290,11 +310,17 @@ impl Child {
         })
     }
 
+    /// A child timed out before reaching a round keeps the round shut: its
+    /// siblings are not let go late, with no time left, but time out in turn
+    /// with a note naming it. Any other end frees the gate of it.
     fn at_gate(&self) -> AtGate {
-        if !self.process.is_running() || self.done.is_some() || self.clocked.killed().is_some() {
-            return AtGate::Gone;
+        let waiting = self.reached.map_or(AtGate::Starting, AtGate::Reached);
+        match self.clocked.killed() {
+            Some(Kill::TimedOut) => waiting,
+            Some(_) => AtGate::Gone,
+            None if !self.process.is_running() || self.done.is_some() => AtGate::Gone,
+            None => waiting,
         }
-        self.reached.map_or(AtGate::Starting, AtGate::Reached)
     }
 
     fn poll_fds(&self, slot: usize, fds: &mut Vec<sys::PollFd>, owners: &mut Vec<(usize, Which)>) {
@@ -304,7 +330,10 @@ impl Child {
         }
         for (stream, which) in [(&self.stdout, Which::Stdout), (&self.stderr, Which::Stderr)] {
             if let Some(fd) = &stream.fd {
-                fds.push(sys::poll_fd(std::os::fd::AsRawFd::as_raw_fd(fd), sys::POLLIN));
+                fds.push(sys::poll_fd(
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
+                    sys::POLLIN,
+                ));
                 owners.push((slot, which));
             }
         }
@@ -418,7 +447,9 @@ impl Child {
         let (started, checkpoint, finished, status) = match self.done.take() {
             Some((started, checkpoint, finished, result)) => {
                 let status = match result {
-                    ChildResult::Returned(_) if self.clocked.killed() == Some(Kill::HungAfterReport) => {
+                    ChildResult::Returned(_)
+                        if self.clocked.killed() == Some(Kill::HungAfterReport) =>
+                    {
                         Status::Failed {
                             reason: format!(
                                 "it returned, but its process did not exit within {:?} of \
@@ -429,10 +460,17 @@ impl Child {
                         }
                     }
                     ChildResult::Returned(bytes) => Status::Returned(bytes),
-                    ChildResult::Panicked { message, location } => Status::Panicked { message, location },
+                    ChildResult::Panicked { message, location } => {
+                        Status::Panicked { message, location }
+                    }
                     ChildResult::Failed(reason) => Status::Failed { reason },
                 };
-                (Some(since(started)), checkpoint.map(since), Some(since(finished)), status)
+                (
+                    Some(since(started)),
+                    checkpoint.map(since),
+                    Some(since(finished)),
+                    status,
+                )
             }
             None => {
                 let pending = self.conversation.pending();

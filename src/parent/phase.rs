@@ -105,7 +105,9 @@ impl Clocked {
         match self.phase {
             Phase::Exited { .. } => Due::StopDraining,
             _ if self.killed.is_some() => Due::Nothing,
-            Phase::Reported { .. } => Due::Kill(Kill::HungAfterReport),
+            Phase::Reported { at_ns } if now_ns >= at_ns.saturating_add(ns(EXIT_GRACE)) => {
+                Due::Kill(Kill::HungAfterReport)
+            }
             _ => Due::Kill(Kill::TimedOut),
         }
     }
@@ -124,7 +126,11 @@ mod tests {
         c.enter(Phase::Ready);
         assert_eq!(c.due(1_500 * MS), Due::Kill(Kill::TimedOut));
         c.kill(Kill::TimedOut);
-        assert_eq!(c.due(9_000 * MS), Due::Nothing, "killed once, then waited for");
+        assert_eq!(
+            c.due(9_000 * MS),
+            Due::Nothing,
+            "killed once, then waited for"
+        );
         assert_eq!(c.next_wake(), u64::MAX);
     }
 
@@ -143,6 +149,7 @@ mod tests {
         let mut c = Clocked::new(0, Duration::from_secs(1));
         c.enter(Phase::Reported { at_ns: 900 * MS });
         assert_eq!(c.next_wake(), 1_000 * MS);
+        assert_eq!(c.due(1_000 * MS), Due::Kill(Kill::TimedOut));
     }
 
     #[test]
@@ -150,9 +157,16 @@ mod tests {
         let mut c = Clocked::new(0, Duration::from_secs(1));
         c.enter(Phase::Exited { at_ns: 10 * MS });
         c.enter(Phase::Running);
-        assert!(matches!(c.phase, Phase::Exited { .. }), "phases never go back");
+        assert!(
+            matches!(c.phase, Phase::Exited { .. }),
+            "phases never go back"
+        );
         assert_eq!(c.due(10 * MS + ns(DRAIN_GRACE) - 1), Due::Nothing);
         assert_eq!(c.due(10 * MS + ns(DRAIN_GRACE)), Due::StopDraining);
-        assert_eq!(c.due(5_000 * MS), Due::StopDraining, "exited is never timed out");
+        assert_eq!(
+            c.due(5_000 * MS),
+            Due::StopDraining,
+            "exited is never timed out"
+        );
     }
 }

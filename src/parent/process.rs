@@ -13,10 +13,15 @@ use crate::sys::{self, Probe};
 pub(crate) enum Life {
     Running,
     /// Ended and reaped by us, at `at_ns`.
-    Ended { status: ExitStatus, at_ns: u64 },
+    Ended {
+        status: ExitStatus,
+        at_ns: u64,
+    },
     /// Ended, but something else in this process reaped it first: the
     /// status is lost, and its pid and group id may belong to others now.
-    ReapedElsewhere { at_ns: u64 },
+    ReapedElsewhere {
+        at_ns: u64,
+    },
 }
 
 pub(crate) struct ChildProcess {
@@ -96,7 +101,10 @@ impl ChildProcess {
 
     /// Asks the child to stop (SIGTERM), waits up to `grace` for it to end,
     /// then kills it. For children that must clean up (a service's keeper).
-    #[allow(dead_code, reason = "the keeper role uses it; calls are killed at once")]
+    #[allow(
+        dead_code,
+        reason = "the keeper role uses it; calls are killed at once"
+    )]
     pub(crate) fn terminate(&mut self, grace: Duration) {
         self.signal(sys::SIGTERM);
         let until = sys::monotonic_ns() + grace.as_nanos() as u64;

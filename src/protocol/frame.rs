@@ -44,7 +44,9 @@ pub(crate) fn write_frame<T: Serialize>(out: &mut impl Write, message: &T) -> io
 }
 
 fn bad_magic(start: &[u8]) -> String {
-    format!("a frame starts with {start:02x?} instead of stampede's marker (garbage on the channel?)")
+    format!(
+        "a frame starts with {start:02x?} instead of stampede's marker (garbage on the channel?)"
+    )
 }
 
 /// Checks a header; returns the payload's length.
@@ -133,8 +135,8 @@ impl FrameReader {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Report;
     use super::*;
-    use crate::protocol::Report;
 
     fn ready() -> Report {
         Report::Ready { call: 0, at_ns: 42 }

@@ -57,9 +57,9 @@ impl Report {
     /// The call this report is about.
     pub(crate) fn call(&self) -> u64 {
         match self {
-            Report::Ready { call, .. } | Report::Checkpoint { call, .. } | Report::Done { call, .. } => {
-                *call
-            }
+            Report::Ready { call, .. }
+            | Report::Checkpoint { call, .. }
+            | Report::Done { call, .. } => *call,
         }
     }
 }

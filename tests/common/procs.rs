@@ -30,11 +30,14 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 
 /// The pids of this process's children (all threads).
 pub fn own_children() -> Vec<u32> {
+    children_of(std::process::id())
+}
+
+/// The pids of process `pid`'s children (all its threads').
+pub fn children_of(pid: u32) -> Vec<u32> {
     let mut pids = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .flatten()
-    {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    for task in tasks.into_iter().flatten().flatten() {
         if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
             pids.extend(
                 list.split_whitespace()
@@ -109,4 +112,40 @@ pub fn record_pid(path: &Path) {
     // One write per record: O_APPEND keeps whole writes from interleaving.
     file.write_all(format!("{}\n", std::process::id()).as_bytes())
         .expect("write pid");
+}
+
+/// Runs the ignored test `name` of `exe` with `env`, killing it after
+/// `limit`; checks that it passed and printed `INNER-OK`, and shows its
+/// output otherwise (a hang is a failure with a reason, not a stuck suite).
+pub fn assert_ignored_test_passes_within(
+    exe: &Path,
+    name: &str,
+    env: &[(&str, &str)],
+    limit: Duration,
+) {
+    let mut child = start_ignored_test(exe, name, env);
+    let ended = wait_until(limit, || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let run = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        ended,
+        "{name} did not end within {limit:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.status.success() && stdout.contains("INNER-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// This child's index in its call, from `STAMPEDE_CHILD` (`1:<ppid>:<index>`).
+pub fn child_index() -> u64 {
+    std::env::var("STAMPEDE_CHILD")
+        .ok()
+        .and_then(|v| v.rsplit(':').next()?.parse().ok())
+        .unwrap_or(u64::MAX)
 }

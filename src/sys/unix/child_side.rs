@@ -123,8 +123,7 @@ pub(crate) fn wait_gate(fd: RawFd, count: usize) -> io::Result<Gate> {
         }
         if n < 0 {
             let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::WouldBlock && err.kind() != io::ErrorKind::Interrupted
-            {
+            if err.kind() != io::ErrorKind::WouldBlock && err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
             }
             if hung_up {

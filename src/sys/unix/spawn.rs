@@ -214,7 +214,13 @@ mod linux {
                     return fail(plan);
                 }
             }
-            if libc::syscall(libc::SYS_close_range, plan.close_from as libc::c_uint, libc::c_uint::MAX, 0) != 0 {
+            if libc::syscall(
+                libc::SYS_close_range,
+                plan.close_from as libc::c_uint,
+                libc::c_uint::MAX,
+                0,
+            ) != 0
+            {
                 let mut limit: libc::rlimit = std::mem::zeroed();
                 libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
                 let top = (limit.rlim_cur as u64).min(1 << 20) as RawFd;
@@ -263,7 +269,9 @@ fn posix_spawn(
         }
         let result = (|| -> io::Result<u32> {
             for &(source, target) in command.fds {
-                spawn_err(libc::posix_spawn_file_actions_adddup2(&mut fa, source, target))?;
+                spawn_err(libc::posix_spawn_file_actions_adddup2(
+                    &mut fa, source, target,
+                ))?;
             }
             if let Some(add_close_from) = add_close_from() {
                 spawn_err(add_close_from(&mut fa, command.close_from))?;
@@ -280,7 +288,10 @@ fn posix_spawn(
             let flags = libc::POSIX_SPAWN_SETPGROUP
                 | libc::POSIX_SPAWN_SETSIGMASK
                 | libc::POSIX_SPAWN_SETSIGDEF;
-            spawn_err(libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short))?;
+            spawn_err(libc::posix_spawnattr_setflags(
+                &mut attr,
+                flags as libc::c_short,
+            ))?;
             let mut pid: libc::pid_t = 0;
             spawn_err(libc::posix_spawn(
                 &mut pid,
