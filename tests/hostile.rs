@@ -95,10 +95,12 @@ fn foreign_reaper_inner() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let mut status = 0;
-                // SAFETY: waitpid fills a valid int; reaping any child is
-                // exactly the hostile behaviour under test.
-                unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                std::thread::sleep(Duration::from_micros(200));
+                // SAFETY: waitpid fills a valid int; reaping any child the
+                // moment it ends is exactly the hostile behaviour under test.
+                if unsafe { libc::waitpid(-1, &mut status, 0) } < 0 {
+                    // No child of ours to wait for (yet): look again soon.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
             }
         })
     };
