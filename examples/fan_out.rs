@@ -22,13 +22,7 @@ const BACKLOG: i32 = 4096;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    stampede::Timestamp::now().as_nanos()
 }
 
 /// One client: connect, wait for the others, send, read the answer.

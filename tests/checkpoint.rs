@@ -7,13 +7,7 @@ use std::time::Duration;
 
 /// The system's monotonic clock, which every process shares.
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    stampede::Timestamp::now().as_nanos()
 }
 
 fn child_index() -> u64 {
