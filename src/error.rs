@@ -51,6 +51,19 @@ pub enum Error {
     /// descriptors, processes, the cgroup's pids); nothing was started. The
     /// message names the limit and how to lift it.
     Limit(String),
+    /// Workers of a [`Load`](crate::Load) kept dying (or hanging) before
+    /// their first call, so the run was given up; the last one's output
+    /// says why.
+    WorkerStart {
+        /// The worker's slot.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// What happened.
+        reason: String,
+        /// Its stdout and stderr, as a report shows them.
+        output: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -98,6 +111,22 @@ impl fmt::Display for Error {
             ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Limit(message) => write!(f, "{message}"),
+            Error::WorkerStart {
+                worker,
+                pid,
+                reason,
+                output,
+            } => {
+                write!(
+                    f,
+                    "worker {worker} (pid {pid}) {reason}; the run was given up (check that the \
+                     function's binary starts: its output follows)"
+                )?;
+                if !output.is_empty() {
+                    write!(f, "\n{}", output.trim_end())?;
+                }
+                Ok(())
+            }
         }
     }
 }

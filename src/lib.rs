@@ -134,6 +134,7 @@ mod parent;
 mod call;
 mod flaky;
 mod hunt;
+mod workers;
 
 pub use call::{Batch, BatchOutcomes, Handle, Options};
 pub use clock::Timestamp;
@@ -143,6 +144,7 @@ pub use outcome::{Captured, Exit, Outcome, Outcomes, Status, Timings};
 pub use registry::Function;
 pub use stampede_macros::flaky;
 pub use stampede_macros::function;
+pub use workers::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
 
 /// Calls `f(args)` in `n` fresh child processes at the same instant and
 /// returns what each one did, in order.

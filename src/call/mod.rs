@@ -8,3 +8,4 @@ mod plan;
 
 pub use batch::{Batch, BatchOutcomes, Handle};
 pub use options::Options;
+pub(crate) use plan::{checked_name, decode_value, encode_args};

@@ -19,6 +19,7 @@ pub(super) fn refuse(channel: &mut Channel, call: u64, reason: String) -> io::Re
         checkpoint_ns: None,
         finished_ns: now,
         result: ChildResult::Failed(reason),
+        sample: None,
     })
 }
 
@@ -85,6 +86,7 @@ pub(super) fn serve(
         checkpoint_ns,
         finished_ns,
         result,
+        sample: None,
     })
 }
 

@@ -8,6 +8,7 @@
 
 mod call;
 mod checkpoint;
+mod worker;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -73,7 +74,7 @@ fn serve(context: &Context) -> io::Result<()> {
     io::stdout().flush()?;
     io::stderr().write_all(protocol::MARKER)?;
 
-    let request: Request = match protocol::read_frame(&mut channel.file) {
+    let request: Request = match protocol::read_frame(channel.file()) {
         Ok(request) => request,
         // The parent closed the channel before sending anything: it is gone.
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => sys::die_with_group(),
@@ -89,6 +90,7 @@ fn serve(context: &Context) -> io::Result<()> {
     }
     match request.role {
         Role::Call => call::serve(context.index, channel, gate, request),
+        Role::Worker => worker::serve(channel, request),
     }
 }
 
@@ -107,6 +109,11 @@ impl Channel {
             file,
             identity: sys::identity(protocol::CHANNEL_FD),
         })
+    }
+
+    /// The channel's file, for reading orders.
+    pub(crate) fn file(&mut self) -> &mut File {
+        &mut self.file
     }
 
     /// Sends one report; an error if the channel is no longer stampede's.

@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::outcome::Captured;
-use crate::protocol::MARKER;
+use crate::protocol::{self, MARKER};
 use crate::sys;
 
 /// How much output before the child's entry marker is searched for it.
@@ -25,6 +25,18 @@ impl Stream {
             fd: Some(fd),
             ..Self::detached(limit)
         }
+    }
+
+    /// A stream past its entry marker.
+    fn past_entry(limit: usize) -> Self {
+        Self {
+            prefix: None,
+            ..Self::detached(limit)
+        }
+    }
+
+    fn into_captured(mut self) -> Captured {
+        self.finish()
     }
 
     fn detached(limit: usize) -> Self {
@@ -96,6 +108,119 @@ impl Stream {
     }
 }
 
+/// A worker's stream: output cut at its per-call markers, so that each call
+/// gets its own. Output between calls goes to the next call.
+pub(crate) struct Splitter {
+    pub(crate) fd: Option<OwnedFd>,
+    /// Before the entry marker: the whole output so far (kept if the worker
+    /// dies before entering); after it, the current call's.
+    current: Stream,
+    /// Bytes that may be the start of a marker, waiting for the rest.
+    carry: Vec<u8>,
+    /// The call whose start marker came last, and whether its end came too.
+    call: Option<(u64, bool)>,
+    /// The last call whose end marker came, with its output.
+    ended: Option<(u64, Captured)>,
+    limit: usize,
+}
+
+impl Splitter {
+    pub(crate) fn new(fd: OwnedFd, limit: usize) -> Self {
+        Self {
+            fd: Some(fd),
+            current: Stream::detached(limit),
+            carry: Vec::new(),
+            call: None,
+            ended: None,
+            limit,
+        }
+    }
+
+    /// Reads what is there; closes the stream at end of file.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) {
+        for _ in 0..16 {
+            let Some(fd) = &self.fd else { return };
+            match sys::read_some(fd.as_raw_fd(), buf) {
+                Ok(None) => return,
+                Ok(Some(0)) | Err(_) => self.fd = None,
+                Ok(Some(n)) => self.push(&buf[..n]),
+            }
+        }
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        if !self.current.entered() {
+            // Until the entry marker, `Stream` looks for it; what came after
+            // it in the same read goes through the splitting below.
+            self.current.push(bytes);
+            if self.current.entered() {
+                let rest = std::mem::replace(&mut self.current, Stream::past_entry(self.limit));
+                self.push(rest.into_captured().as_bytes());
+            }
+            return;
+        }
+        let mut data = std::mem::take(&mut self.carry);
+        data.extend_from_slice(bytes);
+        let mut at = 0;
+        while let Some(offset) = data[at..].iter().position(|b| *b == 0x1e) {
+            let start = at + offset;
+            match protocol::parse_call_marker(&data[start..]) {
+                Ok(Some((call, end, len))) => {
+                    self.current.push(&data[at..start]);
+                    self.marker(call, end);
+                    at = start + len;
+                }
+                Ok(None) => {
+                    self.current.push(&data[at..start]);
+                    self.carry = data[start..].to_vec();
+                    return;
+                }
+                Err(()) => {
+                    self.current.push(&data[at..=start]);
+                    at = start + 1;
+                }
+            }
+        }
+        self.current.push(&data[at..]);
+    }
+
+    fn marker(&mut self, call: u64, end: bool) {
+        if end {
+            let output = std::mem::replace(&mut self.current, Stream::past_entry(self.limit));
+            self.ended = Some((call, output.into_captured()));
+            self.call = Some((call, true));
+        } else {
+            self.call = Some((call, false));
+        }
+    }
+
+    /// Whether the end marker of `call` has come.
+    pub(crate) fn has_ended(&self, call: u64) -> bool {
+        self.ended.as_ref().is_some_and(|(c, _)| *c == call)
+    }
+
+    /// The output of `call` once it ended; for a call cut short (the worker
+    /// died or was killed), what it wrote so far; before the worker entered,
+    /// everything it wrote.
+    pub(crate) fn take(&mut self, call: u64) -> Captured {
+        match self.ended.take() {
+            Some((c, output)) if c == call => output,
+            _ => {
+                let carry = std::mem::take(&mut self.carry);
+                self.current.push(&carry);
+                std::mem::replace(&mut self.current, Stream::past_entry(self.limit)).into_captured()
+            }
+        }
+    }
+
+    /// Everything the worker wrote before entering, or since its last call.
+    pub(crate) fn take_rest(&mut self) -> Captured {
+        let carry = std::mem::take(&mut self.carry);
+        self.current.push(&carry);
+        std::mem::replace(&mut self.current, Stream::detached(self.limit)).into_captured()
+    }
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -113,6 +238,32 @@ mod tests {
         let captured = stream.finish();
         assert_eq!(captured.as_bytes(), b", world\n");
         assert_eq!(captured.total_len(), 13);
+    }
+
+    #[test]
+    fn a_workers_output_is_split_per_call_even_across_reads() {
+        let (read, _write) = sys::pipe().unwrap();
+        let mut s = Splitter::new(read, 1024);
+        let mut all = b"running 1 test\n\x1estampede: child entered\x1e\n".to_vec();
+        all.extend_from_slice(&protocol::call_marker(1, false));
+        all.extend_from_slice(b"first\n");
+        all.extend_from_slice(&protocol::call_marker(1, true));
+        all.extend_from_slice(&protocol::call_marker(2, false));
+        all.extend_from_slice(b"second \x1e byte\n");
+        all.extend_from_slice(&protocol::call_marker(2, true));
+        // In one read, and in reads of 5 bytes.
+        let mut whole = Splitter::new(sys::pipe().unwrap().0, 1024);
+        whole.push(&all);
+        assert_eq!(whole.take(2).to_string_lossy(), "second \x1e byte\n");
+        for chunk in all.chunks(5) {
+            s.push(chunk);
+        }
+        assert!(s.has_ended(2));
+        assert_eq!(s.take(2).to_string_lossy(), "second \x1e byte\n");
+        s.push(&protocol::call_marker(3, false));
+        s.push(b"cut short");
+        assert!(!s.has_ended(3));
+        assert_eq!(s.take(3).to_string_lossy(), "cut short");
     }
 
     #[test]

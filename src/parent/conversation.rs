@@ -1,6 +1,7 @@
 //! The parent's end of one child's channel: frames out (the request),
 //! frames in (reports), without ever blocking.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use crate::sys;
 
 pub(crate) struct Conversation {
     fd: Option<OwnedFd>,
-    outgoing: Arc<Vec<u8>>,
+    /// Frames to send, the first one sent up to `sent`.
+    outgoing: VecDeque<Arc<Vec<u8>>>,
     sent: usize,
     reader: FrameReader,
     /// Why the channel cannot be trusted any more, once it cannot.
@@ -22,7 +24,7 @@ impl Conversation {
         sys::set_nonblocking(fd.as_raw_fd())?;
         let mut conversation = Self {
             fd: Some(fd),
-            outgoing,
+            outgoing: VecDeque::from([outgoing]),
             sent: 0,
             reader: FrameReader::new(limit),
             broken: None,
@@ -35,7 +37,7 @@ impl Conversation {
     pub(crate) fn poll_interest(&self) -> Option<(RawFd, i16)> {
         let fd = self.fd.as_ref()?;
         let mut events = sys::POLLIN;
-        if self.sent < self.outgoing.len() {
+        if !self.outgoing.is_empty() {
             events |= sys::POLLOUT;
         }
         Some((fd.as_raw_fd(), events))
@@ -55,17 +57,28 @@ impl Conversation {
         self.reader.pending()
     }
 
+    /// Queues one more frame and sends what the channel takes now.
+    pub(crate) fn send(&mut self, frame: Arc<Vec<u8>>) {
+        self.outgoing.push_back(frame);
+        self.flush();
+    }
+
     fn flush(&mut self) {
         let Some(fd) = &self.fd else { return };
-        while self.sent < self.outgoing.len() {
-            match sys::write_some(fd.as_raw_fd(), &self.outgoing[self.sent..]) {
+        while let Some(frame) = self.outgoing.front() {
+            match sys::write_some(fd.as_raw_fd(), &frame[self.sent..]) {
                 Ok(0) => return,
                 Ok(n) => self.sent += n,
                 // The child is gone; its end tells the rest.
                 Err(_) => {
-                    self.sent = self.outgoing.len();
+                    self.outgoing.clear();
+                    self.sent = 0;
                     return;
                 }
+            }
+            if self.sent == frame.len() {
+                self.outgoing.pop_front();
+                self.sent = 0;
             }
         }
     }

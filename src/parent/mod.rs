@@ -24,6 +24,9 @@ mod launcher;
 mod limits;
 mod phase;
 mod process;
+mod workers;
+
+pub(crate) use workers::{CallRecord, Dispatch, Flow, PoolSettings, SlotSummary, run_pool};
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -520,7 +523,7 @@ impl Child {
     }
 }
 
-fn exit_of(status: std::process::ExitStatus) -> Exit {
+pub(super) fn exit_of(status: std::process::ExitStatus) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => Exit::Code(code),

@@ -1,7 +1,9 @@
 //! The messages between a parent and a child. Per child, in order: one
 //! [`Request`] from the parent; then from the child `Ready`, any number of
 //! `Checkpoint`s, and `Done`. Every report names the call it belongs to, so
-//! a long-lived child (a worker) can run many.
+//! a long-lived child (a worker) can run many: a worker answers its request
+//! with `Ready`, then each [`Order::Call`] with one `Done`, until
+//! [`Order::Stop`] or the end of its channel.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +12,35 @@ use serde::{Deserialize, Serialize};
 pub(crate) enum Role {
     /// Runs one call of a function and exits; dies with the parent.
     Call,
+    /// Runs the function once per [`Order::Call`], until [`Order::Stop`];
+    /// dies with the parent.
+    Worker,
+}
+
+/// What the parent sends a worker after its request, one per call.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Order {
+    /// Run the function on these arguments; with `sample`, report what the
+    /// process holds afterwards (for leak detection).
+    Call {
+        call: u64,
+        #[serde(with = "byte_string")]
+        args: Vec<u8>,
+        sample: bool,
+    },
+    /// Exit now.
+    Stop,
+}
+
+/// What a worker holds after a call: its descriptors (number and what
+/// each refers to, stampede's own left out), its threads' names, how many
+/// child processes it has, and its resident memory.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Sample {
+    pub fds: Vec<(i32, String)>,
+    pub threads: Vec<String>,
+    pub children: u32,
+    pub rss_bytes: u64,
 }
 
 /// What the parent sends a child: the function to run and how.
@@ -50,6 +81,8 @@ pub(crate) enum Report {
         checkpoint_ns: Option<u64>,
         finished_ns: u64,
         result: ChildResult,
+        /// A worker's sample after the call, when the order asked for one.
+        sample: Option<Sample>,
     },
 }
 

@@ -20,7 +20,7 @@ mod messages;
 
 pub(crate) use codec::{decode, encode};
 pub(crate) use frame::{FrameReader, frame, read_frame, write_frame};
-pub(crate) use messages::{ChildResult, Report, Request, Role};
+pub(crate) use messages::{ChildResult, Order, Report, Request, Role, Sample};
 
 use std::os::fd::RawFd;
 
@@ -58,9 +58,59 @@ pub(crate) fn parse_child_var(value: &str) -> Option<(u32, u64)> {
 /// drop what came before it (libtest's "running 1 test" line).
 pub(crate) const MARKER: &[u8] = b"\x1estampede: child entered\x1e\n";
 
+/// How every marker on a worker's stdout and stderr starts.
+pub(crate) const MARKER_START: &[u8] = b"\x1estampede: ";
+
+/// Written by a worker to stdout and stderr before and after each call, so
+/// that the parent can give each call its own output.
+pub(crate) fn call_marker(call: u64, end: bool) -> Vec<u8> {
+    let word = if end { "end" } else { "call" };
+    format!("\x1estampede: {word} {call}\x1e\n").into_bytes()
+}
+
+/// A worker's marker at the start of `bytes`: `Ok(Some((call, is_end,
+/// length)))`, `Ok(None)` if more bytes may complete one, `Err(())` if these
+/// bytes are not a call marker.
+pub(crate) fn parse_call_marker(bytes: &[u8]) -> Result<Option<(u64, bool, usize)>, ()> {
+    let prefix_len = MARKER_START.len().min(bytes.len());
+    if bytes[..prefix_len] != MARKER_START[..prefix_len] {
+        return Err(());
+    }
+    let rest = &bytes[prefix_len..];
+    let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+        return if rest.len() > 32 { Err(()) } else { Ok(None) };
+    };
+    let text = std::str::from_utf8(&rest[..end]).map_err(drop)?;
+    let text = text.strip_suffix('\x1e').ok_or(())?;
+    let (word, number) = text.split_once(' ').ok_or(())?;
+    let is_end = match word {
+        "call" => false,
+        "end" => true,
+        _ => return Err(()),
+    };
+    let call = number.parse().map_err(drop)?;
+    Ok(Some((call, is_end, prefix_len + end + 1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_markers_round_trip_and_partial_ones_wait_for_more() {
+        let marker = call_marker(42, true);
+        assert_eq!(
+            parse_call_marker(&marker),
+            Ok(Some((42, true, marker.len())))
+        );
+        assert_eq!(parse_call_marker(&marker[..7]), Ok(None));
+        assert_eq!(parse_call_marker(&call_marker(7, false)[..15]), Ok(None));
+        assert_eq!(
+            parse_call_marker(b"\x1estampede: child entered\x1e\n"),
+            Err(())
+        );
+        assert_eq!(parse_call_marker(b"hello"), Err(()));
+    }
 
     #[test]
     fn the_child_variable_round_trips_and_refuses_other_shapes() {

@@ -1,0 +1,511 @@
+//! The supervisor of long-lived workers: `t` children that each run many
+//! calls, one at a time. The same pieces as a concurrent call (launcher,
+//! [`ChildProcess`], conversation, capture), a different loop:
+//!
+//! 1. start workers up to `t` (a crashed or timed-out one is replaced);
+//! 2. hand back each call whose result and output have both arrived;
+//! 3. deal with workers that ended: the call they were running crashed;
+//! 4. give each idle worker the next call;
+//! 5. poll until the earliest deadline; serve; kill what is overdue.
+//!
+//! The front end supplies the calls and receives one [`CallRecord`] per
+//! call, as soon as it is complete, so the parent keeps nothing per call.
+
+use std::ffi::OsString;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::capture::Splitter;
+use super::conversation::Conversation;
+use super::gate::Gate;
+use super::launcher::Launcher;
+use super::limits;
+use super::process::{ChildProcess, Life};
+use crate::error::{Error, Result};
+use crate::outcome::{Captured, Exit, Status};
+use crate::protocol::{self, ChildResult, Order, Report, Sample};
+use crate::sys;
+
+/// How often to look for ended workers where the kernel has no pidfd.
+const EXIT_POLL: Duration = Duration::from_millis(5);
+/// Workers that die before their first call, in a row, before the run gives up.
+const START_FAILURES: u32 = 3;
+/// How long a call's output may lag behind its result (a stream the code
+/// under test closed never brings its end marker).
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// What the worker supervisor needs from the front end.
+pub(crate) struct PoolSettings {
+    pub workers: usize,
+    pub call_timeout: Duration,
+    pub start_timeout: Duration,
+    pub env: Vec<(OsString, OsString)>,
+    pub capture_limit: usize,
+    pub result_limit: usize,
+    /// A soft descriptor limit for each worker, if set.
+    pub worker_nofile: Option<u64>,
+    /// Which of a worker's calls are followed by a sample of what it holds:
+    /// `(first, then_every)`: each of its first `first` calls, then one in
+    /// `then_every`. `None`: no samples.
+    pub sampling: Option<(u64, u64)>,
+}
+
+impl PoolSettings {
+    fn samples(&self, seq: u64) -> bool {
+        match self.sampling {
+            Some((first, every)) => seq < first || (seq - first) % every.max(1) == 0,
+            None => false,
+        }
+    }
+}
+
+/// One call to hand to a worker: its index and its encoded arguments.
+pub(crate) struct Dispatch {
+    pub index: u64,
+    pub args: Arc<Vec<u8>>,
+}
+
+/// What happened to one call.
+pub(crate) struct CallRecord {
+    pub index: u64,
+    /// The worker's slot (0..t) and its pid.
+    pub slot: usize,
+    pub pid: u32,
+    pub status: Status<Vec<u8>>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    /// When the parent sent the call and when it had its result.
+    pub sent_ns: u64,
+    pub done_ns: u64,
+    /// The call's own time inside the worker, when it reported.
+    pub service_ns: Option<u64>,
+    /// How many calls this worker process had run before this one.
+    pub seq: u64,
+    pub sample: Option<Sample>,
+}
+
+/// What the front end says after each record.
+#[derive(PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Per worker slot, what the run saw.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SlotSummary {
+    pub pids: Vec<u32>,
+}
+
+struct InFlight {
+    index: u64,
+    sent_ns: u64,
+    sample: bool,
+}
+
+struct Worker {
+    slot: usize,
+    process: ChildProcess,
+    conversation: Conversation,
+    stdout: Splitter,
+    stderr: Splitter,
+    spawned_ns: u64,
+    ready: bool,
+    in_flight: Option<InFlight>,
+    done: Option<(u64, u64, ChildResult, Option<Sample>, u64)>,
+    killed: Option<&'static str>,
+    exit_seen: bool,
+    seq: u64,
+}
+
+/// Runs calls from `next` through `settings.workers` workers (each started
+/// with `request`, a framed worker request), handing each finished call to
+/// `record`. Returns when `next` has no more calls and every call is back,
+/// or when `record` says stop.
+pub(crate) fn run_pool(
+    settings: &PoolSettings,
+    request: Arc<Vec<u8>>,
+    next: &mut dyn FnMut() -> Option<Dispatch>,
+    record: &mut dyn FnMut(CallRecord) -> Flow,
+) -> Result<Vec<SlotSummary>> {
+    let count = settings.workers.max(1);
+    let nofile = limits::preflight(count)?;
+    let worker_nofile = match (settings.worker_nofile, nofile.original()) {
+        (Some(soft), Some((_, hard))) => Some((soft.min(hard), hard)),
+        (_, original) => original,
+    };
+    let launcher = Launcher::new(&settings.env, worker_nofile)?;
+    let io = |context| move |source| Error::Io { context, source };
+    let gate = Gate::new(false).map_err(io("creating the workers' gate"))?;
+    let mut slots: Vec<Option<Worker>> = (0..count).map(|_| None).collect();
+    let mut summary = vec![SlotSummary::default(); count];
+    let mut exhausted = false;
+    let mut stopping = false;
+    let mut start_failures = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+
+    loop {
+        // 1. Start workers up to the count, while there is work.
+        if !exhausted && !stopping {
+            for (slot, place) in slots.iter_mut().enumerate() {
+                if place.is_none() {
+                    let worker = Worker::start(&launcher, &gate, slot, &request, settings)?;
+                    summary[slot].pids.push(worker.process.pid());
+                    *place = Some(worker);
+                }
+            }
+        }
+        // 2. Hand back the calls that are complete.
+        let now = sys::monotonic_ns();
+        for worker in slots.iter_mut().flatten() {
+            if let Some(done) = worker.take_complete(now) {
+                if record(done) == Flow::Stop {
+                    stopping = true;
+                }
+            }
+        }
+        // 3. Workers that ended: their call crashed; replace them.
+        let now = sys::monotonic_ns();
+        for place in slots.iter_mut() {
+            let Some(worker) = place else { continue };
+            if worker.process.is_running() {
+                continue;
+            }
+            let drained = worker.stdout.fd.is_none() && worker.stderr.fd.is_none();
+            if !drained && now < worker.ended_ns().saturating_add(200_000_000) {
+                continue;
+            }
+            let mut worker = place.take().expect("checked above");
+            if let Some(done) = worker.take_complete(u64::MAX) {
+                if record(done) == Flow::Stop {
+                    stopping = true;
+                }
+            }
+            if let Some(record_of_crash) = worker.crash_record(settings) {
+                start_failures = 0;
+                if record(record_of_crash) == Flow::Stop {
+                    stopping = true;
+                }
+            } else if !worker.ready && !stopping && !exhausted {
+                start_failures += 1;
+                if start_failures >= START_FAILURES {
+                    return Err(worker.start_error(settings));
+                }
+            }
+        }
+        // 4. Give each idle worker the next call; start a replacement first.
+        if !exhausted && !stopping && slots.iter().any(Option::is_none) {
+            continue;
+        }
+        for worker in slots.iter_mut().flatten() {
+            if stopping || exhausted || !worker.ready || worker.in_flight.is_some() {
+                continue;
+            }
+            if worker.killed.is_some() || !worker.process.is_running() {
+                continue;
+            }
+            match next() {
+                Some(dispatch) => {
+                    let sample = settings.samples(worker.seq);
+                    let order = Order::Call {
+                        call: dispatch.index,
+                        args: Arc::unwrap_or_clone(dispatch.args),
+                        sample,
+                    };
+                    let order = protocol::frame(&order).map_err(|message| Error::Encode {
+                        function: "a worker's call",
+                        message,
+                    })?;
+                    worker.in_flight = Some(InFlight {
+                        index: dispatch.index,
+                        sent_ns: sys::monotonic_ns(),
+                        sample,
+                    });
+                    worker.conversation.send(Arc::new(order));
+                }
+                None => exhausted = true,
+            }
+        }
+        let idle = slots
+            .iter()
+            .flatten()
+            .all(|w| w.in_flight.is_none() && w.done.is_none());
+        if (exhausted || stopping) && idle {
+            break;
+        }
+        // 5. Poll, serve, kill what is overdue.
+        let mut fds = Vec::new();
+        let mut owners = Vec::new();
+        let mut wake_ns = u64::MAX;
+        for (slot, worker) in slots.iter().enumerate() {
+            let Some(worker) = worker else { continue };
+            worker.poll_fds(slot, &mut fds, &mut owners);
+            wake_ns = wake_ns.min(worker.next_wake(settings));
+            if worker.process.is_running() && worker.process.exit_watch().is_none() {
+                wake_ns = wake_ns.min(now + EXIT_POLL.as_nanos() as u64);
+            }
+            if !worker.process.is_running() {
+                wake_ns = wake_ns.min(worker.ended_ns().saturating_add(200_000_000));
+            }
+        }
+        let timeout_ms = if wake_ns == u64::MAX {
+            -1
+        } else {
+            wake_ns
+                .saturating_sub(now)
+                .div_ceil(1_000_000)
+                .min(i32::MAX as u64) as i32
+        };
+        if !fds.is_empty() || timeout_ms >= 0 {
+            sys::poll(&mut fds, timeout_ms).map_err(io("waiting for workers"))?;
+        }
+        for (pfd, (slot, which)) in fds.iter().zip(&owners) {
+            if pfd.revents != 0 {
+                if let Some(worker) = &mut slots[*slot] {
+                    worker.service(*which, &mut buf);
+                }
+            }
+        }
+        let now = sys::monotonic_ns();
+        for worker in slots.iter_mut().flatten() {
+            worker.update(now, settings);
+        }
+    }
+    Ok(summary)
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Channel,
+    Stdout,
+    Stderr,
+    Exit,
+}
+
+impl Worker {
+    fn start(
+        launcher: &Launcher,
+        gate: &Gate,
+        slot: usize,
+        request: &Arc<Vec<u8>>,
+        settings: &PoolSettings,
+    ) -> Result<Worker> {
+        let fail = |source: std::io::Error| Error::Spawn {
+            child: slot,
+            limit: limits::limit_hit(&source),
+            source,
+        };
+        let spawned_ns = sys::monotonic_ns();
+        let started = launcher.spawn(slot, gate.child_end()).map_err(fail)?;
+        let process = started.process;
+        let conversation =
+            Conversation::new(started.channel, request.clone(), settings.result_limit)
+                .map_err(fail)?;
+        for fd in [&started.stdout, &started.stderr] {
+            sys::set_nonblocking(fd.as_raw_fd()).map_err(fail)?;
+        }
+        Ok(Worker {
+            slot,
+            process,
+            conversation,
+            stdout: Splitter::new(started.stdout, settings.capture_limit),
+            stderr: Splitter::new(started.stderr, settings.capture_limit),
+            spawned_ns,
+            ready: false,
+            in_flight: None,
+            done: None,
+            killed: None,
+            exit_seen: false,
+            seq: 0,
+        })
+    }
+
+    fn ended_ns(&self) -> u64 {
+        match self.process.life() {
+            Life::Ended { at_ns, .. } | Life::ReapedElsewhere { at_ns } => at_ns,
+            Life::Running => u64::MAX,
+        }
+    }
+
+    fn poll_fds(&self, slot: usize, fds: &mut Vec<sys::PollFd>, owners: &mut Vec<(usize, Which)>) {
+        if let Some((fd, events)) = self.conversation.poll_interest() {
+            fds.push(sys::poll_fd(fd, events));
+            owners.push((slot, Which::Channel));
+        }
+        for (splitter, which) in [(&self.stdout, Which::Stdout), (&self.stderr, Which::Stderr)] {
+            if let Some(fd) = &splitter.fd {
+                fds.push(sys::poll_fd(fd.as_raw_fd(), sys::POLLIN));
+                owners.push((slot, which));
+            }
+        }
+        if let (Some(watch), true) = (self.process.exit_watch(), self.process.is_running()) {
+            fds.push(sys::poll_fd(watch, sys::POLLIN));
+            owners.push((slot, Which::Exit));
+        }
+    }
+
+    fn service(&mut self, which: Which, buf: &mut [u8]) {
+        match which {
+            Which::Channel => {
+                for report in self.conversation.service(buf) {
+                    self.take(report);
+                }
+            }
+            Which::Stdout => self.stdout.read(buf),
+            Which::Stderr => self.stderr.read(buf),
+            Which::Exit => self.exit_seen = true,
+        }
+    }
+
+    fn take(&mut self, report: Report) {
+        match report {
+            Report::Ready { .. } if !self.ready => self.ready = true,
+            Report::Done {
+                call,
+                started_ns,
+                finished_ns,
+                result,
+                sample,
+                ..
+            } if self.done.is_none()
+                && self.in_flight.as_ref().is_some_and(|f| f.index == call) =>
+            {
+                self.done = Some((started_ns, finished_ns, result, sample, sys::monotonic_ns()));
+            }
+            other => self
+                .conversation
+                .break_off(format!("the worker sent an unexpected report: {other:?}")),
+        }
+    }
+
+    /// When time next matters: the call's deadline, or the start's.
+    fn next_wake(&self, settings: &PoolSettings) -> u64 {
+        if self.killed.is_some() || !self.process.is_running() {
+            return u64::MAX;
+        }
+        match (&self.in_flight, &self.done) {
+            (Some(f), None) => f.sent_ns.saturating_add(nanos(settings.call_timeout)),
+            (Some(_), Some((.., done_ns))) => done_ns.saturating_add(nanos(OUTPUT_GRACE)),
+            (None, _) if !self.ready => self
+                .spawned_ns
+                .saturating_add(nanos(settings.start_timeout)),
+            (None, _) => u64::MAX,
+        }
+    }
+
+    fn update(&mut self, now: u64, settings: &PoolSettings) {
+        let look = std::mem::take(&mut self.exit_seen) || self.process.exit_watch().is_none();
+        if look {
+            self.process.update(now);
+        }
+        if self.process.is_running() && self.killed.is_none() {
+            if self.conversation.broken().is_some() {
+                self.killed = Some("its channel broke");
+                self.process.kill();
+            } else if self.done.is_none() && now >= self.next_wake(settings) {
+                self.killed = Some(if self.ready {
+                    "call timeout"
+                } else {
+                    "start timeout"
+                });
+                self.process.kill();
+            }
+        }
+    }
+
+    /// The in-flight call, once its result and its output have arrived (or
+    /// the output is overdue at `now`, or the worker ended).
+    fn take_complete(&mut self, now: u64) -> Option<CallRecord> {
+        let index = self.in_flight.as_ref()?.index;
+        let (.., done_ns) = self.done.as_ref()?;
+        let output_in = [&self.stdout, &self.stderr]
+            .iter()
+            .all(|s| s.has_ended(index) || s.fd.is_none());
+        let overdue = now >= done_ns.saturating_add(nanos(OUTPUT_GRACE));
+        if !output_in && !overdue && self.process.is_running() {
+            return None;
+        }
+        let flight = self.in_flight.take().expect("checked above");
+        let (started_ns, finished_ns, result, sample, done_ns) =
+            self.done.take().expect("checked above");
+        let status = match result {
+            ChildResult::Returned(bytes) => Status::Returned(bytes),
+            ChildResult::Panicked { message, location } => Status::Panicked { message, location },
+            ChildResult::Failed(reason) => Status::Failed { reason },
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        Some(CallRecord {
+            index,
+            slot: self.slot,
+            pid: self.process.pid(),
+            status,
+            stdout: self.stdout.take(index),
+            stderr: self.stderr.take(index),
+            sent_ns: flight.sent_ns,
+            done_ns,
+            service_ns: Some(finished_ns.saturating_sub(started_ns)),
+            seq,
+            sample: sample.filter(|_| flight.sample),
+        })
+    }
+
+    /// For a worker that ended while running a call: that call's record.
+    fn crash_record(&mut self, settings: &PoolSettings) -> Option<CallRecord> {
+        let flight = self.in_flight.take()?;
+        let exit = match self.process.life() {
+            Life::Ended { status, .. } => super::exit_of(status),
+            _ => Exit::Unknown,
+        };
+        let status = match (self.killed, self.conversation.broken()) {
+            (_, Some(reason)) => Status::Failed {
+                reason: reason.to_owned(),
+            },
+            (Some("call timeout"), _) => Status::TimedOut {
+                after: settings.call_timeout,
+            },
+            _ => Status::Crashed(exit),
+        };
+        let seq = self.seq;
+        Some(CallRecord {
+            index: flight.index,
+            slot: self.slot,
+            pid: self.process.pid(),
+            status,
+            stdout: self.stdout.take(flight.index),
+            stderr: self.stderr.take(flight.index),
+            sent_ns: flight.sent_ns,
+            done_ns: self.ended_ns(),
+            service_ns: None,
+            seq,
+            sample: None,
+        })
+    }
+
+    /// For a worker that never became ready: the error, with its output.
+    fn start_error(&mut self, settings: &PoolSettings) -> Error {
+        let why = match (self.killed, self.process.life()) {
+            (Some(_), _) => format!("was not ready within {:?}", settings.start_timeout),
+            (None, Life::Ended { status, .. }) => format!("ended ({})", super::exit_of(status)),
+            _ => "ended".to_owned(),
+        };
+        let mut output = String::new();
+        for (name, captured) in [
+            ("stdout", self.stdout.take_rest()),
+            ("stderr", self.stderr.take_rest()),
+        ] {
+            let _ = crate::outcome::write_stream(&mut output, name, &captured);
+        }
+        Error::WorkerStart {
+            worker: self.slot,
+            pid: self.process.pid(),
+            reason: format!("{why} before its first call, {START_FAILURES} times in a row"),
+            output,
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,183 @@
+//! What a process holds, read from `/proc` (Linux; empty elsewhere): its
+//! descriptors, threads, children and resident memory, and the endpoints of
+//! its sockets. For leak detection in workers.
+
+use std::collections::HashMap;
+use std::fs;
+
+/// This process's open descriptors and what each refers to (`readlink` of
+/// `/proc/self/fd/N`: a path, `socket:[inode]`, `pipe:[inode]`,
+/// `anon_inode:[eventfd]`…), leaving out `skip` and the directory being read.
+pub(crate) fn own_descriptors(skip: &[i32]) -> Vec<(i32, String)> {
+    let Ok(dir) = fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<(i32, String)> = dir
+        .flatten()
+        .filter_map(|entry| {
+            let fd: i32 = entry.file_name().to_str()?.parse().ok()?;
+            if skip.contains(&fd) {
+                return None;
+            }
+            let target = fs::read_link(entry.path()).ok()?;
+            let target = target.to_string_lossy().into_owned();
+            // The descriptor of the directory being listed.
+            (!target.ends_with("/fd")).then_some((fd, target))
+        })
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// The names of this process's threads.
+pub(crate) fn own_thread_names() -> Vec<String> {
+    let Ok(dir) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .flatten()
+        .filter_map(|task| fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// How many child processes this process has (all its threads').
+pub(crate) fn own_child_count() -> u32 {
+    let Ok(dir) = fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
+        .map(|list| list.split_whitespace().count() as u32)
+        .sum()
+}
+
+/// This process's resident memory in bytes.
+pub(crate) fn own_rss_bytes() -> u64 {
+    let pages: u64 = fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a system setting.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+/// This process's peak resident memory in bytes (`VmHWM`).
+pub(crate) fn own_peak_rss_bytes() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// The sockets of process `pid`'s network namespace, by inode: a readable
+/// endpoint such as `TCP 127.0.0.1:40412 → 127.0.0.1:5432 ESTABLISHED`.
+pub(crate) fn socket_endpoints(pid: u32) -> HashMap<u64, String> {
+    let mut found = HashMap::new();
+    for (file, kind) in [
+        ("tcp", "TCP"),
+        ("tcp6", "TCP"),
+        ("udp", "UDP"),
+        ("udp6", "UDP"),
+    ] {
+        let Ok(table) = fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (cols.get(1), cols.get(2), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let Ok(inode) = inode.parse::<u64>() else {
+                continue;
+            };
+            let state = if kind == "TCP" { tcp_state(state) } else { "" };
+            let text = format!("{kind} {} → {} {state}", address(local), address(remote));
+            found.insert(inode, text.trim_end().to_owned());
+        }
+    }
+    if let Ok(table) = fs::read_to_string(format!("/proc/{pid}/net/unix")) {
+        for line in table.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some(Ok(inode)) = cols.get(6).map(|i| i.parse::<u64>()) else {
+                continue;
+            };
+            let path = cols.get(7).copied().unwrap_or("(unnamed)");
+            found.insert(inode, format!("unix {path}"));
+        }
+    }
+    found
+}
+
+/// `0100007F:9C5C` → `127.0.0.1:40028`; IPv6 addresses are shown as hex.
+fn address(hex: &str) -> String {
+    let Some((ip, port)) = hex.split_once(':') else {
+        return hex.to_owned();
+    };
+    let port = u16::from_str_radix(port, 16).unwrap_or(0);
+    match u32::from_str_radix(ip, 16) {
+        Ok(v) if ip.len() == 8 => {
+            let b = v.to_le_bytes();
+            format!("{}.{}.{}.{}:{port}", b[0], b[1], b[2], b[3])
+        }
+        _ => format!("[{ip}]:{port}"),
+    }
+}
+
+fn tcp_state(hex: &str) -> &'static str {
+    match hex {
+        "01" => "ESTABLISHED",
+        "02" => "SYN_SENT",
+        "03" => "SYN_RECV",
+        "04" => "FIN_WAIT1",
+        "05" => "FIN_WAIT2",
+        "06" => "TIME_WAIT",
+        "07" => "CLOSE",
+        "08" => "CLOSE_WAIT",
+        "09" => "LAST_ACK",
+        "0A" => "LISTEN",
+        "0B" => "CLOSING",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_states_read_like_netstat() {
+        assert_eq!(address("0100007F:9C5C"), "127.0.0.1:40028");
+        assert_eq!(tcp_state("01"), "ESTABLISHED");
+    }
+
+    #[test]
+    fn a_listening_socket_of_this_process_is_named_by_its_inode() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fds = own_descriptors(&[]);
+        let endpoints = socket_endpoints(std::process::id());
+        let named: Vec<&String> = fds
+            .iter()
+            .filter_map(|(_, target)| {
+                let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+                endpoints.get(&inode.parse().ok()?)
+            })
+            .collect();
+        assert!(
+            named
+                .iter()
+                .any(|e| e.contains(&format!("127.0.0.1:{port}")) && e.contains("LISTEN")),
+            "{named:?}"
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! The leak detector: per worker process, what it holds after its calls
+//! (descriptors by kind, threads by name, child processes, resident memory),
+//! and a verdict that names what grows.
+//!
+//! After a warm-up (its first calls, which may fill pools and caches), the
+//! sample after the warm-up is the baseline. A count that grew at each of
+//! the last `window` steps is a leak; a step is one sample, two or three
+//! (a leak on every second or third call grows at each step of two or three).
+//! Memory is judged by its slope in bytes per call over the samples since
+//! the baseline, against a threshold, since allocators are noisy.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+
+use crate::protocol::Sample;
+use crate::sys;
+
+/// What leaked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeakKind {
+    /// Open descriptors: sockets, pipes, files, event descriptors.
+    Descriptors,
+    /// Threads.
+    Threads,
+    /// Child processes.
+    Processes,
+    /// Resident memory.
+    Memory,
+}
+
+/// A leak found in one worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leak {
+    pub(crate) worker: usize,
+    pub(crate) pid: u32,
+    pub(crate) kind: LeakKind,
+    pub(crate) per_call: f64,
+    pub(crate) example: String,
+    pub(crate) first_after_call: u64,
+}
+
+impl Leak {
+    /// The worker's slot, from 0.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// The worker process's id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// What leaked.
+    pub fn kind(&self) -> LeakKind {
+        self.kind
+    }
+
+    /// How much it grew per call since the warm-up (bytes for memory).
+    pub fn per_call(&self) -> f64 {
+        self.per_call
+    }
+
+    /// What the leaked things are: a socket with its endpoints, a file with
+    /// its path, a thread's name.
+    pub fn example(&self) -> &str {
+        &self.example
+    }
+
+    /// The index of the call after which it first grew.
+    pub fn first_after_call(&self) -> u64 {
+        self.first_after_call
+    }
+}
+
+/// `worker 2 (pid 4711): +1 descriptor per call — socket TCP 127.0.0.1:40412
+/// → 127.0.0.1:5432 ESTABLISHED, first after call 4`
+impl fmt::Display for Leak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker {} (pid {}): ", self.worker, self.pid)?;
+        match self.kind {
+            LeakKind::Memory => write!(f, "+{} of memory per call", bytes(self.per_call))?,
+            kind => {
+                let unit = match kind {
+                    LeakKind::Descriptors => "descriptor",
+                    LeakKind::Threads => "thread",
+                    _ => "child process",
+                };
+                let per_call = if (self.per_call - self.per_call.round()).abs() < 0.05 {
+                    format!("{}", self.per_call.round())
+                } else {
+                    format!("{:.2}", self.per_call)
+                };
+                write!(f, "+{per_call} {unit} per call")?;
+            }
+        }
+        if !self.example.is_empty() {
+            write!(f, " — {}", self.example)?;
+        }
+        write!(f, ", first after call {}", self.first_after_call)
+    }
+}
+
+fn bytes(n: f64) -> String {
+    if n >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / (1024.0 * 1024.0))
+    } else if n >= 1024.0 {
+        format!("{:.1} KiB", n / 1024.0)
+    } else {
+        format!("{n:.0} B")
+    }
+}
+
+/// The detector's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    pub warmup: u64,
+    pub window: usize,
+    pub memory_per_call: u64,
+}
+
+/// How many samples memory's slope needs before it is judged.
+const MEMORY_SAMPLES: usize = 8;
+/// The largest step, in samples, at which growth is looked for.
+const MAX_STEP: usize = 3;
+
+/// One worker process under watch.
+pub(crate) struct Watch {
+    worker: usize,
+    pid: u32,
+    rules: Rules,
+    baseline: Option<(u64, Sample)>,
+    /// `(call index, counts)` of the samples since the baseline, baseline first.
+    recent: VecDeque<(u64, [u64; 3])>,
+    /// `(calls since baseline, rss)` for memory's slope.
+    memory: Vec<(f64, f64)>,
+    found: Vec<LeakKind>,
+}
+
+fn counts(sample: &Sample) -> [u64; 3] {
+    [
+        sample.fds.len() as u64,
+        sample.threads.len() as u64,
+        u64::from(sample.children),
+    ]
+}
+
+const COUNTED: [LeakKind; 3] = [
+    LeakKind::Descriptors,
+    LeakKind::Threads,
+    LeakKind::Processes,
+];
+
+impl Watch {
+    pub(crate) fn new(worker: usize, pid: u32, rules: Rules) -> Self {
+        Self {
+            worker,
+            pid,
+            rules,
+            baseline: None,
+            recent: VecDeque::new(),
+            memory: Vec::new(),
+            found: Vec::new(),
+        }
+    }
+
+    /// Takes the sample after the worker's `seq`-th call (from 0), the call
+    /// of index `call`; returns the leaks this sample reveals.
+    pub(crate) fn observe(&mut self, seq: u64, call: u64, sample: Sample) -> Vec<Leak> {
+        if seq + 1 < self.rules.warmup {
+            return Vec::new();
+        }
+        let Some((base_seq, base)) = &self.baseline else {
+            self.recent.push_back((call, counts(&sample)));
+            self.memory.push((0.0, sample.rss_bytes as f64));
+            self.baseline = Some((seq, sample));
+            return Vec::new();
+        };
+        let since = (seq - base_seq) as f64;
+        self.memory.push((since, sample.rss_bytes as f64));
+        self.recent.push_back((call, counts(&sample)));
+        let keep = self.rules.window * MAX_STEP + 1;
+        while self.recent.len() > keep + 1 {
+            // Keep the baseline (front) for the first growth; drop the next.
+            self.recent.remove(1);
+        }
+        let mut leaks = Vec::new();
+        for (i, kind) in COUNTED.iter().enumerate() {
+            if self.found.contains(kind) || !self.grows(i) {
+                continue;
+            }
+            let base_count = counts(base)[i];
+            let now = counts(&sample)[i];
+            let first = self
+                .recent
+                .iter()
+                .skip(1)
+                .find(|(_, c)| c[i] > base_count)
+                .map_or(call, |(c, _)| *c);
+            self.found.push(*kind);
+            leaks.push(Leak {
+                worker: self.worker,
+                pid: self.pid,
+                kind: *kind,
+                per_call: (now - base_count) as f64 / since.max(1.0),
+                example: self.example(*kind, base, &sample),
+                first_after_call: first,
+            });
+        }
+        if !self.found.contains(&LeakKind::Memory) && self.memory.len() >= MEMORY_SAMPLES {
+            let slope = slope(&self.memory);
+            if slope > self.rules.memory_per_call as f64 {
+                self.found.push(LeakKind::Memory);
+                leaks.push(Leak {
+                    worker: self.worker,
+                    pid: self.pid,
+                    kind: LeakKind::Memory,
+                    per_call: slope,
+                    example: format!(
+                        "resident memory {} after the warm-up, {} now",
+                        bytes(base.rss_bytes as f64),
+                        bytes(sample.rss_bytes as f64)
+                    ),
+                    first_after_call: call,
+                });
+            }
+        }
+        leaks
+    }
+
+    /// Whether count `i` grew at each of the last `window` steps, for a
+    /// step of one, two or three samples.
+    fn grows(&self, i: usize) -> bool {
+        let values: Vec<u64> = self.recent.iter().map(|(_, c)| c[i]).collect();
+        let n = values.len();
+        (1..=MAX_STEP).any(|step| {
+            n > self.rules.window * step
+                && (0..self.rules.window)
+                    .all(|j| values[n - 1 - j * step] > values[n - 1 - (j + 1) * step])
+        })
+    }
+
+    /// What the new things are: the first new descriptor, named; the new
+    /// threads' names.
+    fn example(&self, kind: LeakKind, base: &Sample, now: &Sample) -> String {
+        match kind {
+            LeakKind::Descriptors => {
+                let mut old: HashMap<&str, usize> = HashMap::new();
+                for (_, target) in &base.fds {
+                    *old.entry(kind_of(target)).or_default() += 1;
+                }
+                let mut new: Vec<&String> = Vec::new();
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                for (_, target) in &now.fds {
+                    let k = kind_of(target);
+                    let count = seen.entry(k).or_default();
+                    *count += 1;
+                    if *count > old.get(k).copied().unwrap_or(0) {
+                        new.push(target);
+                    }
+                }
+                let Some(last) = new.last() else {
+                    return String::new();
+                };
+                describe(self.pid, last)
+            }
+            LeakKind::Threads => {
+                let mut old = base.threads.clone();
+                let mut new = Vec::new();
+                for name in &now.threads {
+                    match old.iter().position(|n| n == name) {
+                        Some(at) => {
+                            old.swap_remove(at);
+                        }
+                        None => new.push(name.clone()),
+                    }
+                }
+                match new.last() {
+                    Some(name) => format!("thread '{name}'"),
+                    None => String::new(),
+                }
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// The kind of a descriptor's target: `socket`, `pipe`, `anon_inode:[eventfd]`, or a file.
+fn kind_of(target: &str) -> &str {
+    if let Some(at) = target.find(":[") {
+        if target.starts_with("anon_inode") {
+            return target;
+        }
+        return &target[..at];
+    }
+    "file"
+}
+
+/// A descriptor as a reader wants it: a socket with its endpoints, a file
+/// with its path.
+fn describe(pid: u32, target: &str) -> String {
+    if let Some(inode) = target
+        .strip_prefix("socket:[")
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        return match sys::socket_endpoints(pid).remove(&inode) {
+            Some(endpoint) => format!("socket {endpoint}"),
+            None => format!("socket (inode {inode})"),
+        };
+    }
+    if target.starts_with("pipe:") {
+        return format!("pipe {target}");
+    }
+    if target.starts_with("anon_inode:") {
+        return target.to_owned();
+    }
+    format!("file {target}")
+}
+
+/// The least-squares slope of `points`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let cov: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let var: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    if var == 0.0 { 0.0 } else { cov / var }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules {
+        warmup: 3,
+        window: 3,
+        memory_per_call: 1 << 20,
+    };
+
+    fn sample(fds: usize, threads: usize) -> Sample {
+        Sample {
+            fds: (0..fds)
+                .map(|i| (10 + i as i32, format!("/tmp/f{i}")))
+                .collect(),
+            threads: (0..threads).map(|i| format!("t{i}")).collect(),
+            children: 0,
+            rss_bytes: 1 << 20,
+        }
+    }
+
+    fn run(watch: &mut Watch, fds: impl Fn(u64) -> usize, calls: u64) -> Vec<Leak> {
+        (0..calls)
+            .flat_map(|seq| watch.observe(seq, seq, sample(fds(seq), 1)))
+            .collect()
+    }
+
+    #[test]
+    fn a_descriptor_per_call_is_found_three_calls_after_the_warmup() {
+        let mut watch = Watch::new(2, 4711, RULES);
+        let leaks: Vec<(u64, LeakKind)> = (0..20)
+            .flat_map(|seq| watch.observe(seq, seq, sample(5 + seq as usize, 1)))
+            .map(|l| (l.first_after_call, l.kind))
+            .collect();
+        assert_eq!(leaks, [(3, LeakKind::Descriptors)]);
+        let mut again = Watch::new(2, 4711, RULES);
+        let leak = run(&mut again, |seq| 5 + seq as usize, 6).pop().unwrap();
+        assert_eq!(leak.per_call, 1.0);
+        assert!(
+            leak.to_string()
+                .starts_with("worker 2 (pid 4711): +1 descriptor per call — file /tmp/f")
+        );
+    }
+
+    #[test]
+    fn a_descriptor_every_second_call_is_found_too() {
+        let mut watch = Watch::new(0, 1, RULES);
+        let leaks = run(&mut watch, |seq| 5 + seq as usize / 2, 12);
+        assert_eq!(leaks.len(), 1, "{leaks:?}");
+        assert!((leaks[0].per_call - 0.5).abs() < 0.2, "{leaks:?}");
+    }
+
+    #[test]
+    fn a_pool_that_fills_during_the_warmup_then_holds_is_no_leak() {
+        let mut watch = Watch::new(0, 1, RULES);
+        assert!(run(&mut watch, |seq| 5 + seq.min(2) as usize, 40).is_empty());
+        let mut noisy = Watch::new(0, 1, RULES);
+        assert!(run(&mut noisy, |seq| 5 + (seq % 2) as usize, 40).is_empty());
+    }
+
+    #[test]
+    fn threads_are_named_and_memory_is_judged_by_its_slope() {
+        let mut watch = Watch::new(0, 1, RULES);
+        let leaks: Vec<Leak> = (0..10u64)
+            .flat_map(|seq| {
+                let mut s = sample(5, 1);
+                s.threads = std::iter::once("main".to_owned())
+                    .chain(std::iter::repeat_n("leaky".to_owned(), seq as usize))
+                    .collect();
+                s.rss_bytes = (1 << 20) + seq * (4 << 20);
+                watch.observe(seq, seq, s)
+            })
+            .collect();
+        let kinds: Vec<LeakKind> = leaks.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [LeakKind::Threads, LeakKind::Memory], "{leaks:?}");
+        assert!(
+            leaks[0].to_string().contains("thread 'leaky'"),
+            "{}",
+            leaks[0]
+        );
+        assert!(
+            leaks[1].to_string().contains("4.0 MiB of memory per call"),
+            "{}",
+            leaks[1]
+        );
+    }
+}

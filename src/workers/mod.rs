@@ -1,0 +1,423 @@
+//! [`Load`]: many calls through a few long-lived worker processes, every
+//! call accounted for, latencies as exact percentiles, and a leak detector
+//! that names what a worker leaks within a few calls.
+
+mod leaks;
+mod report;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use leaks::{Leak, LeakKind};
+pub use report::{Latency, LoadReport, WorkerFigures};
+
+use crate::error::{Error, Result};
+use crate::outcome::{Outcome, Status, Timings};
+use crate::parent::{self, CallRecord, Dispatch, Flow, PoolSettings};
+use crate::protocol::{self, Request, Role};
+use crate::registry::Function;
+use crate::{Timestamp, call, sys};
+use leaks::{Rules, Watch};
+
+/// How many of each worker's first calls are followed by a sample; after
+/// them, one call in [`SAMPLE_EVERY`].
+const SAMPLE_FIRST: u64 = 32;
+const SAMPLE_EVERY: u64 = 64;
+
+/// A load run: `calls` calls of one registered function through `workers`
+/// long-lived worker processes (the same re-executed binary, entry and
+/// cleanup as [`call_concurrently`](crate::call_concurrently)), each
+/// worker running one call at a time.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// # #[stampede::function] fn fetch(url: String) -> u16 { 200 }
+/// # let url = String::new();
+/// let report = stampede::Load::new(2_500)     // calls
+///     .workers(100)                            // parallel; .workers(1) is serial
+///     .call_timeout(Duration::from_secs(5))
+///     .run(fetch, url)?;
+/// report.assert_all_returned().assert_no_leaks();
+/// println!("{report}");
+/// # Ok::<(), stampede::Error>(())
+/// ```
+///
+/// A call that panics, crashes its worker or runs past the call timeout is
+/// a failed call with its own output; a crashed or timed-out worker is
+/// replaced and the run goes on.
+///
+/// **Leak detection** (on by default): after each of a worker's first 32
+/// calls, then after one call in 64, the worker reports what it holds —
+/// descriptors by kind, threads by name, child processes, resident memory.
+/// After a warm-up of 3 calls, a count that grew at each of the last 3 steps
+/// is a leak, named with what leaked (`socket TCP 127.0.0.1:40412 →
+/// 127.0.0.1:5432 ESTABLISHED`) and the call after which it first grew;
+/// memory is a leak when it grows by more than 1 MiB per call on average.
+#[derive(Debug, Clone)]
+pub struct Load {
+    calls: u64,
+    workers: usize,
+    call_timeout: Duration,
+    start_timeout: Duration,
+    deadline: Option<Duration>,
+    stop_at_first_failure: bool,
+    leak_detection: bool,
+    rules: Rules,
+    env: Vec<(OsString, OsString)>,
+    capture_limit: usize,
+    worker_descriptor_limit: Option<u64>,
+}
+
+impl Load {
+    /// A run of `calls` calls, through one worker by default.
+    pub fn new(calls: u64) -> Load {
+        Load {
+            calls,
+            workers: 1,
+            call_timeout: Duration::from_secs(60),
+            start_timeout: Duration::from_secs(60),
+            deadline: None,
+            stop_at_first_failure: false,
+            leak_detection: true,
+            rules: Rules {
+                warmup: 3,
+                window: 3,
+                memory_per_call: 1 << 20,
+            },
+            env: Vec::new(),
+            capture_limit: 64 * 1024,
+            worker_descriptor_limit: None,
+        }
+    }
+
+    /// How many worker processes run calls at once (default 1: serial).
+    pub fn workers(mut self, workers: usize) -> Load {
+        self.workers = workers;
+        self
+    }
+
+    /// How long one call may run before its worker is killed (and replaced)
+    /// and the call reported as timed out (default 60 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> Load {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long a worker may take to start and be ready (default 60 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Load {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Stops sending new calls after `deadline`, even if fewer than the
+    /// planned calls ran; the report says so.
+    pub fn deadline(mut self, deadline: Duration) -> Load {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Stops at the first call that does not return.
+    pub fn stop_at_first_failure(mut self, stop: bool) -> Load {
+        self.stop_at_first_failure = stop;
+        self
+    }
+
+    /// Turns leak detection on or off (default on).
+    pub fn leak_detection(mut self, on: bool) -> Load {
+        self.leak_detection = on;
+        self
+    }
+
+    /// Calls per worker before the baseline of leak detection (default 3):
+    /// pools and caches may fill meanwhile.
+    pub fn leak_warmup(mut self, calls: u64) -> Load {
+        self.rules.warmup = calls.max(1);
+        self
+    }
+
+    /// Steps of growth in a row that make a leak (default 3).
+    pub fn leak_window(mut self, steps: usize) -> Load {
+        self.rules.window = steps.max(1);
+        self
+    }
+
+    /// Average memory growth per call above which memory leaks (default 1 MiB).
+    pub fn memory_growth_limit(mut self, bytes_per_call: u64) -> Load {
+        self.rules.memory_per_call = bytes_per_call;
+        self
+    }
+
+    /// Sets an environment variable in every worker.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Load {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// How much of each call's stdout and stderr is kept (its tail; default 64 KiB).
+    pub fn capture_limit(mut self, bytes: usize) -> Load {
+        self.capture_limit = bytes;
+        self
+    }
+
+    /// Lowers each worker's soft descriptor limit, so that a descriptor leak
+    /// also fails fast the old way (calls start failing with EMFILE).
+    pub fn worker_descriptor_limit(mut self, limit: u64) -> Load {
+        self.worker_descriptor_limit = Some(limit);
+        self
+    }
+
+    /// Runs the calls, every one with the same arguments.
+    ///
+    /// # Errors
+    ///
+    /// Before any worker starts: [`Error::InvalidOptions`] for zero calls or
+    /// zero workers, [`Error::NotRegistered`], [`Error::MissingEntry`],
+    /// [`Error::Encode`], [`Error::Limit`]. [`Error::WorkerStart`] when
+    /// workers keep dying before their first call. What a call did is its
+    /// record in the report, not an error.
+    pub fn run<F, M>(&self, f: F, args: F::Args) -> Result<LoadReport<F::Output>>
+    where
+        F: Function<M>,
+    {
+        let function = call::checked_name(&f)?;
+        let shared = call::encode_args(function, &args)?;
+        self.run_encoded(function, &mut |_| Ok(shared.clone()))
+    }
+
+    /// Runs the calls, call `i` (from 0) with the arguments `args(i)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Load::run`].
+    pub fn run_with<F, M>(
+        &self,
+        f: F,
+        mut args: impl FnMut(u64) -> F::Args,
+    ) -> Result<LoadReport<F::Output>>
+    where
+        F: Function<M>,
+    {
+        let function = call::checked_name(&f)?;
+        self.run_encoded(function, &mut |i| call::encode_args(function, &args(i)))
+    }
+
+    fn run_encoded<R: serde::de::DeserializeOwned>(
+        &self,
+        function: &'static str,
+        args: &mut dyn FnMut(u64) -> Result<Arc<Vec<u8>>>,
+    ) -> Result<LoadReport<R>> {
+        if self.calls == 0 {
+            return Err(Error::InvalidOptions(
+                "a load of 0 calls would pass without running anything; use Load::new(n) with n >= 1"
+                    .into(),
+            ));
+        }
+        if self.workers == 0 {
+            return Err(Error::InvalidOptions(
+                "workers(0) would never run a call; use at least 1 (1 runs the calls one at a time)"
+                    .into(),
+            ));
+        }
+        let request = Request {
+            protocol: protocol::PROTOCOL,
+            role: Role::Worker,
+            call: 0,
+            function: function.to_owned(),
+            args: Vec::new(),
+            barrier: false,
+            jitter_max_ns: 0,
+            seed: 0,
+        };
+        let request = protocol::frame(&request)
+            .map(Arc::new)
+            .map_err(|message| Error::Encode { function, message })?;
+        let settings = PoolSettings {
+            workers: self
+                .workers
+                .min(usize::try_from(self.calls).unwrap_or(usize::MAX)),
+            call_timeout: self.call_timeout,
+            start_timeout: self.start_timeout,
+            env: self.env.clone(),
+            capture_limit: self.capture_limit,
+            result_limit: 256 << 20,
+            worker_nofile: self.worker_descriptor_limit,
+            sampling: self.leak_detection.then_some((SAMPLE_FIRST, SAMPLE_EVERY)),
+        };
+        let origin = sys::monotonic_ns();
+        let deadline_ns = self
+            .deadline
+            .map(|d| origin.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+        let mut next_index = 0u64;
+        let mut encode_error = None;
+        let mut stopped_early = None;
+        let mut next = || {
+            if next_index == self.calls || encode_error.is_some() {
+                return None;
+            }
+            if deadline_ns.is_some_and(|d| sys::monotonic_ns() >= d) {
+                stopped_early.get_or_insert_with(|| {
+                    format!(
+                        "the {:?} deadline passed",
+                        self.deadline.unwrap_or_default()
+                    )
+                });
+                return None;
+            }
+            let index = next_index;
+            next_index += 1;
+            match args(index) {
+                Ok(args) => Some(Dispatch { index, args }),
+                Err(e) => {
+                    encode_error = Some(e);
+                    None
+                }
+            }
+        };
+        let mut collect = Collector::<R>::new(function, origin, self);
+        let slots = parent::run_pool(&settings, request, &mut next, &mut |record| {
+            collect.take(record)
+        })?;
+        if let Some(e) = encode_error {
+            return Err(e);
+        }
+        let elapsed = Duration::from_nanos(sys::monotonic_ns() - origin);
+        let stopped_early = stopped_early.or(collect.stop_reason.take());
+        Ok(collect.finish(slots, elapsed, self.calls, stopped_early))
+    }
+}
+
+/// Folds call records into a report as they come, keeping per call only
+/// what the report holds (values, failures, two latencies).
+struct Collector<R> {
+    function: &'static str,
+    origin: u64,
+    stop_at_first_failure: bool,
+    rules: Option<Rules>,
+    values: Vec<(u64, R)>,
+    failures: Vec<Outcome<R>>,
+    latency: Vec<u64>,
+    service: Vec<u64>,
+    figures: HashMap<usize, (u64, u64)>,
+    watches: HashMap<u32, Watch>,
+    leaks: Vec<Leak>,
+    stop_reason: Option<String>,
+}
+
+impl<R: serde::de::DeserializeOwned> Collector<R> {
+    fn new(function: &'static str, origin: u64, load: &Load) -> Self {
+        Self {
+            function,
+            origin,
+            stop_at_first_failure: load.stop_at_first_failure,
+            rules: load.leak_detection.then_some(load.rules),
+            values: Vec::new(),
+            failures: Vec::new(),
+            latency: Vec::new(),
+            service: Vec::new(),
+            figures: HashMap::new(),
+            watches: HashMap::new(),
+            leaks: Vec::new(),
+            stop_reason: None,
+        }
+    }
+
+    fn take(&mut self, record: CallRecord) -> Flow {
+        let figures = self.figures.entry(record.slot).or_default();
+        figures.0 += 1;
+        self.latency
+            .push(record.done_ns.saturating_sub(record.sent_ns));
+        if let Some(ns) = record.service_ns {
+            self.service.push(ns);
+        }
+        if let (Some(rules), Some(sample)) = (self.rules, record.sample) {
+            let watch = self
+                .watches
+                .entry(record.pid)
+                .or_insert_with(|| Watch::new(record.slot, record.pid, rules));
+            self.leaks
+                .extend(watch.observe(record.seq, record.index, sample));
+        }
+        let status = match record.status {
+            Status::Returned(bytes) => call::decode_value::<R>(&bytes),
+            Status::Panicked { message, location } => Status::Panicked { message, location },
+            Status::Crashed(exit) => Status::Crashed(exit),
+            Status::TimedOut { after } => Status::TimedOut { after },
+            Status::Failed { reason } => Status::Failed { reason },
+        };
+        match status {
+            Status::Returned(value) => {
+                self.values.push((record.index, value));
+                Flow::Continue
+            }
+            status => {
+                figures.1 += 1;
+                let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(self.origin));
+                self.failures.push(Outcome {
+                    index: record.index as usize,
+                    pid: record.pid,
+                    function: self.function,
+                    status,
+                    stdout: record.stdout,
+                    stderr: record.stderr,
+                    timings: Timings {
+                        origin: Timestamp::from_nanos(self.origin),
+                        spawned: since(record.sent_ns),
+                        ready: None,
+                        started: Some(since(record.sent_ns)),
+                        checkpoint: None,
+                        finished: Some(since(record.done_ns)),
+                        ended: since(record.done_ns),
+                    },
+                    notes: vec![format!(
+                        "call {} ran in worker {}",
+                        record.index, record.slot
+                    )],
+                });
+                if self.stop_at_first_failure {
+                    self.stop_reason = Some(format!("call {} did not return", record.index));
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            }
+        }
+    }
+
+    fn finish(
+        mut self,
+        slots: Vec<parent::SlotSummary>,
+        elapsed: Duration,
+        planned: u64,
+        stopped_early: Option<String>,
+    ) -> LoadReport<R> {
+        self.values.sort_by_key(|(index, _)| *index);
+        self.failures.sort_by_key(|o| o.index);
+        let workers = slots
+            .into_iter()
+            .enumerate()
+            .map(|(slot, summary)| {
+                let (calls, failed) = self.figures.get(&slot).copied().unwrap_or_default();
+                WorkerFigures {
+                    calls,
+                    failed,
+                    pids: summary.pids,
+                }
+            })
+            .collect();
+        LoadReport {
+            function: self.function,
+            planned,
+            values: self.values,
+            failures: self.failures,
+            latency: Latency::new(self.latency),
+            service: Latency::new(self.service),
+            elapsed,
+            workers,
+            leaks: self.leaks,
+            stopped_early,
+            parent_peak_rss: sys::own_peak_rss_bytes(),
+        }
+    }
+}

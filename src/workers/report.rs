@@ -1,0 +1,271 @@
+//! [`LoadReport`]: every call of a load run accounted for, its latencies as
+//! exact percentiles, per-worker figures and the leaks found.
+
+use std::fmt::{self, Debug};
+use std::time::Duration;
+
+use super::leaks::Leak;
+use crate::outcome::Outcome;
+
+/// Latencies of a run's calls, exact: nearest rank over every call.
+#[derive(Debug, Clone, Default)]
+pub struct Latency {
+    /// Sorted, in nanoseconds.
+    sorted: Vec<u64>,
+}
+
+impl Latency {
+    pub(crate) fn new(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        Self { sorted: samples }
+    }
+
+    /// How many calls were measured.
+    pub fn count(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// The `p`-th percentile (0 < p ≤ 100), nearest rank: the smallest
+    /// latency that at least `p` % of the calls did not exceed. Zero for no calls.
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * self.sorted.len() as f64).ceil() as usize;
+        let index = rank.clamp(1, self.sorted.len()) - 1;
+        Duration::from_nanos(self.sorted[index])
+    }
+
+    /// The median.
+    pub fn p50(&self) -> Duration {
+        self.percentile(50.0)
+    }
+
+    /// The 90th percentile.
+    pub fn p90(&self) -> Duration {
+        self.percentile(90.0)
+    }
+
+    /// The 99th percentile.
+    pub fn p99(&self) -> Duration {
+        self.percentile(99.0)
+    }
+
+    /// The slowest call.
+    pub fn max(&self) -> Duration {
+        Duration::from_nanos(self.sorted.last().copied().unwrap_or(0))
+    }
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+            self.p50(),
+            self.p90(),
+            self.p99(),
+            self.max()
+        )
+    }
+}
+
+/// What one worker slot did over the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerFigures {
+    /// Calls it ran (returned or not).
+    pub calls: u64,
+    /// Of those, the ones that did not return.
+    pub failed: u64,
+    /// The process ids it had: more than one when a worker was replaced
+    /// after a crash or a timeout.
+    pub pids: Vec<u32>,
+}
+
+/// What a [`Load`](crate::Load) run did.
+pub struct LoadReport<R> {
+    pub(crate) function: &'static str,
+    pub(crate) planned: u64,
+    pub(crate) values: Vec<(u64, R)>,
+    pub(crate) failures: Vec<Outcome<R>>,
+    pub(crate) latency: Latency,
+    pub(crate) service: Latency,
+    pub(crate) elapsed: Duration,
+    pub(crate) workers: Vec<WorkerFigures>,
+    pub(crate) leaks: Vec<Leak>,
+    pub(crate) stopped_early: Option<String>,
+    pub(crate) parent_peak_rss: u64,
+}
+
+impl<R> LoadReport<R> {
+    /// How many calls ran (returned or not).
+    pub fn calls(&self) -> u64 {
+        self.returned() + self.failed()
+    }
+
+    /// How many calls returned a value.
+    pub fn returned(&self) -> u64 {
+        self.values.len() as u64
+    }
+
+    /// How many calls did not return: panicked, crashed, timed out, failed.
+    pub fn failed(&self) -> u64 {
+        self.failures.len() as u64
+    }
+
+    /// The values returned, in call order.
+    pub fn values(&self) -> impl Iterator<Item = &R> {
+        self.values.iter().map(|(_, v)| v)
+    }
+
+    /// The calls that did not return, each with its own status, output and
+    /// worker (its [`Outcome::index`] is the call's index).
+    pub fn failures(&self) -> &[Outcome<R>] {
+        &self.failures
+    }
+
+    /// Response time as the parent saw it: from sending the call to having
+    /// its result, queueing in the channel included.
+    pub fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// Service time inside the worker: the function's own run.
+    pub fn service_time(&self) -> &Latency {
+        &self.service
+    }
+
+    /// Calls per second over the whole run.
+    pub fn throughput(&self) -> f64 {
+        self.calls() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The run's wall time, workers' start included.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Per worker slot: calls, failures, process ids.
+    pub fn workers(&self) -> &[WorkerFigures] {
+        &self.workers
+    }
+
+    /// The leaks found, at most one per kind and worker process.
+    pub fn leaks(&self) -> &[Leak] {
+        &self.leaks
+    }
+
+    /// The test process's peak resident memory (`VmHWM`) at the end of the
+    /// run, in bytes: what the parent needed to account for every call.
+    pub fn parent_peak_memory(&self) -> u64 {
+        self.parent_peak_rss
+    }
+
+    /// Why the run stopped before its planned calls, if it did.
+    pub fn stopped_early(&self) -> Option<&str> {
+        self.stopped_early.as_deref()
+    }
+}
+
+impl<R: Debug> LoadReport<R> {
+    /// Asserts that every planned call ran and returned.
+    ///
+    /// # Panics
+    ///
+    /// Otherwise, with the report (each failed call with its output).
+    #[track_caller]
+    pub fn assert_all_returned(&self) -> &Self {
+        if self.failed() > 0 || self.calls() < self.planned {
+            panic!("not every call returned\n{self}");
+        }
+        self
+    }
+
+    /// Asserts that no worker leaked.
+    ///
+    /// # Panics
+    ///
+    /// Otherwise, with the report, which names each leak.
+    #[track_caller]
+    pub fn assert_no_leaks(&self) -> &Self {
+        if !self.leaks.is_empty() {
+            panic!("workers leaked\n{self}");
+        }
+        self
+    }
+}
+
+/// A compact table: counts, throughput, latencies, workers, leaks, then each
+/// failed call (up to 10) with its output.
+impl<R> fmt::Display for LoadReport<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "load of `{}`: {} of {} calls over {} workers, {} returned, {} failed, {:.2} s, {:.0} calls/s",
+            self.function,
+            self.calls(),
+            self.planned,
+            self.workers.len(),
+            self.returned(),
+            self.failed(),
+            self.elapsed.as_secs_f64(),
+            self.throughput()
+        )?;
+        if let Some(why) = &self.stopped_early {
+            writeln!(f, "  stopped early: {why}")?;
+        }
+        writeln!(f, "  response (parent)  {}", self.latency)?;
+        writeln!(f, "  service (worker)   {}", self.service)?;
+        let calls: Vec<u64> = self.workers.iter().map(|w| w.calls).collect();
+        let replaced: usize = self
+            .workers
+            .iter()
+            .map(|w| w.pids.len().saturating_sub(1))
+            .sum();
+        writeln!(
+            f,
+            "  workers: calls each {}..={}, {replaced} replaced; parent's peak memory {:.1} MiB",
+            calls.iter().min().unwrap_or(&0),
+            calls.iter().max().unwrap_or(&0),
+            self.parent_peak_rss as f64 / (1024.0 * 1024.0)
+        )?;
+        if self.leaks.is_empty() {
+            writeln!(f, "  leaks: none")?;
+        } else {
+            writeln!(f, "  leaks:")?;
+            for leak in &self.leaks {
+                writeln!(f, "    {leak}")?;
+            }
+        }
+        for failure in self.failures.iter().take(10) {
+            write!(f, "{failure}")?;
+        }
+        if self.failures.len() > 10 {
+            writeln!(f, "({} more failed calls)", self.failures.len() - 10)?;
+        }
+        Ok(())
+    }
+}
+
+impl<R> Debug for LoadReport<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_every_call() {
+        let latency = Latency::new((1..=100).rev().map(|ms| ms * 1_000_000).collect());
+        assert_eq!(latency.p50(), Duration::from_millis(50));
+        assert_eq!(latency.p90(), Duration::from_millis(90));
+        assert_eq!(latency.p99(), Duration::from_millis(99));
+        assert_eq!(latency.max(), Duration::from_millis(100));
+        let one = Latency::new(vec![7]);
+        assert_eq!(one.p50(), Duration::from_nanos(7));
+        assert_eq!(Latency::new(Vec::new()).p99(), Duration::ZERO);
+    }
+}

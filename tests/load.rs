@@ -1,0 +1,219 @@
+//! `stampede::Load`: many calls through long-lived workers against a real
+//! server on loopback; every call accounted for, and the leak detector with
+//! its positive and negative controls.
+
+stampede::entry!();
+
+#[path = "common/http.rs"]
+mod http;
+
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use stampede::{Error, LeakKind, Load, Status};
+
+/// A well-behaved client: one connection per call, closed after it.
+#[stampede::function]
+fn fetch(port: u16) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    http::get(&mut stream)
+}
+
+/// Connections this worker never closes.
+static KEPT: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
+
+/// A leaky client: a new connection per call, never closed.
+#[stampede::function]
+fn fetch_and_leak(port: u16) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    let status = http::get(&mut stream);
+    KEPT.lock().unwrap().push(stream);
+    status
+}
+
+/// A client that starts a background poller per call and never stops it.
+#[stampede::function]
+fn fetch_and_leak_a_thread(port: u16) -> u16 {
+    std::thread::Builder::new()
+        .name("leaky-poller".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        })
+        .unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    http::get(&mut stream)
+}
+
+/// Prints its index; panics on call 5, exits (crashing its worker) on call
+/// 7, hangs on call 9.
+#[stampede::function]
+fn troublesome(i: u64) -> u64 {
+    println!("out of call {i}");
+    eprintln!("err of call {i}");
+    match i {
+        5 => panic!("call five panics"),
+        7 => std::process::exit(3),
+        9 => std::thread::sleep(Duration::from_secs(300)),
+        _ => {}
+    }
+    i
+}
+
+#[test]
+fn a_well_behaved_client_returns_every_call_and_leaks_nothing() {
+    let port = http::serve();
+    let report = Load::new(40).workers(2).run(fetch, port).unwrap();
+    report.assert_all_returned().assert_no_leaks();
+    assert_eq!(report.calls(), 40);
+    assert!(report.values().all(|status| *status == 200), "{report}");
+    assert_eq!(report.latency().count(), 40);
+    assert!(report.latency().p50() <= report.latency().max());
+    assert_eq!(report.workers().iter().map(|w| w.calls).sum::<u64>(), 40);
+}
+
+#[test]
+fn a_connection_leaked_per_call_is_named_with_its_endpoints_within_ten_calls() {
+    let port = http::serve();
+    let report = Load::new(20).run(fetch_and_leak, port).unwrap();
+    report.assert_all_returned();
+    let leaks = report.leaks();
+    assert_eq!(leaks.len(), 1, "{report}");
+    let leak = &leaks[0];
+    assert_eq!(leak.kind(), LeakKind::Descriptors, "{report}");
+    assert!(leak.first_after_call() <= 3 + 10, "{leak}");
+    assert!(leak.per_call() >= 0.9, "{leak}");
+    let line = leak.to_string();
+    assert!(
+        line.contains("+1 descriptor per call — socket TCP 127.0.0.1:")
+            && line.contains(&format!("→ 127.0.0.1:{port} ESTABLISHED")),
+        "{line}"
+    );
+    let panic = std::panic::catch_unwind(|| {
+        report.assert_no_leaks();
+    })
+    .unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains(&line), "{message}");
+}
+
+#[test]
+fn a_thread_leaked_per_call_is_named() {
+    let port = http::serve();
+    let report = Load::new(15).run(fetch_and_leak_a_thread, port).unwrap();
+    let threads: Vec<_> = report
+        .leaks()
+        .iter()
+        .filter(|l| l.kind() == LeakKind::Threads)
+        .collect();
+    assert_eq!(threads.len(), 1, "{report}");
+    assert!(
+        threads[0].to_string().contains("thread 'leaky-poller'"),
+        "{}",
+        threads[0]
+    );
+    assert!(threads[0].first_after_call() <= 3 + 10, "{}", threads[0]);
+}
+
+#[test]
+fn leak_detection_can_be_turned_off() {
+    let port = http::serve();
+    let report = Load::new(12)
+        .leak_detection(false)
+        .run(fetch_and_leak, port)
+        .unwrap();
+    assert!(report.leaks().is_empty(), "{report}");
+}
+
+#[test]
+fn failed_calls_carry_their_own_output_and_crashed_workers_are_replaced() {
+    let report = Load::new(12)
+        .workers(1)
+        .call_timeout(Duration::from_secs(3))
+        .run_with(troublesome, |i| i)
+        .unwrap();
+    assert_eq!(report.calls(), 12, "{report}");
+    assert_eq!(report.returned(), 9, "{report}");
+    let failed: Vec<(usize, &Status<u64>)> = report
+        .failures()
+        .iter()
+        .map(|o| (o.index(), o.status()))
+        .collect();
+    assert!(
+        matches!(failed[0], (5, Status::Panicked { message, .. }) if message == "call five panics"),
+        "{report}"
+    );
+    assert!(matches!(failed[1], (7, Status::Crashed(_))), "{report}");
+    assert!(
+        matches!(failed[2], (9, Status::TimedOut { .. })),
+        "{report}"
+    );
+    for outcome in report.failures() {
+        let i = outcome.index();
+        assert_eq!(
+            outcome.stdout().to_string_lossy(),
+            format!("out of call {i}\n"),
+            "{outcome}"
+        );
+        assert!(
+            outcome
+                .stderr()
+                .to_string_lossy()
+                .starts_with(&format!("err of call {i}\n")),
+            "{outcome}"
+        );
+    }
+    // The crash and the timeout each cost the worker its process.
+    assert_eq!(report.workers()[0].pids.len(), 3, "{report}");
+    let values: Vec<u64> = report.values().copied().collect();
+    assert_eq!(values, [0, 1, 2, 3, 4, 6, 8, 10, 11]);
+}
+
+#[test]
+fn a_run_can_stop_at_the_first_failure() {
+    let report = Load::new(12)
+        .stop_at_first_failure(true)
+        .run_with(troublesome, |i| i)
+        .unwrap();
+    assert_eq!(report.failed(), 1, "{report}");
+    assert_eq!(report.calls(), 6, "{report}");
+    assert!(
+        report.stopped_early().unwrap().contains("call 5"),
+        "{report}"
+    );
+    assert!(
+        std::panic::catch_unwind(|| {
+            report.assert_all_returned();
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let zero_calls = Load::new(0).run(fetch, 1).unwrap_err();
+    assert!(
+        matches!(zero_calls, Error::InvalidOptions(_)),
+        "{zero_calls}"
+    );
+    let zero_workers = Load::new(3).workers(0).run(fetch, 1).unwrap_err();
+    assert!(
+        zero_workers.to_string().contains("workers(0)"),
+        "{zero_workers}"
+    );
+    let closure = Load::new(3).run(|x: u16| x, 1).unwrap_err();
+    assert!(matches!(closure, Error::NotRegistered { .. }), "{closure}");
+    // No worker can start within no time at all: each is killed before its
+    // first call, and after three the run is given up, with the reason.
+    let never_ready = Load::new(3)
+        .start_timeout(Duration::ZERO)
+        .run(fetch, 1)
+        .unwrap_err();
+    assert!(
+        matches!(never_ready, Error::WorkerStart { .. })
+            && never_ready.to_string().contains("was not ready within 0ns"),
+        "{never_ready}"
+    );
+}
