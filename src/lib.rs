@@ -138,8 +138,12 @@ mod hunt;
 pub use call::{Batch, BatchOutcomes, Handle, Options};
 pub use clock::Timestamp;
 pub use error::{Error, Result};
-pub use hunt::{Hunt, HuntFailure, HuntSummary, Run, RunResult};
-pub use outcome::{Captured, Exit, Outcome, Outcomes, Status, Timings};
+pub use hunt::{Hunt, HuntFailure, HuntSummary, Run};
+pub use outcome::{
+    Captured, CheckpointTiming, Exit, Outcome, Outcomes, RoundStages, RunResult, Spread, Stages,
+    Status, Timings,
+};
+pub use parent::Release;
 pub use registry::Function;
 pub use stampede_macros::flaky;
 pub use stampede_macros::function;

@@ -25,7 +25,7 @@ pub(crate) use messages::{ChildResult, Report, Request, Role};
 use std::os::fd::RawFd;
 
 /// The version of the messages below; a child refuses a request of another.
-pub(crate) const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// The child's channel to its parent.
 pub(crate) const CHANNEL_FD: RawFd = 3;
