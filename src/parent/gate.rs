@@ -84,12 +84,13 @@ impl Gate {
         self.first_arrival.get(round as usize).copied().flatten()
     }
 
-    /// Releases the next round; returns when its byte was written.
+    /// Releases the next round; returns when: the clock read just before
+    /// the byte is written, so that no child can be seen passing before it.
     pub(crate) fn release(&mut self) -> io::Result<u64> {
+        let at_ns = sys::monotonic_ns();
         if sys::write_some(self.ours.as_raw_fd(), b"g")? != 1 {
             return Err(io::Error::other("the gate's buffer is full"));
         }
-        let at_ns = sys::monotonic_ns();
         self.released_at.push(at_ns);
         Ok(at_ns)
     }
