@@ -156,7 +156,7 @@ impl Bench {
                     64 => self.spread_64.push(spread),
                     _ => {}
                 }
-                let t: Vec<_> = outcomes.iter().map(|o| *o.timings()).collect();
+                let t: Vec<_> = outcomes.iter().map(|o| o.timings().clone()).collect();
                 let started = || t.iter().filter_map(|t| t.started);
                 self.phases[slot(n)].push(Phases {
                     last_spawned: t.iter().map(|t| t.spawned).max().unwrap_or_default(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::call::Options;
 use crate::error::Error;
+use crate::outcome::RunResult;
 use crate::{panic, seed};
 
 /// A loop that runs a concurrent scenario until it fails, up to a number of
@@ -220,29 +221,6 @@ impl Run {
     /// reproducible from the seeds in a failure report.
     pub fn options(&self) -> Options {
         Options::new().seed(self.seed)
-    }
-}
-
-/// What a hunt's scenario returns: `()`, or `Result<(), E>` whose `Err`
-/// fails the run with `E`'s `Display` as the message.
-pub trait RunResult {
-    /// `Ok` for a passing run, or the message of the failure.
-    ///
-    /// # Errors
-    ///
-    /// The failure's message, when the scenario reported one.
-    fn into_result(self) -> Result<(), String>;
-}
-
-impl RunResult for () {
-    fn into_result(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: fmt::Display> RunResult for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
     }
 }
 

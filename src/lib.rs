@@ -49,6 +49,11 @@
 //! - **[`checkpoint()`]**, inside the function, after per-child setup
 //!   (opening a connection, preparing statements): a second release point,
 //!   so the racy part starts together too.
+//! - **Fan-out**: [`Options::on_checkpoint`] runs a trigger in the parent
+//!   once every child has reached the checkpoint, before releasing them (a
+//!   publish once every subscriber is subscribed);
+//!   [`Options::checkpoint_release`] takes a [`Release`] policy with a
+//!   deadline; [`Outcomes::stages`] counts every child at every stage.
 //! - **Assertions** that fail with a report of every child:
 //!   [`assert_exactly_one`](Outcomes::assert_exactly_one),
 //!   [`assert_count`](Outcomes::assert_count),
@@ -139,8 +144,12 @@ mod workers;
 pub use call::{Batch, BatchOutcomes, Handle, Options};
 pub use clock::Timestamp;
 pub use error::{Error, Result};
-pub use hunt::{Hunt, HuntFailure, HuntSummary, Run, RunResult};
-pub use outcome::{Captured, Exit, Outcome, Outcomes, Status, Timings};
+pub use hunt::{Hunt, HuntFailure, HuntSummary, Run};
+pub use outcome::{
+    Captured, CheckpointTiming, Exit, Outcome, Outcomes, RoundStages, RunResult, Spread, Stages,
+    Status, Timings,
+};
+pub use parent::Release;
 pub use registry::Function;
 pub use stampede_macros::flaky;
 pub use stampede_macros::function;
@@ -200,9 +209,12 @@ pub fn init() {
 /// The start barrier releases children when they enter the function; work
 /// done before the racy part (opening a connection, reading a file) spreads
 /// them out again. Call `checkpoint()` after that setup so the racy part
-/// starts together. Only the first call in a child waits; later calls, and
-/// calls outside a stampede child, return at once. Children of the same call
-/// that never reach it are waited for until they end. With
+/// starts together. Each call is a round of its own (the second call waits
+/// for every child's second call); outside a stampede child it returns at
+/// once. Children of the same call that never reach a round are waited for
+/// until they end, or as long as the [release policy](Options::checkpoint_release)
+/// says. [`Options::on_checkpoint`] runs a trigger in the parent before each
+/// release. With
 /// [`Options::barrier`]`(false)` it does not wait either. With
 /// [`Options::jitter`] on, each child's delay is applied again after the
 /// checkpoint, so the order they are let go in still varies.

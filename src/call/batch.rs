@@ -13,6 +13,7 @@ use super::Options;
 use super::plan::{self, Plan};
 use crate::error::{Error, Result};
 use crate::outcome::{self, Outcome, Outcomes, Status};
+use crate::parent;
 use crate::registry::Function;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -162,8 +163,9 @@ impl Batch {
         }
     }
 
-    pub(crate) fn collect(&self, raw: Vec<Outcome<Vec<u8>>>, seed: Option<u64>) -> BatchOutcomes {
-        let items = raw
+    pub(crate) fn collect(&self, run: parent::Run, seed: Option<u64>) -> BatchOutcomes {
+        let items = run
+            .outcomes
             .into_iter()
             .enumerate()
             .map(|(i, o)| Some(o.map(self.calls[i % self.calls.len()].decode)))
@@ -173,6 +175,7 @@ impl Batch {
             calls: self.calls.len(),
             items,
             seed,
+            rounds: run.rounds,
         }
     }
 }
@@ -191,6 +194,7 @@ pub struct BatchOutcomes {
     calls: usize,
     items: Vec<Option<Outcome<Box<dyn Any + Send>>>>,
     seed: Option<u64>,
+    rounds: Vec<outcome::Round>,
 }
 
 impl BatchOutcomes {
@@ -228,6 +232,7 @@ impl BatchOutcomes {
         Outcomes {
             items,
             seed: self.seed,
+            rounds: self.rounds.clone(),
         }
     }
 }
@@ -235,7 +240,7 @@ impl BatchOutcomes {
 /// A summary line, then each child that did not return, with its output.
 impl fmt::Display for BatchOutcomes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        outcome::write_report(f, self.items.iter().flatten(), self.seed)
+        outcome::write_report(f, self.items.iter().flatten(), self.seed, &self.rounds)
     }
 }
 
@@ -259,8 +264,8 @@ impl Options {
                 batch.repeats
             ))
         })?;
-        let raw = plan.run(&jobs, count)?;
-        Ok(batch.collect(raw, plan.reported_seed()))
+        let run = plan.run(&jobs, count)?;
+        Ok(batch.collect(run, plan.reported_seed()))
     }
 }
 

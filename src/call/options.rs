@@ -2,11 +2,14 @@
 //! the free functions.
 
 use std::ffi::OsString;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{self, Plan};
 use crate::error::Result;
-use crate::outcome::Outcomes;
+use crate::outcome::{Outcomes, RunResult};
+use crate::parent::{Release, Trigger};
 use crate::registry::Function;
 
 /// Settings for a call. Start from [`Options::new`] (the defaults), change
@@ -22,7 +25,7 @@ use crate::registry::Function;
 ///     .call_concurrently(16, ping, ())?;
 /// # Ok::<(), stampede::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub(crate) timeout: Duration,
     pub(crate) barrier: bool,
@@ -32,6 +35,31 @@ pub struct Options {
     pub(crate) jitter: Duration,
     pub(crate) seed: Option<u64>,
     pub(crate) result_limit: usize,
+    pub(crate) release: Release,
+    pub(crate) on_checkpoint: Option<Trigger>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Callback(bool);
+        impl fmt::Debug for Callback {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(if self.0 { "<fn>" } else { "None" })
+            }
+        }
+        f.debug_struct("Options")
+            .field("timeout", &self.timeout)
+            .field("barrier", &self.barrier)
+            .field("env", &self.env)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("capture_limit", &self.capture_limit)
+            .field("jitter", &self.jitter)
+            .field("seed", &self.seed)
+            .field("result_limit", &self.result_limit)
+            .field("checkpoint_release", &self.release)
+            .field("on_checkpoint", &Callback(self.on_checkpoint.is_some()))
+            .finish()
+    }
 }
 
 impl Default for Options {
@@ -45,6 +73,8 @@ impl Default for Options {
             jitter: Duration::ZERO,
             seed: None,
             result_limit: 256 << 20,
+            release: Release::all(),
+            on_checkpoint: None,
         }
     }
 }
@@ -120,6 +150,64 @@ impl Options {
         self
     }
 
+    /// Runs `trigger` once in this (the parent) process each time a
+    /// [`checkpoint()`](crate::checkpoint) round is about to be released:
+    /// when every child of the call has reached it or ended (or as the
+    /// [release policy](Options::checkpoint_release) says), before any of
+    /// them goes on. The start barrier is not a checkpoint round.
+    ///
+    /// This is how a test fires an event at a fan-out of clients once all of
+    /// them are ready: each client connects and subscribes, then calls
+    /// `checkpoint()`; the trigger publishes; the clients go on to read.
+    ///
+    /// `trigger` returns `()` or `Result<(), E: Display>`. Its panic or
+    /// error does not stop the call: every child is released anyway, and the
+    /// failure is a line of the outcomes' report (and in
+    /// [`Outcomes::stages`](crate::Outcomes::stages)), with how long the
+    /// trigger ran. It runs on the thread that made the call, while the
+    /// supervisor waits for it, so it should not take long. It needs the
+    /// [barrier](Options::barrier).
+    ///
+    /// ```no_run
+    /// # struct Broker; impl Broker { fn publish(&self, _: &str) -> std::io::Result<()> { Ok(()) } }
+    /// # #[stampede::function] fn subscriber(addr: String) {}
+    /// # let broker_addr = String::new();
+    /// let broker = std::sync::Arc::new(Broker);
+    /// let publisher = broker.clone();
+    /// let outcomes = stampede::Options::new()
+    ///     .on_checkpoint(move || publisher.publish("news"))
+    ///     .call_concurrently(1000, subscriber, broker_addr)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn on_checkpoint<T: RunResult>(
+        mut self,
+        trigger: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.on_checkpoint = Some(Arc::new(move || trigger().into_result()));
+        self
+    }
+
+    /// When checkpoint rounds are released: [`Release::all`] (the default:
+    /// every child has reached the round or ended, however long it takes),
+    /// [`Release::at_least`] or [`Release::share`], optionally with a
+    /// [deadline](Release::within). Past the deadline the round fails, and
+    /// each affected child's outcome says why, unless the policy says
+    /// [`or_release`](Release::or_release). It needs the
+    /// [barrier](Options::barrier).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn subscriber() {}
+    /// use std::time::Duration;
+    /// let outcomes = stampede::Options::new()
+    ///     .checkpoint_release(stampede::Release::all().within(Duration::from_secs(5)))
+    ///     .call_concurrently(100, subscriber, ())?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn checkpoint_release(mut self, policy: Release) -> Self {
+        self.release = policy;
+        self
+    }
+
     /// Calls `f(args)` in `n` fresh child processes at once and returns what
     /// each one did, in order. See [`call_concurrently`](crate::call_concurrently).
     ///
@@ -138,10 +226,15 @@ impl Options {
         let plan = Plan::new(self)?;
         let function = plan::checked_name(&f)?;
         let job = plan.job(function, plan::encode_args(function, &args)?)?;
-        let raw = plan.run(&[job], n)?;
+        let run = plan.run(&[job], n)?;
         Ok(Outcomes {
-            items: raw.into_iter().map(plan::decode_returned).collect(),
+            items: run
+                .outcomes
+                .into_iter()
+                .map(plan::decode_returned)
+                .collect(),
             seed: plan.reported_seed(),
+            rounds: run.rounds,
         })
     }
 }

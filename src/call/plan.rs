@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::Options;
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, Status};
-use crate::parent::{self, Job, Settings};
+use crate::parent::{self, Job, Release, Settings};
 use crate::protocol::{self, Request, Role};
 use crate::registry;
 
@@ -34,6 +34,24 @@ impl<'a> Plan<'a> {
             return Err(Error::InvalidOptions(
                 "max_concurrent(0) would never start a child; use at least 1".into(),
             ));
+        }
+        if let Some(problem) = options.release.problem() {
+            return Err(Error::InvalidOptions(problem));
+        }
+        if !options.barrier {
+            let needs = if options.on_checkpoint.is_some() {
+                Some("on_checkpoint")
+            } else if options.release != Release::all() {
+                Some("checkpoint_release")
+            } else {
+                None
+            };
+            if let Some(option) = needs {
+                return Err(Error::InvalidOptions(format!(
+                    "{option} needs the barrier: with barrier(false) children pass \
+                     checkpoints without waiting, so there is no release to act on"
+                )));
+            }
         }
         Ok(Plan {
             options,
@@ -61,7 +79,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Runs `count` children over `jobs` (child `i` runs `jobs[i % len]`).
-    pub(crate) fn run(&self, jobs: &[Job], count: usize) -> Result<Vec<Outcome<Vec<u8>>>> {
+    pub(crate) fn run(&self, jobs: &[Job], count: usize) -> Result<parent::Run> {
         let o = self.options;
         let settings = Settings {
             timeout: o.timeout,
@@ -70,6 +88,8 @@ impl<'a> Plan<'a> {
             max_concurrent: o.max_concurrent,
             capture_limit: o.capture_limit,
             result_limit: o.result_limit,
+            release: o.release,
+            on_checkpoint: o.on_checkpoint.clone(),
         };
         parent::run(&settings, jobs, count, self.call)
     }

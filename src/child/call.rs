@@ -16,7 +16,7 @@ pub(super) fn refuse(channel: &mut Channel, call: u64, reason: String) -> io::Re
     channel.send(&Report::Done {
         call,
         started_ns: now,
-        checkpoint_ns: None,
+        passed_ns: Vec::new(),
         finished_ns: now,
         result: ChildResult::Failed(reason),
         sample: None,
@@ -60,12 +60,12 @@ pub(super) fn serve(
         barrier: request.barrier,
         jitter_ns,
         round: 0,
-        first_passed_ns: None,
+        passed_ns: Vec::new(),
     });
     let started_ns = sys::monotonic_ns();
     let outcome = panic::catch(false, prepared);
     let finished_ns = sys::monotonic_ns();
-    let (mut channel, checkpoint_ns) = checkpoint::end();
+    let (mut channel, passed_ns) = checkpoint::end();
     let result = match outcome {
         Ok(Ok(bytes)) => ChildResult::Returned(bytes),
         Ok(Err(reason)) => ChildResult::Failed(reason),
@@ -83,7 +83,7 @@ pub(super) fn serve(
     channel.send(&Report::Done {
         call,
         started_ns,
-        checkpoint_ns,
+        passed_ns,
         finished_ns,
         result,
         sample: None,

@@ -20,7 +20,8 @@ pub(super) struct CallState {
     pub jitter_ns: u64,
     /// Checkpoint rounds reached so far.
     pub round: u32,
-    pub first_passed_ns: Option<u64>,
+    /// When the function went on from each round reached, in order.
+    pub passed_ns: Vec<u64>,
 }
 
 static STATE: Mutex<Option<CallState>> = Mutex::new(None);
@@ -34,10 +35,10 @@ pub(super) fn begin(state: CallState) {
     *lock() = Some(state);
 }
 
-/// Ends the call: its channel back, and when it first passed a checkpoint.
-pub(super) fn end() -> (Channel, Option<u64>) {
+/// Ends the call: its channel back, and when it went on from each round.
+pub(super) fn end() -> (Channel, Vec<u64>) {
     let state = lock().take().expect("a call is running");
-    (state.channel, state.first_passed_ns)
+    (state.channel, state.passed_ns)
 }
 
 /// Reports the next round; `Some(gate, round, jitter)` when the caller
@@ -55,6 +56,7 @@ fn report(waits: bool) -> Option<(File, u32, u64)> {
     // If the parent is gone, the death signal ends this process; an error
     // here only means there is nobody left to wait for.
     if state.channel.send(&report).is_err() || !waits || !state.barrier {
+        state.passed_ns.push(sys::monotonic_ns());
         return None;
     }
     let gate = state.gate.try_clone().ok()?;
@@ -66,13 +68,13 @@ pub(crate) fn checkpoint() {
     let Some((gate, round, jitter_ns)) = report(true) else {
         return;
     };
-    if wait(&gate, round as usize + 1).is_err() {
-        return;
+    let waited = wait(&gate, round as usize + 1);
+    if waited.is_ok() {
+        sleep_ns(jitter_ns);
     }
-    sleep_ns(jitter_ns);
     let passed = sys::monotonic_ns();
     if let Some(state) = lock().as_mut() {
-        state.first_passed_ns.get_or_insert(passed);
+        state.passed_ns.push(passed);
     }
 }
 

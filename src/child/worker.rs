@@ -51,7 +51,7 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
         channel.send(&Report::Done {
             call,
             started_ns,
-            checkpoint_ns: None,
+            passed_ns: Vec::new(),
             finished_ns,
             result,
             sample,

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 mod assertions;
 mod report;
+mod stages;
 
-pub(crate) use report::{summary, write_report, write_seed, write_stream};
+pub(crate) use report::{children_list, summary, write_report, write_seed, write_stream};
+pub(crate) use stages::Round;
+pub use stages::{RoundStages, Spread, Stages};
 
 /// How a child ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,9 +100,27 @@ impl Captured {
     }
 }
 
+/// One checkpoint round a child reached, measured like [`Timings`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointTiming {
+    /// The child reached the round ([`checkpoint()`](crate::checkpoint) or
+    /// [`arrive()`](crate::arrive) was called).
+    pub reached: Duration,
+    /// The parent released the round (wrote its byte to the gate, after the
+    /// [trigger](crate::Options::on_checkpoint) ran). For a child that
+    /// reached the round after its release (a policy that did not wait for
+    /// it), the moment it reached it. `None`: the round was never released.
+    pub released: Option<Duration>,
+    /// The child went on (it saw the release, after its jitter delay; at
+    /// once for `arrive()`). `None` if it never did, or did not report it
+    /// (it was killed, or crashed before its report).
+    pub passed: Option<Duration>,
+}
+
 /// When things happened to one child, measured from the start of the batch
 /// on the system's monotonic clock (shared by parent and children).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timings {
     /// The start of the call, from which the durations below are measured.
     pub origin: crate::Timestamp,
@@ -109,9 +130,11 @@ pub struct Timings {
     pub ready: Option<Duration>,
     /// The child entered the function.
     pub started: Option<Duration>,
-    /// The child was let go from [`checkpoint()`](crate::checkpoint), if the
-    /// function called it.
+    /// The child was let go from its first [`checkpoint()`](crate::checkpoint),
+    /// if the function called it (the first entry of `checkpoints`' `passed`).
     pub checkpoint: Option<Duration>,
+    /// Each checkpoint round the child reached, in order (round 1 first).
+    pub checkpoints: Vec<CheckpointTiming>,
     /// The function returned or panicked.
     pub finished: Option<Duration>,
     /// The parent saw the process end.
@@ -129,6 +152,7 @@ pub struct Outcome<R> {
     pub(crate) stderr: Captured,
     pub(crate) timings: Timings,
     pub(crate) notes: Vec<String>,
+    pub(crate) max_rss: Option<u64>,
 }
 
 impl<R> Outcome<R> {
@@ -213,6 +237,12 @@ impl<R> Outcome<R> {
         &self.notes
     }
 
+    /// The child's peak resident memory in bytes (`ru_maxrss` when it was
+    /// reaped), where the system reports it.
+    pub fn max_rss(&self) -> Option<u64> {
+        self.max_rss
+    }
+
     pub(crate) fn map<S>(self, f: impl FnOnce(R) -> Status<S>) -> Outcome<S> {
         let status = match self.status {
             Status::Returned(value) => f(value),
@@ -230,6 +260,7 @@ impl<R> Outcome<R> {
             stderr: self.stderr,
             timings: self.timings,
             notes: self.notes,
+            max_rss: self.max_rss,
         }
     }
 }
@@ -239,6 +270,8 @@ impl<R> Outcome<R> {
 pub struct Outcomes<R> {
     pub(crate) items: Vec<Outcome<R>>,
     pub(crate) seed: Option<u64>,
+    /// What the parent did at each gate round (0: the start barrier).
+    pub(crate) rounds: Vec<Round>,
 }
 
 impl<R> Outcomes<R> {
@@ -283,6 +316,23 @@ impl<R> Outcomes<R> {
     /// no child passed one.
     pub fn checkpoint_spread(&self) -> Option<Duration> {
         spread(self.items.iter().filter_map(|o| o.timings.checkpoint))
+    }
+
+    /// How many children got through each stage of the call, and how
+    /// spread out in time they were: spawned, ready, released from the start
+    /// barrier, then per checkpoint round reached and released, and how
+    /// they ended. `Display` prints it as a short table.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn subscriber() {}
+    /// let outcomes = stampede::call_concurrently(100, subscriber, ())?;
+    /// let stages = outcomes.stages();
+    /// assert_eq!(stages.children, 100);
+    /// println!("{stages}");
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn stages(&self) -> Stages {
+        Stages::of(&self.items, &self.rounds)
     }
 
     /// Every returned value, in call order.
@@ -344,5 +394,29 @@ impl<R> std::ops::Index<usize> for Outcomes<R> {
     type Output = Outcome<R>;
     fn index(&self, index: usize) -> &Outcome<R> {
         &self.items[index]
+    }
+}
+
+/// What a [trigger](crate::Options::on_checkpoint) or a
+/// [`Hunt`](crate::Hunt)'s scenario returns: `()`, or `Result<(), E>` whose
+/// `Err` is a failure with `E`'s `Display` as the message.
+pub trait RunResult {
+    /// `Ok` for a pass, or the message of the failure.
+    ///
+    /// # Errors
+    ///
+    /// The failure's message, when there was one.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl RunResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> RunResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::stages::{Round, human};
 use super::{Captured, Exit, Outcome, Outcomes, Status};
 
 impl<R> Outcome<R> {
@@ -76,23 +77,71 @@ impl<R> fmt::Display for Outcome<R> {
 /// that did not return, with its output.
 impl<R> fmt::Display for Outcomes<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_report(f, self.items.iter(), self.seed)
+        write_report(f, self.items.iter(), self.seed, &self.rounds)
     }
 }
 
 /// The one report of many children: the summary line, the jitter seed when
-/// jitter was on, then each child that did not return, with its output.
+/// jitter was on, what went wrong at the gate's rounds, then each child that
+/// did not return, with its output.
 pub(crate) fn write_report<'a, R: 'a>(
     f: &mut fmt::Formatter<'_>,
     outcomes: impl Iterator<Item = &'a Outcome<R>> + Clone,
     seed: Option<u64>,
+    rounds: &[Round],
 ) -> fmt::Result {
     summary(f, outcomes.clone().map(|o| &o.status))?;
     write_seed(f, seed)?;
+    write_rounds(f, rounds)?;
     for outcome in outcomes.filter(|o| !o.is_returned()) {
         write!(f, "{outcome}")?;
     }
     Ok(())
+}
+
+/// A line per checkpoint round whose trigger failed, that was released at
+/// its deadline without some children, or that was never released.
+pub(crate) fn write_rounds(f: &mut impl fmt::Write, rounds: &[Round]) -> fmt::Result {
+    for round in rounds {
+        let r = round.round;
+        if let Some(failure) = &round.trigger_failure {
+            let took = round.trigger.map(human).unwrap_or_default();
+            writeln!(
+                f,
+                "the trigger of checkpoint {r} failed after {took} (every child was released anyway): {failure}"
+            )?;
+        }
+        if let Some((deadline, without)) = &round.released_without {
+            writeln!(
+                f,
+                "checkpoint {r} was released at its deadline ({deadline:?}) without {} (`or_release`)",
+                children_list(without)
+            )?;
+        }
+        if let Some(reason) = &round.failed {
+            writeln!(f, "{reason}")?;
+        }
+    }
+    Ok(())
+}
+
+/// "child 3", "children 3 and 7", "children 3, 7 and 9", at most 20 named.
+pub(crate) fn children_list(indices: &[usize]) -> String {
+    const NAMED: usize = 20;
+    let mut names: Vec<String> = indices.iter().take(NAMED).map(usize::to_string).collect();
+    if indices.len() > NAMED {
+        names.push(format!("{} more", indices.len() - NAMED));
+    }
+    let noun = if indices.len() == 1 {
+        "child"
+    } else {
+        "children"
+    };
+    match names.split_last() {
+        None => "no child".to_owned(),
+        Some((last, [])) => format!("{noun} {last}"),
+        Some((last, rest)) => format!("{noun} {} and {last}", rest.join(", ")),
+    }
 }
 
 /// The jitter seed line of a report, when jitter was on.

@@ -22,26 +22,17 @@ pub(crate) enum AtGate {
     Gone,
 }
 
-/// Whether round `round` can be released: every child has reached it or is
-/// gone, and at least one is there.
-pub(crate) fn can_release(round: u32, children: impl IntoIterator<Item = AtGate>) -> bool {
-    let mut someone = false;
-    for child in children {
-        match child {
-            AtGate::Gone => {}
-            AtGate::Reached(r) if r >= round => someone = true,
-            _ => return false,
-        }
-    }
-    someone
-}
-
 pub(crate) struct Gate {
     ours: OwnedFd,
     /// The end every child gets, numbered clear of the child's own layout.
     theirs: OwnedFd,
-    released: u32,
     enabled: bool,
+    /// When each round was released (its byte written), in order.
+    released_at: Vec<u64>,
+    /// When the first child reached each round.
+    first_arrival: Vec<Option<u64>>,
+    /// A round that will never be released, and why.
+    failed: Option<(u32, String)>,
 }
 
 impl Gate {
@@ -51,8 +42,10 @@ impl Gate {
         Ok(Gate {
             ours,
             theirs: sys::dup_at_least(&theirs, FIRST_CLOSED_FD)?,
-            released: 0,
             enabled,
+            released_at: Vec::new(),
+            first_arrival: Vec::new(),
+            failed: None,
         })
     }
 
@@ -60,42 +53,55 @@ impl Gate {
         self.theirs.as_raw_fd()
     }
 
-    /// How many rounds were released (1 once the start barrier opened).
+    /// Whether children wait at this gate at all.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// How many rounds were released (1 once the start barrier opened):
+    /// also the next round to release.
     pub(crate) fn released(&self) -> u32 {
-        self.released
+        self.released_at.len() as u32
     }
 
-    /// Releases every round that `children` allow, one after the other.
-    pub(crate) fn release_ready(
-        &mut self,
-        children: impl Iterator<Item = AtGate> + Clone,
-    ) -> io::Result<()> {
-        while self.enabled && can_release(self.released, children.clone()) {
-            if sys::write_some(self.ours.as_raw_fd(), b"g")? != 1 {
-                return Err(io::Error::other("the gate's buffer is full"));
-            }
-            self.released += 1;
+    /// When round `round` was released.
+    pub(crate) fn released_at(&self, round: u32) -> Option<u64> {
+        self.released_at.get(round as usize).copied()
+    }
+
+    /// Records that a child reached `round` at `at_ns`.
+    pub(crate) fn arrived(&mut self, round: u32, at_ns: u64) {
+        let slot = round as usize;
+        if self.first_arrival.len() <= slot {
+            self.first_arrival.resize(slot + 1, None);
         }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use AtGate::*;
-
-    #[test]
-    fn the_start_opens_when_every_child_is_ready_or_gone() {
-        assert!(!can_release(0, [Reached(0), Starting]));
-        assert!(can_release(0, [Reached(0), Gone, Reached(0)]));
-        assert!(!can_release(0, [Gone, Gone]), "nobody left to release");
+        let first = &mut self.first_arrival[slot];
+        *first = Some(first.map_or(at_ns, |t| t.min(at_ns)));
     }
 
-    #[test]
-    fn a_checkpoint_round_waits_for_children_still_before_it() {
-        assert!(!can_release(1, [Reached(1), Reached(0)]));
-        assert!(can_release(1, [Reached(1), Reached(2), Gone]));
-        assert!(!can_release(2, [Reached(1), Reached(2)]));
+    /// When the first child reached `round`.
+    pub(crate) fn first_arrival(&self, round: u32) -> Option<u64> {
+        self.first_arrival.get(round as usize).copied().flatten()
+    }
+
+    /// Releases the next round; returns when: the clock read just before
+    /// the byte is written, so that no child can be seen passing before it.
+    pub(crate) fn release(&mut self) -> io::Result<u64> {
+        let at_ns = sys::monotonic_ns();
+        if sys::write_some(self.ours.as_raw_fd(), b"g")? != 1 {
+            return Err(io::Error::other("the gate's buffer is full"));
+        }
+        self.released_at.push(at_ns);
+        Ok(at_ns)
+    }
+
+    /// Marks the next round as never to be released, for `reason`.
+    pub(crate) fn fail(&mut self, reason: String) {
+        self.failed.get_or_insert((self.released(), reason));
+    }
+
+    /// The round that will never be released, and why.
+    pub(crate) fn failed(&self) -> Option<(u32, &str)> {
+        self.failed.as_ref().map(|(r, why)| (*r, why.as_str()))
     }
 }

@@ -6,7 +6,9 @@
 //! One thread does it all with `poll`. The loop, per turn:
 //!
 //! 1. start children up to the concurrency limit;
-//! 2. release every gate round that the children allow;
+//! 2. release every gate round that the release policy allows, running the
+//!    trigger before each checkpoint round; or fail a round whose deadline
+//!    passed;
 //! 3. hand back the children that ended and whose output is drained;
 //! 4. poll every channel, output pipe and exit watch, until the earliest
 //!    deadline;
@@ -24,8 +26,10 @@ mod launcher;
 mod limits;
 mod phase;
 mod process;
+mod release;
 mod workers;
 
+pub use release::Release;
 pub(crate) use workers::{CallRecord, Dispatch, Flow, PoolSettings, SlotSummary, run_pool};
 
 use std::ffi::OsString;
@@ -34,15 +38,16 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::outcome::{Exit, Outcome, Status, Timings};
+use crate::outcome::{CheckpointTiming, Exit, Outcome, Round, Status, Timings, children_list};
 use crate::protocol::{ChildResult, Report};
-use crate::sys;
+use crate::{panic, sys};
 use capture::Stream;
 use conversation::Conversation;
 use gate::{AtGate, Gate};
 use launcher::Launcher;
 use phase::{Clocked, Due, Kill, Phase};
 use process::{ChildProcess, Life};
+use release::Step;
 
 /// How often to look for ended children where the kernel has no pidfd.
 const EXIT_POLL: Duration = Duration::from_millis(5);
@@ -55,6 +60,21 @@ pub(crate) struct Settings {
     pub max_concurrent: Option<usize>,
     pub capture_limit: usize,
     pub result_limit: usize,
+    /// When checkpoint rounds (not the start barrier) are released.
+    pub release: Release,
+    /// Runs before each checkpoint round is released.
+    pub on_checkpoint: Option<Trigger>,
+}
+
+/// A callback the parent runs before it releases a checkpoint round: `Err`
+/// is a failure's message (a panic is caught too).
+pub(crate) type Trigger = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
+
+/// What a run gives back: each child's outcome (values still encoded) and
+/// what happened at each round of the gate.
+pub(crate) struct Run {
+    pub outcomes: Vec<Outcome<Vec<u8>>>,
+    pub rounds: Vec<Round>,
 }
 
 /// One child to run: the function's name and its framed request (shared by
@@ -67,16 +87,14 @@ pub(crate) struct Job {
 
 /// Runs `count` children, child `i` running `jobs[i % jobs.len()]`, and
 /// returns their outcomes in order; returned values are still encoded.
-pub(crate) fn run(
-    settings: &Settings,
-    jobs: &[Job],
-    count: usize,
-    call: u64,
-) -> Result<Vec<Outcome<Vec<u8>>>> {
+pub(crate) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) -> Result<Run> {
     if count == 0 || jobs.is_empty() {
         // Still refuse a binary without a door, as for any other count.
         crate::entry::entry_args().ok_or(Error::MissingEntry)?;
-        return Ok(Vec::new());
+        return Ok(Run {
+            outcomes: Vec::new(),
+            rounds: Vec::new(),
+        });
     }
     let limit = settings.max_concurrent.unwrap_or(count).clamp(1, count);
     let nofile = limits::preflight(limit)?;
@@ -94,6 +112,8 @@ pub(crate) fn run(
     let mut live: Vec<Child> = Vec::new();
     // Children timed out before a round, gone from `live`: they keep it shut.
     let mut held: Vec<(usize, AtGate)> = Vec::new();
+    let mut rounds: Vec<Round> = Vec::new();
+    let mut arrivals: Vec<(u32, u64)> = Vec::new();
     let mut next = 0;
     let mut buf = vec![0u8; 64 * 1024];
 
@@ -104,13 +124,17 @@ pub(crate) fn run(
             live.push(Child::start(&launcher, &gate, next, job, settings, call)?);
             next += 1;
         }
-        // 2. Release what the gate allows.
-        gate.release_ready(
-            live.iter()
-                .map(Child::at_gate)
-                .chain(held.iter().map(|(_, at)| *at)),
-        )
-        .map_err(io("releasing the start barrier"))?;
+        // 2. Release what the policy allows, or fail a round past its deadline.
+        let gate_wake = release_rounds(
+            &mut gate,
+            settings,
+            count,
+            origin,
+            &mut live,
+            &held,
+            &mut done,
+            &mut rounds,
+        )?;
         // 3. Hand back the children that are done.
         let now = sys::monotonic_ns();
         let mut i = 0;
@@ -135,7 +159,7 @@ pub(crate) fn run(
         // 4. Poll.
         let mut fds = Vec::with_capacity(live.len() * 4);
         let mut owners = Vec::with_capacity(live.len() * 4);
-        let mut wake_ns = u64::MAX;
+        let mut wake_ns = gate_wake.unwrap_or(u64::MAX);
         for (slot, child) in live.iter().enumerate() {
             child.poll_fds(slot, &mut fds, &mut owners);
             wake_ns = wake_ns.min(child.clocked.next_wake());
@@ -155,14 +179,18 @@ pub(crate) fn run(
         // 5. Serve, look at exits, act on time.
         for (pfd, (slot, which)) in fds.iter().zip(&owners) {
             if pfd.revents != 0 {
-                live[*slot].service(*which, &mut buf, call);
+                live[*slot].service(*which, &mut buf, call, &mut arrivals);
             }
+        }
+        for (round, at_ns) in arrivals.drain(..) {
+            gate.arrived(round, at_ns);
         }
         let now = sys::monotonic_ns();
         for child in &mut live {
             child.update(now);
         }
         let released = gate.released();
+        let failed = gate.failed().map(|(round, why)| (round, why.to_owned()));
         let kills: Vec<(usize, Kill)> = live
             .iter()
             .enumerate()
@@ -173,6 +201,13 @@ pub(crate) fn run(
                     && child.process.is_running() =>
                 {
                     Some((slot, Kill::ChannelBroken))
+                }
+                // A child started late that reached a round that failed.
+                _ if failed.as_ref().is_some_and(
+                    |(round, _)| matches!(child.at_gate(), AtGate::Reached(r) if r >= *round),
+                ) && child.clocked.killed().is_none() =>
+                {
+                    Some((slot, Kill::Checkpoint))
                 }
                 _ => None,
             })
@@ -188,14 +223,183 @@ pub(crate) fn run(
         for ((slot, why), note) in kills.into_iter().zip(notes) {
             let child = &mut live[slot];
             child.notes.extend(note);
+            if why == Kill::Checkpoint {
+                child.failure = failed.as_ref().map(|(_, reason)| reason.clone());
+            }
             child.clocked.kill(why);
             child.process.kill();
         }
     }
-    Ok(done
+    let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
+    let outcomes: Vec<Outcome<Vec<u8>>> = done
         .into_iter()
-        .map(|o| o.expect("every child finished"))
-        .collect())
+        .map(|o| {
+            let mut outcome = o.expect("every child finished");
+            for (r, timing) in outcome.timings.checkpoints.iter_mut().enumerate() {
+                timing.released = gate
+                    .released_at(r as u32 + 1)
+                    .map(|at| since(at).max(timing.reached));
+            }
+            outcome
+        })
+        .collect();
+    Ok(Run { outcomes, rounds })
+}
+
+/// Step 2 of the loop: releases every round the policy allows, running the
+/// trigger before each checkpoint round, or fails the next round when its
+/// deadline passed. Returns when time next matters to the gate.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's own state, lent for one step"
+)]
+fn release_rounds(
+    gate: &mut Gate,
+    settings: &Settings,
+    count: usize,
+    origin: u64,
+    live: &mut [Child],
+    held: &[(usize, AtGate)],
+    done: &mut [Option<Outcome<Vec<u8>>>],
+    rounds: &mut Vec<Round>,
+) -> Result<Option<u64>> {
+    let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
+    while gate.enabled() && gate.failed().is_none() {
+        let round = gate.released();
+        let policy = if round == 0 {
+            Release::all()
+        } else {
+            settings.release
+        };
+        let now = sys::monotonic_ns();
+        let at_gate = live
+            .iter()
+            .map(|c| (c.index, c.at_gate()))
+            .chain(held.iter().copied());
+        let step = release::step(
+            &policy,
+            round,
+            at_gate.clone().map(|(_, at)| at),
+            count,
+            gate.first_arrival(round),
+            now,
+        );
+        // Children that could still come to the round but had not.
+        let missing = || -> Vec<usize> {
+            let mut m: Vec<usize> = at_gate
+                .clone()
+                .filter_map(|(index, at)| match at {
+                    AtGate::Starting => Some(index),
+                    AtGate::Reached(r) if r < round => Some(index),
+                    _ => None,
+                })
+                .collect();
+            m.sort_unstable();
+            m
+        };
+        match step {
+            Step::Wait { until } => return Ok(until),
+            Step::Release | Step::ReleaseWithout => {
+                let mut record = Round {
+                    round,
+                    ..Round::default()
+                };
+                if step == Step::ReleaseWithout {
+                    let without = missing();
+                    let deadline = policy.deadline().unwrap_or_default();
+                    for child in live.iter_mut().filter(|c| without.contains(&c.index)) {
+                        child.notes.push(format!(
+                            "checkpoint {round} was released at its deadline ({deadline:?}) \
+                             before it reached it (`or_release`)"
+                        ));
+                    }
+                    record.released_without = Some((deadline, without));
+                }
+                if let (true, Some(trigger)) = (round >= 1, &settings.on_checkpoint) {
+                    let began = sys::monotonic_ns();
+                    let result = panic::catch(true, || trigger());
+                    record.trigger = Some(Duration::from_nanos(sys::monotonic_ns() - began));
+                    record.trigger_failure = match result {
+                        Ok(Ok(())) => None,
+                        Ok(Err(message)) => Some(format!("it returned an error: {message}")),
+                        Err(caught) => Some(match caught.location {
+                            Some(at) => format!("it panicked at {at}: {}", caught.message),
+                            None => format!("it panicked: {}", caught.message),
+                        }),
+                    };
+                }
+                let at_ns = gate.release().map_err(|source| Error::Io {
+                    context: "releasing the start barrier",
+                    source,
+                })?;
+                record.released = Some(since(at_ns));
+                rounds.push(record);
+            }
+            Step::Fail(short) => {
+                let blockers = missing();
+                let within = short
+                    .deadline
+                    .map(|d| format!(" within {d:?}"))
+                    .unwrap_or_default();
+                let mut reason = format!("checkpoint {round} was not released{within}: ");
+                if let Some(needed) = short.needed {
+                    reason += &format!(
+                        "{} of {count} children reached it, {needed} were needed",
+                        short.reached
+                    );
+                    if !blockers.is_empty() {
+                        reason += "; ";
+                    }
+                }
+                if !blockers.is_empty() {
+                    reason += &format!("{} never reached it", children_list(&blockers));
+                } else if short.needed.is_none() {
+                    reason += "no other child could reach it any more";
+                }
+                let missed = match short.deadline {
+                    Some(d) => format!(
+                        "did not reach checkpoint {round} within {d:?} of the first child's \
+                         arrival there, so the round was never released"
+                    ),
+                    None => format!("did not reach checkpoint {round}, which was never released"),
+                };
+                for child in live.iter_mut() {
+                    match child.at_gate() {
+                        AtGate::Gone => {
+                            if child.reached.is_none_or(|r| r < round) {
+                                child.notes.push(ended_before(round));
+                            }
+                            continue;
+                        }
+                        AtGate::Reached(r) if r >= round => {
+                            child.failure = Some(reason.clone());
+                        }
+                        _ => child.failure = Some(missed.clone()),
+                    }
+                    if child.clocked.killed().is_none() {
+                        child.clocked.kill(Kill::Checkpoint);
+                        child.process.kill();
+                    }
+                }
+                for outcome in done.iter_mut().flatten() {
+                    if outcome.timings.checkpoints.len() < round as usize {
+                        outcome.notes.push(ended_before(round));
+                    }
+                }
+                rounds.push(Round {
+                    round,
+                    failed: Some(reason.clone()),
+                    ..Round::default()
+                });
+                gate.fail(reason);
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn ended_before(round: u32) -> String {
+    format!("it ended before reaching checkpoint {round}, which was then never released")
 }
 
 /// For a child timed out while waiting at the gate: which children it was
@@ -266,8 +470,13 @@ struct Child {
     ready_ns: Option<u64>,
     /// Highest checkpoint round reported (0 once ready).
     reached: Option<u32>,
-    done: Option<(u64, Option<u64>, u64, ChildResult)>,
+    /// When it reached each checkpoint round, in order.
+    arrivals: Vec<u64>,
+    /// `(started, passed each round, finished, result)`, from its report.
+    done: Option<(u64, Vec<u64>, u64, ChildResult)>,
     notes: Vec<String>,
+    /// Why it was killed at a checkpoint round that failed its policy.
+    failure: Option<String>,
     /// Its exit watch turned readable since the last look.
     exit_seen: bool,
 }
@@ -307,8 +516,10 @@ impl Child {
             spawned_ns,
             ready_ns: None,
             reached: None,
+            arrivals: Vec::new(),
             done: None,
             notes: Vec::new(),
+            failure: None,
             exit_seen: false,
         })
     }
@@ -346,11 +557,15 @@ impl Child {
         }
     }
 
-    fn service(&mut self, which: Which, buf: &mut [u8], call: u64) {
+    /// Serves one ready descriptor; checkpoint arrivals go to `arrivals`
+    /// as `(round, at_ns)`.
+    fn service(&mut self, which: Which, buf: &mut [u8], call: u64, arrivals: &mut Vec<(u32, u64)>) {
         match which {
             Which::Channel => {
                 for report in self.conversation.service(buf) {
-                    self.take(report, call);
+                    if let Some(arrival) = self.take(report, call) {
+                        arrivals.push(arrival);
+                    }
                 }
             }
             Which::Stdout => self.stdout.read(buf),
@@ -359,32 +574,37 @@ impl Child {
         }
     }
 
-    /// Takes one report; one out of order breaks the conversation.
-    fn take(&mut self, report: Report, call: u64) {
+    /// Takes one report; one out of order breaks the conversation. Returns
+    /// a checkpoint arrival as `(round, at_ns)`.
+    fn take(&mut self, report: Report, call: u64) -> Option<(u32, u64)> {
         if report.call() != call {
             let reason = format!("the child sent a report for another call: {report:?}");
-            return self.conversation.break_off(reason);
+            self.conversation.break_off(reason);
+            return None;
         }
         match report {
             Report::Ready { at_ns, .. } if self.ready_ns.is_none() && self.done.is_none() => {
                 self.ready_ns = Some(at_ns);
                 self.reached = Some(0);
                 self.clocked.enter(Phase::Ready);
+                return Some((0, at_ns));
             }
-            Report::Checkpoint { round, .. }
+            Report::Checkpoint { round, at_ns, .. }
                 if self.done.is_none() && self.reached.is_some_and(|r| round == r + 1) =>
             {
                 self.reached = Some(round);
+                self.arrivals.push(at_ns);
                 self.clocked.enter(Phase::Running);
+                return Some((round, at_ns));
             }
             Report::Done {
                 started_ns,
-                checkpoint_ns,
+                passed_ns,
                 finished_ns,
                 result,
                 ..
             } if self.done.is_none() => {
-                self.done = Some((started_ns, checkpoint_ns, finished_ns, result));
+                self.done = Some((started_ns, passed_ns, finished_ns, result));
                 self.clocked.enter(Phase::Reported {
                     at_ns: sys::monotonic_ns(),
                 });
@@ -393,6 +613,7 @@ impl Child {
                 .conversation
                 .break_off(format!("the child sent an unexpected report: {other:?}")),
         }
+        None
     }
 
     /// Looks at the process when there is reason to (its exit watch fired,
@@ -419,15 +640,19 @@ impl Child {
 
     fn finish(mut self, origin: u64, timeout: Duration) -> Outcome<Vec<u8>> {
         let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
-        let (exit, ended_ns) = match self.process.life() {
-            Life::Ended { status, at_ns } => (exit_of(status), at_ns),
+        let (exit, ended_ns, max_rss) = match self.process.life() {
+            Life::Ended {
+                status,
+                at_ns,
+                max_rss,
+            } => (exit_of(status), at_ns, max_rss),
             Life::ReapedElsewhere { at_ns } => {
                 self.notes.push(
                     "its exit status was lost: another part of this process reaped it first \
                      (SIGCHLD set to SIG_IGN, or a wait() for any child in another thread)"
                         .into(),
                 );
-                (Exit::Unknown, at_ns)
+                (Exit::Unknown, at_ns, None)
             }
             Life::Running => unreachable!("finished children have ended"),
         };
@@ -447,8 +672,8 @@ impl Child {
             ));
         }
         let entered = self.ready_ns.is_some() || self.stdout.entered() || self.stderr.entered();
-        let (started, checkpoint, finished, status) = match self.done.take() {
-            Some((started, checkpoint, finished, result)) => {
+        let (started, passed, finished, status) = match self.done.take() {
+            Some((started, passed, finished, result)) => {
                 let status = match result {
                     ChildResult::Returned(_)
                         if self.clocked.killed() == Some(Kill::HungAfterReport) =>
@@ -468,12 +693,7 @@ impl Child {
                     }
                     ChildResult::Failed(reason) => Status::Failed { reason },
                 };
-                (
-                    Some(since(started)),
-                    checkpoint.map(since),
-                    Some(since(finished)),
-                    status,
-                )
+                (Some(since(started)), passed, Some(since(finished)), status)
             }
             None => {
                 let pending = self.conversation.pending();
@@ -481,6 +701,10 @@ impl Child {
                     Status::Failed {
                         reason: reason.to_owned(),
                     }
+                } else if let (Some(Kill::Checkpoint), Some(reason)) =
+                    (self.clocked.killed(), self.failure.take())
+                {
+                    Status::Failed { reason }
                 } else if self.clocked.killed() == Some(Kill::TimedOut) {
                     Status::TimedOut { after: timeout }
                 } else if pending > 0 && exit == Exit::Code(0) {
@@ -499,9 +723,19 @@ impl Child {
                             .into(),
                     );
                 }
-                (None, None, None, status)
+                (None, Vec::new(), None, status)
             }
         };
+        let checkpoints = self
+            .arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, &reached)| CheckpointTiming {
+                reached: since(reached),
+                released: None,
+                passed: passed.get(i).map(|&ns| since(ns)),
+            })
+            .collect();
         Outcome {
             index: self.index,
             pid: self.process.pid(),
@@ -514,11 +748,13 @@ impl Child {
                 spawned: since(self.spawned_ns),
                 ready: self.ready_ns.map(since),
                 started,
-                checkpoint,
+                checkpoint: passed.first().map(|&ns| since(ns)),
+                checkpoints,
                 finished,
                 ended: since(ended_ns),
             },
             notes: self.notes,
+            max_rss,
         }
     }
 }

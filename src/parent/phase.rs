@@ -38,6 +38,9 @@ pub(crate) enum Kill {
     /// Its channel carried something that is not stampede's: no result can
     /// come any more.
     ChannelBroken,
+    /// A checkpoint round it was waiting at, or had not reached, failed its
+    /// release policy (see `release`).
+    Checkpoint,
 }
 
 /// What time alone requires of the loop for one child.

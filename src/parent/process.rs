@@ -16,6 +16,8 @@ pub(crate) enum Life {
     Ended {
         status: ExitStatus,
         at_ns: u64,
+        /// Its peak resident set size in bytes, from the kernel's rusage.
+        max_rss: Option<u64>,
     },
     /// Ended, but something else in this process reaped it first: the
     /// status is lost, and its pid and group id may belong to others now.
@@ -70,9 +72,10 @@ impl ChildProcess {
             Probe::Ended => {
                 sys::signal_group(self.pid, sys::SIGKILL);
                 self.life = match sys::reap_blocking(self.pid) {
-                    Some(status) => Life::Ended {
-                        status,
+                    Some(reaped) => Life::Ended {
+                        status: reaped.status,
                         at_ns: now_ns,
+                        max_rss: reaped.max_rss,
                     },
                     None => Life::ReapedElsewhere { at_ns: now_ns },
                 };
@@ -121,7 +124,11 @@ impl ChildProcess {
             sys::signal_group(self.pid, sys::SIGKILL);
             let now = sys::monotonic_ns();
             self.life = match sys::reap_blocking(self.pid) {
-                Some(status) => Life::Ended { status, at_ns: now },
+                Some(reaped) => Life::Ended {
+                    status: reaped.status,
+                    at_ns: now,
+                    max_rss: reaped.max_rss,
+                },
                 None => Life::ReapedElsewhere { at_ns: now },
             };
         }

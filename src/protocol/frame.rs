@@ -199,11 +199,11 @@ mod tests {
 
     #[test]
     fn a_vec_claiming_more_elements_than_bytes_is_an_error() {
-        // Done{call, started_ns, checkpoint_ns None, finished_ns,
+        // Done{call, started_ns, passed_ns [], finished_ns,
         // Returned(byte string of 2^60 bytes)} with only a few bytes behind it.
         let mut payload = 2u32.to_le_bytes().to_vec();
         payload.extend_from_slice(&[0; 16]);
-        payload.push(0);
+        payload.extend_from_slice(&[0; 8]);
         payload.extend_from_slice(&[0; 8]);
         payload.extend_from_slice(&0u32.to_le_bytes());
         payload.extend_from_slice(&(1u64 << 60).to_le_bytes());

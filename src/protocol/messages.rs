@@ -77,8 +77,10 @@ pub(crate) enum Report {
     Done {
         call: u64,
         started_ns: u64,
-        /// When the function was let go from its first checkpoint, if any.
-        checkpoint_ns: Option<u64>,
+        /// When the function went on from each checkpoint round it reached,
+        /// in order: after the release (and its jitter) for
+        /// `stampede::checkpoint()`, at once for `stampede::arrive()`.
+        passed_ns: Vec<u64>,
         finished_ns: u64,
         result: ChildResult,
         /// A worker's sample after the call, when the order asked for one.

@@ -25,7 +25,7 @@ pub(crate) use messages::{ChildResult, Order, Report, Request, Role, Sample};
 use std::os::fd::RawFd;
 
 /// The version of the messages below; a child refuses a request of another.
-pub(crate) const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// The child's channel to its parent.
 pub(crate) const CHANNEL_FD: RawFd = 3;

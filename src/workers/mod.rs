@@ -367,6 +367,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                         ready: None,
                         started: Some(since(record.sent_ns)),
                         checkpoint: None,
+                        checkpoints: Vec::new(),
                         finished: Some(since(record.done_ns)),
                         ended: since(record.done_ns),
                     },
@@ -374,6 +375,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                         "call {} ran in worker {}",
                         record.index, record.slot
                     )],
+                    max_rss: None,
                 });
                 if self.stop_at_first_failure {
                     self.stop_reason = Some(format!("call {} did not return", record.index));

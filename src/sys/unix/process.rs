@@ -50,16 +50,38 @@ pub(crate) fn probe(pid: u32) -> Probe {
     }
 }
 
+/// How a reaped child ended, and the most memory it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reaped {
+    pub status: ExitStatus,
+    /// Its peak resident set size in bytes (`ru_maxrss`), when the system
+    /// reports one.
+    pub max_rss: Option<u64>,
+}
+
 /// Reaps child `pid`, blocking until it has ended. `None` when it was
 /// reaped elsewhere meanwhile.
-pub(crate) fn reap_blocking(pid: u32) -> Option<ExitStatus> {
+pub(crate) fn reap_blocking(pid: u32) -> Option<Reaped> {
     use std::os::unix::process::ExitStatusExt;
     loop {
         let mut status = 0;
-        // SAFETY: waitpid fills a valid int.
-        let ret = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, ALL_CHILDREN) };
+        // SAFETY: wait4 fills a valid int and a zeroed rusage it is given.
+        let (ret, usage) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            let ret = libc::wait4(pid as libc::pid_t, &mut status, ALL_CHILDREN, &mut usage);
+            (ret, usage)
+        };
         if ret == pid as libc::pid_t {
-            return Some(ExitStatus::from_raw(status));
+            // Kilobytes on Linux and the BSDs, bytes on macOS.
+            let unit = if cfg!(target_os = "macos") { 1 } else { 1024 };
+            let max_rss = u64::try_from(usage.ru_maxrss)
+                .ok()
+                .filter(|&rss| rss > 0)
+                .map(|rss| rss.saturating_mul(unit));
+            return Some(Reaped {
+                status: ExitStatus::from_raw(status),
+                max_rss,
+            });
         }
         if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return None;
