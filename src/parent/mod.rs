@@ -37,9 +37,11 @@ use crate::sys;
 use capture::Stream;
 use conversation::Conversation;
 use gate::{AtGate, Gate};
-use launcher::Launcher;
 use phase::{Clocked, Due, Kill, Phase};
-use process::{ChildProcess, Life};
+use process::Life;
+
+pub(crate) use launcher::Launcher;
+pub(crate) use process::ChildProcess;
 
 /// How often to look for ended children where the kernel has no pidfd.
 const EXIT_POLL: Duration = Duration::from_millis(5);

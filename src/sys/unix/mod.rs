@@ -7,6 +7,7 @@ mod fd;
 mod limits;
 mod misc;
 mod process;
+mod service;
 mod spawn;
 
 pub(crate) use child_side::*;
@@ -14,6 +15,7 @@ pub(crate) use fd::*;
 pub(crate) use limits::*;
 pub(crate) use misc::*;
 pub(crate) use process::*;
+pub(crate) use service::*;
 pub(crate) use spawn::*;
 
 use std::io;
