@@ -134,6 +134,7 @@ mod parent;
 mod call;
 mod flaky;
 mod hunt;
+pub mod services;
 
 pub use call::{Batch, BatchOutcomes, Handle, Options};
 pub use clock::Timestamp;
