@@ -1,13 +1,14 @@
 //! Services: a PostgreSQL database per fixture, a keeper that cleans up
 //! after every kind of end, and the errors of a server that will not run.
 
-mod common;
+#[path = "common/procs.rs"]
+mod procs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::procs::{is_gone, start_ignored_test, wait_until};
+use procs::{is_gone, start_ignored_test, wait_until};
 use stampede::Error;
 use stampede::services::{Postgres, Ready, Server};
 
@@ -57,7 +58,7 @@ fn fixtures_have_databases_of_their_own_and_reset_empties_them() {
         .unwrap();
     let mut cb = connect(&b);
     let err = cb.query("SELECT x FROM t", &[]).unwrap_err();
-    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::UNDEFINED_TABLE), "{err:?}");
     drop(ca);
     a.reset().unwrap();
     let mut ca = connect(&a);
@@ -111,15 +112,15 @@ fn the_keeper_cleans_up_after_its_test_process_is_killed() {
     let mut holder = start_ignored_test(&exe, "hold_a_cluster_until_killed", &[]);
     let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
     let line = lines
-        .find_map(|l| l.ok().filter(|l| l.starts_with("CLUSTER ")))
+        .find_map(|l| Some(l.ok()?.split_once("CLUSTER ")?.1.to_owned()))
         .unwrap_or_else(|| {
             let mut err = String::new();
             holder.stderr.take().unwrap().read_to_string(&mut err).unwrap();
             panic!("the holder did not start a cluster: {err}")
         });
     let words: Vec<&str> = line.split_whitespace().collect();
-    let dir = PathBuf::from(words[1]);
-    let pids: Vec<u32> = words[2..].iter().map(|w| w.parse().unwrap()).collect();
+    let dir = PathBuf::from(words[0]);
+    let pids: Vec<u32> = words[1..].iter().map(|w| w.parse().unwrap()).collect();
     assert!(dir.is_dir());
     holder.kill().unwrap(); // SIGKILL
     holder.wait().unwrap();
@@ -142,7 +143,7 @@ fn a_killed_keeper_is_swept_at_the_next_start() {
     drop(pg);
     // The sweep runs once per process: run it in a fresh one.
     let exe = std::env::current_exe().unwrap();
-    common::procs::assert_ignored_test_passes(&exe, "start_and_drop_a_private_cluster");
+    procs::assert_ignored_test_passes(&exe, "start_and_drop_a_private_cluster");
     assert_all_gone(&dir, &[server]);
 }
 
@@ -210,9 +211,9 @@ fn failed_starts() {
     let running = processes_mentioning(&base.join(format!("sh{mine}")));
     assert!(running.is_empty(), "left running: {running:?}");
     assert!(
-        common::procs::own_children().iter().all(|&p| is_gone(p)),
+        procs::own_children().iter().all(|&p| is_gone(p)),
         "children left: {:?}",
-        common::procs::own_children()
+        procs::own_children()
     );
     println!("INNER-OK");
 }
@@ -220,7 +221,7 @@ fn failed_starts() {
 #[test]
 fn failed_starts_leave_nothing_behind() {
     let exe = std::env::current_exe().unwrap();
-    common::procs::assert_ignored_test_passes(&exe, "failed_starts");
+    procs::assert_ignored_test_passes(&exe, "failed_starts");
 }
 
 #[test]

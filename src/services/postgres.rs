@@ -161,8 +161,10 @@ impl PostgresBuilder {
 
     /// Where PostgreSQL's programs are (default: `STAMPEDE_POSTGRES_BIN`,
     /// `pg_config --bindir`, the highest `/usr/lib/postgresql/*/bin`, `PATH`).
+    /// Implies a private cluster.
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(dir.into());
+        self.private_cluster = true;
         self
     }
 
