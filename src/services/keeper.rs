@@ -144,15 +144,15 @@ pub(crate) fn sweep(base: &Path) -> Vec<PathBuf> {
 
 /// What a registry file says.
 #[derive(Debug, Default, PartialEq)]
-struct Record {
-    boot: String,
-    owner: Option<(u32, u64)>,
-    keeper: Option<(u32, u64)>,
-    servers: Vec<(u32, u64)>,
+pub(crate) struct Record {
+    pub boot: String,
+    pub owner: Option<(u32, u64)>,
+    pub keeper: Option<(u32, u64)>,
+    pub servers: Vec<(u32, u64)>,
 }
 
 impl Record {
-    fn parse(text: &str) -> Record {
+    pub(crate) fn parse(text: &str) -> Record {
         let mut record = Record::default();
         for line in text.lines() {
             let mut words = line.split_whitespace();

@@ -36,6 +36,8 @@
 //! command, ready when a TCP port answers or a line shows up in its log;
 //! [`start`] runs a service under a keeper and returns a [`Running`] handle.
 
+#[doc(hidden)]
+pub mod cli;
 mod keeper;
 mod postgres;
 mod reuse;
@@ -200,6 +202,12 @@ impl Running {
     /// not.
     pub fn check(&self) -> Result<()> {
         self.keeper.check()
+    }
+
+    /// Lets the server run on after this process exits, until its keeper
+    /// gets SIGTERM (`stampede-services down`).
+    pub(crate) fn release(self) {
+        self.keeper.release();
     }
 
     /// Stops the server and removes its directory (what dropping does),

@@ -264,6 +264,21 @@ impl PostgresBuilder {
     }
 }
 
+/// Starts a cluster that outlives this process (`stampede-services up`):
+/// its handle and the URL of its `postgres` database.
+pub(super) fn start_detached() -> Result<(Running, String)> {
+    let bin = find_bin(None)?;
+    let service = PostgresService {
+        bin,
+        tcp_port: None,
+        settings: Vec::new(),
+        ready_timeout: Duration::from_secs(30),
+    };
+    let running = super::start_as(&service, true)?;
+    let url = running.addresses()[0].clone();
+    Ok((running, url))
+}
+
 /// A server and how to talk to it as its superuser.
 struct Cluster {
     /// A URL of the `postgres` database.
