@@ -27,8 +27,13 @@ fn processes_mentioning(dir: &Path) -> Vec<String> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(&needle) && !is_gone(entry.file_name().to_str().unwrap().parse().unwrap_or(0)) {
-            found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+        if cmdline.contains(&needle)
+            && !is_gone(entry.file_name().to_str().unwrap().parse().unwrap_or(0))
+        {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
         }
     }
     found
@@ -58,7 +63,11 @@ fn fixtures_have_databases_of_their_own_and_reset_empties_them() {
         .unwrap();
     let mut cb = connect(&b);
     let err = cb.query("SELECT x FROM t", &[]).unwrap_err();
-    assert_eq!(err.code(), Some(&postgres::error::SqlState::UNDEFINED_TABLE), "{err:?}");
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::UNDEFINED_TABLE),
+        "{err:?}"
+    );
     drop(ca);
     a.reset().unwrap();
     let mut ca = connect(&a);
@@ -69,13 +78,20 @@ fn fixtures_have_databases_of_their_own_and_reset_empties_them() {
     let listed = ca
         .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .unwrap();
-    assert!(listed.is_empty(), "dropped fixture's database {name} remains");
+    assert!(
+        listed.is_empty(),
+        "dropped fixture's database {name} remains"
+    );
 }
 
 #[test]
 fn a_tcp_fixture_answers_on_localhost() {
     let pg = Postgres::builder().tcp(true).start().unwrap();
-    assert!(pg.url().starts_with("postgresql://postgres@127.0.0.1:"), "{}", pg.url());
+    assert!(
+        pg.url().starts_with("postgresql://postgres@127.0.0.1:"),
+        "{}",
+        pg.url()
+    );
     let row = connect(&pg).query_one("SELECT 40 + 2", &[]).unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
 }
@@ -115,7 +131,12 @@ fn the_keeper_cleans_up_after_its_test_process_is_killed() {
         .find_map(|l| Some(l.ok()?.split_once("CLUSTER ")?.1.to_owned()))
         .unwrap_or_else(|| {
             let mut err = String::new();
-            holder.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            holder
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("the holder did not start a cluster: {err}")
         });
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -136,7 +157,10 @@ fn a_killed_keeper_is_swept_at_the_next_start() {
     // SAFETY: signalling a child of this process that we have not reaped.
     unsafe { libc::kill(keeper as i32, libc::SIGKILL) };
     assert!(wait_until(Duration::from_secs(10), || is_gone(keeper)));
-    assert!(!is_gone(server), "the server should outlive its killed keeper");
+    assert!(
+        !is_gone(server),
+        "the server should outlive its killed keeper"
+    );
     let err = pg.reset().unwrap_err();
     assert!(matches!(err, Error::ServiceDied { .. }), "{err}");
     assert!(err.to_string().contains("the service died"), "{err}");
@@ -243,7 +267,9 @@ fn a_reused_server_gets_a_fresh_database_per_fixture() {
     let pg = Postgres::builder().reuse_url(&admin).start().unwrap();
     assert!(pg.directory().is_none());
     assert_ne!(pg.database(), server.database());
-    connect(&pg).batch_execute("CREATE TABLE t (x int)").unwrap();
+    connect(&pg)
+        .batch_execute("CREATE TABLE t (x int)")
+        .unwrap();
     let name = pg.database().to_owned();
     drop(pg);
     let listed = connect(&server)

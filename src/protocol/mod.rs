@@ -20,7 +20,9 @@ mod messages;
 
 pub(crate) use codec::{decode, encode};
 pub(crate) use frame::{FrameReader, frame, read_frame, write_frame};
-pub(crate) use messages::{ChildResult, KeeperReport, KeeperSpec, Readiness, Report, Request, Role};
+pub(crate) use messages::{
+    ChildResult, KeeperReport, KeeperSpec, Readiness, Report, Request, Role,
+};
 
 use std::os::fd::RawFd;
 

@@ -68,7 +68,10 @@ impl Instance {
             context: "creating a service's private directory",
             source,
         };
-        fs::DirBuilder::new().mode(0o700).create(&path).map_err(io)?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(io)?;
         let instance = Instance { path };
         let mut registry = File::create(instance.registry()).map_err(io)?;
         let me = sys::getpid();
@@ -217,13 +220,14 @@ impl Keeper {
                 .append(true)
                 .open(instance.path().join("keeper.log"))
                 .map_err(io("creating a keeper's log"))?;
-            let (process, channel) = launcher
-                .spawn_keeper(&OwnedFd::from(output))
-                .map_err(|source| Error::Spawn {
-                    child: 0,
-                    limit: None,
-                    source,
-                })?;
+            let (process, channel) =
+                launcher
+                    .spawn_keeper(&OwnedFd::from(output))
+                    .map_err(|source| Error::Spawn {
+                        child: 0,
+                        limit: None,
+                        source,
+                    })?;
             let mut channel = File::from(channel);
             let request = Request {
                 protocol: protocol::PROTOCOL,

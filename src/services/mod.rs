@@ -198,7 +198,7 @@ impl Running {
     ///
     /// # Errors
     ///
-    /// [`Error::ServiceDied`], with the end of the server's log, when it is
+    /// [`Error::ServiceDied`](crate::Error::ServiceDied), with the end of the server's log, when it is
     /// not.
     pub fn check(&self) -> Result<()> {
         self.keeper.check()
@@ -221,9 +221,9 @@ impl Running {
 ///
 /// # Errors
 ///
-/// [`Error::MissingEntry`] when this binary has no `stampede::entry!()` or
+/// [`Error::MissingEntry`](crate::Error::MissingEntry) when this binary has no `stampede::entry!()` or
 /// `stampede::init()` (the keeper enters through it);
-/// [`Error::ServiceStart`] when the server exits during start or is not
+/// [`Error::ServiceStart`](crate::Error::ServiceStart) when the server exits during start or is not
 /// ready in time, with the end of its log; the errors of
 /// [`Service::launch`]. Nothing is left running or on disk after an error.
 pub fn start<S: Service + ?Sized>(service: &S) -> Result<Running> {

@@ -1,7 +1,6 @@
 //! PostgreSQL: finding its programs, the cached `initdb`, the cluster under
 //! a keeper, and a database per fixture.
 
-use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -198,16 +197,10 @@ impl PostgresBuilder {
         let cluster = self.cluster()?;
         cluster.check()?;
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let database = format!(
-            "{}{}",
-            reuse::run_id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let database = format!("{}{}", reuse::run_id(), SEQ.fetch_add(1, Ordering::Relaxed));
         cluster.sql(
             "creating a test database",
-            &[format!(
-                "CREATE DATABASE \"{database}\" TEMPLATE template0"
-            )],
+            &[format!("CREATE DATABASE \"{database}\" TEMPLATE template0")],
         )?;
         Ok(Postgres {
             url: reuse::with_database(&cluster.admin_url, &database),
@@ -296,16 +289,18 @@ impl Cluster {
     /// Runs each statement in its own transaction (`CREATE DATABASE` may
     /// not run in one).
     fn sql(&self, action: &str, statements: &[String]) -> Result<()> {
-        psql(&self.psql, &self.admin_url, statements).map(drop).map_err(|message| {
-            if let Err(died) = self.check() {
-                return died;
-            }
-            Error::ServiceCommand {
-                service: "postgres".to_owned(),
-                action: action.to_owned(),
-                message,
-            }
-        })
+        psql(&self.psql, &self.admin_url, statements)
+            .map(drop)
+            .map_err(|message| {
+                if let Err(died) = self.check() {
+                    return died;
+                }
+                Error::ServiceCommand {
+                    service: "postgres".to_owned(),
+                    action: action.to_owned(),
+                    message,
+                }
+            })
     }
 }
 
@@ -422,7 +417,11 @@ fn server_user() -> Option<(u32, u32)> {
 
 /// The directory holding `initdb`, `postgres` and `psql`.
 pub(super) fn find_bin(explicit: Option<&Path>) -> Result<PathBuf> {
-    let has_all = |dir: &Path| ["initdb", "postgres", "psql"].iter().all(|p| dir.join(p).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "postgres", "psql"]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+    };
     let from_var = std::env::var_os(BIN_VAR).map(PathBuf::from);
     if let Some(dir) = explicit.map(Path::to_path_buf).or(from_var) {
         return if has_all(&dir) {
@@ -453,7 +452,7 @@ pub(super) fn find_bin(explicit: Option<&Path>) -> Result<PathBuf> {
     versions.sort();
     candidates.extend(versions.into_iter().rev().map(|(_, dir)| dir));
     candidates.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_else(OsString::new),
+        &std::env::var_os("PATH").unwrap_or_default(),
     ));
     candidates.into_iter().find(|d| has_all(d)).ok_or_else(|| {
         not_found(
@@ -478,7 +477,12 @@ fn major_version(bin: &Path) -> Result<String> {
     let out = Command::new(bin.join("postgres"))
         .arg("--version")
         .output()
-        .map_err(|e| not_found(&format!("{} could not run: {e}", bin.join("postgres").display())))?;
+        .map_err(|e| {
+            not_found(&format!(
+                "{} could not run: {e}",
+                bin.join("postgres").display()
+            ))
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text.split_whitespace().last().unwrap_or("unknown");
     Ok(version.split('.').next().unwrap_or(version).to_owned())

@@ -110,9 +110,18 @@ mod tests {
     fn only_this_boots_databases_of_gone_processes_are_swept() {
         let me = sys::getpid();
         let start = sys::process_start_time(me).unwrap();
-        assert!(!is_gone(&format!("stampede_abcd1234_{me}_{start}_0"), "abcd1234"));
-        assert!(is_gone(&format!("stampede_abcd1234_{me}_{}_0", start + 1), "abcd1234"));
-        assert!(!is_gone(&format!("stampede_other000_{me}_{}_0", start + 1), "abcd1234"));
+        assert!(!is_gone(
+            &format!("stampede_abcd1234_{me}_{start}_0"),
+            "abcd1234"
+        ));
+        assert!(is_gone(
+            &format!("stampede_abcd1234_{me}_{}_0", start + 1),
+            "abcd1234"
+        ));
+        assert!(!is_gone(
+            &format!("stampede_other000_{me}_{}_0", start + 1),
+            "abcd1234"
+        ));
         assert!(!is_gone("orders", "abcd1234"));
         assert!(!is_gone("stampede_x", "abcd1234"));
     }
