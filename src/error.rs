@@ -64,6 +64,68 @@ pub enum Error {
         /// Its stdout and stderr, as a report shows them.
         output: String,
     },
+    /// A service's programs were not found (for PostgreSQL: `initdb`,
+    /// `postgres`, `psql`). Nothing was started. The message names the
+    /// package to install and the variable that points at them.
+    ServiceNotFound {
+        /// The service, e.g. `postgres`.
+        service: String,
+        /// Where stampede looked and what to do.
+        message: String,
+    },
+    /// A service's server could not be started: it exited during start or
+    /// was not ready in time. Its files were removed and nothing is left
+    /// running.
+    ServiceStart {
+        /// The service, e.g. `postgres`.
+        service: String,
+        /// What happened.
+        reason: String,
+        /// The last lines of the server's log.
+        log_tail: String,
+    },
+    /// A service's server ended between uses (it crashed, or something
+    /// killed it or its keeper). Its files were removed.
+    ServiceDied {
+        /// The service, e.g. `postgres`.
+        service: String,
+        /// What is known of its end.
+        reason: String,
+        /// The last lines of the server's log, when the keeper could send them.
+        log_tail: String,
+    },
+    /// A server named by an environment variable (`STAMPEDE_POSTGRES_URL`)
+    /// does not answer. Nothing was started in its place.
+    ServiceUnreachable {
+        /// The variable that named it.
+        variable: &'static str,
+        /// Its value.
+        url: String,
+        /// The client's message.
+        message: String,
+    },
+    /// A command on a running service failed (creating, resetting or
+    /// dropping a test's database).
+    ServiceCommand {
+        /// The service, e.g. `postgres`.
+        service: String,
+        /// What stampede was doing.
+        action: String,
+        /// The client's message.
+        message: String,
+    },
+}
+
+/// `text`, indented, after a heading line; empty text says so.
+fn with_log(f: &mut fmt::Formatter<'_>, log_tail: &str) -> fmt::Result {
+    if log_tail.trim().is_empty() {
+        return write!(f, " (its log was empty)");
+    }
+    write!(f, "; the end of its log:")?;
+    for line in log_tail.lines() {
+        write!(f, "\n    {line}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Error {
@@ -127,6 +189,48 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::ServiceNotFound { service, message } => {
+                write!(f, "{service}: {message}")
+            }
+            Error::ServiceStart {
+                service,
+                reason,
+                log_tail,
+            } => {
+                write!(
+                    f,
+                    "the {service} service could not be started: {reason}; its files were \
+                     removed"
+                )?;
+                with_log(f, log_tail)
+            }
+            Error::ServiceDied {
+                service,
+                reason,
+                log_tail,
+            } => {
+                write!(
+                    f,
+                    "the service died: {service}'s server is gone ({reason}); start a new \
+                     fixture"
+                )?;
+                with_log(f, log_tail)
+            }
+            Error::ServiceUnreachable {
+                variable,
+                url,
+                message,
+            } => write!(
+                f,
+                "{variable} is set to `{url}`, but nothing answers there ({message}); start \
+                 that server (`eval \"$(stampede-services up postgres)\"`) or unset {variable} \
+                 to start a private one"
+            ),
+            Error::ServiceCommand {
+                service,
+                action,
+                message,
+            } => write!(f, "{service}: {action} failed: {message}"),
         }
     }
 }

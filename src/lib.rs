@@ -139,6 +139,7 @@ mod parent;
 mod call;
 mod flaky;
 mod hunt;
+pub mod services;
 mod workers;
 
 pub use call::{Batch, BatchOutcomes, Handle, Options};

@@ -8,6 +8,7 @@
 
 mod call;
 mod checkpoint;
+mod keeper;
 mod worker;
 
 use std::fs::File;
@@ -22,6 +23,7 @@ use crate::{entry, sys};
 struct Context {
     parent: u32,
     index: u64,
+    role: Role,
 }
 
 /// The child's side of `init()`: in a child, run the request and exit;
@@ -48,12 +50,20 @@ pub(crate) fn is_child() -> bool {
 
 fn detect() -> Option<Context> {
     let value = std::env::var(protocol::CHILD_VAR).ok()?;
-    let (parent, index) = protocol::parse_child_var(&value)?;
-    (parent == sys::getppid()).then_some(Context { parent, index })
+    let (parent, index, role) = protocol::parse_child_var(&value)?;
+    (parent == sys::getppid()).then_some(Context {
+        parent,
+        index,
+        role,
+    })
 }
 
 fn run(context: Context) -> ! {
-    sys::die_with_parent(context.parent);
+    // A keeper must outlive its parent long enough to stop its server and
+    // remove its files; its lifeline is its channel's end instead.
+    if context.role != Role::Keeper {
+        sys::die_with_parent(context.parent);
+    }
     sys::close_strays(protocol::FIRST_CLOSED_FD);
     let code = match serve(&context) {
         Ok(()) => 0,
@@ -69,6 +79,9 @@ fn run(context: Context) -> ! {
 
 fn serve(context: &Context) -> io::Result<()> {
     let mut channel = Channel::take()?;
+    if context.role == Role::Keeper {
+        return keeper::serve(channel);
+    }
     let gate = sys::take_fd(protocol::GATE_FD)?;
     io::stdout().write_all(protocol::MARKER)?;
     io::stdout().flush()?;
@@ -91,6 +104,11 @@ fn serve(context: &Context) -> io::Result<()> {
     match request.role {
         Role::Call => call::serve(context.index, channel, gate, request),
         Role::Worker => worker::serve(channel, request),
+        Role::Keeper => call::refuse(
+            &mut channel,
+            request.call,
+            "a keeper's request was sent to a call's child".to_owned(),
+        ),
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use super::process::ChildProcess;
 use crate::entry;
 use crate::error::{Error, Result};
-use crate::protocol::{self, CHANNEL_FD, FIRST_CLOSED_FD, GATE_FD};
+use crate::protocol::{self, CHANNEL_FD, FIRST_CLOSED_FD, GATE_FD, Role};
 use crate::sys;
 
 pub(crate) struct Launcher {
@@ -102,12 +102,6 @@ impl Launcher {
         let out_w = high(out_w)?;
         let (stderr, err_w) = sys::pipe()?;
         let err_w = high(err_w)?;
-        let child_var = CString::new(format!(
-            "{}={}",
-            protocol::CHILD_VAR,
-            protocol::child_var(sys::getpid(), index)
-        ))
-        .expect("no NUL in the child variable");
         let fds = [
             (self.dev_null.as_raw_fd(), 0),
             (out_w.as_raw_fd(), 1),
@@ -115,20 +109,58 @@ impl Launcher {
             (theirs.as_raw_fd(), CHANNEL_FD),
             (gate, GATE_FD),
         ];
+        let process = self.start(index, Role::Call, &fds)?;
+        Ok(Started {
+            process,
+            channel,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Starts a service's keeper: in its own session, its stdout and stderr
+    /// going to `output` (a file: a keeper outlives the parent's pipes), no
+    /// gate. Returns it and the parent's end of its channel, whose end is
+    /// the keeper's word to stop.
+    pub(crate) fn spawn_keeper(
+        &self,
+        output: &OwnedFd,
+    ) -> std::io::Result<(ChildProcess, OwnedFd)> {
+        let high = |fd: &OwnedFd| sys::dup_at_least(fd, FIRST_CLOSED_FD);
+        let (channel, theirs) = sys::socket_pair()?;
+        let theirs = high(&theirs)?;
+        let output = high(output)?;
+        let fds = [
+            (self.dev_null.as_raw_fd(), 0),
+            (output.as_raw_fd(), 1),
+            (output.as_raw_fd(), 2),
+            (theirs.as_raw_fd(), CHANNEL_FD),
+        ];
+        Ok((self.start(0, Role::Keeper, &fds)?, channel))
+    }
+
+    fn start(
+        &self,
+        index: usize,
+        role: Role,
+        fds: &[(RawFd, RawFd)],
+    ) -> std::io::Result<ChildProcess> {
+        let child_var = CString::new(format!(
+            "{}={}",
+            protocol::CHILD_VAR,
+            protocol::child_var(sys::getpid(), index, role)
+        ))
+        .expect("no NUL in the child variable");
         let spawned = sys::spawn(&sys::Command {
             exe: &self.exe,
             argv: &self.argv,
             env_first: &child_var,
             env: &self.env,
-            fds: &fds,
+            fds,
             close_from: FIRST_CLOSED_FD,
             nofile: self.nofile,
+            new_session: role == Role::Keeper,
         })?;
-        Ok(Started {
-            process: ChildProcess::new(spawned),
-            channel,
-            stdout,
-            stderr,
-        })
+        Ok(ChildProcess::new(spawned))
     }
 }

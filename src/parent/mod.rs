@@ -44,10 +44,12 @@ use crate::{panic, sys};
 use capture::Stream;
 use conversation::Conversation;
 use gate::{AtGate, Gate};
-use launcher::Launcher;
 use phase::{Clocked, Due, Kill, Phase};
-use process::{ChildProcess, Life};
+use process::Life;
 use release::Step;
+
+pub(crate) use launcher::Launcher;
+pub(crate) use process::ChildProcess;
 
 /// How often to look for ended children where the kernel has no pidfd.
 const EXIT_POLL: Duration = Duration::from_millis(5);

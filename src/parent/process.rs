@@ -104,10 +104,6 @@ impl ChildProcess {
 
     /// Asks the child to stop (SIGTERM), waits up to `grace` for it to end,
     /// then kills it. For children that must clean up (a service's keeper).
-    #[allow(
-        dead_code,
-        reason = "the keeper role uses it; calls are killed at once"
-    )]
     pub(crate) fn terminate(&mut self, grace: Duration) {
         self.signal(sys::SIGTERM);
         let until = sys::monotonic_ns() + grace.as_nanos() as u64;
@@ -116,6 +112,12 @@ impl ChildProcess {
         }
         self.kill();
         self.reap();
+    }
+
+    /// Lets the child run on after this handle is gone: for a keeper started
+    /// to outlive this process (`stampede-services up`), which init reaps.
+    pub(crate) fn release(self) {
+        std::mem::forget(self);
     }
 
     /// Blocks until the child is reaped (kill it first).

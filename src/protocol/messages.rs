@@ -15,6 +15,11 @@ pub(crate) enum Role {
     /// Runs the function once per [`Order::Call`], until [`Order::Stop`];
     /// dies with the parent.
     Worker,
+    /// Owns a service's server in its own session: starts it, reports
+    /// [`KeeperReport::Ready`], and when its channel ends (the parent
+    /// dropped it, exited or was killed) or it gets SIGTERM, stops the
+    /// server and removes its directory. Never armed to die with the parent.
+    Keeper,
 }
 
 /// What the parent sends a worker after its request, one per call.
@@ -41,6 +46,62 @@ pub(crate) struct Sample {
     pub threads: Vec<String>,
     pub children: u32,
     pub rss_bytes: u64,
+}
+
+/// What a keeper runs, in a [`Request`] of role [`Role::Keeper`] (encoded in
+/// its `args`).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct KeeperSpec {
+    /// The service's name, for messages.
+    pub service: String,
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The server runs as this user and group (a keeper running as root
+    /// starting a server that refuses root).
+    pub user: Option<(u32, u32)>,
+    /// The instance's private directory, removed when the keeper ends.
+    pub dir: String,
+    /// The server's stdout and stderr go to this file (inside `dir`).
+    pub log: String,
+    /// The file the keeper records its own and the server's pid and start
+    /// time in, for the sweep of keepers that were killed.
+    pub registry: String,
+    pub ready: Readiness,
+    pub ready_timeout_ms: u64,
+    /// The signal that stops the server cleanly (PostgreSQL: SIGINT, its
+    /// fast shutdown), then `stop_grace_ms` before SIGKILL.
+    pub stop_signal: i32,
+    pub stop_grace_ms: u64,
+    /// Reported in `Ready`.
+    pub addresses: Vec<String>,
+    /// Keep running after the channel ends, until SIGTERM
+    /// (`stampede-services up`).
+    pub detached: bool,
+}
+
+/// How a keeper knows its server is ready.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// A TCP connection to this address succeeds.
+    Tcp(String),
+    /// This line appears in the server's log.
+    LogLine(String),
+}
+
+/// What a keeper reports, in order: `Ready` or `Failed`; after `Ready`,
+/// `Died` if the server ends on its own.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum KeeperReport {
+    Ready {
+        addresses: Vec<String>,
+        server_pid: u32,
+    },
+    /// The server could not be started, exited during start, or was not
+    /// ready in time; everything was removed.
+    Failed { reason: String, log_tail: String },
+    /// The server ended after it was ready; everything was removed.
+    Died { reason: String, log_tail: String },
 }
 
 /// What the parent sends a child: the function to run and how.

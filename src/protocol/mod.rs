@@ -20,7 +20,9 @@ mod messages;
 
 pub(crate) use codec::{decode, encode};
 pub(crate) use frame::{FrameReader, frame, read_frame, write_frame};
-pub(crate) use messages::{ChildResult, Order, Report, Request, Role, Sample};
+pub(crate) use messages::{
+    ChildResult, KeeperReport, KeeperSpec, Order, Readiness, Report, Request, Role, Sample,
+};
 
 use std::os::fd::RawFd;
 
@@ -34,24 +36,38 @@ pub(crate) const GATE_FD: RawFd = 4;
 /// Descriptors from this number up are closed in a child.
 pub(crate) const FIRST_CLOSED_FD: RawFd = 5;
 
-/// Name of the variable that marks a child: `1:<parent pid>:<index>`.
+/// Name of the variable that marks a child: `1:<parent pid>:<index>` for a
+/// call's child, `1:<parent pid>:<index>:keeper` for a service's keeper.
 /// Ignored unless the parent pid is this process's actual parent, so a
 /// program that the user's code starts from a child (and that inherits the
-/// environment) does not mistake itself for one.
+/// environment) does not mistake itself for one. The role is in the variable,
+/// not only in the request, because it decides the death policy, which is
+/// armed before the request is read: a keeper must outlive its parent long
+/// enough to clean up.
 pub(crate) const CHILD_VAR: &str = "STAMPEDE_CHILD";
 
 /// The value of [`CHILD_VAR`] for child `index` of process `parent`.
-pub(crate) fn child_var(parent: u32, index: usize) -> String {
-    format!("1:{parent}:{index}")
+pub(crate) fn child_var(parent: u32, index: usize, role: Role) -> String {
+    match role {
+        // A worker dies with its parent as a call's child does; its request
+        // tells the two apart.
+        Role::Call | Role::Worker => format!("1:{parent}:{index}"),
+        Role::Keeper => format!("1:{parent}:{index}:keeper"),
+    }
 }
 
-/// `(parent pid, index)` from a value of [`CHILD_VAR`].
-pub(crate) fn parse_child_var(value: &str) -> Option<(u32, u64)> {
-    let mut parts = value.splitn(3, ':');
+/// `(parent pid, index, role)` from a value of [`CHILD_VAR`].
+pub(crate) fn parse_child_var(value: &str) -> Option<(u32, u64, Role)> {
+    let mut parts = value.split(':');
     let (Some("1"), Some(parent), Some(index)) = (parts.next(), parts.next(), parts.next()) else {
         return None;
     };
-    Some((parent.parse().ok()?, index.parse().ok()?))
+    let role = match (parts.next(), parts.next()) {
+        (None, _) => Role::Call,
+        (Some("keeper"), None) => Role::Keeper,
+        _ => return None,
+    };
+    Some((parent.parse().ok()?, index.parse().ok()?, role))
 }
 
 /// Written to stdout and stderr when a child enters, so that the parent can
@@ -114,9 +130,24 @@ mod tests {
 
     #[test]
     fn the_child_variable_round_trips_and_refuses_other_shapes() {
-        assert_eq!(parse_child_var(&child_var(41, 7)), Some((41, 7)));
+        assert_eq!(
+            parse_child_var(&child_var(41, 7, Role::Call)),
+            Some((41, 7, Role::Call))
+        );
         assert_eq!(parse_child_var("2:41:7"), None);
         assert_eq!(parse_child_var("1:x:7"), None);
         assert_eq!(parse_child_var("1:41"), None);
+    }
+
+    #[test]
+    fn the_child_variable_carries_the_keeper_role() {
+        assert_eq!(child_var(41, 0, Role::Keeper), "1:41:0:keeper");
+        assert_eq!(
+            parse_child_var(&child_var(41, 0, Role::Keeper)),
+            Some((41, 0, Role::Keeper))
+        );
+        assert_eq!(parse_child_var("1:41:0:worker"), None);
+        assert_eq!(parse_child_var("1:41:0:keeper:x"), None);
+        assert_eq!(parse_child_var("1:41:0:"), None);
     }
 }

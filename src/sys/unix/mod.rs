@@ -8,6 +8,7 @@ mod limits;
 mod misc;
 mod process;
 mod procfs;
+mod service;
 mod spawn;
 
 pub(crate) use child_side::*;
@@ -16,6 +17,7 @@ pub(crate) use limits::*;
 pub(crate) use misc::*;
 pub(crate) use process::*;
 pub(crate) use procfs::*;
+pub(crate) use service::*;
 pub(crate) use spawn::*;
 
 use std::io;

@@ -1,5 +1,6 @@
 //! Starting a child: a new process running `exe`, with a given descriptor
-//! map, in its own process group, with default signal handling and the
+//! map, in its own process group (or its own session, for a child that must
+//! outlive its parent's signals), with default signal handling and the
 //! descriptor limit the parent had before stampede raised it.
 //!
 //! Two ways, chosen at run time:
@@ -39,6 +40,9 @@ pub(crate) struct Command<'a> {
     /// The soft and hard `RLIMIT_NOFILE` the child gets (the parent may have
     /// raised its own for the duration of a call).
     pub nofile: Option<(u64, u64)>,
+    /// A new session (`setsid`) instead of a new process group: the child
+    /// leads both, and no terminal's or group's signal reaches it.
+    pub new_session: bool,
 }
 
 /// A started child.
@@ -102,6 +106,7 @@ mod linux {
         fds: &'a [(RawFd, RawFd)],
         close_from: RawFd,
         nofile: Option<libc::rlimit>,
+        new_session: bool,
         /// The errno of the step that failed in the child, 0 if none did.
         error: AtomicI32,
     }
@@ -121,6 +126,7 @@ mod linux {
                 rlim_cur: soft as libc::rlim_t,
                 rlim_max: hard as libc::rlim_t,
             }),
+            new_session: command.new_session,
             error: AtomicI32::new(0),
         };
         // u128 keeps the stack's top 16-byte aligned, as the ABI requires.
@@ -206,7 +212,12 @@ mod linux {
                 default.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(signal, &default, std::ptr::null_mut());
             }
-            if libc::setpgid(0, 0) != 0 {
+            let grouped = if plan.new_session {
+                libc::setsid()
+            } else {
+                libc::setpgid(0, 0)
+            };
+            if grouped < 0 {
                 return fail(plan);
             }
             for &(source, target) in plan.fds {
@@ -285,9 +296,15 @@ fn posix_spawn(
             libc::sigaddset(&mut default, libc::SIGCHLD);
             spawn_err(libc::posix_spawnattr_setsigdefault(&mut attr, &default))?;
             spawn_err(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
-            let flags = libc::POSIX_SPAWN_SETPGROUP
-                | libc::POSIX_SPAWN_SETSIGMASK
-                | libc::POSIX_SPAWN_SETSIGDEF;
+            // A new session makes the child the leader of a new group too.
+            let grouping = if command.new_session {
+                setsid_flag()
+            } else {
+                libc::POSIX_SPAWN_SETPGROUP as libc::c_int
+            };
+            let flags = grouping
+                | libc::POSIX_SPAWN_SETSIGMASK as libc::c_int
+                | libc::POSIX_SPAWN_SETSIGDEF as libc::c_int;
             spawn_err(libc::posix_spawnattr_setflags(
                 &mut attr,
                 flags as libc::c_short,
@@ -313,6 +330,11 @@ fn posix_spawn(
             pidfd: None,
         })
     }
+}
+
+/// `POSIX_SPAWN_SETSID` (glibc 2.26+, the BSDs and macOS).
+fn setsid_flag() -> libc::c_int {
+    libc::POSIX_SPAWN_SETSID as libc::c_int
 }
 
 /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34+), looked up at

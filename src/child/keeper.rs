@@ -1,0 +1,247 @@
+//! A child in the `Keeper` role: owns one server for a service.
+//!
+//! It runs in its own session and is never armed to die with its parent.
+//! It starts the server, waits until it is ready, reports `Ready`, and then
+//! watches three things: its channel, whose end (the parent dropped the
+//! service, exited, or was killed with SIGKILL) is the word to stop; a stop
+//! signal (SIGTERM, SIGINT, SIGHUP: `stampede-services down`, or a parent
+//! that terminates it); and the server, whose own end is reported as
+//! `Died`. Whatever ends it, the server is stopped (its clean stop signal,
+//! a grace period, then SIGKILL to its process group) and the instance's
+//! directory is removed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Channel;
+use crate::protocol::{self, KeeperReport, KeeperSpec, Readiness, Request, Role};
+use crate::sys;
+
+/// How often the keeper looks at its server and for a stop signal while
+/// nothing arrives on its channel.
+const TICK: Duration = Duration::from_millis(50);
+
+/// How much of the server's log an error carries.
+const TAIL_LINES: usize = 30;
+
+pub(super) fn serve(mut channel: Channel) -> io::Result<()> {
+    // Before anything else, so a stop signal never kills the keeper
+    // before it has cleaned up.
+    sys::catch_stop_signals();
+    let request: Request = match protocol::read_frame(&mut channel.file) {
+        Ok(request) => request,
+        // The parent is gone before asking for anything: nothing to clean.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if request.protocol != protocol::PROTOCOL || request.role != Role::Keeper {
+        return Err(io::Error::other(format!(
+            "a keeper got a request of protocol {} for {:?} (it speaks {}; parent and child are \
+             different builds?)",
+            request.protocol,
+            request.role,
+            protocol::PROTOCOL
+        )));
+    }
+    let spec: KeeperSpec = protocol::decode(&request.args).map_err(io::Error::other)?;
+    let result = keep(&mut channel, &spec);
+    remove_dir(Path::new(&spec.dir));
+    result
+}
+
+/// Why the keeper stops its server.
+enum End {
+    /// The channel ended or a stop signal came: stop the server.
+    Stop,
+    /// The server ended on its own; reported already.
+    ServerGone,
+}
+
+fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
+    record(spec, "keeper", sys::getpid());
+    let mut server = match start_server(spec) {
+        Ok(server) => server,
+        Err(e) => {
+            let reason = format!("could not start `{}`: {e}", spec.program);
+            return report(channel, &failed(spec, reason));
+        }
+    };
+    record(spec, "server", server.id());
+    let end = match wait_ready(channel, spec, &mut server) {
+        Ok(()) => {
+            report(
+                channel,
+                &KeeperReport::Ready {
+                    addresses: spec.addresses.clone(),
+                    server_pid: server.id(),
+                },
+            )?;
+            watch(channel, spec, &mut server)
+        }
+        Err(end) => end,
+    };
+    if let End::Stop = end {
+        stop_server(&mut server, spec);
+    }
+    // Whatever the server left in its group (PostgreSQL's backends end with
+    // their postmaster; other servers may not).
+    sys::signal_group(server.id(), sys::SIGKILL);
+    let _ = server.wait();
+    Ok(())
+}
+
+fn start_server(spec: &KeeperSpec) -> io::Result<Child> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)?;
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own group, so that stopping it reaches what it started.
+        .process_group(0);
+    if let Some((uid, gid)) = spec.user {
+        command.uid(uid).gid(gid);
+    }
+    command.spawn()
+}
+
+/// Waits until the server is ready. `Err` when the keeper must end instead
+/// (the report, if any, is sent).
+fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> Result<(), End> {
+    let deadline = Instant::now() + Duration::from_millis(spec.ready_timeout_ms);
+    loop {
+        if is_ready(spec) {
+            return Ok(());
+        }
+        if let Some(status) = server.try_wait().ok().flatten() {
+            let reason = format!("the server exited during start ({status})");
+            let _ = report(channel, &failed(spec, reason));
+            return Err(End::ServerGone);
+        }
+        if Instant::now() >= deadline {
+            let reason = format!(
+                "the server was not ready after {} ms",
+                spec.ready_timeout_ms
+            );
+            let _ = report(channel, &failed(spec, reason));
+            return Err(End::Stop);
+        }
+        if told_to_stop(channel, Duration::from_millis(10), spec.detached) {
+            return Err(End::Stop);
+        }
+    }
+}
+
+fn is_ready(spec: &KeeperSpec) -> bool {
+    match &spec.ready {
+        Readiness::Tcp(address) => address.parse().is_ok_and(|address| {
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok()
+        }),
+        Readiness::LogLine(line) => {
+            std::fs::read_to_string(&spec.log).is_ok_and(|log| log.contains(line.as_str()))
+        }
+    }
+}
+
+/// After `Ready`: until the channel ends, a stop signal comes, or the
+/// server dies.
+fn watch(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> End {
+    loop {
+        if told_to_stop(channel, TICK, spec.detached) {
+            return End::Stop;
+        }
+        if let Some(status) = server.try_wait().ok().flatten() {
+            let _ = report(
+                channel,
+                &KeeperReport::Died {
+                    reason: format!("the server ended on its own ({status})"),
+                    log_tail: log_tail(&spec.log),
+                },
+            );
+            return End::ServerGone;
+        }
+    }
+}
+
+/// Waits up to `wait` on the channel; whether the keeper must stop: its
+/// channel ended (unless `detached`) or a stop signal is pending.
+fn told_to_stop(channel: &mut Channel, wait: Duration, detached: bool) -> bool {
+    if sys::take_stop_signal().is_some() {
+        return true;
+    }
+    if detached {
+        std::thread::sleep(wait);
+        return sys::take_stop_signal().is_some();
+    }
+    let fd = channel.file.as_raw_fd();
+    let mut fds = [sys::poll_fd(fd, sys::POLLIN)];
+    if sys::poll(&mut fds, wait.as_millis() as i32).is_err() || fds[0].revents == 0 {
+        return false;
+    }
+    // Nothing more is ever sent to a keeper: readable means its end.
+    let mut buf = [0u8; 64];
+    !matches!(channel.file.read(&mut buf), Ok(n) if n > 0)
+}
+
+/// The server's clean stop, then SIGKILL after the grace period.
+fn stop_server(server: &mut Child, spec: &KeeperSpec) {
+    if server.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    sys::signal_process(server.id(), None, spec.stop_signal);
+    let until = Instant::now() + Duration::from_millis(spec.stop_grace_ms);
+    while Instant::now() < until {
+        if server.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sys::signal_group(server.id(), sys::SIGKILL);
+}
+
+fn failed(spec: &KeeperSpec, reason: String) -> KeeperReport {
+    KeeperReport::Failed {
+        reason,
+        log_tail: log_tail(&spec.log),
+    }
+}
+
+fn report(channel: &mut Channel, report: &KeeperReport) -> io::Result<()> {
+    protocol::write_frame(&mut channel.file, report)
+}
+
+/// Appends `<what> <pid> <start time>` to the registry, for the sweep.
+fn record(spec: &KeeperSpec, what: &str, pid: u32) {
+    let start = sys::process_start_time(pid).unwrap_or(0);
+    if let Ok(mut file) = OpenOptions::new().append(true).open(&spec.registry) {
+        let _ = writeln!(file, "{what} {pid} {start}");
+    }
+}
+
+/// The last lines of the server's log.
+fn log_tail(path: &str) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+fn remove_dir(dir: &Path) {
+    if dir.as_os_str().is_empty() || dir == Path::new("/") {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

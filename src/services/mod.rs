@@ -1,0 +1,374 @@
+//! Real servers for tests, owned by a keeper process so that nothing
+//! outlives the test process — not even after `kill -9`.
+//!
+//! [`Postgres`] is a PostgreSQL database of the test's own: a private
+//! cluster per test process (started once, shared by its tests), a private
+//! database per fixture cloned from a template, dropped with the fixture.
+//! With `STAMPEDE_POSTGRES_URL` set, nothing is started: each fixture is a
+//! fresh database on that server (see the `stampede-services` command).
+//!
+//! ```no_run
+//! stampede::entry!(); // the keeper enters through it, as children do
+//!
+//! #[test]
+//! fn orders_are_stored() {
+//!     let pg = stampede::services::Postgres::start().unwrap();
+//!     // connect with any client to `pg.url()`: a database of this test alone
+//!     # let _ = pg.url();
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # Keepers
+//!
+//! Each server is started, watched and stopped by a *keeper*: a child of
+//! the test process (the same executable, entered like a call's child) in
+//! a session of its own. Its channel to the test process is its lifeline:
+//! when the channel ends — the last fixture dropped, the process exited, or
+//! was killed with SIGKILL — the keeper stops the server and removes every
+//! file. A keeper that was itself killed is swept by the next start on the
+//! machine: its directory records its pid and start time and the server's.
+//!
+//! # Other servers
+//!
+//! [`Service`] describes any server: how to prepare its directory, how to
+//! run it, when it is ready, how to reset it. [`Server`] is one for any
+//! command, ready when a TCP port answers or a line shows up in its log;
+//! [`start`] runs a service under a keeper and returns a [`Running`] handle.
+
+#[doc(hidden)]
+pub mod cli;
+mod keeper;
+mod postgres;
+mod reuse;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use postgres::{Postgres, PostgresBuilder};
+
+use crate::error::Result;
+use crate::protocol::{KeeperSpec, Readiness};
+use keeper::Keeper;
+
+/// When a server is ready to be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ready {
+    /// A TCP connection to `127.0.0.1:<port>` succeeds.
+    Port(u16),
+    /// This text appears in a line of the server's output.
+    LogLine(String),
+}
+
+/// How to run a service's server, as [`Service::launch`] describes it.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    ready: Ready,
+    ready_timeout: Duration,
+    stop_signal: i32,
+    stop_grace: Duration,
+    addresses: Vec<String>,
+    user: Option<(u32, u32)>,
+}
+
+impl Launch {
+    /// Runs `program`, ready as `ready` says; 30 s to get ready, SIGTERM
+    /// and 5 s of grace to stop.
+    pub fn new(program: impl Into<PathBuf>, ready: Ready) -> Launch {
+        Launch {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            ready,
+            ready_timeout: Duration::from_secs(30),
+            stop_signal: libc_signal::TERM,
+            stop_grace: Duration::from_secs(5),
+            addresses: Vec::new(),
+            user: None,
+        }
+    }
+
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Launch {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds a variable to the server's environment.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Launch {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long the server has to get ready.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Launch {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// The signal that stops the server cleanly (default SIGTERM), and how
+    /// long it has before SIGKILL.
+    pub fn stop_with(mut self, signal: i32, grace: Duration) -> Launch {
+        self.stop_signal = signal;
+        self.stop_grace = grace;
+        self
+    }
+
+    /// The addresses the server answers on, for [`Running::addresses`].
+    pub fn address(mut self, address: impl Into<String>) -> Launch {
+        self.addresses.push(address.into());
+        self
+    }
+
+    /// Runs the server as this user and group (ids).
+    pub fn user(mut self, uid: u32, gid: u32) -> Launch {
+        self.user = Some((uid, gid));
+        self
+    }
+}
+
+/// Signal numbers without a `libc` dependency in users' crates.
+mod libc_signal {
+    pub(super) const TERM: i32 = 15;
+}
+
+/// A server a test needs: how to prepare its private directory and run it,
+/// and how to put it back to its first state.
+///
+/// The keeper does the rest: it starts the server in that directory, waits
+/// for [`Launch`]'s readiness, stops it with its stop signal when the test
+/// process lets go of it (or dies), and removes the directory.
+pub trait Service {
+    /// A short name, for directories and messages (`[a-z0-9-]`).
+    fn name(&self) -> &str;
+
+    /// Prepares `dir` (new, empty, private to this instance, and removed
+    /// with it) and says how to run the server there.
+    ///
+    /// # Errors
+    ///
+    /// Whatever prevents the server from starting (a missing program).
+    fn launch(&self, dir: &Path) -> Result<Launch>;
+
+    /// Puts a running instance back to its first state. The default does
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// When the server refuses.
+    fn reset(&self, running: &Running) -> Result<()> {
+        let _ = running;
+        Ok(())
+    }
+}
+
+/// A server started under a keeper. Dropping it stops the server and
+/// removes its directory.
+pub struct Running {
+    keeper: Keeper,
+    addresses: Vec<String>,
+}
+
+impl Running {
+    /// The addresses the server answers on (from [`Launch::address`]).
+    pub fn addresses(&self) -> &[String] {
+        &self.addresses
+    }
+
+    /// The instance's private directory (the server's files and its log).
+    pub fn dir(&self) -> &Path {
+        self.keeper.dir()
+    }
+
+    /// The server's process id.
+    pub fn server_pid(&self) -> u32 {
+        self.keeper.server_pid()
+    }
+
+    /// The keeper's process id.
+    pub fn keeper_pid(&self) -> u32 {
+        self.keeper.pid()
+    }
+
+    /// Checks that the server is still running.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ServiceDied`](crate::Error::ServiceDied), with the end of the server's log, when it is
+    /// not.
+    pub fn check(&self) -> Result<()> {
+        self.keeper.check()
+    }
+
+    /// Lets the server run on after this process exits, until its keeper
+    /// gets SIGTERM (`stampede-services down`).
+    pub(crate) fn release(self) {
+        self.keeper.release();
+    }
+
+    /// Stops the server and removes its directory (what dropping does),
+    /// waiting until that is done.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+/// Starts `service` under a keeper and waits until it is ready.
+///
+/// # Errors
+///
+/// [`Error::MissingEntry`](crate::Error::MissingEntry) when this binary has no `stampede::entry!()` or
+/// `stampede::init()` (the keeper enters through it);
+/// [`Error::ServiceStart`](crate::Error::ServiceStart) when the server exits during start or is not
+/// ready in time, with the end of its log; the errors of
+/// [`Service::launch`]. Nothing is left running or on disk after an error.
+pub fn start<S: Service + ?Sized>(service: &S) -> Result<Running> {
+    start_as(service, false)
+}
+
+pub(crate) fn start_as<S: Service + ?Sized>(service: &S, detached: bool) -> Result<Running> {
+    let dir = keeper::Instance::create(service.name(), detached)?;
+    let launch = match service.launch(dir.path()) {
+        Ok(launch) => launch,
+        Err(e) => {
+            dir.remove();
+            return Err(e);
+        }
+    };
+    let spec = KeeperSpec {
+        service: service.name().to_owned(),
+        program: launch.program.to_string_lossy().into_owned(),
+        args: launch.args,
+        env: launch.env,
+        user: launch.user,
+        dir: dir.path().to_string_lossy().into_owned(),
+        log: dir.path().join("server.log").to_string_lossy().into_owned(),
+        registry: dir.registry().to_string_lossy().into_owned(),
+        ready: match launch.ready {
+            Ready::Port(port) => Readiness::Tcp(format!("127.0.0.1:{port}")),
+            Ready::LogLine(line) => Readiness::LogLine(line),
+        },
+        ready_timeout_ms: launch.ready_timeout.as_millis() as u64,
+        stop_signal: launch.stop_signal,
+        stop_grace_ms: launch.stop_grace.as_millis() as u64,
+        addresses: launch.addresses.clone(),
+        detached,
+    };
+    let keeper = Keeper::start(dir, spec)?;
+    Ok(Running {
+        keeper,
+        addresses: launch.addresses,
+    })
+}
+
+/// Any server command as a [`Service`]: ready when a TCP port answers or a
+/// line shows up in its output.
+///
+/// ```no_run
+/// use stampede::services::{Ready, Server};
+///
+/// let http = Server::new("python3")
+///     .args(["-m", "http.server", "8765", "--bind", "127.0.0.1"])
+///     .ready(Ready::Port(8765))
+///     .start()?;
+/// assert_eq!(http.addresses(), ["127.0.0.1:8765"]);
+/// # Ok::<(), stampede::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Server {
+    name: String,
+    launch: Launch,
+}
+
+impl Server {
+    /// Runs `program`; ready as soon as it has started, unless
+    /// [`ready`](Server::ready) says otherwise.
+    pub fn new(program: impl Into<PathBuf>) -> Server {
+        let program = program.into();
+        let name = program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "server".to_owned());
+        Server {
+            name: sanitize(&name),
+            launch: Launch::new(program, Ready::LogLine(String::new())),
+        }
+    }
+
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Server {
+        self.launch = self.launch.args(args);
+        self
+    }
+
+    /// Adds a variable to the server's environment.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Server {
+        self.launch = self.launch.env(key, value);
+        self
+    }
+
+    /// When the server is ready. A port also becomes its address.
+    pub fn ready(mut self, ready: Ready) -> Server {
+        if let Ready::Port(port) = &ready {
+            self.launch = self.launch.address(format!("127.0.0.1:{port}"));
+        }
+        self.launch.ready = ready;
+        self
+    }
+
+    /// How long it has to get ready (default 30 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Server {
+        self.launch = self.launch.ready_timeout(timeout);
+        self
+    }
+
+    /// Starts it under a keeper; see [`start`].
+    ///
+    /// # Errors
+    ///
+    /// As [`start`].
+    pub fn start(&self) -> Result<Running> {
+        start(self)
+    }
+}
+
+impl Service for Server {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn launch(&self, _dir: &Path) -> Result<Launch> {
+        Ok(self.launch.clone())
+    }
+}
+
+/// `name` reduced to `[a-z0-9-]`, at most 20 characters.
+fn sanitize(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(20)
+        .collect();
+    if clean.is_empty() {
+        "server".to_owned()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_are_safe_for_directories() {
+        assert_eq!(sanitize("python3"), "python3");
+        assert_eq!(sanitize("My Server/x"), "my-server-x");
+        assert_eq!(sanitize(""), "server");
+    }
+}

@@ -1,0 +1,110 @@
+//! What a service's keeper and its sweep need from the OS: process identity
+//! that survives pid reuse (start times from `/proc`), signals by pid after
+//! that check, a file lock, the user to run a server as, and the stop
+//! signals a keeper takes as its word.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use super::check;
+
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`); `None` when it is gone or a zombie. A pid and its
+/// start time name one process: a reused pid has another start time.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: cut at the last ')'.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    // `rest` starts at field 3 (state); the start time is field 22.
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether process `pid`, started at `start`, still runs.
+pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    process_start_time(pid) == Some(start)
+}
+
+/// Sends `signal` to process `pid` if it is still the process that started
+/// at `start`, and to its process group when it leads one. Returns whether
+/// it was still there. The window between the check and the signal is the
+/// time of one system call; the caller is a sweep of processes that lost
+/// their owner, where that is the best there is.
+pub(crate) fn signal_if_alive(pid: u32, start: u64, signal: i32) -> bool {
+    if !process_alive(pid, start) {
+        return false;
+    }
+    // SAFETY: getpgid and kill only read ids and send a signal.
+    unsafe {
+        if libc::getpgid(pid as libc::pid_t) == pid as libc::pid_t {
+            libc::killpg(pid as libc::pid_t, signal);
+        }
+        libc::kill(pid as libc::pid_t, signal);
+    }
+    true
+}
+
+/// The boot's random id (`/proc/sys/kernel/random/boot_id`), so that pids
+/// and start times written before a reboot, or on another machine, are not
+/// taken for this one's.
+pub(crate) fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().replace('-', ""))
+        .unwrap_or_default()
+}
+
+/// This process's effective user id.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Takes an exclusive lock on `file`, waiting for it; released when the
+/// file is closed.
+pub(crate) fn lock_exclusive(file: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor the caller owns.
+        match check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// The last stop signal caught and not yet taken; 0 if none.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    STOP_SIGNAL.store(signal, Ordering::SeqCst);
+}
+
+/// Catches SIGTERM, SIGINT and SIGHUP for the whole process, so that they
+/// wait to be taken by [`take_stop_signal`] instead of killing a keeper
+/// before it has cleaned up. A handler rather than a blocked mask: the mask
+/// is per thread, and libtest runs the keeper's entry on a thread of its
+/// own. Programs the keeper starts get default handlers back at `exec`.
+pub(crate) fn catch_stop_signals() {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe);
+        // sigaction reads a valid, zeroed-then-filled struct.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Takes the stop signal caught since the last look, if any.
+pub(crate) fn take_stop_signal() -> Option<i32> {
+    let signal = STOP_SIGNAL.swap(0, Ordering::SeqCst);
+    (signal != 0).then_some(signal)
+}
+
+pub(crate) const SIGINT: i32 = libc::SIGINT;

@@ -1,0 +1,332 @@
+//! Services: a PostgreSQL database per fixture, a keeper that cleans up
+//! after every kind of end, and the errors of a server that will not run.
+
+#[path = "common/procs.rs"]
+mod procs;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use procs::{is_gone, start_ignored_test, wait_until};
+use stampede::Error;
+use stampede::services::{Postgres, Ready, Server};
+
+stampede::entry!();
+
+fn connect(pg: &Postgres) -> postgres::Client {
+    postgres::Client::connect(pg.url(), postgres::NoTls).expect("connect to the fixture")
+}
+
+/// Every process on the machine whose command line mentions `dir`.
+fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle)
+            && !is_gone(entry.file_name().to_str().unwrap().parse().unwrap_or(0))
+        {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+/// Waits (up to 20 s) until nothing runs from `dir` and `dir` is gone.
+fn assert_all_gone(dir: &Path, pids: &[u32]) {
+    let gone = wait_until(Duration::from_secs(20), || {
+        !dir.exists() && pids.iter().all(|&p| is_gone(p)) && processes_mentioning(dir).is_empty()
+    });
+    assert!(
+        gone,
+        "left behind: dir exists = {}, pids alive = {:?}, processes = {:?}",
+        dir.exists(),
+        pids.iter().filter(|&&p| !is_gone(p)).collect::<Vec<_>>(),
+        processes_mentioning(dir)
+    );
+}
+
+#[test]
+fn fixtures_have_databases_of_their_own_and_reset_empties_them() {
+    let a = Postgres::start().unwrap();
+    let b = Postgres::start().unwrap();
+    assert_ne!(a.url(), b.url());
+    let mut ca = connect(&a);
+    ca.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        .unwrap();
+    let mut cb = connect(&b);
+    let err = cb.query("SELECT x FROM t", &[]).unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::UNDEFINED_TABLE),
+        "{err:?}"
+    );
+    drop(ca);
+    a.reset().unwrap();
+    let mut ca = connect(&a);
+    assert!(ca.query("SELECT x FROM t", &[]).is_err());
+    let name = b.database().to_owned();
+    drop(cb);
+    drop(b);
+    let listed = ca
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap();
+    assert!(
+        listed.is_empty(),
+        "dropped fixture's database {name} remains"
+    );
+}
+
+#[test]
+fn a_tcp_fixture_answers_on_localhost() {
+    let pg = Postgres::builder().tcp(true).start().unwrap();
+    assert!(
+        pg.url().starts_with("postgresql://postgres@127.0.0.1:"),
+        "{}",
+        pg.url()
+    );
+    let row = connect(&pg).query_one("SELECT 40 + 2", &[]).unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+}
+
+#[test]
+fn a_private_cluster_leaves_nothing_when_dropped() {
+    let pg = Postgres::builder().private_cluster(true).start().unwrap();
+    let dir = pg.directory().unwrap().to_owned();
+    let pids = [pg.server_pid().unwrap(), pg.keeper_pid().unwrap()];
+    assert!(dir.join("data").is_dir());
+    connect(&pg).query_one("SELECT 1", &[]).unwrap();
+    drop(pg);
+    assert_all_gone(&dir, &pids);
+}
+
+/// Run by `the_keeper_cleans_up_after_its_test_process_is_killed`.
+#[test]
+#[ignore = "run by another test, which kills it"]
+fn hold_a_cluster_until_killed() {
+    let pg = Postgres::builder().private_cluster(true).start().unwrap();
+    println!(
+        "CLUSTER {} {} {}",
+        pg.directory().unwrap().display(),
+        pg.server_pid().unwrap(),
+        pg.keeper_pid().unwrap()
+    );
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn the_keeper_cleans_up_after_its_test_process_is_killed() {
+    let exe = std::env::current_exe().unwrap();
+    let mut holder = start_ignored_test(&exe, "hold_a_cluster_until_killed", &[]);
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let line = lines
+        .find_map(|l| Some(l.ok()?.split_once("CLUSTER ")?.1.to_owned()))
+        .unwrap_or_else(|| {
+            let mut err = String::new();
+            holder
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("the holder did not start a cluster: {err}")
+        });
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let dir = PathBuf::from(words[0]);
+    let pids: Vec<u32> = words[1..].iter().map(|w| w.parse().unwrap()).collect();
+    assert!(dir.is_dir());
+    holder.kill().unwrap(); // SIGKILL
+    holder.wait().unwrap();
+    assert_all_gone(&dir, &pids);
+}
+
+#[test]
+fn a_killed_keeper_is_swept_at_the_next_start() {
+    let pg = Postgres::builder().private_cluster(true).start().unwrap();
+    let dir = pg.directory().unwrap().to_owned();
+    let server = pg.server_pid().unwrap();
+    let keeper = pg.keeper_pid().unwrap();
+    // SAFETY: signalling a child of this process that we have not reaped.
+    unsafe { libc::kill(keeper as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(10), || is_gone(keeper)));
+    assert!(
+        !is_gone(server),
+        "the server should outlive its killed keeper"
+    );
+    // /proc shows the keeper's main thread as a zombie a moment before its
+    // last thread has closed the channel: look until the fixture notices.
+    let mut result = pg.reset();
+    wait_until(Duration::from_secs(10), || {
+        result = pg.reset();
+        result.is_err()
+    });
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::ServiceDied { .. }), "{err}");
+    assert!(err.to_string().contains("the service died"), "{err}");
+    drop(pg);
+    // The sweep runs once per process: run it in a fresh one.
+    let exe = std::env::current_exe().unwrap();
+    procs::assert_ignored_test_passes(&exe, "start_and_drop_a_private_cluster");
+    assert_all_gone(&dir, &[server]);
+}
+
+/// Run by `a_killed_keeper_is_swept_at_the_next_start`.
+#[test]
+#[ignore = "run by another test"]
+fn start_and_drop_a_private_cluster() {
+    let pg = Postgres::builder().private_cluster(true).start().unwrap();
+    connect(&pg).query_one("SELECT 1", &[]).unwrap();
+    drop(pg);
+    println!("INNER-OK");
+}
+
+#[test]
+fn missing_programs_name_the_package_and_the_variable() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = Postgres::builder()
+        .bin_dir(empty.path())
+        .start()
+        .err()
+        .expect("no programs, no server");
+    let text = err.to_string();
+    assert!(matches!(err, Error::ServiceNotFound { .. }), "{text}");
+    assert!(text.contains("apt-get install postgresql"), "{text}");
+    assert!(text.contains("STAMPEDE_POSTGRES_BIN"), "{text}");
+}
+
+/// Run alone by `failed_starts_leave_nothing_behind`: the failures, then
+/// a look for anything of this process left on disk or running.
+#[test]
+#[ignore = "run alone by another test"]
+fn failed_starts() {
+    let err = Postgres::builder()
+        .setting("no_such_setting", "1")
+        .start()
+        .err()
+        .expect("a bad setting stops the server");
+    let text = err.to_string();
+    assert!(matches!(err, Error::ServiceStart { .. }), "{text}");
+    assert!(text.contains("exited during start"), "{text}");
+    assert!(text.contains("no_such_setting"), "{text}");
+
+    let err = Server::new("sh")
+        .args(["-c", "echo warming up; exec sleep 600"])
+        .ready(Ready::LogLine("never printed".into()))
+        .ready_timeout(Duration::from_millis(300))
+        .start()
+        .err()
+        .expect("never ready");
+    let text = err.to_string();
+    assert!(matches!(err, Error::ServiceStart { .. }), "{text}");
+    assert!(text.contains("not ready after 300 ms"), "{text}");
+    assert!(text.contains("warming up"), "{text}");
+
+    let mine = format!("-{}-", std::process::id());
+    let base = instance_base();
+    let left: Vec<_> = std::fs::read_dir(&base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains(&mine))
+        .collect();
+    assert!(left.is_empty(), "left on disk: {left:?}");
+    let running = processes_mentioning(&base.join(format!("sh{mine}")));
+    assert!(running.is_empty(), "left running: {running:?}");
+    assert!(
+        procs::own_children().iter().all(|&p| is_gone(p)),
+        "children left: {:?}",
+        procs::own_children()
+    );
+    println!("INNER-OK");
+}
+
+#[test]
+fn failed_starts_leave_nothing_behind() {
+    let exe = std::env::current_exe().unwrap();
+    procs::assert_ignored_test_passes(&exe, "failed_starts");
+}
+
+#[test]
+fn a_reuse_url_that_does_not_answer_names_the_variable() {
+    let err = Postgres::builder()
+        .reuse_url("postgresql://postgres@127.0.0.1:9/postgres")
+        .start()
+        .err()
+        .expect("nothing listens on port 9");
+    let text = err.to_string();
+    assert!(matches!(err, Error::ServiceUnreachable { .. }), "{text}");
+    assert!(text.contains("STAMPEDE_POSTGRES_URL"), "{text}");
+}
+
+#[test]
+fn a_reused_server_gets_a_fresh_database_per_fixture() {
+    let server = Postgres::builder().private_cluster(true).start().unwrap();
+    let admin = server.url().replace(server.database(), "postgres");
+    let pg = Postgres::builder().reuse_url(&admin).start().unwrap();
+    assert!(pg.directory().is_none());
+    assert_ne!(pg.database(), server.database());
+    connect(&pg)
+        .batch_execute("CREATE TABLE t (x int)")
+        .unwrap();
+    let name = pg.database().to_owned();
+    drop(pg);
+    let listed = connect(&server)
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap();
+    assert!(listed.is_empty());
+}
+
+/// Run as a server by `a_generic_server_is_ready_when_its_port_answers`.
+#[test]
+#[ignore = "a server for another test"]
+fn echo_server() {
+    let port: u16 = std::env::var("ECHO_PORT").unwrap().parse().unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    for stream in listener.incoming() {
+        let mut stream = stream.unwrap();
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let _ = stream.write_all(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_generic_server_is_ready_when_its_port_answers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exe = std::env::current_exe().unwrap();
+    let server = Server::new(&exe)
+        .args(["echo_server", "--exact", "--ignored", "--nocapture"])
+        .env("ECHO_PORT", port.to_string())
+        .ready(Ready::Port(port))
+        .start()
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(&server.addresses()[0]).unwrap();
+    stream.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    let dir = server.dir().to_owned();
+    let pids = [server.server_pid(), server.keeper_pid()];
+    server.stop();
+    assert_all_gone(&dir, &pids);
+}
+
+/// Where instances live: `/tmp/stampede-<uid>`.
+fn instance_base() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    PathBuf::from(format!("/tmp/stampede-{uid}"))
+}
