@@ -1,6 +1,6 @@
 //! A child in the `Worker` role: run the function once per order, each call
-//! between markers on stdout and stderr so that the parent can give each
-//! call its own output, until told to stop.
+//! followed by a marker on stdout and stderr so that the parent can give
+//! each call its own output, until told to stop.
 
 use std::io::{self, Write};
 
@@ -31,7 +31,6 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
         let Order::Call { call, args, sample } = order else {
             return Ok(());
         };
-        mark(call, false)?;
         let started_ns = sys::monotonic_ns();
         let result = match registration.prepare(&args) {
             Err(reason) => ChildResult::Failed(reason),
@@ -46,7 +45,7 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
         };
         let finished_ns = sys::monotonic_ns();
         drop(args);
-        mark(call, true)?;
+        mark_end(call)?;
         let sample = sample.then(take_sample);
         channel.send(&Report::Done {
             call,
@@ -59,10 +58,10 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
     }
 }
 
-/// Writes the start or end marker of `call` on stdout and stderr, after
-/// whatever the call printed.
-fn mark(call: u64, end: bool) -> io::Result<()> {
-    let marker = protocol::call_marker(call, end);
+/// Writes the end marker of `call` on stdout and stderr, after whatever the
+/// call printed: what came since the previous end marker is the call's.
+fn mark_end(call: u64) -> io::Result<()> {
+    let marker = protocol::call_marker(call, true);
     let mut out = io::stdout().lock();
     out.flush()?;
     out.write_all(&marker)?;
@@ -70,12 +69,11 @@ fn mark(call: u64, end: bool) -> io::Result<()> {
     io::stderr().write_all(&marker)
 }
 
-/// What this process holds now, stampede's own descriptors left out.
+/// How much this process holds now.
 fn take_sample() -> Sample {
-    let own = [0, 1, 2, protocol::CHANNEL_FD, protocol::GATE_FD];
     Sample {
-        fds: sys::own_descriptors(&own),
-        threads: sys::own_thread_names(),
+        fds: sys::own_descriptor_count(),
+        threads: sys::own_thread_count(),
         children: sys::own_child_count(),
         rss_bytes: sys::own_rss_bytes(),
     }

@@ -8,7 +8,7 @@ mod report;
 mod stages;
 
 pub(crate) use report::{children_list, summary, write_report, write_seed, write_stream};
-pub(crate) use stages::Round;
+pub(crate) use stages::{Round, human};
 pub use stages::{RoundStages, Spread, Stages};
 
 /// How a child ended.

@@ -1,6 +1,7 @@
 //! One stream of a child's output, cut at the entry marker and kept to its
 //! tail.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::outcome::Captured;
@@ -119,8 +120,9 @@ pub(crate) struct Splitter {
     carry: Vec<u8>,
     /// The call whose start marker came last, and whether its end came too.
     call: Option<(u64, bool)>,
-    /// The last call whose end marker came, with its output.
-    ended: Option<(u64, Captured)>,
+    /// The calls whose end marker came and whose output was not taken yet
+    /// (a worker may finish a call before the previous one is handed on).
+    ended: VecDeque<(u64, Captured)>,
     limit: usize,
 }
 
@@ -131,7 +133,7 @@ impl Splitter {
             current: Stream::detached(limit),
             carry: Vec::new(),
             call: None,
-            ended: None,
+            ended: VecDeque::new(),
             limit,
         }
     }
@@ -187,7 +189,7 @@ impl Splitter {
     fn marker(&mut self, call: u64, end: bool) {
         if end {
             let output = std::mem::replace(&mut self.current, Stream::past_entry(self.limit));
-            self.ended = Some((call, output.into_captured()));
+            self.ended.push_back((call, output.into_captured()));
             self.call = Some((call, true));
         } else {
             self.call = Some((call, false));
@@ -196,21 +198,21 @@ impl Splitter {
 
     /// Whether the end marker of `call` has come.
     pub(crate) fn has_ended(&self, call: u64) -> bool {
-        self.ended.as_ref().is_some_and(|(c, _)| *c == call)
+        self.ended.iter().any(|(c, _)| *c == call)
     }
 
     /// The output of `call` once it ended; for a call cut short (the worker
     /// died or was killed), what it wrote so far; before the worker entered,
     /// everything it wrote.
     pub(crate) fn take(&mut self, call: u64) -> Captured {
-        match self.ended.take() {
-            Some((c, output)) if c == call => output,
-            _ => {
-                let carry = std::mem::take(&mut self.carry);
-                self.current.push(&carry);
-                std::mem::replace(&mut self.current, Stream::past_entry(self.limit)).into_captured()
-            }
+        if let Some(at) = self.ended.iter().position(|(c, _)| *c == call) {
+            // Calls are handed on in order: anything older is not wanted.
+            let (_, output) = self.ended.drain(..=at).last().expect("found above");
+            return output;
         }
+        let carry = std::mem::take(&mut self.carry);
+        self.current.push(&carry);
+        std::mem::replace(&mut self.current, Stream::past_entry(self.limit)).into_captured()
     }
 
     /// Everything the worker wrote before entering, or since its last call.
@@ -258,7 +260,11 @@ mod tests {
         for chunk in all.chunks(5) {
             s.push(chunk);
         }
-        assert!(s.has_ended(2));
+        assert!(
+            s.has_ended(1) && s.has_ended(2),
+            "both ended before either is taken"
+        );
+        assert_eq!(s.take(1).to_string_lossy(), "first\n");
         assert_eq!(s.take(2).to_string_lossy(), "second \x1e byte\n");
         s.push(&protocol::call_marker(3, false));
         s.push(b"cut short");

@@ -5,12 +5,14 @@
 //! 1. start workers up to `t` (a crashed or timed-out one is replaced);
 //! 2. hand back each call whose result and output have both arrived;
 //! 3. deal with workers that ended: the call they were running crashed;
-//! 4. give each idle worker the next call;
+//! 4. give each worker its next calls (up to two in flight: the next one
+//!    waits in the worker's channel);
 //! 5. poll until the earliest deadline; serve; kill what is overdue.
 //!
 //! The front end supplies the calls and receives one [`CallRecord`] per
 //! call, as soon as it is complete, so the parent keeps nothing per call.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -34,6 +36,11 @@ const START_FAILURES: u32 = 3;
 /// How long a call's output may lag behind its result (a stream the code
 /// under test closed never brings its end marker).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+/// Calls sent to a worker ahead of its result: the next call waits in the
+/// worker's channel, so the worker goes on at once instead of waiting for
+/// the parent's turn. Its time in the channel is part of its response time
+/// (queueing stays visible), not of its service time.
+const DEPTH: usize = 2;
 
 /// What the worker supervisor needs from the front end.
 pub(crate) struct PoolSettings {
@@ -101,7 +108,20 @@ pub(crate) struct SlotSummary {
 struct InFlight {
     index: u64,
     sent_ns: u64,
+    /// When the worker could start it: when it was sent, or when the call
+    /// before it returned. Its timeout counts from here.
+    start_ns: u64,
     sample: bool,
+    args: Arc<Vec<u8>>,
+}
+
+/// A call's report, waiting for its output's end markers.
+struct Reported {
+    started_ns: u64,
+    finished_ns: u64,
+    result: ChildResult,
+    sample: Option<Sample>,
+    at_ns: u64,
 }
 
 struct Worker {
@@ -112,8 +132,9 @@ struct Worker {
     stderr: Splitter,
     spawned_ns: u64,
     ready: bool,
-    in_flight: Option<InFlight>,
-    done: Option<(u64, u64, ChildResult, Option<Sample>, u64)>,
+    /// Calls sent, oldest first; `reported` holds the reports of the first ones.
+    in_flight: VecDeque<InFlight>,
+    reported: VecDeque<Reported>,
     killed: Option<&'static str>,
     exit_seen: bool,
     seq: u64,
@@ -142,6 +163,8 @@ pub(crate) fn run_pool(
     let mut summary = vec![SlotSummary::default(); count];
     let mut exhausted = false;
     let mut stopping = false;
+    // Calls sent to a worker that died before it could start them.
+    let mut again: VecDeque<Dispatch> = VecDeque::new();
     let mut start_failures = 0;
     let mut buf = vec![0u8; 64 * 1024];
 
@@ -159,11 +182,16 @@ pub(crate) fn run_pool(
         // 2. Hand back the calls that are complete.
         let now = sys::monotonic_ns();
         for worker in slots.iter_mut().flatten() {
-            if let Some(done) = worker.take_complete(now) {
-                if record(done) == Flow::Stop {
-                    stopping = true;
-                }
+            while !stopping {
+                let Some(done) = worker.take_complete(now) else {
+                    break;
+                };
+                stopping = record(done) == Flow::Stop;
             }
+        }
+        if stopping {
+            // Calls still running are abandoned; their workers are killed.
+            break;
         }
         // 3. Workers that ended: their call crashed; replace them.
         let now = sys::monotonic_ns();
@@ -177,12 +205,23 @@ pub(crate) fn run_pool(
                 continue;
             }
             let mut worker = place.take().expect("checked above");
-            if let Some(done) = worker.take_complete(u64::MAX) {
-                if record(done) == Flow::Stop {
-                    stopping = true;
-                }
+            while !stopping {
+                let Some(done) = worker.take_complete(u64::MAX) else {
+                    break;
+                };
+                stopping = record(done) == Flow::Stop;
+            }
+            if stopping {
+                continue;
             }
             if let Some(record_of_crash) = worker.crash_record(settings) {
+                // The calls queued behind the one that crashed never started.
+                for waiting in worker.in_flight.drain(..).rev() {
+                    again.push_front(Dispatch {
+                        index: waiting.index,
+                        args: waiting.args,
+                    });
+                }
                 start_failures = 0;
                 if record(record_of_crash) == Flow::Stop {
                     stopping = true;
@@ -194,44 +233,52 @@ pub(crate) fn run_pool(
                 }
             }
         }
-        // 4. Give each idle worker the next call; start a replacement first.
-        if !exhausted && !stopping && slots.iter().any(Option::is_none) {
+        if stopping {
+            break;
+        }
+        // 4. Give each worker its next calls; start a replacement first.
+        if !exhausted && slots.iter().any(Option::is_none) {
             continue;
         }
         for worker in slots.iter_mut().flatten() {
-            if stopping || exhausted || !worker.ready || worker.in_flight.is_some() {
+            if !worker.ready || worker.killed.is_some() || !worker.process.is_running() {
                 continue;
             }
-            if worker.killed.is_some() || !worker.process.is_running() {
-                continue;
-            }
-            match next() {
-                Some(dispatch) => {
-                    let sample = settings.samples(worker.seq);
-                    let order = Order::Call {
-                        call: dispatch.index,
-                        args: Arc::unwrap_or_clone(dispatch.args),
-                        sample,
-                    };
-                    let order = protocol::frame(&order).map_err(|message| Error::Encode {
-                        function: "a worker's call",
-                        message,
-                    })?;
-                    worker.in_flight = Some(InFlight {
-                        index: dispatch.index,
-                        sent_ns: sys::monotonic_ns(),
-                        sample,
-                    });
-                    worker.conversation.send(Arc::new(order));
-                }
-                None => exhausted = true,
+            while worker.in_flight.len() < DEPTH {
+                let dispatch = match again.pop_front() {
+                    Some(dispatch) => dispatch,
+                    None if exhausted => break,
+                    None => match next() {
+                        Some(dispatch) => dispatch,
+                        None => {
+                            exhausted = true;
+                            break;
+                        }
+                    },
+                };
+                let sample = settings.samples(worker.seq + worker.in_flight.len() as u64);
+                let order = Order::Call {
+                    call: dispatch.index,
+                    args: dispatch.args.to_vec(),
+                    sample,
+                };
+                let order = protocol::frame(&order).map_err(|message| Error::Encode {
+                    function: "a worker's call",
+                    message,
+                })?;
+                let now = sys::monotonic_ns();
+                worker.in_flight.push_back(InFlight {
+                    index: dispatch.index,
+                    sent_ns: now,
+                    start_ns: now,
+                    sample,
+                    args: dispatch.args,
+                });
+                worker.conversation.send(Arc::new(order));
             }
         }
-        let idle = slots
-            .iter()
-            .flatten()
-            .all(|w| w.in_flight.is_none() && w.done.is_none());
-        if (exhausted || stopping) && idle {
+        let idle = slots.iter().flatten().all(|w| w.in_flight.is_empty());
+        if exhausted && again.is_empty() && idle {
             break;
         }
         // 5. Poll, serve, kill what is overdue.
@@ -313,8 +360,8 @@ impl Worker {
             stderr: Splitter::new(started.stderr, settings.capture_limit),
             spawned_ns,
             ready: false,
-            in_flight: None,
-            done: None,
+            in_flight: VecDeque::new(),
+            reported: VecDeque::new(),
             killed: None,
             exit_seen: false,
             seq: 0,
@@ -368,10 +415,23 @@ impl Worker {
                 result,
                 sample,
                 ..
-            } if self.done.is_none()
-                && self.in_flight.as_ref().is_some_and(|f| f.index == call) =>
+            } if self
+                .in_flight
+                .get(self.reported.len())
+                .is_some_and(|f| f.index == call) =>
             {
-                self.done = Some((started_ns, finished_ns, result, sample, sys::monotonic_ns()));
+                let at_ns = sys::monotonic_ns();
+                // The next call starts now in the worker.
+                if let Some(next) = self.in_flight.get_mut(self.reported.len() + 1) {
+                    next.start_ns = next.start_ns.max(at_ns);
+                }
+                self.reported.push_back(Reported {
+                    started_ns,
+                    finished_ns,
+                    result,
+                    sample,
+                    at_ns,
+                });
             }
             other => self
                 .conversation
@@ -384,13 +444,15 @@ impl Worker {
         if self.killed.is_some() || !self.process.is_running() {
             return u64::MAX;
         }
-        match (&self.in_flight, &self.done) {
-            (Some(f), None) => f.sent_ns.saturating_add(nanos(settings.call_timeout)),
-            (Some(_), Some((.., done_ns))) => done_ns.saturating_add(nanos(OUTPUT_GRACE)),
-            (None, _) if !self.ready => self
+        if let Some(first) = self.reported.front() {
+            return first.at_ns.saturating_add(nanos(OUTPUT_GRACE));
+        }
+        match self.in_flight.front() {
+            Some(f) => f.start_ns.saturating_add(nanos(settings.call_timeout)),
+            None if !self.ready => self
                 .spawned_ns
                 .saturating_add(nanos(settings.start_timeout)),
-            (None, _) => u64::MAX,
+            None => u64::MAX,
         }
     }
 
@@ -403,7 +465,7 @@ impl Worker {
             if self.conversation.broken().is_some() {
                 self.killed = Some("its channel broke");
                 self.process.kill();
-            } else if self.done.is_none() && now >= self.next_wake(settings) {
+            } else if self.reported.is_empty() && now >= self.next_wake(settings) {
                 self.killed = Some(if self.ready {
                     "call timeout"
                 } else {
@@ -417,8 +479,8 @@ impl Worker {
     /// The in-flight call, once its result and its output have arrived (or
     /// the output is overdue at `now`, or the worker ended).
     fn take_complete(&mut self, now: u64) -> Option<CallRecord> {
-        let index = self.in_flight.as_ref()?.index;
-        let (.., done_ns) = self.done.as_ref()?;
+        let index = self.in_flight.front()?.index;
+        let done_ns = self.reported.front()?.at_ns;
         let output_in = [&self.stdout, &self.stderr]
             .iter()
             .all(|s| s.has_ended(index) || s.fd.is_none());
@@ -426,9 +488,14 @@ impl Worker {
         if !output_in && !overdue && self.process.is_running() {
             return None;
         }
-        let flight = self.in_flight.take().expect("checked above");
-        let (started_ns, finished_ns, result, sample, done_ns) =
-            self.done.take().expect("checked above");
+        let flight = self.in_flight.pop_front().expect("checked above");
+        let Reported {
+            started_ns,
+            finished_ns,
+            result,
+            sample,
+            at_ns: done_ns,
+        } = self.reported.pop_front().expect("checked above");
         let status = match result {
             ChildResult::Returned(bytes) => Status::Returned(bytes),
             ChildResult::Panicked { message, location } => Status::Panicked { message, location },
@@ -453,7 +520,7 @@ impl Worker {
 
     /// For a worker that ended while running a call: that call's record.
     fn crash_record(&mut self, settings: &PoolSettings) -> Option<CallRecord> {
-        let flight = self.in_flight.take()?;
+        let flight = self.in_flight.pop_front()?;
         let exit = match self.process.life() {
             Life::Ended { status, .. } => super::exit_of(status),
             _ => Exit::Unknown,

@@ -37,13 +37,13 @@ pub(crate) enum Order {
     Stop,
 }
 
-/// What a worker holds after a call: its descriptors (number and what
-/// each refers to, stampede's own left out), its threads' names, how many
-/// child processes it has, and its resident memory.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+/// How much a worker holds after a call: open descriptors, threads,
+/// child processes, resident memory. Counts only, cheap to take; the parent
+/// looks at what the descriptors and threads are when the counts say so.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Sample {
-    pub fds: Vec<(i32, String)>,
-    pub threads: Vec<String>,
+    pub fds: u32,
+    pub threads: u32,
     pub children: u32,
     pub rss_bytes: u64,
 }

@@ -1,6 +1,9 @@
-//! The leak detector: per worker process, what it holds after its calls
-//! (descriptors by kind, threads by name, child processes, resident memory),
-//! and a verdict that names what grows.
+//! The leak detector: per worker process, how much it holds after its calls
+//! (descriptors, threads, child processes, resident memory: counts the
+//! worker takes itself), and a verdict that names what grows: the parent
+//! looks at what the worker's descriptors and threads are (`/proc/<pid>`)
+//! once after the warm-up and again when a count grows, while the worker
+//! is idle between calls.
 //!
 //! After a warm-up (its first calls, which may fill pools and caches), the
 //! sample after the warm-up is the baseline. A count that grew at each of
@@ -12,8 +15,29 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
-use crate::protocol::Sample;
+use crate::protocol::{FIRST_CLOSED_FD, Sample};
 use crate::sys;
+
+/// What a worker's descriptors and threads are, read by the parent.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Details {
+    /// Each descriptor's target (a path, `socket:[inode]`, `pipe:[inode]`…).
+    pub fds: Vec<String>,
+    pub threads: Vec<String>,
+}
+
+impl Details {
+    /// What process `pid` holds now, stampede's own descriptors left out.
+    pub(crate) fn of(pid: u32) -> Details {
+        Details {
+            fds: sys::descriptors_of(pid, FIRST_CLOSED_FD)
+                .into_iter()
+                .map(|(_, target)| target)
+                .collect(),
+            threads: sys::thread_names_of(pid),
+        }
+    }
+}
 
 /// What leaked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,7 +153,7 @@ pub(crate) struct Watch {
     worker: usize,
     pid: u32,
     rules: Rules,
-    baseline: Option<(u64, Sample)>,
+    baseline: Option<(u64, Sample, Details)>,
     /// `(call index, counts)` of the samples since the baseline, baseline first.
     recent: VecDeque<(u64, [u64; 3])>,
     /// `(calls since baseline, rss)` for memory's slope.
@@ -139,8 +163,8 @@ pub(crate) struct Watch {
 
 fn counts(sample: &Sample) -> [u64; 3] {
     [
-        sample.fds.len() as u64,
-        sample.threads.len() as u64,
+        u64::from(sample.fds),
+        u64::from(sample.threads),
         u64::from(sample.children),
     ]
 }
@@ -165,15 +189,22 @@ impl Watch {
     }
 
     /// Takes the sample after the worker's `seq`-th call (from 0), the call
-    /// of index `call`; returns the leaks this sample reveals.
-    pub(crate) fn observe(&mut self, seq: u64, call: u64, sample: Sample) -> Vec<Leak> {
+    /// of index `call`; returns the leaks this sample reveals. `inspect`
+    /// reads what the worker holds, at the baseline and for a verdict.
+    pub(crate) fn observe(
+        &mut self,
+        seq: u64,
+        call: u64,
+        sample: Sample,
+        inspect: &dyn Fn() -> Details,
+    ) -> Vec<Leak> {
         if seq + 1 < self.rules.warmup {
             return Vec::new();
         }
-        let Some((base_seq, base)) = &self.baseline else {
+        let Some((base_seq, base, base_details)) = &self.baseline else {
             self.recent.push_back((call, counts(&sample)));
             self.memory.push((0.0, sample.rss_bytes as f64));
-            self.baseline = Some((seq, sample));
+            self.baseline = Some((seq, sample, inspect()));
             return Vec::new();
         };
         let since = (seq - base_seq) as f64;
@@ -185,10 +216,12 @@ impl Watch {
             self.recent.remove(1);
         }
         let mut leaks = Vec::new();
+        let mut details: Option<Details> = None;
         for (i, kind) in COUNTED.iter().enumerate() {
             if self.found.contains(kind) || !self.grows(i) {
                 continue;
             }
+            let now_details = details.get_or_insert_with(inspect);
             let base_count = counts(base)[i];
             let now = counts(&sample)[i];
             let first = self
@@ -203,7 +236,7 @@ impl Watch {
                 pid: self.pid,
                 kind: *kind,
                 per_call: (now - base_count) as f64 / since.max(1.0),
-                example: self.example(*kind, base, &sample),
+                example: self.example(*kind, base_details, now_details),
                 first_after_call: first,
             });
         }
@@ -242,16 +275,16 @@ impl Watch {
 
     /// What the new things are: the first new descriptor, named; the new
     /// threads' names.
-    fn example(&self, kind: LeakKind, base: &Sample, now: &Sample) -> String {
+    fn example(&self, kind: LeakKind, base: &Details, now: &Details) -> String {
         match kind {
             LeakKind::Descriptors => {
                 let mut old: HashMap<&str, usize> = HashMap::new();
-                for (_, target) in &base.fds {
+                for target in &base.fds {
                     *old.entry(kind_of(target)).or_default() += 1;
                 }
                 let mut new: Vec<&String> = Vec::new();
                 let mut seen: HashMap<&str, usize> = HashMap::new();
-                for (_, target) in &now.fds {
+                for target in &now.fds {
                     let k = kind_of(target);
                     let count = seen.entry(k).or_default();
                     *count += 1;
@@ -340,35 +373,43 @@ mod tests {
 
     fn sample(fds: usize, threads: usize) -> Sample {
         Sample {
-            fds: (0..fds)
-                .map(|i| (10 + i as i32, format!("/tmp/f{i}")))
-                .collect(),
-            threads: (0..threads).map(|i| format!("t{i}")).collect(),
+            fds: fds as u32,
+            threads: threads as u32,
             children: 0,
             rss_bytes: 1 << 20,
         }
     }
 
+    fn details(fds: usize, threads: &[&str]) -> Details {
+        Details {
+            fds: (0..fds).map(|i| format!("/tmp/f{i}")).collect(),
+            threads: threads.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
     fn run(watch: &mut Watch, fds: impl Fn(u64) -> usize, calls: u64) -> Vec<Leak> {
         (0..calls)
-            .flat_map(|seq| watch.observe(seq, seq, sample(fds(seq), 1)))
+            .flat_map(|seq| {
+                let n = fds(seq);
+                watch.observe(seq, seq, sample(n, 1), &|| details(n, &["main"]))
+            })
             .collect()
     }
 
     #[test]
     fn a_descriptor_per_call_is_found_three_calls_after_the_warmup() {
         let mut watch = Watch::new(2, 4711, RULES);
-        let leaks: Vec<(u64, LeakKind)> = (0..20)
-            .flat_map(|seq| watch.observe(seq, seq, sample(5 + seq as usize, 1)))
+        let leaks: Vec<(u64, LeakKind)> = run(&mut watch, |seq| 5 + seq as usize, 20)
+            .into_iter()
             .map(|l| (l.first_after_call, l.kind))
             .collect();
         assert_eq!(leaks, [(3, LeakKind::Descriptors)]);
         let mut again = Watch::new(2, 4711, RULES);
         let leak = run(&mut again, |seq| 5 + seq as usize, 6).pop().unwrap();
         assert_eq!(leak.per_call, 1.0);
-        assert!(
-            leak.to_string()
-                .starts_with("worker 2 (pid 4711): +1 descriptor per call — file /tmp/f")
+        assert_eq!(
+            leak.to_string(),
+            "worker 2 (pid 4711): +1 descriptor per call — file /tmp/f9, first after call 3"
         );
     }
 
@@ -393,12 +434,12 @@ mod tests {
         let mut watch = Watch::new(0, 1, RULES);
         let leaks: Vec<Leak> = (0..10u64)
             .flat_map(|seq| {
-                let mut s = sample(5, 1);
-                s.threads = std::iter::once("main".to_owned())
-                    .chain(std::iter::repeat_n("leaky".to_owned(), seq as usize))
-                    .collect();
+                let mut s = sample(5, 1 + seq as usize);
                 s.rss_bytes = (1 << 20) + seq * (4 << 20);
-                watch.observe(seq, seq, s)
+                let names: Vec<&str> = std::iter::once("main")
+                    .chain(std::iter::repeat_n("leaky", seq as usize))
+                    .collect();
+                watch.observe(seq, seq, s, &|| details(5, &names))
             })
             .collect();
         let kinds: Vec<LeakKind> = leaks.iter().map(|l| l.kind).collect();

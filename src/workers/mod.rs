@@ -19,12 +19,13 @@ use crate::parent::{self, CallRecord, Dispatch, Flow, PoolSettings};
 use crate::protocol::{self, Request, Role};
 use crate::registry::Function;
 use crate::{Timestamp, call, sys};
-use leaks::{Rules, Watch};
+use leaks::{Details, Rules, Watch};
 
-/// How many of each worker's first calls are followed by a sample; after
-/// them, one call in [`SAMPLE_EVERY`].
-const SAMPLE_FIRST: u64 = 32;
-const SAMPLE_EVERY: u64 = 64;
+/// How many of each worker's first calls are followed by a sample (enough
+/// for the warm-up and three steps of three); after them, one call in
+/// [`SAMPLE_EVERY`].
+const SAMPLE_FIRST: u64 = 16;
+const SAMPLE_EVERY: u64 = 256;
 
 /// A load run: `calls` calls of one registered function through `workers`
 /// long-lived worker processes (the same re-executed binary, entry and
@@ -48,8 +49,8 @@ const SAMPLE_EVERY: u64 = 64;
 /// a failed call with its own output; a crashed or timed-out worker is
 /// replaced and the run goes on.
 ///
-/// **Leak detection** (on by default): after each of a worker's first 32
-/// calls, then after one call in 64, the worker reports what it holds —
+/// **Leak detection** (on by default): after each of a worker's first 16
+/// calls, then after one call in 256, the worker reports what it holds —
 /// descriptors by kind, threads by name, child processes, resident memory.
 /// After a warm-up of 3 calls, a count that grew at each of the last 3 steps
 /// is a leak, named with what leaked (`socket TCP 127.0.0.1:40412 →
@@ -336,8 +337,12 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                 .watches
                 .entry(record.pid)
                 .or_insert_with(|| Watch::new(record.slot, record.pid, rules));
+            // The worker is idle while its record is handled: what it holds
+            // now is what the sample counted.
+            let pid = record.pid;
+            let inspect = move || Details::of(pid);
             self.leaks
-                .extend(watch.observe(record.seq, record.index, sample));
+                .extend(watch.observe(record.seq, record.index, sample, &inspect));
         }
         let status = match record.status {
             Status::Returned(bytes) => call::decode_value::<R>(&bytes),

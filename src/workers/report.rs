@@ -5,7 +5,7 @@ use std::fmt::{self, Debug};
 use std::time::Duration;
 
 use super::leaks::Leak;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, human};
 
 /// Latencies of a run's calls, exact: nearest rank over every call.
 #[derive(Debug, Clone, Default)]
@@ -61,11 +61,11 @@ impl fmt::Display for Latency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
-            self.p50(),
-            self.p90(),
-            self.p99(),
-            self.max()
+            "p50 {}  p90 {}  p99 {}  max {}",
+            human(self.p50()),
+            human(self.p90()),
+            human(self.p99()),
+            human(self.max())
         )
     }
 }

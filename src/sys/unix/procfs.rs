@@ -5,33 +5,28 @@
 use std::collections::HashMap;
 use std::fs;
 
-/// This process's open descriptors and what each refers to (`readlink` of
-/// `/proc/self/fd/N`: a path, `socket:[inode]`, `pipe:[inode]`,
-/// `anon_inode:[eventfd]`…), leaving out `skip` and the directory being read.
-pub(crate) fn own_descriptors(skip: &[i32]) -> Vec<(i32, String)> {
-    let Ok(dir) = fs::read_dir("/proc/self/fd") else {
+/// Process `pid`'s open descriptors from `first` up, and what each refers
+/// to (`readlink` of `/proc/<pid>/fd/N`: a path, `socket:[inode]`,
+/// `pipe:[inode]`, `anon_inode:[eventfd]`…).
+pub(crate) fn descriptors_of(pid: u32, first: i32) -> Vec<(i32, String)> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
     let mut fds: Vec<(i32, String)> = dir
         .flatten()
         .filter_map(|entry| {
             let fd: i32 = entry.file_name().to_str()?.parse().ok()?;
-            if skip.contains(&fd) {
-                return None;
-            }
             let target = fs::read_link(entry.path()).ok()?;
-            let target = target.to_string_lossy().into_owned();
-            // The descriptor of the directory being listed.
-            (!target.ends_with("/fd")).then_some((fd, target))
+            (fd >= first).then(|| (fd, target.to_string_lossy().into_owned()))
         })
         .collect();
     fds.sort_unstable();
     fds
 }
 
-/// The names of this process's threads.
-pub(crate) fn own_thread_names() -> Vec<String> {
-    let Ok(dir) = fs::read_dir("/proc/self/task") else {
+/// The names of process `pid`'s threads.
+pub(crate) fn thread_names_of(pid: u32) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
     let mut names: Vec<String> = dir
@@ -41,6 +36,17 @@ pub(crate) fn own_thread_names() -> Vec<String> {
         .collect();
     names.sort_unstable();
     names
+}
+
+/// How many descriptors this process has open (the one reading the
+/// directory included).
+pub(crate) fn own_descriptor_count() -> u32 {
+    fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count() as u32)
+}
+
+/// How many threads this process has.
+pub(crate) fn own_thread_count() -> u32 {
+    fs::read_dir("/proc/self/task").map_or(0, |dir| dir.count() as u32)
 }
 
 /// How many child processes this process has (all its threads').
@@ -164,7 +170,7 @@ mod tests {
     fn a_listening_socket_of_this_process_is_named_by_its_inode() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let fds = own_descriptors(&[]);
+        let fds = descriptors_of(std::process::id(), 0);
         let endpoints = socket_endpoints(std::process::id());
         let named: Vec<&String> = fds
             .iter()

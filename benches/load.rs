@@ -1,0 +1,231 @@
+//! Throughput of `stampede::Load` against procspawn's `Pool`, measured in
+//! the same run: trivial round-trip calls through 1, 2 and 8 long-lived
+//! workers, stampede with and without leak detection; then the parent's
+//! memory over a million calls.
+//!
+//! Run with `cargo bench --bench load`. Shared machines are noisy: every
+//! variant runs once per round, the order rotates from round to round, and
+//! the table reports medians and best rounds. Nothing is asserted; a missed
+//! target is a line that says MISS.
+//!
+//! Environment: `LOAD_ROUNDS` (default 5), `LOAD_CALLS` (calls per variant
+//! and round, default 20000), `LOAD_MILLION` (calls of the memory run,
+//! default 1000000).
+
+use std::time::Instant;
+
+const WORKERS: [usize; 3] = [1, 2, 8];
+/// stampede's calls per second must be at least this many times procspawn's.
+const THROUGHPUT_FACTOR: f64 = 3.0;
+/// Leak detection may cost at most this share of throughput.
+const LEAK_DETECTION_COST: f64 = 0.10;
+
+#[stampede::function]
+fn echo(x: u32) -> u32 {
+    x
+}
+
+fn procspawn_echo(x: u32) -> u32 {
+    x
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    Stampede { workers: usize, leaks: bool },
+    Procspawn { workers: usize },
+}
+
+impl Variant {
+    fn all() -> Vec<Variant> {
+        let mut all = Vec::new();
+        for workers in WORKERS {
+            all.push(Variant::Stampede {
+                workers,
+                leaks: true,
+            });
+            all.push(Variant::Stampede {
+                workers,
+                leaks: false,
+            });
+            all.push(Variant::Procspawn { workers });
+        }
+        all
+    }
+
+    fn name(self) -> String {
+        match self {
+            Variant::Stampede { workers, leaks } => format!(
+                "stampede Load, {workers} worker(s), leak detection {}",
+                if leaks { "on" } else { "off" }
+            ),
+            Variant::Procspawn { workers } => format!("procspawn Pool, {workers} worker(s)"),
+        }
+    }
+
+    /// Calls per second over `calls` calls, workers' start included for
+    /// both (each run starts its own pool).
+    fn run(self, calls: usize) -> f64 {
+        let began = Instant::now();
+        match self {
+            Variant::Stampede { workers, leaks } => {
+                let report = stampede::Load::new(calls as u64)
+                    .workers(workers)
+                    .leak_detection(leaks)
+                    .run(echo, 7)
+                    .expect("starting the workers");
+                assert_eq!(report.returned(), calls as u64, "{report}");
+            }
+            Variant::Procspawn { workers } => {
+                let pool = procspawn::Pool::new(workers).expect("starting the pool");
+                // Each pending call holds channels (descriptors): keep a
+                // window of them in flight, enough to keep every worker busy.
+                let window = 16 * workers;
+                let mut pending = std::collections::VecDeque::new();
+                for i in 0..calls {
+                    if pending.len() == window {
+                        let (expected, handle): (u32, procspawn::JoinHandle<u32>) =
+                            pending.pop_front().unwrap();
+                        assert_eq!(handle.join().expect("a pooled call"), expected);
+                    }
+                    pending.push_back((i as u32, pool.spawn(i as u32, procspawn_echo)));
+                }
+                for (expected, handle) in pending {
+                    assert_eq!(handle.join().expect("a pooled call"), expected);
+                }
+                pool.shutdown();
+            }
+        }
+        calls as f64 / began.elapsed().as_secs_f64()
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    stampede::init();
+    procspawn::init();
+    let rounds = env_or("LOAD_ROUNDS", 5);
+    let calls = env_or("LOAD_CALLS", 20_000);
+    let million = env_or("LOAD_MILLION", 1_000_000);
+    let began = Instant::now();
+    let variants = Variant::all();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    // One throw-away round: page cache, allocator and scheduler settle.
+    for round in 0..=rounds {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let rate = variants[i].run(calls);
+            if round > 0 {
+                rates[i].push(rate);
+            }
+        }
+    }
+    let med: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    let best: Vec<f64> = rates
+        .iter()
+        .map(|r| r.iter().copied().fold(0.0, f64::max))
+        .collect();
+    let index = |v: Variant| variants.iter().position(|x| *x == v).unwrap();
+
+    println!("## stampede Load vs procspawn Pool: trivial round-trip calls");
+    println!();
+    println!(
+        "{rounds} rounds of {calls} calls per variant, order rotating; calls/s, median (best round)."
+    );
+    println!();
+    println!("| variant | calls/s | vs procspawn, same workers |");
+    println!("|---|---|---|");
+    for (i, variant) in variants.iter().enumerate() {
+        let workers = match variant {
+            Variant::Stampede { workers, .. } | Variant::Procspawn { workers } => *workers,
+        };
+        let baseline = med[index(Variant::Procspawn { workers })];
+        println!(
+            "| {} | {:.0} ({:.0}) | {:.2}× |",
+            variant.name(),
+            med[i],
+            best[i],
+            med[i] / baseline
+        );
+    }
+
+    println!();
+    println!("## the parent's memory over many calls (8 workers, leak detection on)");
+    let before = peak_rss_mib();
+    let tenth = stampede::Load::new((million / 10) as u64)
+        .workers(8)
+        .run(echo, 7)
+        .expect("starting the workers");
+    let after_tenth = peak_rss_mib();
+    drop(tenth);
+    let whole = stampede::Load::new(million as u64)
+        .workers(8)
+        .run(echo, 7)
+        .expect("starting the workers");
+    let after_whole = peak_rss_mib();
+    println!();
+    println!("| run | calls/s | parent's peak RSS after |");
+    println!("|---|---|---|");
+    println!("| before | — | {before:.1} MiB |");
+    println!("| {} calls | — | {after_tenth:.1} MiB |", million / 10);
+    println!(
+        "| {million} calls | {:.0} | {after_whole:.1} MiB |",
+        whole.throughput()
+    );
+    let per_call = (after_whole - after_tenth) * 1024.0 * 1024.0 / (million - million / 10) as f64;
+    println!();
+    println!(
+        "Growth between the two: {per_call:.1} bytes per call: what the report keeps per call \
+         (two exact latencies of 8 bytes, each returned value with its index: {} bytes), with \
+         the vectors' growth; nothing else grows.",
+        std::mem::size_of::<(u64, u32)>()
+    );
+
+    println!();
+    println!("### targets");
+    for workers in WORKERS {
+        let on = med[index(Variant::Stampede {
+            workers,
+            leaks: true,
+        })];
+        let off = med[index(Variant::Stampede {
+            workers,
+            leaks: false,
+        })];
+        let base = med[index(Variant::Procspawn { workers })];
+        let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
+        println!(
+            "{} {workers} worker(s): ≥ {THROUGHPUT_FACTOR}× procspawn's calls/s ({:.2}×)",
+            verdict(off >= THROUGHPUT_FACTOR * base),
+            off / base
+        );
+        println!(
+            "{} {workers} worker(s): leak detection costs ≤ {:.0} % of throughput ({:.1} %)",
+            verdict(on >= (1.0 - LEAK_DETECTION_COST) * off),
+            LEAK_DETECTION_COST * 100.0,
+            (1.0 - on / off) * 100.0
+        );
+    }
+    println!();
+    println!("bench time: {:.1} s", began.elapsed().as_secs_f64());
+}
