@@ -207,7 +207,7 @@ impl Splitter {
     pub(crate) fn take(&mut self, call: u64) -> Captured {
         if let Some(at) = self.ended.iter().position(|(c, _)| *c == call) {
             // Calls are handed on in order: anything older is not wanted.
-            let (_, output) = self.ended.drain(..=at).last().expect("found above");
+            let (_, output) = self.ended.drain(..=at).next_back().expect("found above");
             return output;
         }
         let carry = std::mem::take(&mut self.carry);
