@@ -128,6 +128,8 @@ mod protocol;
 #[allow(unsafe_code)]
 mod sys;
 // Shared by both sides.
+#[cfg(feature = "tokio")]
+mod async_fn;
 mod entry;
 mod registry;
 mod seed;
@@ -272,6 +274,8 @@ macro_rules! entry {
 /// Used by generated code, not public API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(feature = "tokio")]
+    pub use crate::async_fn::block_on;
     pub use crate::child::enter_from_test;
     pub use crate::entry::EntryPoint;
     pub use crate::registry::{Prepared, Registration, name_of, prepare};
