@@ -150,7 +150,7 @@ pub use error::{Error, Result};
 pub use hunt::{Hunt, HuntFailure, HuntSummary, Run};
 pub use outcome::{
     Captured, CheckpointTiming, Exit, Outcome, Outcomes, RoundStages, RunResult, Spread, Stages,
-    Status, Timings,
+    Status, Timeline, Timings,
 };
 pub use parent::Release;
 pub use registry::Function;

@@ -48,10 +48,16 @@ async fn echo_through_a_local_server(word: String) -> String {
             .read_line(&mut line)
             .await
             .unwrap();
-        write.write_all(line.to_uppercase().as_bytes()).await.unwrap();
+        write
+            .write_all(line.to_uppercase().as_bytes())
+            .await
+            .unwrap();
     });
     let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-    client.write_all(format!("{word}\n").as_bytes()).await.unwrap();
+    client
+        .write_all(format!("{word}\n").as_bytes())
+        .await
+        .unwrap();
     let mut answer = String::new();
     tokio::io::BufReader::new(&mut client)
         .read_line(&mut answer)
@@ -107,7 +113,10 @@ fn async_children_use_tokio_sockets_and_timers() {
         .unwrap_all();
     server.join().unwrap();
     answers.sort();
-    assert_eq!(answers, ["welcome 0", "welcome 1", "welcome 2", "welcome 3"]);
+    assert_eq!(
+        answers,
+        ["welcome 0", "welcome 1", "welcome 2", "welcome 3"]
+    );
 }
 
 #[test]
@@ -153,7 +162,10 @@ async fn insert_and_count(url: String) -> i64 {
     tokio::spawn(connection);
     stampede::checkpoint();
     client
-        .execute("INSERT INTO hits (pid) VALUES ($1)", &[&(std::process::id() as i32)])
+        .execute(
+            "INSERT INTO hits (pid) VALUES ($1)",
+            &[&(std::process::id() as i32)],
+        )
         .await
         .unwrap();
     client

@@ -112,7 +112,7 @@ fn async_wrapper(func: &ItemFn) -> TokenStream {
     for (i, input) in outer.inputs.iter_mut().enumerate() {
         if let FnArg::Typed(arg) = input {
             let name = format_ident!("__stampede_arg{i}");
-            arg.pat = Box::new(syn::parse_quote!(#name));
+            *arg.pat = syn::parse_quote!(#name);
             forwarded.push(name);
         }
     }

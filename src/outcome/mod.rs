@@ -6,10 +6,14 @@ use std::time::Duration;
 mod assertions;
 mod report;
 mod stages;
+mod timeline;
 
-pub(crate) use report::{children_list, summary, write_report, write_seed, write_stream};
+pub(crate) use report::{
+    children_list, summary, write_report, write_seed, write_stream, write_timeline,
+};
 pub(crate) use stages::Round;
 pub use stages::{RoundStages, Spread, Stages};
+pub use timeline::Timeline;
 
 /// How a child ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,6 +337,21 @@ impl<R> Outcomes<R> {
     /// ```
     pub fn stages(&self) -> Stages {
         Stages::of(&self.items, &self.rounds)
+    }
+
+    /// Each child's life drawn as a line of characters, all to the same
+    /// time scale: when it started, waited at the barrier, ran, waited at
+    /// checkpoints, and how and when it ended. `Display` draws it; failure
+    /// reports of up to 32 children end with it.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// let outcomes = stampede::call_concurrently(4, work, ())?;
+    /// println!("{}", outcomes.timeline());
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn timeline(&self) -> Timeline {
+        Timeline::of(self.items.iter())
     }
 
     /// Every returned value, in call order.
