@@ -82,6 +82,8 @@
 //!   test file, or inside the `#[cfg(test)]` module for unit tests in `src/`.
 //!   It adds one test, `__stampede_entry`, that does nothing in a normal run.
 //! - **binaries and examples**: `stampede::init();` as the first line of `main`.
+//!   Code before it runs again in every child; an outcome notes a child that
+//!   printed before `init()` ran.
 //!
 //! Without either, [`call_concurrently`] fails at once with
 //! [`Error::MissingEntry`], which names the missing line.
@@ -194,6 +196,13 @@ where
 /// The door into stampede for a binary or an example: call it as the first
 /// line of `main`. In a child it runs the requested function and exits; in
 /// the parent it returns at once.
+///
+/// A child runs `main` from the top, so code placed before `init()` runs
+/// again in every child: a logger set up twice, a server started N more
+/// times, a file truncated by each child. What such code prints is kept in
+/// the child's output, and its outcome carries the note "this child printed
+/// before `stampede::init()` ran". Test binaries (`stampede::entry!()`) do
+/// not have this trap: their children run only the dispatcher test.
 ///
 /// ```no_run
 /// fn main() {
