@@ -157,6 +157,45 @@ pub use outcome::{
 pub use parent::Release;
 pub use registry::Function;
 pub use stampede_macros::flaky;
+/// ```no_run
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// struct Order {
+///     id: u64,
+///     items: Vec<String>,
+/// }
+///
+/// /// Places an order; returns the id the store gave it.
+/// #[stampede::function]
+/// fn place(store: std::path::PathBuf, order: Order) -> Result<u64, String> {
+///     // open `store`, insert `order`...
+/// #   let _ = store;
+///     Ok(order.id)
+/// }
+///
+/// # fn main() -> Result<(), stampede::Error> {
+/// let order = Order { id: 7, items: vec!["tea".into()] };
+/// let placed = stampede::call_concurrently(4, place, ("store.db".into(), order))?;
+/// // Still an ordinary function in this process:
+/// assert_eq!(place("store.db".into(), Order { id: 1, items: vec![] }), Ok(1));
+/// # let _ = placed;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With the `tokio` feature:
+///
+/// ```ignore
+/// #[stampede::function]
+/// async fn fetch(port: u16) -> String {
+///     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+///     // ...
+/// #   String::new()
+/// }
+///
+/// let pages = stampede::call_concurrently(8, fetch, 8080)?.unwrap_all();
+/// ```
 pub use stampede_macros::function;
 pub use workers::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
 
