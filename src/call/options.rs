@@ -86,8 +86,8 @@ impl Options {
     ///
     /// ```no_run
     /// # #[stampede::function] fn work() {}
-    /// let options = stampede::Options::new(); // reusable: each call takes a clone
-    /// let first = options.clone().call_concurrently(4, work, ())?;
+    /// let options = stampede::Options::new(); // reusable for many calls
+    /// let first = options.call_concurrently(4, work, ())?;
     /// let second = options.call_concurrently(4, work, ())?;
     /// # Ok::<(), stampede::Error>(())
     /// ```
