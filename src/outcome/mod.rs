@@ -16,6 +16,21 @@ pub use stages::{RoundStages, Spread, Stages};
 pub use timeline::Timeline;
 
 /// How a child ended.
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// use stampede::Status;
+/// for outcome in &stampede::call_concurrently(4, work, ())? {
+///     match outcome.status() {
+///         Status::Returned(value) => println!("returned {value}"),
+///         Status::Panicked { message, location } => println!("panicked at {location:?}: {message}"),
+///         Status::Crashed(exit) => println!("crashed: {exit}"),
+///         Status::TimedOut { after } => println!("timed out after {after:?}"),
+///         other => println!("{other:?}"),
+///     }
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Status<R> {
@@ -45,6 +60,17 @@ pub enum Status<R> {
 }
 
 /// How a process ended.
+///
+/// ```no_run
+/// # #[stampede::function] fn abort() { std::process::abort() }
+/// use stampede::{Exit, Status};
+/// let outcomes = stampede::call_concurrently(1, abort, ())?;
+/// assert!(matches!(
+///     outcomes[0].status(),
+///     Status::Crashed(Exit::Signal { name: "SIGABRT", .. })
+/// ));
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Exit {
@@ -75,6 +101,17 @@ impl fmt::Display for Exit {
 
 /// The tail of what a child wrote to one stream, bounded by
 /// [`Options::capture_limit`](crate::Options::capture_limit).
+///
+/// ```no_run
+/// # #[stampede::function] fn chatty() { println!("hello") }
+/// let outcomes = stampede::call_concurrently(2, chatty, ())?;
+/// for outcome in &outcomes {
+///     assert_eq!(outcome.stdout().to_string_lossy(), "hello\n");
+///     assert_eq!(outcome.stdout().total_len(), 6);
+///     assert!(!outcome.stderr().is_truncated());
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Captured {
     pub(crate) tail: Vec<u8>,
@@ -105,6 +142,16 @@ impl Captured {
 }
 
 /// One checkpoint round a child reached, measured like [`Timings`].
+///
+/// ```no_run
+/// # #[stampede::function] fn work() { stampede::checkpoint() }
+/// for outcome in &stampede::call_concurrently(4, work, ())? {
+///     for (round, timing) in outcome.timings().checkpoints.iter().enumerate() {
+///         println!("round {}: reached {:?}, let go {:?}", round + 1, timing.reached, timing.passed);
+///     }
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckpointTiming {
@@ -124,6 +171,18 @@ pub struct CheckpointTiming {
 
 /// When things happened to one child, measured from the start of the batch
 /// on the system's monotonic clock (shared by parent and children).
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// for outcome in &stampede::call_concurrently(4, work, ())? {
+///     let t = outcome.timings();
+///     println!(
+///         "child {}: spawned {:?}, ready {:?}, started {:?}, finished {:?}, ended {:?}",
+///         outcome.index(), t.spawned, t.ready, t.started, t.finished, t.ended
+///     );
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timings {
     /// The start of the call, from which the durations below are measured.
@@ -146,6 +205,20 @@ pub struct Timings {
 }
 
 /// What one child did: its [`Status`], output and timings.
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// let outcomes = stampede::call_concurrently(4, work, ())?;
+/// for outcome in &outcomes {
+///     if !outcome.is_returned() {
+///         // "child 2 (pid 4711) running `my_tests::work` panicked at …", notes, output
+///         eprintln!("{outcome}");
+///     }
+/// }
+/// let first: &stampede::Outcome<u32> = &outcomes[0];
+/// println!("child {} was pid {} and returned {:?}", first.index(), first.pid(), first.value());
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Outcome<R> {
     pub(crate) index: usize,
@@ -270,6 +343,18 @@ impl<R> Outcome<R> {
 }
 
 /// What every child of a call did, in call order.
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// let outcomes: stampede::Outcomes<u32> = stampede::call_concurrently(8, work, ())?;
+/// assert_eq!(outcomes.len(), 8);
+/// println!("start spread: {:?}", outcomes.start_spread());
+/// if !outcomes.all_returned() {
+///     println!("{outcomes}"); // a summary, every failed child with its output, a timeline
+/// }
+/// let values: Vec<u32> = outcomes.unwrap_all();
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Outcomes<R> {
     pub(crate) items: Vec<Outcome<R>>,
