@@ -27,8 +27,9 @@
 //! # fn main() {}
 //! ```
 //!
-//! - [`#[stampede::function]`](macro@function) registers a plain function.
-//!   Its arguments and return value travel between processes, so they are
+//! - [`#[stampede::function]`](macro@function) registers a plain function
+//!   (an `async fn` too, with the cargo feature `tokio`). Its arguments and
+//!   return value travel between processes, so they are
 //!   `Serialize + DeserializeOwned`.
 //! - [`call_concurrently(n, f, args)`](call_concurrently) runs `f(args)` in
 //!   `n` children: `args` is `()` for no argument, the value for one, a tuple
