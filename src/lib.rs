@@ -290,11 +290,30 @@ pub fn checkpoint() {
 /// go straight back to reading its socket). The other children's
 /// [`checkpoint()`] of that round counts this child as arrived. Outside a
 /// stampede child it does nothing.
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn subscriber(port: u16) -> usize {
+///     let socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+///     stampede::arrive(); // counted as subscribed; keep reading right away
+///     // ... read every message the parent's trigger publishes ...
+/// #   0
+/// }
+/// ```
 pub fn arrive() {
     child::arrive();
 }
 
 /// Whether this process is a child started by stampede.
+///
+/// ```no_run
+/// fn main() {
+///     stampede::init();
+///     if !stampede::is_child() {
+///         println!("the parent: this line never prints in a child");
+///     }
+/// }
+/// ```
 pub fn is_child() -> bool {
     child::is_child()
 }

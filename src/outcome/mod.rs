@@ -504,6 +504,18 @@ impl<R> std::ops::Index<usize> for Outcomes<R> {
 /// What a [trigger](crate::Options::on_checkpoint) or a
 /// [`Hunt`](crate::Hunt)'s scenario returns: `()`, or `Result<(), E>` whose
 /// `Err` is a failure with `E`'s `Display` as the message.
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { true }
+/// // A scenario may panic (an assertion) or return an error with a message.
+/// let summary = stampede::Hunt::runs(100).run(|run| -> Result<(), String> {
+///     let outcomes = run.options().call_concurrently(8, claim, ()).map_err(|e| e.to_string())?;
+///     match outcomes.values().filter(|won| **won).count() {
+///         1 => Ok(()),
+///         n => Err(format!("{n} winners")),
+///     }
+/// });
+/// ```
 pub trait RunResult {
     /// `Ok` for a pass, or the message of the failure.
     ///

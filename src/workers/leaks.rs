@@ -16,6 +16,14 @@ use crate::protocol::Sample;
 use crate::sys;
 
 /// What leaked.
+///
+/// ```no_run
+/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+/// use stampede::LeakKind;
+/// let report = stampede::Load::new(50).run(fetch, 8080)?;
+/// let threads = report.leaks().iter().filter(|l| l.kind() == LeakKind::Threads).count();
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LeakKind {
