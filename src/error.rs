@@ -8,6 +8,12 @@ use std::io;
 ///
 /// `Debug` prints the same sentence as `Display`, so that `.unwrap()` in a
 /// test says what happened and what to do.
+///
+/// ```no_run
+/// let not_registered = stampede::call_concurrently(2, |x: u32| x, 1).unwrap_err();
+/// assert!(matches!(not_registered, stampede::Error::NotRegistered { .. }));
+/// println!("{not_registered}"); // says to add #[stampede::function]
+/// ```
 #[non_exhaustive]
 pub enum Error {
     /// The function is not registered: a closure, a function pointer, or a

@@ -72,6 +72,15 @@ const DEFAULT_PROGRESS: Duration = Duration::from_secs(5);
 impl Hunt {
     /// A hunt of at most `n` runs. `0` means no limit on the number of runs,
     /// which needs a [`time_budget`](Hunt::time_budget).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { true }
+    /// let summary = stampede::Hunt::runs(500).run(|run| {
+    ///     let outcomes = run.options().call_concurrently(8, claim, ())?;
+    ///     outcomes.assert_exactly_one(|won| *won);
+    ///     Ok::<(), stampede::Error>(())
+    /// });
+    /// ```
     pub fn runs(n: u64) -> Hunt {
         Hunt {
             runs: n,
@@ -83,12 +92,30 @@ impl Hunt {
 
     /// A hunt that starts runs until `budget` has passed (the run in
     /// progress then finishes). At least one run always happens.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { true }
+    /// use std::time::Duration;
+    /// // As many runs as fit in 20 s.
+    /// let summary = stampede::Hunt::for_duration(Duration::from_secs(20)).run(|run| {
+    ///     let outcomes = run.options().call_concurrently(8, claim, ())?;
+    ///     outcomes.assert_exactly_one(|won| *won);
+    ///     Ok::<(), stampede::Error>(())
+    /// });
+    /// ```
     pub fn for_duration(budget: Duration) -> Hunt {
         Hunt::runs(0).time_budget(budget)
     }
 
     /// Also stop starting runs once `budget` has passed since the hunt began;
     /// the hunt ends at whichever limit comes first.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { true }
+    /// use std::time::Duration;
+    /// // At most 10 000 runs, and at most a minute.
+    /// let hunt = stampede::Hunt::runs(10_000).time_budget(Duration::from_secs(60));
+    /// ```
     pub fn time_budget(mut self, budget: Duration) -> Hunt {
         self.budget = Some(budget);
         self
@@ -96,6 +123,11 @@ impl Hunt {
 
     /// How often to write a progress line to stderr during a long hunt
     /// (default 5 s). `Duration::ZERO` turns progress lines off.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let hunt = stampede::Hunt::runs(10_000).progress_every(Duration::from_secs(30));
+    /// ```
     pub fn progress_every(mut self, every: Duration) -> Hunt {
         self.progress_every = every;
         self
@@ -103,6 +135,16 @@ impl Hunt {
 
     /// The hunt's seed, from which every run's seed is derived. Without it,
     /// each hunt draws a fresh one; a failure report prints it.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { true }
+    /// // Replays every run's seed of the hunt whose report said "hunt seed: 77".
+    /// let summary = stampede::Hunt::runs(500).seed(77).run(|run| {
+    ///     let outcomes = run.options().call_concurrently(8, claim, ())?;
+    ///     outcomes.assert_exactly_one(|won| *won);
+    ///     Ok::<(), stampede::Error>(())
+    /// });
+    /// ```
     pub fn seed(mut self, seed: u64) -> Hunt {
         self.seed = Some(seed);
         self
@@ -199,6 +241,16 @@ impl Hunt {
 }
 
 /// One run of a hunt, handed to the scenario.
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { true }
+/// let summary = stampede::Hunt::runs(100).run(|run| {
+///     println!("run {} with seed {}", run.number(), run.seed());
+///     let outcomes = run.options().call_concurrently(8, claim, ())?;
+///     outcomes.assert_exactly_one(|won| *won);
+///     Ok::<(), stampede::Error>(())
+/// });
+/// ```
 #[derive(Debug, Clone)]
 pub struct Run {
     number: u64,
@@ -225,6 +277,18 @@ impl Run {
 }
 
 /// A hunt in which every run passed.
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { true }
+/// match stampede::Hunt::runs(100).run(|run| {
+///     let outcomes = run.options().call_concurrently(8, claim, ())?;
+///     outcomes.assert_exactly_one(|won| *won);
+///     Ok::<(), stampede::Error>(())
+/// }) {
+///     Ok(summary) => println!("{} runs in {:?}, seed {}", summary.runs(), summary.elapsed(), summary.seed()),
+///     Err(failure) => panic!("{failure}"),
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct HuntSummary {
     runs: u64,
@@ -273,6 +337,19 @@ impl fmt::Display for HuntSummary {
 /// `Display` and `Debug` print the same report (which run failed, after how
 /// many passed and how long, the seeds, and the message), so that
 /// `.unwrap()` in a test shows it readably.
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { true }
+/// if let Err(failure) = stampede::Hunt::runs(100).run(|run| {
+///     let outcomes = run.options().call_concurrently(8, claim, ())?;
+///     outcomes.assert_exactly_one(|won| *won);
+///     Ok::<(), stampede::Error>(())
+/// }) {
+///     // "run 37 of 100 failed after 36 passed (4.1 s): ..."
+///     println!("run {:?} failed after {} passed: {}", failure.run(), failure.runs_passed(), failure.message());
+///     println!("replay: Hunt::seed({})", failure.hunt_seed());
+/// }
+/// ```
 pub struct HuntFailure(Box<Failed>);
 
 /// What [`HuntFailure`] holds, boxed to keep `Result<HuntSummary, HuntFailure>` small.

@@ -27,8 +27,9 @@
 //! # fn main() {}
 //! ```
 //!
-//! - [`#[stampede::function]`](macro@function) registers a plain function.
-//!   Its arguments and return value travel between processes, so they are
+//! - [`#[stampede::function]`](macro@function) registers a plain function
+//!   (an `async fn` too, with the cargo feature `tokio`). Its arguments and
+//!   return value travel between processes, so they are
 //!   `Serialize + DeserializeOwned`.
 //! - [`call_concurrently(n, f, args)`](call_concurrently) runs `f(args)` in
 //!   `n` children: `args` is `()` for no argument, the value for one, a tuple
@@ -82,6 +83,8 @@
 //!   test file, or inside the `#[cfg(test)]` module for unit tests in `src/`.
 //!   It adds one test, `__stampede_entry`, that does nothing in a normal run.
 //! - **binaries and examples**: `stampede::init();` as the first line of `main`.
+//!   Code before it runs again in every child; an outcome notes a child that
+//!   printed before `init()` ran.
 //!
 //! Without either, [`call_concurrently`] fails at once with
 //! [`Error::MissingEntry`], which names the missing line.
@@ -128,6 +131,8 @@ mod protocol;
 #[allow(unsafe_code)]
 mod sys;
 // Shared by both sides.
+#[cfg(feature = "tokio")]
+mod async_fn;
 mod entry;
 mod registry;
 mod seed;
@@ -148,11 +153,50 @@ pub use error::{Error, Result};
 pub use hunt::{Hunt, HuntFailure, HuntSummary, Run};
 pub use outcome::{
     Captured, CheckpointTiming, Exit, Outcome, Outcomes, RoundStages, RunResult, Spread, Stages,
-    Status, Timings,
+    Status, Timeline, Timings,
 };
 pub use parent::Release;
 pub use registry::Function;
 pub use stampede_macros::flaky;
+/// ```no_run
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// struct Order {
+///     id: u64,
+///     items: Vec<String>,
+/// }
+///
+/// /// Places an order; returns the id the store gave it.
+/// #[stampede::function]
+/// fn place(store: std::path::PathBuf, order: Order) -> Result<u64, String> {
+///     // open `store`, insert `order`...
+/// #   let _ = store;
+///     Ok(order.id)
+/// }
+///
+/// # fn main() -> Result<(), stampede::Error> {
+/// let order = Order { id: 7, items: vec!["tea".into()] };
+/// let placed = stampede::call_concurrently(4, place, ("store.db".into(), order))?;
+/// // Still an ordinary function in this process:
+/// assert_eq!(place("store.db".into(), Order { id: 1, items: vec![] }), Ok(1));
+/// # let _ = placed;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With the `tokio` feature:
+///
+/// ```ignore
+/// #[stampede::function]
+/// async fn fetch(port: u16) -> String {
+///     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+///     // ...
+/// #   String::new()
+/// }
+///
+/// let pages = stampede::call_concurrently(8, fetch, 8080)?.unwrap_all();
+/// ```
 pub use stampede_macros::function;
 pub use workers::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
 
@@ -192,6 +236,13 @@ where
 /// The door into stampede for a binary or an example: call it as the first
 /// line of `main`. In a child it runs the requested function and exits; in
 /// the parent it returns at once.
+///
+/// A child runs `main` from the top, so code placed before `init()` runs
+/// again in every child: a logger set up twice, a server started N more
+/// times, a file truncated by each child. What such code prints is kept in
+/// the child's output, and its outcome carries the note "this child printed
+/// before `stampede::init()` ran". Test binaries (`stampede::entry!()`) do
+/// not have this trap: their children run only the dispatcher test.
 ///
 /// ```no_run
 /// fn main() {
@@ -239,11 +290,27 @@ pub fn checkpoint() {
 /// go straight back to reading its socket). The other children's
 /// [`checkpoint()`] of that round counts this child as arrived. Outside a
 /// stampede child it does nothing.
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn subscriber(port: u16) -> usize {
+///     let socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+///     stampede::arrive(); // counted as subscribed; keep reading right away
+///     // ... read every message the parent's trigger publishes ...
+/// #   0
+/// }
+/// ```
 pub fn arrive() {
     child::arrive();
 }
 
 /// Whether this process is a child started by stampede.
+///
+/// ```no_run
+/// // In a helper shared by the test and the functions it registers:
+/// let role = if stampede::is_child() { "child" } else { "parent" };
+/// println!("running as the {role}");
+/// ```
 pub fn is_child() -> bool {
     child::is_child()
 }
@@ -272,6 +339,8 @@ macro_rules! entry {
 /// Used by generated code, not public API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(feature = "tokio")]
+    pub use crate::async_fn::block_on;
     pub use crate::child::enter_from_test;
     pub use crate::entry::EntryPoint;
     pub use crate::registry::{Prepared, Registration, name_of, prepare};

@@ -82,6 +82,20 @@ where
 /// `Args` is what `call_concurrently` takes: `()` for no argument, the value
 /// itself for one, a tuple for several. `Marker` only lets the compiler pick
 /// the arity; you never name it.
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn add(a: u32, b: u32) -> u32 {
+///     a + b
+/// }
+///
+/// /// Runs any registered function in 4 children.
+/// fn four_times<F: stampede::Function<M>, M>(f: F, args: F::Args) -> Vec<F::Output> {
+///     stampede::call_concurrently(4, f, args).unwrap().unwrap_all()
+/// }
+///
+/// let sums: Vec<u32> = four_times(add, (1, 2));
+/// ```
 pub trait Function<Marker> {
     /// The arguments, as passed to `call_concurrently`.
     type Args: Serialize + DeserializeOwned;

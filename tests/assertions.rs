@@ -239,3 +239,49 @@ fn failing_assertions_point_at_the_callers_line() {
         failure.location()
     );
 }
+
+/// The line of `report` that draws child `index`.
+fn timeline_row(report: &str, index: usize) -> &str {
+    let prefix = format!("child {index} ");
+    report
+        .lines()
+        .skip_while(|l| !l.starts_with("timeline: 1 column = "))
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no timeline row for child {index} in:\n{report}"))
+}
+
+#[test]
+fn failure_reports_end_with_a_timeline_of_every_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcomes = stampede::call_concurrently(3, claim_or_panic, dir.path().to_owned()).unwrap();
+    let report = panic_message(|| {
+        outcomes.clone().unwrap_all();
+    });
+    let winner = outcomes.iter().position(|o| o.is_returned()).unwrap();
+    let rows: Vec<&str> = (0..3).map(|i| timeline_row(&report, i)).collect();
+    for (index, row) in rows.iter().enumerate() {
+        let (bar, end) = if index == winner {
+            (row.trim_end_matches("returned").trim_end(), 'o')
+        } else {
+            (row.trim_end_matches("panicked").trim_end(), 'P')
+        };
+        assert!(bar.ends_with(end), "{row}");
+    }
+    let width = |row: &str| row.chars().count() - row.split_whitespace().last().unwrap().len();
+    assert!(rows.iter().all(|r| width(r) == width(rows[0])), "{report}");
+    // The assertion helpers draw it too, even when every child returned.
+    let report = panic_message(|| {
+        stampede::call_concurrently(2, claim_always, ())
+            .unwrap()
+            .assert_exactly_one(|won| *won);
+    });
+    let row = timeline_row(&report, 1);
+    assert!(
+        row.trim_end_matches("returned").trim_end().ends_with('o'),
+        "{report}"
+    );
+    // A report of children that all returned has none.
+    let passing = stampede::call_concurrently(2, claim_never, ()).unwrap();
+    assert!(!passing.to_string().contains("timeline"));
+    assert_eq!(passing.timeline().len(), 2);
+}

@@ -1,5 +1,10 @@
 //! A binary without libtest (`harness = false`): children enter through
 //! `stampede::init()`, the first line of `main`, as in any plain binary.
+//! One call's children print before `init()` on purpose, to check that
+//! stampede keeps that output and says what it means.
+
+/// Set on the children of one call only: they print before `init()`.
+const PRINT_BEFORE_INIT: &str = "PLAIN_BINARY_PRINT_BEFORE_INIT";
 
 #[stampede::function]
 fn square(x: u64) -> u64 {
@@ -26,6 +31,10 @@ fn list_requested() -> bool {
 }
 
 fn main() {
+    // The mistake under test: code before `init()` runs again in every child.
+    if std::env::var_os(PRINT_BEFORE_INIT).is_some() {
+        println!("configuring logging");
+    }
     stampede::init();
     if list_requested() {
         return;
@@ -42,5 +51,22 @@ fn main() {
         [Vec::<String>::new()],
         "a plain binary's child gets no libtest arguments"
     );
-    println!("plain_binary: 2 passed, 0 failed");
+    for outcome in &stampede::call_concurrently(1, square, 2).expect("call") {
+        assert_eq!(outcome.notes(), [] as [String; 0]);
+    }
+    let early = stampede::Options::new()
+        .env(PRINT_BEFORE_INIT, "1")
+        .call_concurrently(2, square, 2)
+        .expect("call");
+    for outcome in &early {
+        assert_eq!(outcome.stdout().to_string_lossy(), "configuring logging\n");
+        assert!(
+            outcome.notes().iter().any(|n| n.contains(
+                "this child printed before `stampede::init()` ran: code before `init()` in \
+                 `main` runs again in every child; make `init()` the first line"
+            )),
+            "{outcome}"
+        );
+    }
+    println!("plain_binary: 3 passed, 0 failed");
 }

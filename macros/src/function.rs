@@ -62,8 +62,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         span = name.span()
     );
     let registration = format_ident!("__stampede_register_{unraw}");
+    let item = if func.sig.asyncness.is_some() {
+        async_wrapper(&func)
+    } else {
+        func.to_token_stream()
+    };
     Ok(quote! {
-        #func
+        #item
 
         #[doc(hidden)]
         #[allow(non_upper_case_globals, dead_code)]
@@ -93,6 +98,36 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     })
 }
 
+/// An `async fn` becomes a plain `fn` of the same name, signature and
+/// attributes that runs the original body, now a nested `async fn`, to
+/// completion on a tokio runtime of its own (`::stampede::__private::block_on`,
+/// present with stampede-test's `tokio` feature, which turns this crate's on).
+fn async_wrapper(func: &ItemFn) -> TokenStream {
+    let mut outer = func.sig.clone();
+    outer.asyncness = None;
+    let mut inner = func.sig.clone();
+    inner.ident = format_ident!("__stampede_async_body", span = func.sig.ident.span());
+    let inner_name = &inner.ident;
+    let mut forwarded = Vec::new();
+    for (i, input) in outer.inputs.iter_mut().enumerate() {
+        if let FnArg::Typed(arg) = input {
+            let name = format_ident!("__stampede_arg{i}");
+            *arg.pat = syn::parse_quote!(#name);
+            forwarded.push(name);
+        }
+    }
+    let attrs = &func.attrs;
+    let vis = &func.vis;
+    let block = &func.block;
+    quote! {
+        #(#attrs)*
+        #vis #outer {
+            #inner #block
+            ::stampede::__private::block_on(#inner_name(#(#forwarded),*))
+        }
+    }
+}
+
 /// Collects every misuse at once, each error spanned on its culprit.
 fn check(func: &ItemFn) -> syn::Result<()> {
     let sig = &func.sig;
@@ -102,11 +137,12 @@ fn check(func: &ItemFn) -> syn::Result<()> {
     let mut fail =
         |culprit: &dyn ToTokens, msg: &str| errors.push(syn::Error::new_spanned(culprit, msg));
 
-    if let Some(token) = &sig.asyncness {
+    if let (Some(token), false) = (&sig.asyncness, cfg!(feature = "tokio")) {
         fail(
             token,
-            "#[stampede::function] cannot be `async`: a child calls the function directly; \
-             make it a plain `fn` that builds its own runtime (e.g. `Runtime::new()?.block_on(..)`)",
+            "#[stampede::function] on an `async fn` needs a runtime in the child: enable the \
+             `tokio` feature of stampede-test (`features = [\"tokio\"]`), or make it a plain \
+             `fn` that builds its own runtime",
         );
     }
     if let Some(token) = &sig.constness {

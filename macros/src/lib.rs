@@ -11,8 +11,43 @@ use proc_macro::TokenStream;
 mod flaky;
 mod function;
 
-/// Registers a plain function so that stampede can call it in child
-/// processes. See the `stampede` crate documentation.
+/// Registers a function so that stampede can call it in child processes.
+///
+/// The function stays as written, callable as before; the attribute adds a
+/// registration that a child finds by the function's path (its
+/// `std::any::type_name`, e.g. `my_tests::claim`), in the same binary.
+/// Pass the function itself to `call_concurrently`, `Options`, `Batch` or
+/// `Load`, never a closure: a closure has no name to find it by.
+///
+/// # Rules
+///
+/// - A free `fn` at module level: not a method or an associated function
+///   in an `impl` block, not a closure. Any visibility; two functions of
+///   the same name in different modules are different registrations.
+/// - 0 to 8 arguments, taken by value (no references, no `impl Trait`);
+///   group more in a struct or a tuple. Patterns such as `(a, b): (u32, u32)`
+///   are fine.
+/// - Every argument type and the return type are `Serialize +
+///   DeserializeOwned`: they travel between processes. A type that is not
+///   is named and underlined in the compile error. Return `()` for nothing.
+/// - Not generic, no `where` clause (a child needs one name to find), not
+///   `const`, `unsafe`, `extern` or variadic.
+/// - `async fn` only with stampede-test's `tokio` feature: the function
+///   then becomes a plain `fn` of the same name and signature that runs its
+///   body on a tokio current-thread runtime built for the call, so call it
+///   from synchronous code (inside another runtime it panics). Without the
+///   feature an `async fn` is a compile error that says to enable it.
+/// - The attribute takes no arguments.
+///
+/// Each misuse is a compile error on the offending token that says what to
+/// write instead; several are reported at once.
+///
+/// # Where the child enters
+///
+/// A registered function runs in a fresh copy of the binary, entered
+/// through `stampede::entry!()` (test crates) or `stampede::init()`, the
+/// first line of `main` (binaries; code before it would run again in every
+/// child). Statics start fresh in each child; only the arguments travel.
 #[proc_macro_attribute]
 pub fn function(args: TokenStream, item: TokenStream) -> TokenStream {
     function::expand(args.into(), item.into())

@@ -57,6 +57,17 @@ pub(crate) struct Call {
 }
 
 /// Names one call of a [`Batch`] and the type it returns.
+///
+/// ```no_run
+/// # #[stampede::function] fn deposit(amount: u64) {}
+/// # #[stampede::function] fn balance() -> u64 { 0 }
+/// let mut batch = stampede::Batch::new();
+/// let deposits: stampede::Handle<()> = batch.add(deposit, 10);
+/// let reads: stampede::Handle<u64> = batch.add(balance, ());
+/// let mut done = batch.run()?;
+/// let balances: stampede::Outcomes<u64> = done.take(reads);
+/// # Ok::<(), stampede::Error>(())
+/// ```
 pub struct Handle<R> {
     batch: u64,
     slot: usize,
@@ -84,6 +95,16 @@ impl Default for Batch {
 
 impl Batch {
     /// An empty batch.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn deposit(amount: u64) {}
+    /// # #[stampede::function] fn balance() -> u64 { 0 }
+    /// let mut batch = stampede::Batch::new();
+    /// batch.add(deposit, 10);
+    /// batch.add(balance, ());
+    /// assert_eq!(batch.len(), 2);
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -127,6 +148,17 @@ impl Batch {
 
     /// Runs the whole list of calls `times` times in the same batch (calls
     /// `a, b` repeated 3 times start 6 children: `a, b, a, b, a, b`).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn deposit(amount: u64) {}
+    /// # #[stampede::function] fn balance() -> u64 { 0 }
+    /// let mut batch = stampede::Batch::new();
+    /// batch.add(deposit, 10);
+    /// batch.add(balance, ());
+    /// batch.repeat(50); // 100 children: deposit, balance, deposit, balance, …
+    /// assert_eq!(batch.len(), 100);
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn repeat(&mut self, times: usize) -> &mut Self {
         self.repeats = times;
         self
@@ -189,6 +221,20 @@ fn decode_any<R: DeserializeOwned + Send + 'static>(bytes: Vec<u8>) -> Status<Bo
 }
 
 /// What every child of a [`Batch`] did, in call order.
+///
+/// ```no_run
+/// # #[stampede::function] fn deposit(amount: u64) {}
+/// # #[stampede::function] fn balance() -> u64 { 0 }
+/// let mut batch = stampede::Batch::new();
+/// let deposits = batch.add(deposit, 10);
+/// let reads = batch.add(balance, ());
+/// batch.repeat(4);
+/// let mut done = batch.run()?;
+/// println!("{done}"); // a summary, then every child that did not return
+/// done.take(deposits).assert_all_returned();
+/// assert_eq!(done.take(reads).len(), 4);
+/// # Ok::<(), stampede::Error>(())
+/// ```
 pub struct BatchOutcomes {
     id: u64,
     calls: usize,

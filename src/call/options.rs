@@ -83,12 +83,33 @@ impl Options {
     /// The defaults: a 60 s timeout per child, the start barrier on, no extra
     /// environment, no limit on children alive at once, 64 KiB of each
     /// child's stdout and stderr kept, no jitter.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// let options = stampede::Options::new(); // reusable for many calls
+    /// let first = options.call_concurrently(4, work, ())?;
+    /// let second = options.call_concurrently(4, work, ())?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// How long each child may run, from its start, before its whole process
     /// group is killed and it is reported as [`Status::TimedOut`](crate::Status::TimedOut).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// use std::time::Duration;
+    /// let outcomes = stampede::Options::new()
+    ///     .timeout(Duration::from_secs(5))
+    ///     .call_concurrently(4, work, ())?;
+    /// let timed_out = outcomes
+    ///     .iter()
+    ///     .filter(|o| matches!(o.status(), stampede::Status::TimedOut { .. }))
+    ///     .count();
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -99,6 +120,13 @@ impl Options {
     /// [`checkpoint()`](crate::checkpoint) if the function calls it. Off,
     /// each child runs as soon as it has started and passes checkpoints
     /// without waiting.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// // Each child runs as soon as it has started: the control of a race test.
+    /// let outcomes = stampede::Options::new().barrier(false).call_concurrently(8, work, ())?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn barrier(mut self, on: bool) -> Self {
         self.barrier = on;
         self
@@ -106,6 +134,15 @@ impl Options {
 
     /// Sets an environment variable in every child (on top of the parent's
     /// environment, which children inherit).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// let outcomes = stampede::Options::new()
+    ///     .env("RUST_LOG", "debug")
+    ///     .env("DATABASE_URL", "postgres:///test")
+    ///     .call_concurrently(4, work, ())?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -114,6 +151,15 @@ impl Options {
     /// At most `limit` children alive at once; the others start as earlier
     /// ones end. With the barrier on, the first `limit` children are released
     /// together and later ones run as soon as they are ready.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// // 256 calls, never more than 16 processes at once.
+    /// let outcomes = stampede::Options::new()
+    ///     .max_concurrent(16)
+    ///     .call_concurrently(256, work, ())?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn max_concurrent(mut self, limit: usize) -> Self {
         self.max_concurrent = Some(limit);
         self
@@ -121,6 +167,15 @@ impl Options {
 
     /// How many bytes of each child's stdout and of its stderr to keep (the
     /// tail; older bytes are dropped and counted).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// let outcomes = stampede::Options::new()
+    ///     .capture_limit(1 << 20) // the last MiB of each stream
+    ///     .call_concurrently(4, work, ())?;
+    /// let truncated = outcomes.iter().any(|o| o.stdout().is_truncated());
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn capture_limit(mut self, bytes: usize) -> Self {
         self.capture_limit = bytes;
         self
@@ -129,6 +184,16 @@ impl Options {
     /// After the barrier, each child sleeps a random delay in `0..=max`
     /// before entering the function, drawn from the [seed](Options::seed) and
     /// the child's index. Varies the interleaving from run to run.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// use std::time::Duration;
+    /// let outcomes = stampede::Options::new()
+    ///     .jitter(Duration::from_micros(200))
+    ///     .call_concurrently(8, work, ())?;
+    /// println!("jitter seed: {:?}", outcomes.seed()); // also in failure reports
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn jitter(mut self, max: Duration) -> Self {
         self.jitter = max;
         self
@@ -137,6 +202,18 @@ impl Options {
     /// The seed of the jitter delays. Without it, each call draws a fresh
     /// seed, reported by [`Outcomes::seed`](crate::Outcomes::seed) and in
     /// failure reports, so a run can be tried again with the same delays.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// use std::time::Duration;
+    /// // Replays the delays of the run whose report said "jitter seed: 1234".
+    /// let outcomes = stampede::Options::new()
+    ///     .jitter(Duration::from_micros(200))
+    ///     .seed(1234)
+    ///     .call_concurrently(8, work, ())?;
+    /// assert_eq!(outcomes.seed(), Some(1234));
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -145,6 +222,14 @@ impl Options {
     /// The largest result a child may send, in bytes (default 256 MiB).
     /// A frame that claims more is refused as soon as its header arrives,
     /// so garbage on the channel cannot make the parent buffer gigabytes.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn report() -> Vec<String> { Vec::new() }
+    /// let outcomes = stampede::Options::new()
+    ///     .result_limit(1 << 20) // a result over 1 MiB is a failure, not a 1 GiB buffer
+    ///     .call_concurrently(4, report, ())?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn result_limit(mut self, bytes: usize) -> Self {
         self.result_limit = bytes;
         self
@@ -210,6 +295,17 @@ impl Options {
 
     /// Calls `f(args)` in `n` fresh child processes at once and returns what
     /// each one did, in order. See [`call_concurrently`](crate::call_concurrently).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn add(a: u32, b: u32) -> u32 { a + b }
+    /// use std::time::Duration;
+    /// let sums = stampede::Options::new()
+    ///     .timeout(Duration::from_secs(10))
+    ///     .call_concurrently(4, add, (2, 3))?
+    ///     .unwrap_all();
+    /// assert_eq!(sums, [5, 5, 5, 5]);
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -168,7 +168,8 @@ fn did_not_return(failed: &[usize], total: usize) -> String {
 }
 
 /// The expectation, the summary line, the jitter seed, then every child:
-/// what it returned or how it failed, and its output.
+/// what it returned or how it failed, and its output; then the timeline of
+/// up to 32 children.
 fn write_report<R: Debug>(
     out: &mut String,
     expected: &str,
@@ -193,7 +194,7 @@ fn write_report<R: Debug>(
             _ => write!(out, "{outcome}")?,
         }
     }
-    Ok(())
+    outcome::write_timeline(out, outcomes.items.iter())
 }
 
 /// The summary line of [`Outcomes`]' own report ("8 children: 7 returned, 1 panicked").

@@ -6,12 +6,31 @@ use std::time::Duration;
 mod assertions;
 mod report;
 mod stages;
+mod timeline;
 
-pub(crate) use report::{children_list, summary, write_report, write_seed, write_stream};
+pub(crate) use report::{
+    children_list, summary, write_report, write_seed, write_stream, write_timeline,
+};
 pub(crate) use stages::{Round, human};
 pub use stages::{RoundStages, Spread, Stages};
+pub use timeline::Timeline;
 
 /// How a child ended.
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// use stampede::Status;
+/// for outcome in &stampede::call_concurrently(4, work, ())? {
+///     match outcome.status() {
+///         Status::Returned(value) => println!("returned {value}"),
+///         Status::Panicked { message, location } => println!("panicked at {location:?}: {message}"),
+///         Status::Crashed(exit) => println!("crashed: {exit}"),
+///         Status::TimedOut { after } => println!("timed out after {after:?}"),
+///         other => println!("{other:?}"),
+///     }
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Status<R> {
@@ -41,6 +60,17 @@ pub enum Status<R> {
 }
 
 /// How a process ended.
+///
+/// ```no_run
+/// # #[stampede::function] fn abort() { std::process::abort() }
+/// use stampede::{Exit, Status};
+/// let outcomes = stampede::call_concurrently(1, abort, ())?;
+/// assert!(matches!(
+///     outcomes[0].status(),
+///     Status::Crashed(Exit::Signal { name: "SIGABRT", .. })
+/// ));
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Exit {
@@ -71,6 +101,17 @@ impl fmt::Display for Exit {
 
 /// The tail of what a child wrote to one stream, bounded by
 /// [`Options::capture_limit`](crate::Options::capture_limit).
+///
+/// ```no_run
+/// # #[stampede::function] fn chatty() { println!("hello") }
+/// let outcomes = stampede::call_concurrently(2, chatty, ())?;
+/// for outcome in &outcomes {
+///     assert_eq!(outcome.stdout().to_string_lossy(), "hello\n");
+///     assert_eq!(outcome.stdout().total_len(), 6);
+///     assert!(!outcome.stderr().is_truncated());
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Captured {
     pub(crate) tail: Vec<u8>,
@@ -101,6 +142,16 @@ impl Captured {
 }
 
 /// One checkpoint round a child reached, measured like [`Timings`].
+///
+/// ```no_run
+/// # #[stampede::function] fn work() { stampede::checkpoint() }
+/// for outcome in &stampede::call_concurrently(4, work, ())? {
+///     for (round, timing) in outcome.timings().checkpoints.iter().enumerate() {
+///         println!("round {}: reached {:?}, let go {:?}", round + 1, timing.reached, timing.passed);
+///     }
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckpointTiming {
@@ -120,6 +171,18 @@ pub struct CheckpointTiming {
 
 /// When things happened to one child, measured from the start of the batch
 /// on the system's monotonic clock (shared by parent and children).
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// for outcome in &stampede::call_concurrently(4, work, ())? {
+///     let t = outcome.timings();
+///     println!(
+///         "child {}: spawned {:?}, ready {:?}, started {:?}, finished {:?}, ended {:?}",
+///         outcome.index(), t.spawned, t.ready, t.started, t.finished, t.ended
+///     );
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timings {
     /// The start of the call, from which the durations below are measured.
@@ -142,6 +205,20 @@ pub struct Timings {
 }
 
 /// What one child did: its [`Status`], output and timings.
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// let outcomes = stampede::call_concurrently(4, work, ())?;
+/// for outcome in &outcomes {
+///     if !outcome.is_returned() {
+///         // "child 2 (pid 4711) running `my_tests::work` panicked at …", notes, output
+///         eprintln!("{outcome}");
+///     }
+/// }
+/// let first: &stampede::Outcome<u32> = &outcomes[0];
+/// println!("child {} was pid {} and returned {:?}", first.index(), first.pid(), first.value());
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Outcome<R> {
     pub(crate) index: usize,
@@ -266,6 +343,18 @@ impl<R> Outcome<R> {
 }
 
 /// What every child of a call did, in call order.
+///
+/// ```no_run
+/// # #[stampede::function] fn work() -> u32 { 1 }
+/// let outcomes: stampede::Outcomes<u32> = stampede::call_concurrently(8, work, ())?;
+/// assert_eq!(outcomes.len(), 8);
+/// println!("start spread: {:?}", outcomes.start_spread());
+/// if !outcomes.all_returned() {
+///     println!("{outcomes}"); // a summary, every failed child with its output, a timeline
+/// }
+/// let values: Vec<u32> = outcomes.unwrap_all();
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Outcomes<R> {
     pub(crate) items: Vec<Outcome<R>>,
@@ -335,6 +424,21 @@ impl<R> Outcomes<R> {
         Stages::of(&self.items, &self.rounds)
     }
 
+    /// Each child's life drawn as a line of characters, all to the same
+    /// time scale: when it started, waited at the barrier, ran, waited at
+    /// checkpoints, and how and when it ended. `Display` draws it; failure
+    /// reports of up to 32 children end with it.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn work() {}
+    /// let outcomes = stampede::call_concurrently(4, work, ())?;
+    /// println!("{}", outcomes.timeline());
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn timeline(&self) -> Timeline {
+        Timeline::of(self.items.iter())
+    }
+
     /// Every returned value, in call order.
     ///
     /// # Panics
@@ -400,6 +504,18 @@ impl<R> std::ops::Index<usize> for Outcomes<R> {
 /// What a [trigger](crate::Options::on_checkpoint) or a
 /// [`Hunt`](crate::Hunt)'s scenario returns: `()`, or `Result<(), E>` whose
 /// `Err` is a failure with `E`'s `Display` as the message.
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { true }
+/// // A scenario may panic (an assertion) or return an error with a message.
+/// let summary = stampede::Hunt::runs(100).run(|run| -> Result<(), String> {
+///     let outcomes = run.options().call_concurrently(8, claim, ()).map_err(|e| e.to_string())?;
+///     match outcomes.values().filter(|won| **won).count() {
+///         1 => Ok(()),
+///         n => Err(format!("{n} winners")),
+///     }
+/// });
+/// ```
 pub trait RunResult {
     /// `Ok` for a pass, or the message of the failure.
     ///

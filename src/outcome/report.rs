@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::stages::{Round, human};
+use super::timeline::{REPORT_MAX_CHILDREN, Timeline};
 use super::{Captured, Exit, Outcome, Outcomes, Status};
 
 impl<R> Outcome<R> {
@@ -83,7 +84,8 @@ impl<R> fmt::Display for Outcomes<R> {
 
 /// The one report of many children: the summary line, the jitter seed when
 /// jitter was on, what went wrong at the gate's rounds, then each child that
-/// did not return, with its output.
+/// did not return, with its output, and when one did not, the timeline of
+/// up to 32 children.
 pub(crate) fn write_report<'a, R: 'a>(
     f: &mut fmt::Formatter<'_>,
     outcomes: impl Iterator<Item = &'a Outcome<R>> + Clone,
@@ -93,8 +95,22 @@ pub(crate) fn write_report<'a, R: 'a>(
     summary(f, outcomes.clone().map(|o| &o.status))?;
     write_seed(f, seed)?;
     write_rounds(f, rounds)?;
-    for outcome in outcomes.filter(|o| !o.is_returned()) {
+    for outcome in outcomes.clone().filter(|o| !o.is_returned()) {
         write!(f, "{outcome}")?;
+    }
+    if outcomes.clone().any(|o| !o.is_returned()) {
+        write_timeline(f, outcomes)?;
+    }
+    Ok(())
+}
+
+/// The timeline, for up to [`REPORT_MAX_CHILDREN`] children.
+pub(crate) fn write_timeline<'a, R: 'a>(
+    f: &mut impl fmt::Write,
+    outcomes: impl Iterator<Item = &'a Outcome<R>> + Clone,
+) -> fmt::Result {
+    if outcomes.clone().count() <= REPORT_MAX_CHILDREN {
+        write!(f, "{}", Timeline::of(outcomes))?;
     }
     Ok(())
 }

@@ -73,6 +73,14 @@ pub struct RoundStages {
 
 /// How many children of a call got through each stage, and when: see
 /// [`Outcomes::stages`](crate::Outcomes::stages).
+///
+/// ```no_run
+/// # #[stampede::function] fn subscriber() { stampede::checkpoint() }
+/// let stages = stampede::call_concurrently(100, subscriber, ())?.stages();
+/// assert_eq!(stages.children, 100);
+/// println!("{stages}"); // spawned, ready, released, each round, how they ended
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stages {

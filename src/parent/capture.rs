@@ -15,15 +15,23 @@ pub(crate) struct Stream {
     pub(crate) fd: Option<OwnedFd>,
     /// Output before the marker; `None` once the marker was found (or given up on).
     prefix: Option<Vec<u8>>,
+    /// Keep the output before the marker instead of dropping it: in a child
+    /// that enters through `init()` there is no libtest line to drop, and
+    /// anything there came from code that ran before `init()`.
+    keep_prefix: bool,
+    /// Output came before the marker and was kept.
+    early: bool,
     tail: Vec<u8>,
     total: u64,
     limit: usize,
 }
 
 impl Stream {
-    pub(crate) fn new(fd: OwnedFd, limit: usize) -> Self {
+    /// `keep_prefix`: the child enters through `init()` (see the field).
+    pub(crate) fn new(fd: OwnedFd, limit: usize, keep_prefix: bool) -> Self {
         Self {
             fd: Some(fd),
+            keep_prefix,
             ..Self::detached(limit)
         }
     }
@@ -44,6 +52,8 @@ impl Stream {
         Self {
             fd: None,
             prefix: Some(Vec::new()),
+            keep_prefix: false,
+            early: false,
             tail: Vec::new(),
             total: 0,
             limit,
@@ -53,6 +63,11 @@ impl Stream {
     /// Whether the child's entry marker was seen on this stream.
     pub(crate) fn entered(&self) -> bool {
         self.prefix.is_none()
+    }
+
+    /// Whether output that came before the entry marker was kept.
+    pub(crate) fn wrote_before_entry(&self) -> bool {
+        self.early
     }
 
     /// Reads what is there (a bounded amount per call); closes the stream
@@ -75,7 +90,12 @@ impl Stream {
         prefix.extend_from_slice(bytes);
         if let Some(at) = find(prefix, MARKER) {
             let rest = prefix.split_off(at + MARKER.len());
-            self.prefix = None;
+            prefix.truncate(at);
+            let before = self.prefix.take().unwrap_or_default();
+            if self.keep_prefix && !before.is_empty() {
+                self.early = true;
+                self.append(&before);
+            }
             self.append(&rest);
         } else if prefix.len() > PREFIX_LIMIT {
             let all = self.prefix.take().unwrap_or_default();
@@ -270,6 +290,34 @@ mod tests {
         s.push(b"cut short");
         assert!(!s.has_ended(3));
         assert_eq!(s.take(3).to_string_lossy(), "cut short");
+    }
+
+    #[test]
+    fn a_child_entering_through_init_keeps_what_it_wrote_before_the_marker() {
+        let mut stream = Stream::new(sys::pipe().unwrap().0, 1024, true);
+        stream.push(
+            b"starting the server
+stampede: child ",
+        );
+        assert!(!stream.wrote_before_entry());
+        stream.push(
+            b"entered
+hello
+",
+        );
+        assert!(stream.entered() && stream.wrote_before_entry());
+        assert_eq!(
+            stream.finish().to_string_lossy(),
+            "starting the server\nhello\n"
+        );
+        let mut quiet = Stream::new(sys::pipe().unwrap().0, 1024, true);
+        quiet.push(
+            b"stampede: child entered
+hello
+",
+        );
+        assert!(!quiet.wrote_before_entry());
+        assert_eq!(quiet.finish().to_string_lossy(), "hello\n");
     }
 
     #[test]

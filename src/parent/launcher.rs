@@ -18,6 +18,9 @@ pub(crate) struct Launcher {
     env: Vec<CString>,
     dev_null: OwnedFd,
     nofile: Option<(u64, u64)>,
+    /// Children enter through `stampede::init()`, not a test binary's
+    /// dispatcher: nothing of libtest comes before their entry marker.
+    through_init: bool,
 }
 
 /// A child just started, with the parent's ends of its descriptors.
@@ -47,6 +50,7 @@ impl Launcher {
         nofile: Option<(u64, u64)>,
     ) -> Result<Launcher> {
         let entry_args = entry::entry_args().ok_or(Error::MissingEntry)?;
+        let through_init = entry_args.is_empty();
         if let Some(loader) = sys::started_through_loader() {
             return Err(Error::Io {
                 context: "re-running this program",
@@ -90,7 +94,13 @@ impl Launcher {
             env,
             dev_null,
             nofile,
+            through_init,
         })
+    }
+
+    /// Whether children enter through `stampede::init()`.
+    pub(crate) fn through_init(&self) -> bool {
+        self.through_init
     }
 
     /// Starts child `index`, handing it `gate` as its gate.

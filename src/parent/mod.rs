@@ -512,8 +512,16 @@ impl Child {
             function: job.function,
             process,
             conversation,
-            stdout: Stream::new(started.stdout, settings.capture_limit),
-            stderr: Stream::new(started.stderr, settings.capture_limit),
+            stdout: Stream::new(
+                started.stdout,
+                settings.capture_limit,
+                launcher.through_init(),
+            ),
+            stderr: Stream::new(
+                started.stderr,
+                settings.capture_limit,
+                launcher.through_init(),
+            ),
             clocked: Clocked::new(spawned_ns, settings.timeout),
             spawned_ns,
             ready_ns: None,
@@ -674,6 +682,13 @@ impl Child {
             ));
         }
         let entered = self.ready_ns.is_some() || self.stdout.entered() || self.stderr.entered();
+        if self.stdout.wrote_before_entry() || self.stderr.wrote_before_entry() {
+            self.notes.push(
+                "this child printed before `stampede::init()` ran: code before `init()` in `main` \
+                 runs again in every child; make `init()` the first line"
+                    .into(),
+            );
+        }
         let (started, passed, finished, status) = match self.done.take() {
             Some((started, passed, finished, result)) => {
                 let status = match result {

@@ -54,6 +54,13 @@ impl Default for Release {
 
 impl Release {
     /// Every child of the call has reached the round or ended (the default).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stampede::Release;
+    /// // The default, with a deadline: every child within 5 s of the first, or the round fails.
+    /// let policy = Release::all().within(Duration::from_secs(5));
+    /// ```
     pub fn all() -> Release {
         Release {
             need: Need::All,
@@ -65,6 +72,11 @@ impl Release {
     /// At least `k` children have reached the round (at least 1; more than
     /// the call has means all of them). Children that reach it later pass
     /// straight through.
+    ///
+    /// ```
+    /// // Go as soon as 10 children are at the checkpoint; later ones pass straight through.
+    /// let policy = stampede::Release::at_least(10);
+    /// ```
     pub fn at_least(k: usize) -> Release {
         Release {
             need: Need::AtLeast(k),
@@ -74,6 +86,11 @@ impl Release {
 
     /// At least this fraction of the call's children (`0.0 < fraction ≤
     /// 1.0`, rounded up to a whole child) have reached the round.
+    ///
+    /// ```
+    /// // 95 % of the children (rounded up) are enough.
+    /// let policy = stampede::Release::share(0.95);
+    /// ```
     pub fn share(fraction: f64) -> Release {
         Release {
             need: Need::Share(fraction),
@@ -84,6 +101,11 @@ impl Release {
     /// Waits at most `deadline`, from the first child's arrival at the
     /// round, for the policy to be met; then the round fails (or, with
     /// [`or_release`](Release::or_release), is released anyway).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = stampede::Release::all().within(Duration::from_secs(2));
+    /// ```
     pub fn within(mut self, deadline: Duration) -> Release {
         self.within = Some(deadline);
         self
@@ -92,6 +114,12 @@ impl Release {
     /// At the deadline, or when the policy can no longer be met, releases
     /// the round anyway instead of failing it; the report says so and
     /// names the children it went without.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // At the deadline go with whoever is there; the report names the others.
+    /// let policy = stampede::Release::all().within(Duration::from_secs(2)).or_release();
+    /// ```
     pub fn or_release(mut self) -> Release {
         self.or_release = true;
         self

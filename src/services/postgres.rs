@@ -52,6 +52,17 @@ pub struct Postgres {
 }
 
 /// Options for [`Postgres`]: TCP, a cluster of its own, where the programs are.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let pg = stampede::services::Postgres::builder()
+///     .private_cluster(true) // even when STAMPEDE_POSTGRES_URL is set
+///     .bin_dir("/usr/lib/postgresql/16/bin")
+///     .setting("fsync", "off")
+///     .ready_timeout(Duration::from_secs(30))
+///     .start()?;
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PostgresBuilder {
     tcp: bool,
@@ -65,6 +76,12 @@ pub struct PostgresBuilder {
 impl Postgres {
     /// A fresh database of its own, on this process's cluster (started on
     /// first use) or on the server `STAMPEDE_POSTGRES_URL` names.
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::start()?;
+    /// println!("{}", pg.url()); // postgresql://…/stampede_…?host=/tmp/…
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -80,22 +97,52 @@ impl Postgres {
     }
 
     /// Options: TCP, a private cluster, settings.
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::builder()
+    ///     .tcp(true)
+    ///     .setting("max_connections", "500")
+    ///     .start()?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn builder() -> PostgresBuilder {
         PostgresBuilder::default()
     }
 
     /// The libpq URL of this fixture's database.
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::start()?;
+    /// let mut client = postgres::Client::connect(pg.url(), postgres::NoTls).unwrap();
+    /// client.batch_execute("CREATE TABLE jobs (id serial PRIMARY KEY)").unwrap();
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// This fixture's database name.
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::start()?;
+    /// assert!(pg.url().contains(pg.database()));
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn database(&self) -> &str {
         &self.database
     }
 
     /// Puts the database back to the template's state (drops it, with any
     /// open connections, and clones it again).
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::start()?;
+    /// let mut client = postgres::Client::connect(pg.url(), postgres::NoTls).unwrap();
+    /// client.batch_execute("CREATE TABLE t (x int)").unwrap();
+    /// drop(client);
+    /// pg.reset()?; // back to an empty database
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

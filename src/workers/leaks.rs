@@ -40,6 +40,14 @@ impl Details {
 }
 
 /// What leaked.
+///
+/// ```no_run
+/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+/// use stampede::LeakKind;
+/// let report = stampede::Load::new(50).run(fetch, 8080)?;
+/// let threads = report.leaks().iter().filter(|l| l.kind() == LeakKind::Threads).count();
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LeakKind {
@@ -54,6 +62,19 @@ pub enum LeakKind {
 }
 
 /// A leak found in one worker.
+///
+/// ```no_run
+/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+/// let report = stampede::Load::new(50).run(fetch, 8080)?;
+/// for leak in report.leaks() {
+///     // "worker 0 (pid 4711): +1 descriptor per call — socket TCP 127.0.0.1:40412 → …"
+///     println!("{leak}");
+///     if leak.kind() == stampede::LeakKind::Descriptors {
+///         println!("{} per call, first after call {}", leak.per_call(), leak.first_after_call());
+///     }
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leak {
     pub(crate) worker: usize,

@@ -73,6 +73,13 @@ pub struct Load {
 
 impl Load {
     /// A run of `calls` calls, through one worker by default.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(1000).run(fetch, 8080)?;
+    /// assert_eq!(report.calls(), 1000);
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn new(calls: u64) -> Load {
         Load {
             calls,
@@ -94,6 +101,13 @@ impl Load {
     }
 
     /// How many worker processes run calls at once (default 1: serial).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// // 1000 calls through 4 long-lived processes, 4 calls in flight at a time.
+    /// let report = stampede::Load::new(1000).workers(4).run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn workers(mut self, workers: usize) -> Load {
         self.workers = workers;
         self
@@ -101,12 +115,28 @@ impl Load {
 
     /// How long one call may run before its worker is killed (and replaced)
     /// and the call reported as timed out (default 60 s).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// use std::time::Duration;
+    /// let report = stampede::Load::new(100)
+    ///     .call_timeout(Duration::from_secs(2)) // a call past 2 s fails; its worker is replaced
+    ///     .run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn call_timeout(mut self, timeout: Duration) -> Load {
         self.call_timeout = timeout;
         self
     }
 
     /// How long a worker may take to start and be ready (default 60 s).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// use std::time::Duration;
+    /// let report = stampede::Load::new(100).start_timeout(Duration::from_secs(10)).run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn start_timeout(mut self, timeout: Duration) -> Load {
         self.start_timeout = timeout;
         self
@@ -114,18 +144,43 @@ impl Load {
 
     /// Stops sending new calls after `deadline`, even if fewer than the
     /// planned calls ran; the report says so.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// use std::time::Duration;
+    /// let report = stampede::Load::new(1_000_000)
+    ///     .deadline(Duration::from_secs(30))
+    ///     .run(fetch, 8080)?;
+    /// if let Some(why) = report.stopped_early() {
+    ///     println!("{why}");
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn deadline(mut self, deadline: Duration) -> Load {
         self.deadline = Some(deadline);
         self
     }
 
     /// Stops at the first call that does not return.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(1000).stop_at_first_failure(true).run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn stop_at_first_failure(mut self, stop: bool) -> Load {
         self.stop_at_first_failure = stop;
         self
     }
 
     /// Turns leak detection on or off (default on).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(1000).leak_detection(false).run(fetch, 8080)?;
+    /// assert!(report.leaks().is_empty());
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn leak_detection(mut self, on: bool) -> Load {
         self.leak_detection = on;
         self
@@ -133,30 +188,63 @@ impl Load {
 
     /// Calls per worker before the baseline of leak detection (default 3):
     /// pools and caches may fill meanwhile.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// // A client that opens its pool over the first 10 calls is not a leak.
+    /// let report = stampede::Load::new(200).leak_warmup(10).run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn leak_warmup(mut self, calls: u64) -> Load {
         self.rules.warmup = calls.max(1);
         self
     }
 
     /// Steps of growth in a row that make a leak (default 3).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(200).leak_window(5).run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn leak_window(mut self, steps: usize) -> Load {
         self.rules.window = steps.max(1);
         self
     }
 
     /// Average memory growth per call above which memory leaks (default 1 MiB).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(200)
+    ///     .memory_growth_limit(64 * 1024) // more than 64 KiB more per call is a leak
+    ///     .run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn memory_growth_limit(mut self, bytes_per_call: u64) -> Load {
         self.rules.memory_per_call = bytes_per_call;
         self
     }
 
     /// Sets an environment variable in every worker.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(100).env("RUST_LOG", "warn").run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Load {
         self.env.push((key.into(), value.into()));
         self
     }
 
     /// How much of each call's stdout and stderr is kept (its tail; default 64 KiB).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(100).capture_limit(4096).run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn capture_limit(mut self, bytes: usize) -> Load {
         self.capture_limit = bytes;
         self
@@ -164,12 +252,27 @@ impl Load {
 
     /// Lowers each worker's soft descriptor limit, so that a descriptor leak
     /// also fails fast the old way (calls start failing with EMFILE).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// // Let each worker open at most 256 descriptors: a leak fails fast.
+    /// let report = stampede::Load::new(1000).worker_descriptor_limit(256).run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn worker_descriptor_limit(mut self, limit: u64) -> Load {
         self.worker_descriptor_limit = Some(limit);
         self
     }
 
     /// Runs the calls, every one with the same arguments.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(100).workers(2).run(fetch, 8080)?;
+    /// report.assert_all_returned().assert_no_leaks();
+    /// println!("{report}");
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -188,6 +291,13 @@ impl Load {
     }
 
     /// Runs the calls, call `i` (from 0) with the arguments `args(i)`.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn get(path: String) -> u16 { 200 }
+    /// // Call i fetches page i.
+    /// let report = stampede::Load::new(100).run_with(get, |i| format!("/page/{i}"))?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -8,6 +8,16 @@ use super::leaks::Leak;
 use crate::outcome::{Outcome, human};
 
 /// Latencies of a run's calls, exact: nearest rank over every call.
+///
+/// ```no_run
+/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+/// let report = stampede::Load::new(1000).run(fetch, 8080)?;
+/// let latency = report.latency();
+/// assert_eq!(latency.count(), 1000);
+/// assert!(latency.p50() <= latency.p90() && latency.p99() <= latency.max());
+/// let p999 = latency.percentile(99.9);
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Latency {
     /// Sorted, in nanoseconds.
@@ -71,6 +81,15 @@ impl fmt::Display for Latency {
 }
 
 /// What one worker slot did over the run.
+///
+/// ```no_run
+/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+/// let report = stampede::Load::new(1000).workers(4).run(fetch, 8080)?;
+/// for worker in report.workers() {
+///     println!("{worker:?}");
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerFigures {
     /// Calls it ran (returned or not).
@@ -83,6 +102,26 @@ pub struct WorkerFigures {
 }
 
 /// What a [`Load`](crate::Load) run did.
+///
+/// ```no_run
+/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+/// let report = stampede::Load::new(1000).workers(4).run(fetch, 8080)?;
+/// report.assert_all_returned().assert_no_leaks();
+/// println!(
+///     "{} calls, {} returned, {} failed, p50 {:?}, p99 {:?}, {:.0} calls/s",
+///     report.calls(),
+///     report.returned(),
+///     report.failed(),
+///     report.latency().p50(),
+///     report.latency().p99(),
+///     report.throughput(),
+/// );
+/// for failure in report.failures() {
+///     println!("{failure}"); // that call's own output and status
+/// }
+/// assert!(report.values().all(|status| *status == 200));
+/// # Ok::<(), stampede::Error>(())
+/// ```
 pub struct LoadReport<R> {
     pub(crate) function: &'static str,
     pub(crate) planned: u64,
