@@ -60,6 +60,7 @@ pub struct PostgresBuilder {
     settings: Vec<(String, String)>,
     ready_timeout: Option<Duration>,
     reuse_url: Option<String>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Postgres {
@@ -188,6 +189,44 @@ impl PostgresBuilder {
         self
     }
 
+    /// Keeps the cached `initdb` result under `dir` instead of the user's
+    /// cache; implies a private cluster. Used by `benches/postgres.rs` to
+    /// measure a cold cache, not public API.
+    #[doc(hidden)]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self.private_cluster = true;
+        self
+    }
+
+    /// Runs `initdb` as a cold cache does (same user, same options, a
+    /// scratch directory under `/tmp` removed afterwards) and returns how
+    /// long `initdb` itself took. Used by `benches/postgres.rs` as its
+    /// baseline, not public API.
+    ///
+    /// # Errors
+    ///
+    /// As [`Postgres::start`] when `initdb` is missing or fails.
+    #[doc(hidden)]
+    pub fn timed_initdb(&self) -> Result<Duration> {
+        let bin = find_bin(self.bin_dir.as_deref())?;
+        let user = server_user();
+        let scratch = Instance::create("initdb", false)?;
+        let result = (|| {
+            if let Some((uid, gid)) = user {
+                scratch.give_to(uid, gid).map_err(|source| Error::Io {
+                    context: "handing initdb's directory to the server's user",
+                    source,
+                })?;
+            }
+            let began = std::time::Instant::now();
+            initdb(&bin, &scratch.path().join("data"), user)?;
+            Ok(began.elapsed())
+        })();
+        scratch.remove();
+        result
+    }
+
     /// Starts the fixture; see [`Postgres::start`].
     ///
     /// # Errors
@@ -246,6 +285,7 @@ impl PostgresBuilder {
             tcp_port: if self.tcp { Some(free_port()?) } else { None },
             settings: self.settings.clone(),
             ready_timeout: self.ready_timeout.unwrap_or(Duration::from_secs(30)),
+            cache_root: self.cache_dir.clone().unwrap_or_else(cache_root),
         };
         let running = super::start(&service)?;
         let admin_url = running.addresses()[0].clone();
@@ -266,6 +306,7 @@ pub(super) fn start_detached() -> Result<(Running, String)> {
         tcp_port: None,
         settings: Vec::new(),
         ready_timeout: Duration::from_secs(30),
+        cache_root: cache_root(),
     };
     let running = super::start_as(&service, true)?;
     let url = running.addresses()[0].clone();
@@ -334,6 +375,8 @@ struct PostgresService {
     tcp_port: Option<u16>,
     settings: Vec<(String, String)>,
     ready_timeout: Duration,
+    /// Where the cached `initdb` result lives.
+    cache_root: PathBuf,
 }
 
 impl Service for PostgresService {
@@ -343,7 +386,7 @@ impl Service for PostgresService {
 
     fn launch(&self, dir: &Path) -> Result<Launch> {
         let user = server_user();
-        let cached = cached_data_dir(&self.bin, user)?;
+        let cached = cached_data_dir(&self.bin, user, &self.cache_root)?;
         let data = dir.join("data");
         copy_tree(&cached, &data, user).map_err(|source| Error::Io {
             context: "copying the cached PostgreSQL data directory",
@@ -502,9 +545,8 @@ fn cache_root() -> PathBuf {
 
 /// The cached result of `initdb` for the server in `bin`, made on first
 /// use under a file lock (other test processes wait for it).
-fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<PathBuf> {
+fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>, root: &Path) -> Result<PathBuf> {
     let version = major_version(bin)?;
-    let root = cache_root();
     let cached = root.join(format!("postgres-{version}"));
     let data = cached.join("data");
     if data.join("PG_VERSION").is_file() {
@@ -527,34 +569,38 @@ fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<PathBuf> {
             .map_err(io("handing initdb's directory to the server's user"))?;
     }
     let fresh = scratch.path().join("data");
+    let result = initdb(bin, &fresh, user).and_then(|()| {
+        let partial = cached.join(format!("data.partial-{}", sys::getpid()));
+        let _ = fs::remove_dir_all(&partial);
+        copy_tree(&fresh, &partial, None)
+            .and_then(|()| fs::rename(&partial, &data))
+            .map_err(io("copying initdb's result into the cache"))
+    });
+    scratch.remove();
+    result.map(|()| data)
+}
+
+/// Runs `initdb` into `data` as `user` (the server's user, when root).
+fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Result<()> {
     let mut command = Command::new(bin.join("initdb"));
     command
         .arg("-D")
-        .arg(&fresh)
+        .arg(data)
         .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"])
         .args(["--no-sync", "--no-instructions"])
         .stdin(Stdio::null());
     if let Some((uid, gid)) = user {
         command.uid(uid).gid(gid);
     }
-    let output = command.output();
-    let result = match output {
-        Ok(out) if out.status.success() => {
-            let partial = cached.join(format!("data.partial-{}", sys::getpid()));
-            let _ = fs::remove_dir_all(&partial);
-            copy_tree(&fresh, &partial, None)
-                .and_then(|()| fs::rename(&partial, &data))
-                .map_err(io("copying initdb's result into the cache"))
-        }
+    match command.output() {
+        Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(Error::ServiceStart {
             service: "postgres".to_owned(),
             reason: format!("initdb failed ({})", out.status),
             log_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
         }),
         Err(e) => Err(not_found(&format!("initdb could not run: {e}"))),
-    };
-    scratch.remove();
-    result.map(|()| data)
+    }
 }
 
 /// Copies a directory tree, keeping modes, owned by `owner` when given.
