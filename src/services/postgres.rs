@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::keeper::{self, Instance};
+use super::keeper::{self, Instance, Place};
 use super::{Launch, Ready, Running, Service, reuse};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -211,7 +211,7 @@ impl PostgresBuilder {
     pub fn timed_initdb(&self) -> Result<Duration> {
         let bin = find_bin(self.bin_dir.as_deref())?;
         let user = server_user();
-        let scratch = Instance::create("initdb", false)?;
+        let scratch = Instance::create("initdb", Place::Memory)?;
         let result = (|| {
             if let Some((uid, gid)) = user {
                 scratch.give_to(uid, gid).map_err(|source| Error::Io {
@@ -287,7 +287,7 @@ impl PostgresBuilder {
             ready_timeout: self.ready_timeout.unwrap_or(Duration::from_secs(30)),
             cache_root: self.cache_dir.clone().unwrap_or_else(cache_root),
         };
-        let running = super::start(&service)?;
+        let running = super::start_in(&service, Place::Memory)?;
         let admin_url = running.addresses()[0].clone();
         Ok(Cluster {
             admin_url,
@@ -308,7 +308,7 @@ pub(super) fn start_detached() -> Result<(Running, String)> {
         ready_timeout: Duration::from_secs(30),
         cache_root: cache_root(),
     };
-    let running = super::start_as(&service, true)?;
+    let running = super::start_in(&service, Place::Detached)?;
     let url = running.addresses()[0].clone();
     Ok((running, url))
 }
@@ -419,6 +419,10 @@ impl Service for PostgresService {
             // A test database need not survive a power cut.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
+            // Dynamic shared memory as files in the data directory, removed
+            // with it, rather than in /dev/shm, where a server killed with
+            // SIGKILL would leave its segments.
+            .args(["-c", "dynamic_shared_memory_type=mmap"])
             .ready_timeout(self.ready_timeout)
             // SIGINT is PostgreSQL's fast shutdown.
             .stop_with(sys::SIGINT, Duration::from_secs(10));
@@ -562,7 +566,7 @@ fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>, root: &Path) -> Result<
     }
     // initdb runs as the server's user, in a directory it can reach (a
     // home under /root is closed to it); the result is copied in.
-    let scratch = Instance::create("initdb", false)?;
+    let scratch = Instance::create("initdb", Place::Memory)?;
     if let Some((uid, gid)) = user {
         scratch
             .give_to(uid, gid)

@@ -3,9 +3,13 @@
 //! that check, a file lock, the user to run a server as, and the stop
 //! signals a keeper takes as its word.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::check;
@@ -56,6 +60,28 @@ pub(crate) fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|id| id.trim().replace('-', ""))
         .unwrap_or_default()
+}
+
+/// The bytes free to this user on the file system at `path` when it is a
+/// tmpfs (memory); `None` when it is another kind or cannot be read.
+pub(crate) fn tmpfs_free_bytes(path: &Path) -> Option<u64> {
+    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: the path is NUL-terminated; statfs fills a buffer of its own type.
+    check(unsafe { libc::statfs(path.as_ptr(), stat.as_mut_ptr()) }).ok()?;
+    // SAFETY: statfs succeeded, so it filled the buffer (zeroed before anyway).
+    let stat = unsafe { stat.assume_init() };
+    #[expect(
+        clippy::unnecessary_cast,
+        reason = "the field types differ between C libraries and architectures"
+    )]
+    let (kind, tmpfs, free, block) = (
+        stat.f_type as i64,
+        libc::TMPFS_MAGIC as i64,
+        stat.f_bavail as u64,
+        stat.f_bsize as u64,
+    );
+    (kind == tmpfs).then(|| free.saturating_mul(block))
 }
 
 /// This process's effective user id.
