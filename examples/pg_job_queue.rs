@@ -12,12 +12,11 @@
 #[path = "../tests/common/pg_job_queue.rs"]
 mod pg_job_queue;
 
-use pg_job_queue::{claim_naive, claim_skip_locked, hunt};
-use stampede::services::Postgres;
+use pg_job_queue::{claim_naive, claim_skip_locked, hunt, queue_fixture};
 
 fn main() {
     stampede::init();
-    let pg = Postgres::start().expect("a PostgreSQL database");
+    let pg = queue_fixture();
 
     let naive = hunt(&pg, claim_naive, 50);
     match &naive {

@@ -6,14 +6,13 @@
 #[path = "common/pg_job_queue.rs"]
 mod pg_job_queue;
 
-use pg_job_queue::{claim_naive, claim_skip_locked, hunt};
-use stampede::services::Postgres;
+use pg_job_queue::{claim_naive, claim_skip_locked, hunt, queue_fixture};
 
 stampede::entry!();
 
 #[test]
 fn a_hunt_exposes_the_naive_claim() {
-    let pg = Postgres::start().unwrap();
+    let pg = queue_fixture();
     let failure = hunt(&pg, claim_naive, 50).expect_err("the naive claim should be exposed");
     assert!(
         failure.error().is_none() && failure.message().contains("distinct"),
@@ -23,7 +22,7 @@ fn a_hunt_exposes_the_naive_claim() {
 
 #[test]
 fn skip_locked_claims_hold_over_many_runs() {
-    let pg = Postgres::start().unwrap();
+    let pg = queue_fixture();
     let summary = hunt(&pg, claim_skip_locked, 20)
         .unwrap_or_else(|failure| panic!("a SKIP LOCKED claim failed: {failure}"));
     assert!(

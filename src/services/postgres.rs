@@ -48,6 +48,8 @@ const READY_LINE: &str = "database system is ready to accept connections";
 pub struct Postgres {
     url: String,
     database: String,
+    /// The database it is cloned from (and again by `reset`).
+    template: String,
     cluster: Arc<Cluster>,
 }
 
@@ -61,6 +63,7 @@ pub struct PostgresBuilder {
     ready_timeout: Option<Duration>,
     reuse_url: Option<String>,
     cache_dir: Option<PathBuf>,
+    template_sql: Option<String>,
 }
 
 impl Postgres {
@@ -96,7 +99,8 @@ impl Postgres {
     }
 
     /// Puts the database back to the template's state (drops it, with any
-    /// open connections, and clones it again).
+    /// open connections, and clones it again): empty, or the schema of
+    /// [`template_sql`](PostgresBuilder::template_sql).
     ///
     /// # Errors
     ///
@@ -108,7 +112,10 @@ impl Postgres {
             "resetting a test database",
             &[
                 format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database),
-                format!("CREATE DATABASE \"{}\" TEMPLATE template0", self.database),
+                format!(
+                    "CREATE DATABASE \"{}\" TEMPLATE \"{}\"",
+                    self.database, self.template
+                ),
             ],
         )
     }
@@ -183,6 +190,31 @@ impl PostgresBuilder {
         self
     }
 
+    /// Each fixture's database (and each [`reset`](Postgres::reset)) starts
+    /// from this SQL's result rather than empty: a schema, seed rows.
+    ///
+    /// The script runs once per cluster (or reused server) through `psql`,
+    /// into a template database that fixtures are cloned from, which costs
+    /// no more than cloning an empty one. Fixtures with the same script
+    /// share its template, on the process's shared cluster too; on a
+    /// server reused through `STAMPEDE_POSTGRES_URL` the template stays
+    /// for the next runs, named after a hash of the script
+    /// (`stampede_tpl_<hash>`). The script runs as `psql -f` runs a file:
+    /// each statement in its own transaction unless it says `BEGIN`, and
+    /// the first error fails the fixture's start with
+    /// [`Error::ServiceCommand`].
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::builder()
+    ///     .template_sql("CREATE TABLE jobs (id int PRIMARY KEY, claimed_by int)")
+    ///     .start()?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn template_sql(mut self, sql: impl Into<String>) -> Self {
+        self.template_sql = Some(sql.into());
+        self
+    }
+
     /// Reuses this server instead of `STAMPEDE_POSTGRES_URL`'s.
     pub fn reuse_url(mut self, url: impl Into<String>) -> Self {
         self.reuse_url = Some(url.into());
@@ -235,15 +267,21 @@ impl PostgresBuilder {
     pub fn start(self) -> Result<Postgres> {
         let cluster = self.cluster()?;
         cluster.check()?;
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let database = format!("{}{}", reuse::run_id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let template = match &self.template_sql {
+            Some(sql) => cluster.template(sql)?,
+            None => "template0".to_owned(),
+        };
+        let database = new_database_name();
         cluster.sql(
             "creating a test database",
-            &[format!("CREATE DATABASE \"{database}\" TEMPLATE template0")],
+            &[format!(
+                "CREATE DATABASE \"{database}\" TEMPLATE \"{template}\""
+            )],
         )?;
         Ok(Postgres {
             url: reuse::with_database(&cluster.admin_url, &database),
             database,
+            template,
             cluster,
         })
     }
@@ -277,6 +315,7 @@ impl PostgresBuilder {
                 admin_url: url,
                 psql,
                 running: None,
+                templates: Mutex::new(Vec::new()),
             });
         }
         let bin = find_bin(self.bin_dir.as_deref())?;
@@ -293,6 +332,7 @@ impl PostgresBuilder {
             admin_url,
             psql: bin.join("psql"),
             running: Some(running),
+            templates: Mutex::new(Vec::new()),
         })
     }
 }
@@ -320,11 +360,94 @@ struct Cluster {
     psql: PathBuf,
     /// `None` when reused.
     running: Option<Running>,
+    /// The templates built from `template_sql` scripts: (hash of the
+    /// script, database name). Locked while one is built.
+    templates: Mutex<Vec<(u64, String)>>,
+}
+
+/// A fixture database's name, which the reuse sweep recognizes.
+fn new_database_name() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{}{}", reuse::run_id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// FNV-1a: a template's name must not change between builds of stampede,
+/// as std's hasher may.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Cluster {
     fn check(&self) -> Result<()> {
         self.running.as_ref().map_or(Ok(()), Running::check)
+    }
+
+    /// The name of the template database built from `sql`, building it
+    /// first if this cluster has none yet.
+    ///
+    /// It is built under a fixture's name (so the reuse sweep drops it if
+    /// this process dies meanwhile) and renamed when complete: another
+    /// process sharing a reused server either finds it complete or builds
+    /// its own, and the first rename wins.
+    fn template(&self, sql: &str) -> Result<String> {
+        let hash = stable_hash(sql);
+        let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, name)) = templates.iter().find(|(h, _)| *h == hash) {
+            return Ok(name.clone());
+        }
+        let name = format!("stampede_tpl_{hash:016x}");
+        let exists = |cluster: &Cluster| {
+            psql(
+                &cluster.psql,
+                &cluster.admin_url,
+                &[format!(
+                    "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+                )],
+            )
+            .map(|out| out.trim() == "1")
+        };
+        if !exists(self).unwrap_or(false) {
+            let building = new_database_name();
+            self.sql(
+                "creating a template database",
+                &[format!("CREATE DATABASE \"{building}\" TEMPLATE template0")],
+            )?;
+            let drop_building = || {
+                let _ = psql(
+                    &self.psql,
+                    &self.admin_url,
+                    &[format!(
+                        "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+                    )],
+                );
+            };
+            let url = reuse::with_database(&self.admin_url, &building);
+            if let Err(message) = psql_script(&self.psql, &url, sql) {
+                drop_building();
+                self.check()?;
+                return Err(Error::ServiceCommand {
+                    service: "postgres".to_owned(),
+                    action: "running the template's SQL".to_owned(),
+                    message,
+                });
+            }
+            let renamed = self.sql(
+                "completing a template database",
+                &[format!(
+                    "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+                )],
+            );
+            if let Err(e) = renamed {
+                drop_building();
+                if !exists(self).unwrap_or(false) {
+                    return Err(e);
+                }
+            }
+        }
+        templates.push((hash, name.clone()));
+        Ok(name)
     }
 
     /// Runs each statement in its own transaction (`CREATE DATABASE` may
@@ -364,6 +487,35 @@ pub(super) fn psql(
         .map_err(|e| format!("could not run {}: {e}", psql.display()))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// Runs `script` with `psql -f -`, stopping at the first error; that
+/// error's output when it fails.
+fn psql_script(psql: &Path, url: &str, script: &str) -> std::result::Result<(), String> {
+    let mut child = Command::new(psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not run {}: {e}", psql.display()))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let script = script.to_owned();
+    // From a thread: psql may fill its error pipe before it has read all.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(script.as_bytes());
+    });
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("could not wait for {}: {e}", psql.display()))?;
+    let _ = writer.join();
+    if output.status.success() {
+        Ok(())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
     }

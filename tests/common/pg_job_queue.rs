@@ -50,16 +50,15 @@ pub fn claim_skip_locked(url: String) -> Option<i32> {
     .map(|row| row.get(0))
 }
 
-/// A queue of `WORKERS` free jobs in the fixture's database, which starts
-/// empty.
-pub fn fill_queue(pg: &Postgres) {
-    pg.reset().expect("reset the database");
-    let mut db = postgres::Client::connect(pg.url(), postgres::NoTls).expect("connect");
-    db.batch_execute(&format!(
-        "CREATE TABLE jobs (id int PRIMARY KEY, claimed_by int);
-         INSERT INTO jobs SELECT g, NULL FROM generate_series(1, {WORKERS}) g;"
-    ))
-    .expect("create the queue");
+/// A database whose every reset brings back a queue of `WORKERS` free jobs.
+pub fn queue_fixture() -> Postgres {
+    Postgres::builder()
+        .template_sql(format!(
+            "CREATE TABLE jobs (id int PRIMARY KEY, claimed_by int);
+             INSERT INTO jobs SELECT g, NULL FROM generate_series(1, {WORKERS}) g;"
+        ))
+        .start()
+        .expect("a PostgreSQL database")
 }
 
 /// Whether every worker got a job and no job went to two workers.
@@ -79,7 +78,7 @@ pub fn check(claimed: &[Option<i32>]) -> Result<(), String> {
 }
 
 /// Up to `runs` runs (a minute at most) of `WORKERS` children claiming at
-/// once from a fresh queue; the first run where a job went to two workers,
+/// once from a fresh queue (`pg` from [`queue_fixture`]); the first run where a job went to two workers,
 /// or a worker got none, fails the hunt.
 pub fn hunt<M>(
     pg: &Postgres,
@@ -89,7 +88,7 @@ pub fn hunt<M>(
     Hunt::runs(runs)
         .time_budget(Duration::from_secs(60))
         .run(|run| {
-            fill_queue(pg);
+            pg.reset().map_err(|e| e.to_string())?;
             let claimed = run
                 .options()
                 .call_concurrently(WORKERS, claim, pg.url().to_owned())
