@@ -257,6 +257,27 @@ fn a_killed_keeper_is_swept_at_the_next_start() {
     let exe = std::env::current_exe().unwrap();
     procs::assert_ignored_test_passes(&exe, "start_and_drop_a_private_cluster");
     assert_all_gone(&dir, &[server]);
+    let left = shared_memory_created_by(server);
+    assert!(left.is_empty(), "shared memory left: {left:?}");
+}
+
+/// The lines of `/proc/sysvipc/shm` for segments `pid` created.
+fn shared_memory_created_by(pid: u32) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let cpid = header
+        .iter()
+        .position(|&h| h == "cpid")
+        .expect("a cpid column");
+    lines
+        .filter(|line| line.split_whitespace().nth(cpid) == Some(pid.to_string().as_str()))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Run by `a_killed_keeper_is_swept_at_the_next_start`.

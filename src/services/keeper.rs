@@ -166,9 +166,7 @@ pub(crate) fn sweep(base: &Path) -> Vec<PathBuf> {
             continue;
         }
         if record.boot == boot {
-            for &(pid, start) in &record.servers {
-                sys::signal_if_alive(pid, start, sys::SIGKILL);
-            }
+            record.kill_servers();
         }
         if fs::remove_dir_all(&path).is_ok() {
             removed.push(path);
@@ -210,6 +208,16 @@ impl Record {
             }
         }
         record
+    }
+
+    /// Kills the servers that still run (SIGKILL to their groups) and
+    /// removes the System V shared memory they leave (PostgreSQL's
+    /// interlock segment, which only a clean stop removes).
+    pub(crate) fn kill_servers(&self) {
+        for &(pid, start) in &self.servers {
+            let killed = sys::signal_if_alive(pid, start, sys::SIGKILL);
+            sys::remove_shared_memory_of(pid, killed);
+        }
     }
 
     /// Whether nobody is left to clean this instance up.
@@ -399,9 +407,7 @@ impl Keeper {
         }
         if self.dir.exists() {
             let record = fs::read_to_string(self.dir.join("registry")).unwrap_or_default();
-            for &(pid, start) in &Record::parse(&record).servers {
-                sys::signal_if_alive(pid, start, sys::SIGKILL);
-            }
+            Record::parse(&record).kill_servers();
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
