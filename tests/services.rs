@@ -84,6 +84,87 @@ fn fixtures_have_databases_of_their_own_and_reset_empties_them() {
     );
 }
 
+/// The schema of the template tests: a table with two rows.
+const JOBS: &str = "CREATE TABLE jobs (id int PRIMARY KEY, claimed_by int);
+                    INSERT INTO jobs VALUES (1, NULL), (2, NULL);";
+
+fn count_jobs(pg: &Postgres) -> i64 {
+    connect(pg)
+        .query_one("SELECT count(*) FROM jobs", &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_template_gives_each_fixture_and_each_reset_its_schema() {
+    let a = Postgres::builder().template_sql(JOBS).start().unwrap();
+    let b = Postgres::builder().template_sql(JOBS).start().unwrap();
+    connect(&a)
+        .execute("INSERT INTO jobs VALUES (3, NULL)", &[])
+        .unwrap();
+    assert_eq!(count_jobs(&a), 3);
+    assert_eq!(count_jobs(&b), 2);
+    a.reset().unwrap();
+    assert_eq!(count_jobs(&a), 2);
+    let plain = Postgres::start().unwrap();
+    assert!(connect(&plain).query("SELECT 1 FROM jobs", &[]).is_err());
+}
+
+#[test]
+fn a_failing_template_script_says_why_and_leaves_no_database() {
+    let host = Postgres::builder().private_cluster(true).start().unwrap();
+    let admin = host.url().replace(host.database(), "postgres");
+    let err = Postgres::builder()
+        .reuse_url(&admin)
+        .template_sql("CREATE TABLE broken (;")
+        .start()
+        .err()
+        .expect("a broken script");
+    let text = err.to_string();
+    assert!(matches!(err, Error::ServiceCommand { .. }), "{text}");
+    assert!(
+        text.contains("template") && text.contains("syntax error"),
+        "{text}"
+    );
+    // Fixtures in later processes find the template on the server: each
+    // `reuse_url` fixture has a cluster handle of its own.
+    let first = Postgres::builder()
+        .reuse_url(&admin)
+        .template_sql(JOBS)
+        .start()
+        .unwrap();
+    let second = Postgres::builder()
+        .reuse_url(&admin)
+        .template_sql(JOBS)
+        .start()
+        .unwrap();
+    assert_eq!(count_jobs(&second), 2);
+    let mut names: Vec<String> = connect(&host)
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'stampede%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        host.database().to_owned(),
+        first.database().to_owned(),
+        second.database().to_owned(),
+    ];
+    expected.sort();
+    let templates: Vec<String> = names
+        .iter()
+        .filter(|n| n.starts_with("stampede_tpl_"))
+        .cloned()
+        .collect();
+    names.retain(|n| !n.starts_with("stampede_tpl_"));
+    assert_eq!(names, expected, "databases other than the fixtures'");
+    assert_eq!(templates.len(), 1, "{templates:?}");
+}
+
 #[test]
 fn a_tcp_fixture_answers_on_localhost() {
     let pg = Postgres::builder().tcp(true).start().unwrap();
@@ -176,6 +257,27 @@ fn a_killed_keeper_is_swept_at_the_next_start() {
     let exe = std::env::current_exe().unwrap();
     procs::assert_ignored_test_passes(&exe, "start_and_drop_a_private_cluster");
     assert_all_gone(&dir, &[server]);
+    let left = shared_memory_created_by(server);
+    assert!(left.is_empty(), "shared memory left: {left:?}");
+}
+
+/// The lines of `/proc/sysvipc/shm` for segments `pid` created.
+fn shared_memory_created_by(pid: u32) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let cpid = header
+        .iter()
+        .position(|&h| h == "cpid")
+        .expect("a cpid column");
+    lines
+        .filter(|line| line.split_whitespace().nth(cpid) == Some(pid.to_string().as_str()))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Run by `a_killed_keeper_is_swept_at_the_next_start`.

@@ -91,6 +91,9 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
     // Whatever the server left in its group (PostgreSQL's backends end with
     // their postmaster; other servers may not).
     sys::signal_group(server.id(), sys::SIGKILL);
+    // A server stopped cleanly has removed its segments; one that was
+    // killed has not. Before reaping it, while its pid is still its own.
+    sys::remove_shared_memory_of(server.id(), true);
     let _ = server.wait();
     Ok(())
 }

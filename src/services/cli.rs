@@ -66,9 +66,7 @@ pub fn down() -> Result<String> {
         }
         sys::signal_if_alive(pid, start, sys::SIGKILL);
     }
-    for &(pid, start) in &record.servers {
-        sys::signal_if_alive(pid, start, sys::SIGKILL);
-    }
+    record.kill_servers();
     let _ = fs::remove_dir_all(&dir);
     Ok("postgres: stopped\n".to_owned())
 }

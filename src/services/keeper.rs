@@ -3,8 +3,10 @@
 //! its server's death, letting it go — and the sweep of instances whose
 //! keeper was killed.
 //!
-//! Instances live in `/tmp/stampede-<uid>/<service>-<pid>-<n>/`: short, so a
-//! Unix socket path inside fits the 107 bytes the kernel allows. Each holds
+//! Instances live in `/tmp/stampede-<uid>/<service>-<pid>-<n>/`, or under
+//! `/dev/shm/stampede-<uid>/` for those whose files are better kept in
+//! memory ([`Place::Memory`]): short, so a Unix socket path inside fits the
+//! 107 bytes the kernel allows. Each holds
 //! a `registry` file of lines `<what> <pid> <start time>` (`owner`, the test
 //! process; `keeper`; `server`) and `boot <id>`.
 
@@ -26,14 +28,43 @@ use crate::sys;
 /// grace period, plus this.
 const EXIT_MARGIN: Duration = Duration::from_secs(5);
 
+/// How much room a tmpfs needs for instances to live there: a cluster
+/// starts at 40 MB and grows with each database.
+const MEMORY_ROOM: u64 = 1 << 30;
+
 /// Where instances live: short, and the same for every process of a user.
 pub(crate) fn base_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/stampede-{}", sys::effective_uid()))
 }
 
+/// Where instances kept in memory live.
+fn memory_base_dir() -> PathBuf {
+    PathBuf::from(format!("/dev/shm/stampede-{}", sys::effective_uid()))
+}
+
+/// Where an instance's directory goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Under `/tmp`.
+    Disk,
+    /// Under `/dev/shm` when it is a tmpfs with room (creating a file there
+    /// costs a fraction of what it costs on a disk's file system), else
+    /// under `/tmp`.
+    Memory,
+    /// `<service>-up` under `/tmp`, for a server that outlives its process.
+    Detached,
+}
+
 /// Creates the base directory, traversable by a server's own user.
-fn ensure_base() -> Result<PathBuf> {
-    let base = base_dir();
+fn ensure_base(place: Place) -> Result<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    let base = if place == Place::Memory
+        && sys::tmpfs_free_bytes(shm).is_some_and(|free| free >= MEMORY_ROOM)
+    {
+        memory_base_dir()
+    } else {
+        base_dir()
+    };
     if !base.is_dir() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -53,11 +84,11 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    pub(crate) fn create(service: &str, detached: bool) -> Result<Instance> {
+    pub(crate) fn create(service: &str, place: Place) -> Result<Instance> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let base = ensure_base()?;
+        let base = ensure_base(place)?;
         sweep_once();
-        let name = if detached {
+        let name = if place == Place::Detached {
             format!("{service}-up")
         } else {
             let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +142,7 @@ fn sweep_once() {
     if !*swept {
         *swept = true;
         sweep(&base_dir());
+        sweep(&memory_base_dir());
     }
 }
 
@@ -134,9 +166,7 @@ pub(crate) fn sweep(base: &Path) -> Vec<PathBuf> {
             continue;
         }
         if record.boot == boot {
-            for &(pid, start) in &record.servers {
-                sys::signal_if_alive(pid, start, sys::SIGKILL);
-            }
+            record.kill_servers();
         }
         if fs::remove_dir_all(&path).is_ok() {
             removed.push(path);
@@ -178,6 +208,16 @@ impl Record {
             }
         }
         record
+    }
+
+    /// Kills the servers that still run (SIGKILL to their groups) and
+    /// removes the System V shared memory they leave (PostgreSQL's
+    /// interlock segment, which only a clean stop removes).
+    pub(crate) fn kill_servers(&self) {
+        for &(pid, start) in &self.servers {
+            let killed = sys::signal_if_alive(pid, start, sys::SIGKILL);
+            sys::remove_shared_memory_of(pid, killed);
+        }
     }
 
     /// Whether nobody is left to clean this instance up.
@@ -367,9 +407,7 @@ impl Keeper {
         }
         if self.dir.exists() {
             let record = fs::read_to_string(self.dir.join("registry")).unwrap_or_default();
-            for &(pid, start) in &Record::parse(&record).servers {
-                sys::signal_if_alive(pid, start, sys::SIGKILL);
-            }
+            Record::parse(&record).kill_servers();
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -431,6 +469,12 @@ mod tests {
                 servers: vec![(12, 120)],
             }
         );
+    }
+
+    #[test]
+    fn only_a_tmpfs_counts_as_memory() {
+        assert_eq!(sys::tmpfs_free_bytes(Path::new("/proc")), None);
+        assert_eq!(sys::tmpfs_free_bytes(Path::new("/no/such/dir")), None);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub use postgres::{Postgres, PostgresBuilder};
 
 use crate::error::Result;
 use crate::protocol::{KeeperSpec, Readiness};
-use keeper::Keeper;
+use keeper::{Keeper, Place};
 
 /// When a server is ready to be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,11 +227,13 @@ impl Running {
 /// ready in time, with the end of its log; the errors of
 /// [`Service::launch`]. Nothing is left running or on disk after an error.
 pub fn start<S: Service + ?Sized>(service: &S) -> Result<Running> {
-    start_as(service, false)
+    start_in(service, Place::Disk)
 }
 
-pub(crate) fn start_as<S: Service + ?Sized>(service: &S, detached: bool) -> Result<Running> {
-    let dir = keeper::Instance::create(service.name(), detached)?;
+/// [`start`], with the instance's directory in `place`.
+pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result<Running> {
+    let detached = place == Place::Detached;
+    let dir = keeper::Instance::create(service.name(), place)?;
     let launch = match service.launch(dir.path()) {
         Ok(launch) => launch,
         Err(e) => {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::keeper::{self, Instance};
+use super::keeper::{self, Instance, Place};
 use super::{Launch, Ready, Running, Service, reuse};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -48,6 +48,8 @@ const READY_LINE: &str = "database system is ready to accept connections";
 pub struct Postgres {
     url: String,
     database: String,
+    /// The database it is cloned from (and again by `reset`).
+    template: String,
     cluster: Arc<Cluster>,
 }
 
@@ -71,6 +73,8 @@ pub struct PostgresBuilder {
     settings: Vec<(String, String)>,
     ready_timeout: Option<Duration>,
     reuse_url: Option<String>,
+    cache_dir: Option<PathBuf>,
+    template_sql: Option<String>,
 }
 
 impl Postgres {
@@ -133,7 +137,8 @@ impl Postgres {
     }
 
     /// Puts the database back to the template's state (drops it, with any
-    /// open connections, and clones it again).
+    /// open connections, and clones it again): empty, or the schema of
+    /// [`template_sql`](PostgresBuilder::template_sql).
     ///
     /// ```no_run
     /// let pg = stampede::services::Postgres::start()?;
@@ -154,7 +159,10 @@ impl Postgres {
             "resetting a test database",
             &[
                 format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database),
-                format!("CREATE DATABASE \"{}\" TEMPLATE template0", self.database),
+                format!(
+                    "CREATE DATABASE \"{}\" TEMPLATE \"{}\"",
+                    self.database, self.template
+                ),
             ],
         )
     }
@@ -229,10 +237,73 @@ impl PostgresBuilder {
         self
     }
 
+    /// Each fixture's database (and each [`reset`](Postgres::reset)) starts
+    /// from this SQL's result rather than empty: a schema, seed rows.
+    ///
+    /// The script runs once per cluster (or reused server) through `psql`,
+    /// into a template database that fixtures are cloned from, which costs
+    /// no more than cloning an empty one. Fixtures with the same script
+    /// share its template, on the process's shared cluster too; on a
+    /// server reused through `STAMPEDE_POSTGRES_URL` the template stays
+    /// for the next runs, named after a hash of the script
+    /// (`stampede_tpl_<hash>`). The script runs as `psql -f` runs a file:
+    /// each statement in its own transaction unless it says `BEGIN`, and
+    /// the first error fails the fixture's start with
+    /// [`Error::ServiceCommand`].
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::builder()
+    ///     .template_sql("CREATE TABLE jobs (id int PRIMARY KEY, claimed_by int)")
+    ///     .start()?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn template_sql(mut self, sql: impl Into<String>) -> Self {
+        self.template_sql = Some(sql.into());
+        self
+    }
+
     /// Reuses this server instead of `STAMPEDE_POSTGRES_URL`'s.
     pub fn reuse_url(mut self, url: impl Into<String>) -> Self {
         self.reuse_url = Some(url.into());
         self
+    }
+
+    /// Keeps the cached `initdb` result under `dir` instead of the user's
+    /// cache; implies a private cluster. Used by `benches/postgres.rs` to
+    /// measure a cold cache, not public API.
+    #[doc(hidden)]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self.private_cluster = true;
+        self
+    }
+
+    /// Runs `initdb` as a cold cache does (same user, same options, a
+    /// scratch directory under `/tmp` removed afterwards) and returns how
+    /// long `initdb` itself took. Used by `benches/postgres.rs` as its
+    /// baseline, not public API.
+    ///
+    /// # Errors
+    ///
+    /// As [`Postgres::start`] when `initdb` is missing or fails.
+    #[doc(hidden)]
+    pub fn timed_initdb(&self) -> Result<Duration> {
+        let bin = find_bin(self.bin_dir.as_deref())?;
+        let user = server_user();
+        let scratch = Instance::create("initdb", Place::Memory)?;
+        let result = (|| {
+            if let Some((uid, gid)) = user {
+                scratch.give_to(uid, gid).map_err(|source| Error::Io {
+                    context: "handing initdb's directory to the server's user",
+                    source,
+                })?;
+            }
+            let began = std::time::Instant::now();
+            initdb(&bin, &scratch.path().join("data"), user)?;
+            Ok(began.elapsed())
+        })();
+        scratch.remove();
+        result
     }
 
     /// Starts the fixture; see [`Postgres::start`].
@@ -243,15 +314,21 @@ impl PostgresBuilder {
     pub fn start(self) -> Result<Postgres> {
         let cluster = self.cluster()?;
         cluster.check()?;
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let database = format!("{}{}", reuse::run_id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let template = match &self.template_sql {
+            Some(sql) => cluster.template(sql)?,
+            None => "template0".to_owned(),
+        };
+        let database = new_database_name();
         cluster.sql(
             "creating a test database",
-            &[format!("CREATE DATABASE \"{database}\" TEMPLATE template0")],
+            &[format!(
+                "CREATE DATABASE \"{database}\" TEMPLATE \"{template}\""
+            )],
         )?;
         Ok(Postgres {
             url: reuse::with_database(&cluster.admin_url, &database),
             database,
+            template,
             cluster,
         })
     }
@@ -285,6 +362,7 @@ impl PostgresBuilder {
                 admin_url: url,
                 psql,
                 running: None,
+                templates: Mutex::new(Vec::new()),
             });
         }
         let bin = find_bin(self.bin_dir.as_deref())?;
@@ -293,13 +371,15 @@ impl PostgresBuilder {
             tcp_port: if self.tcp { Some(free_port()?) } else { None },
             settings: self.settings.clone(),
             ready_timeout: self.ready_timeout.unwrap_or(Duration::from_secs(30)),
+            cache_root: self.cache_dir.clone().unwrap_or_else(cache_root),
         };
-        let running = super::start(&service)?;
+        let running = super::start_in(&service, Place::Memory)?;
         let admin_url = running.addresses()[0].clone();
         Ok(Cluster {
             admin_url,
             psql: bin.join("psql"),
             running: Some(running),
+            templates: Mutex::new(Vec::new()),
         })
     }
 }
@@ -313,8 +393,9 @@ pub(super) fn start_detached() -> Result<(Running, String)> {
         tcp_port: None,
         settings: Vec::new(),
         ready_timeout: Duration::from_secs(30),
+        cache_root: cache_root(),
     };
-    let running = super::start_as(&service, true)?;
+    let running = super::start_in(&service, Place::Detached)?;
     let url = running.addresses()[0].clone();
     Ok((running, url))
 }
@@ -326,11 +407,94 @@ struct Cluster {
     psql: PathBuf,
     /// `None` when reused.
     running: Option<Running>,
+    /// The templates built from `template_sql` scripts: (hash of the
+    /// script, database name). Locked while one is built.
+    templates: Mutex<Vec<(u64, String)>>,
+}
+
+/// A fixture database's name, which the reuse sweep recognizes.
+fn new_database_name() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{}{}", reuse::run_id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// FNV-1a: a template's name must not change between builds of stampede,
+/// as std's hasher may.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Cluster {
     fn check(&self) -> Result<()> {
         self.running.as_ref().map_or(Ok(()), Running::check)
+    }
+
+    /// The name of the template database built from `sql`, building it
+    /// first if this cluster has none yet.
+    ///
+    /// It is built under a fixture's name (so the reuse sweep drops it if
+    /// this process dies meanwhile) and renamed when complete: another
+    /// process sharing a reused server either finds it complete or builds
+    /// its own, and the first rename wins.
+    fn template(&self, sql: &str) -> Result<String> {
+        let hash = stable_hash(sql);
+        let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, name)) = templates.iter().find(|(h, _)| *h == hash) {
+            return Ok(name.clone());
+        }
+        let name = format!("stampede_tpl_{hash:016x}");
+        let exists = |cluster: &Cluster| {
+            psql(
+                &cluster.psql,
+                &cluster.admin_url,
+                &[format!(
+                    "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+                )],
+            )
+            .map(|out| out.trim() == "1")
+        };
+        if !exists(self).unwrap_or(false) {
+            let building = new_database_name();
+            self.sql(
+                "creating a template database",
+                &[format!("CREATE DATABASE \"{building}\" TEMPLATE template0")],
+            )?;
+            let drop_building = || {
+                let _ = psql(
+                    &self.psql,
+                    &self.admin_url,
+                    &[format!(
+                        "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+                    )],
+                );
+            };
+            let url = reuse::with_database(&self.admin_url, &building);
+            if let Err(message) = psql_script(&self.psql, &url, sql) {
+                drop_building();
+                self.check()?;
+                return Err(Error::ServiceCommand {
+                    service: "postgres".to_owned(),
+                    action: "running the template's SQL".to_owned(),
+                    message,
+                });
+            }
+            let renamed = self.sql(
+                "completing a template database",
+                &[format!(
+                    "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+                )],
+            );
+            if let Err(e) = renamed {
+                drop_building();
+                if !exists(self).unwrap_or(false) {
+                    return Err(e);
+                }
+            }
+        }
+        templates.push((hash, name.clone()));
+        Ok(name)
     }
 
     /// Runs each statement in its own transaction (`CREATE DATABASE` may
@@ -375,12 +539,43 @@ pub(super) fn psql(
     }
 }
 
+/// Runs `script` with `psql -f -`, stopping at the first error; that
+/// error's output when it fails.
+fn psql_script(psql: &Path, url: &str, script: &str) -> std::result::Result<(), String> {
+    let mut child = Command::new(psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not run {}: {e}", psql.display()))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let script = script.to_owned();
+    // From a thread: psql may fill its error pipe before it has read all.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(script.as_bytes());
+    });
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("could not wait for {}: {e}", psql.display()))?;
+    let _ = writer.join();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
 /// The cluster as a [`Service`]: a copy of the cached data directory.
 struct PostgresService {
     bin: PathBuf,
     tcp_port: Option<u16>,
     settings: Vec<(String, String)>,
     ready_timeout: Duration,
+    /// Where the cached `initdb` result lives.
+    cache_root: PathBuf,
 }
 
 impl Service for PostgresService {
@@ -390,7 +585,7 @@ impl Service for PostgresService {
 
     fn launch(&self, dir: &Path) -> Result<Launch> {
         let user = server_user();
-        let cached = cached_data_dir(&self.bin, user)?;
+        let cached = cached_data_dir(&self.bin, user, &self.cache_root)?;
         let data = dir.join("data");
         copy_tree(&cached, &data, user).map_err(|source| Error::Io {
             context: "copying the cached PostgreSQL data directory",
@@ -423,6 +618,10 @@ impl Service for PostgresService {
             // A test database need not survive a power cut.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
+            // Dynamic shared memory as files in the data directory, removed
+            // with it, rather than in /dev/shm, where a server killed with
+            // SIGKILL would leave its segments.
+            .args(["-c", "dynamic_shared_memory_type=mmap"])
             .ready_timeout(self.ready_timeout)
             // SIGINT is PostgreSQL's fast shutdown.
             .stop_with(sys::SIGINT, Duration::from_secs(10));
@@ -549,9 +748,8 @@ fn cache_root() -> PathBuf {
 
 /// The cached result of `initdb` for the server in `bin`, made on first
 /// use under a file lock (other test processes wait for it).
-fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<PathBuf> {
+fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>, root: &Path) -> Result<PathBuf> {
     let version = major_version(bin)?;
-    let root = cache_root();
     let cached = root.join(format!("postgres-{version}"));
     let data = cached.join("data");
     if data.join("PG_VERSION").is_file() {
@@ -567,41 +765,45 @@ fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<PathBuf> {
     }
     // initdb runs as the server's user, in a directory it can reach (a
     // home under /root is closed to it); the result is copied in.
-    let scratch = Instance::create("initdb", false)?;
+    let scratch = Instance::create("initdb", Place::Memory)?;
     if let Some((uid, gid)) = user {
         scratch
             .give_to(uid, gid)
             .map_err(io("handing initdb's directory to the server's user"))?;
     }
     let fresh = scratch.path().join("data");
+    let result = initdb(bin, &fresh, user).and_then(|()| {
+        let partial = cached.join(format!("data.partial-{}", sys::getpid()));
+        let _ = fs::remove_dir_all(&partial);
+        copy_tree(&fresh, &partial, None)
+            .and_then(|()| fs::rename(&partial, &data))
+            .map_err(io("copying initdb's result into the cache"))
+    });
+    scratch.remove();
+    result.map(|()| data)
+}
+
+/// Runs `initdb` into `data` as `user` (the server's user, when root).
+fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Result<()> {
     let mut command = Command::new(bin.join("initdb"));
     command
         .arg("-D")
-        .arg(&fresh)
+        .arg(data)
         .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"])
         .args(["--no-sync", "--no-instructions"])
         .stdin(Stdio::null());
     if let Some((uid, gid)) = user {
         command.uid(uid).gid(gid);
     }
-    let output = command.output();
-    let result = match output {
-        Ok(out) if out.status.success() => {
-            let partial = cached.join(format!("data.partial-{}", sys::getpid()));
-            let _ = fs::remove_dir_all(&partial);
-            copy_tree(&fresh, &partial, None)
-                .and_then(|()| fs::rename(&partial, &data))
-                .map_err(io("copying initdb's result into the cache"))
-        }
+    match command.output() {
+        Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(Error::ServiceStart {
             service: "postgres".to_owned(),
             reason: format!("initdb failed ({})", out.status),
             log_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
         }),
         Err(e) => Err(not_found(&format!("initdb could not run: {e}"))),
-    };
-    scratch.remove();
-    result.map(|()| data)
+    }
 }
 
 /// Copies a directory tree, keeping modes, owned by `owner` when given.

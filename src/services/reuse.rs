@@ -123,6 +123,7 @@ mod tests {
             "abcd1234"
         ));
         assert!(!is_gone("orders", "abcd1234"));
+        assert!(!is_gone("stampede_tpl_0123456789abcdef", "abcd1234"));
         assert!(!is_gone("stampede_x", "abcd1234"));
     }
 }

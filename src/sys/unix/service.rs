@@ -3,9 +3,13 @@
 //! that check, a file lock, the user to run a server as, and the stop
 //! signals a keeper takes as its word.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::check;
@@ -58,6 +62,71 @@ pub(crate) fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// The bytes free to this user on the file system at `path` when it is a
+/// tmpfs (memory); `None` when it is another kind or cannot be read.
+pub(crate) fn tmpfs_free_bytes(path: &Path) -> Option<u64> {
+    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: the path is NUL-terminated; statfs fills a buffer of its own type.
+    check(unsafe { libc::statfs(path.as_ptr(), stat.as_mut_ptr()) }).ok()?;
+    // SAFETY: statfs succeeded, so it filled the buffer (zeroed before anyway).
+    let stat = unsafe { stat.assume_init() };
+    #[expect(
+        clippy::unnecessary_cast,
+        reason = "the field types differ between C libraries and architectures"
+    )]
+    let (kind, tmpfs, free, block) = (
+        stat.f_type as i64,
+        libc::TMPFS_MAGIC as i64,
+        stat.f_bavail as u64,
+        stat.f_bsize as u64,
+    );
+    (kind == tmpfs).then(|| free.saturating_mul(block))
+}
+
+/// Removes the System V shared memory segments process `pid` created:
+/// what a server killed with SIGKILL leaves, PostgreSQL's interlock segment
+/// among them. Only those nobody has attached, unless `attached_too` (a
+/// segment still attached goes when its last process detaches): the caller
+/// knows that `pid` is its server, not a reused pid, only while it has not
+/// been reaped. The ids of the segments removed.
+pub(crate) fn remove_shared_memory_of(pid: u32, attached_too: bool) -> Vec<i32> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    segments_created_by(&table, pid)
+        .into_iter()
+        .filter(|&(_, attached)| attached_too || attached == 0)
+        .map(|(id, _)| id)
+        // SAFETY: IPC_RMID takes no buffer; a stale id fails with EINVAL.
+        .filter(|&id| unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == 0)
+        .collect()
+}
+
+/// The ids and attach counts in `/proc/sysvipc/shm`'s `table` of segments
+/// `pid` created.
+fn segments_created_by(table: &str, pid: u32) -> Vec<(i32, u64)> {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| header.iter().position(|&h| h == name);
+    let (Some(id_at), Some(cpid_at), Some(nattch_at)) =
+        (column("shmid"), column("cpid"), column("nattch"))
+    else {
+        return Vec::new();
+    };
+    lines
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let creator: u32 = fields.get(cpid_at)?.parse().ok()?;
+            let id = fields.get(id_at)?.parse().ok()?;
+            let attached = fields.get(nattch_at)?.parse().ok()?;
+            (creator == pid).then_some((id, attached))
+        })
+        .collect()
+}
+
 /// This process's effective user id.
 pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail and touches no memory.
@@ -108,3 +177,31 @@ pub(crate) fn take_stop_signal() -> Option<i32> {
 }
 
 pub(crate) const SIGINT: i32 = libc::SIGINT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_found_by_their_creator() {
+        let table = "       key      shmid perms   size  cpid  lpid nattch\n\
+                     \x20   111029     163843   600     56 15159 15171      0\n\
+                     \x20 10050286      32776   600     56 25409 25413      1\n";
+        assert_eq!(segments_created_by(table, 25409), vec![(32776, 1)]);
+        assert_eq!(segments_created_by(table, 15159), vec![(163843, 0)]);
+        assert!(segments_created_by(table, 15171).is_empty());
+        assert!(segments_created_by("", 1).is_empty());
+    }
+
+    #[test]
+    fn a_segment_of_this_process_is_removed() {
+        // SAFETY: a private segment of one page, nothing attached.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+        assert!(id >= 0, "shmget: {}", io::Error::last_os_error());
+        assert!(remove_shared_memory_of(std::process::id(), false).contains(&id));
+        let mut stat = MaybeUninit::<libc::shmid_ds>::zeroed();
+        // SAFETY: IPC_STAT fills a buffer of its own type.
+        let found = unsafe { libc::shmctl(id, libc::IPC_STAT, stat.as_mut_ptr()) };
+        assert_eq!(found, -1, "segment {id} is still there");
+    }
+}
