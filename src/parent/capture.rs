@@ -73,13 +73,13 @@ impl Stream {
     /// Reads what is there (a bounded amount per call); closes the stream
     /// at end of file.
     pub(crate) fn read(&mut self, buf: &mut [u8]) {
+        // A bounded number of reads: a child that writes without pause
+        // must not keep the loop from its other children.
         for _ in 0..16 {
-            let Some(fd) = &self.fd else { return };
-            match sys::read_some(fd.as_raw_fd(), buf) {
-                Ok(None) => return,
-                Ok(Some(0)) | Err(_) => self.fd = None,
-                Ok(Some(n)) => self.push(&buf[..n]),
-            }
+            let Some(n) = read_some(&mut self.fd, buf) else {
+                return;
+            };
+            self.push(&buf[..n]);
         }
     }
 
@@ -160,13 +160,13 @@ impl Splitter {
 
     /// Reads what is there; closes the stream at end of file.
     pub(crate) fn read(&mut self, buf: &mut [u8]) {
+        // A bounded number of reads: a child that writes without pause
+        // must not keep the loop from its other children.
         for _ in 0..16 {
-            let Some(fd) = &self.fd else { return };
-            match sys::read_some(fd.as_raw_fd(), buf) {
-                Ok(None) => return,
-                Ok(Some(0)) | Err(_) => self.fd = None,
-                Ok(Some(n)) => self.push(&buf[..n]),
-            }
+            let Some(n) = read_some(&mut self.fd, buf) else {
+                return;
+            };
+            self.push(&buf[..n]);
         }
     }
 
@@ -240,6 +240,19 @@ impl Splitter {
         let carry = std::mem::take(&mut self.carry);
         self.current.push(&carry);
         std::mem::replace(&mut self.current, Stream::detached(self.limit)).into_captured()
+    }
+}
+
+/// One non-blocking read from `fd` into `buf`: `Some(n)` bytes, or `None`
+/// when nothing is there now or the stream ended (then `fd` is closed).
+fn read_some(fd: &mut Option<OwnedFd>, buf: &mut [u8]) -> Option<usize> {
+    match sys::read_some(fd.as_ref()?.as_raw_fd(), buf) {
+        Ok(Some(n)) if n > 0 => Some(n),
+        Ok(None) => None,
+        Ok(Some(_)) | Err(_) => {
+            *fd = None;
+            None
+        }
     }
 }
 

@@ -6,6 +6,10 @@ use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
+use std::sync::Arc;
+
+use super::conversation::Conversation;
+use super::limits;
 use super::process::ChildProcess;
 use crate::entry;
 use crate::error::{Error, Result};
@@ -29,6 +33,16 @@ pub(crate) struct Started {
     pub channel: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+}
+
+/// A child started and ready to talk to: its process, the conversation that
+/// begins with its first frame, and its output pipes, non-blocking.
+pub(crate) struct Opened {
+    pub process: ChildProcess,
+    pub conversation: Conversation,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub spawned_ns: u64,
 }
 
 fn c_string(s: &OsStr) -> Result<CString> {
@@ -101,6 +115,38 @@ impl Launcher {
     /// Whether children enter through `stampede::init()`.
     pub(crate) fn through_init(&self) -> bool {
         self.through_init
+    }
+
+    /// Starts child `index` with `gate` as its gate and `first` as the first
+    /// frame on its channel. A failure names the limit behind it, when one
+    /// is; a child started before the failure is killed and reaped.
+    pub(crate) fn open(
+        &self,
+        index: usize,
+        gate: RawFd,
+        first: Arc<Vec<u8>>,
+        result_limit: usize,
+    ) -> Result<Opened> {
+        let fail = |source: std::io::Error| Error::Spawn {
+            child: index,
+            limit: limits::limit_hit(&source),
+            source,
+        };
+        let spawned_ns = sys::monotonic_ns();
+        let started = self.spawn(index, gate).map_err(fail)?;
+        // From here on `process` kills and reaps the child on any error.
+        let process = started.process;
+        let conversation = Conversation::new(started.channel, first, result_limit).map_err(fail)?;
+        for fd in [&started.stdout, &started.stderr] {
+            sys::set_nonblocking(fd.as_raw_fd()).map_err(fail)?;
+        }
+        Ok(Opened {
+            process,
+            conversation,
+            stdout: started.stdout,
+            stderr: started.stderr,
+            spawned_ns,
+        })
     }
 
     /// Starts child `index`, handing it `gate` as its gate.

@@ -492,33 +492,25 @@ impl Child {
         settings: &Settings,
         _call: u64,
     ) -> Result<Child> {
-        let fail = |source: std::io::Error| Error::Spawn {
-            child: index,
-            limit: limits::limit_hit(&source),
-            source,
-        };
-        let spawned_ns = sys::monotonic_ns();
-        let started = launcher.spawn(index, gate.child_end()).map_err(fail)?;
-        // From here on `process` kills and reaps the child on any error.
-        let process = started.process;
-        let conversation =
-            Conversation::new(started.channel, job.request.clone(), settings.result_limit)
-                .map_err(fail)?;
-        for fd in [&started.stdout, &started.stderr] {
-            sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(fd)).map_err(fail)?;
-        }
+        let opened = launcher.open(
+            index,
+            gate.child_end(),
+            job.request.clone(),
+            settings.result_limit,
+        )?;
+        let spawned_ns = opened.spawned_ns;
         Ok(Child {
             index,
             function: job.function,
-            process,
-            conversation,
+            process: opened.process,
+            conversation: opened.conversation,
             stdout: Stream::new(
-                started.stdout,
+                opened.stdout,
                 settings.capture_limit,
                 launcher.through_init(),
             ),
             stderr: Stream::new(
-                started.stderr,
+                opened.stderr,
                 settings.capture_limit,
                 launcher.through_init(),
             ),

@@ -338,26 +338,19 @@ impl Worker {
         request: &Arc<Vec<u8>>,
         settings: &PoolSettings,
     ) -> Result<Worker> {
-        let fail = |source: std::io::Error| Error::Spawn {
-            child: slot,
-            limit: limits::limit_hit(&source),
-            source,
-        };
-        let spawned_ns = sys::monotonic_ns();
-        let started = launcher.spawn(slot, gate.child_end()).map_err(fail)?;
-        let process = started.process;
-        let conversation =
-            Conversation::new(started.channel, request.clone(), settings.result_limit)
-                .map_err(fail)?;
-        for fd in [&started.stdout, &started.stderr] {
-            sys::set_nonblocking(fd.as_raw_fd()).map_err(fail)?;
-        }
+        let opened = launcher.open(
+            slot,
+            gate.child_end(),
+            request.clone(),
+            settings.result_limit,
+        )?;
+        let spawned_ns = opened.spawned_ns;
         Ok(Worker {
             slot,
-            process,
-            conversation,
-            stdout: Splitter::new(started.stdout, settings.capture_limit),
-            stderr: Splitter::new(started.stderr, settings.capture_limit),
+            process: opened.process,
+            conversation: opened.conversation,
+            stdout: Splitter::new(opened.stdout, settings.capture_limit),
+            stderr: Splitter::new(opened.stderr, settings.capture_limit),
             spawned_ns,
             ready: false,
             in_flight: VecDeque::new(),
