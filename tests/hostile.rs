@@ -413,6 +413,19 @@ fn a_child_that_hangs_after_returning_is_killed_soon_and_says_so() {
 }
 
 #[test]
+fn a_child_that_returns_then_outlives_a_short_timeout_is_not_counted_as_returned() {
+    let outcomes = Options::new()
+        .timeout(Duration::from_secs(2))
+        .call_concurrently(1, return_then_hang_at_exit, ())
+        .unwrap();
+    let outcome = &outcomes[0];
+    assert!(
+        matches!(outcome.status(), Status::Failed { reason } if reason.contains("before the 2s timeout")),
+        "{outcome}"
+    );
+}
+
+#[test]
 fn an_absurd_number_of_children_is_an_error_not_a_panic() {
     let err = stampede::call_concurrently(usize::MAX, square, 1).unwrap_err();
     assert!(matches!(err, Error::Limit(_)), "{err}");

@@ -191,7 +191,8 @@ pub struct Timings {
     pub spawned: Duration,
     /// The child had decoded its arguments and reached the barrier.
     pub ready: Option<Duration>,
-    /// The child entered the function.
+    /// The child entered the function (for a child that never reported,
+    /// because it crashed or timed out: when the start barrier let it go).
     pub started: Option<Duration>,
     /// The child was let go from its first [`checkpoint()`](crate::checkpoint),
     /// if the function called it (the first entry of `checkpoints`' `passed`).

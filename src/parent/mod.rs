@@ -237,6 +237,16 @@ pub(crate) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         .into_iter()
         .map(|o| {
             let mut outcome = o.expect("every child finished");
+            // A child that never reported entered the function, as far as
+            // the parent knows, when the start barrier let it go.
+            let timings = &mut outcome.timings;
+            if let (None, Some(ready)) = (timings.started, timings.ready) {
+                timings.started = match gate.released_at(0) {
+                    Some(at) => Some(since(at).max(ready)),
+                    None if !settings.barrier => Some(ready),
+                    None => None,
+                };
+            }
             for (r, timing) in outcome.timings.checkpoints.iter_mut().enumerate() {
                 timing.released = gate
                     .released_at(r as u32 + 1)
@@ -684,15 +694,18 @@ impl Child {
         let (started, passed, finished, status) = match self.done.take() {
             Some((started, passed, finished, result)) => {
                 let status = match result {
-                    ChildResult::Returned(_)
-                        if self.clocked.killed() == Some(Kill::HungAfterReport) =>
-                    {
+                    ChildResult::Returned(_) if self.clocked.killed().is_some() => {
+                        let when = match self.clocked.killed() {
+                            Some(Kill::HungAfterReport) => {
+                                format!("within {:?} of sending the result", phase::EXIT_GRACE)
+                            }
+                            _ => format!("before the {timeout:?} timeout"),
+                        };
                         Status::Failed {
                             reason: format!(
-                                "it returned, but its process did not exit within {:?} of \
-                                 sending the result (an exit handler, a static's destructor, or \
-                                 a thread that blocks exit?) and was killed",
-                                phase::EXIT_GRACE
+                                "it returned, but its process did not exit {when} (an exit \
+                                 handler, a static's destructor, or a thread that blocks exit?) \
+                                 and was killed"
                             ),
                         }
                     }
