@@ -257,4 +257,15 @@ impl std::error::Error for Error {
 }
 
 /// Shorthand for results of stampede's calls.
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn ping() -> bool { true }
+///
+/// /// Whether every one of `n` concurrent pings answered.
+/// fn all_answer(n: usize) -> stampede::Result<bool> {
+///     Ok(stampede::call_concurrently(n, ping, ())?.values().all(|up| *up))
+/// }
+/// # let _ = all_answer(4);
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -350,6 +350,40 @@ impl fmt::Display for HuntSummary {
 ///     println!("replay: Hunt::seed({})", failure.hunt_seed());
 /// }
 /// ```
+///
+/// Every accessor:
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { true }
+/// use std::time::Duration;
+/// let hunt = stampede::Hunt::for_duration(Duration::from_secs(30)).run(|run| {
+///     let outcomes = run
+///         .options()
+///         .jitter(Duration::from_micros(200))
+///         .call_concurrently(8, claim, ())?;
+///     outcomes.assert_exactly_one(|won| *won);
+///     Ok::<(), stampede::Error>(())
+/// });
+/// if let Err(failure) = hunt {
+///     if let Some(error) = failure.error() {
+///         panic!("the hunt never started: {error}");
+///     }
+///     let how = if failure.panicked() { "panicked" } else { "returned an error" };
+///     println!(
+///         "run {:?} {how} at {:?} after {} passed in {:?}",
+///         failure.run(),
+///         failure.location(),
+///         failure.runs_passed(),
+///         failure.elapsed(),
+///     );
+///     println!(
+///         "replay the run: Options::seed({:?}); the whole hunt: Hunt::seed({})",
+///         failure.run_seed(),
+///         failure.hunt_seed(),
+///     );
+///     println!("{}", failure.message());
+/// }
+/// ```
 pub struct HuntFailure(Box<Failed>);
 
 /// What [`HuntFailure`] holds, boxed to keep `Result<HuntSummary, HuntFailure>` small.

@@ -100,6 +100,7 @@ impl Batch {
     /// # #[stampede::function] fn deposit(amount: u64) {}
     /// # #[stampede::function] fn balance() -> u64 { 0 }
     /// let mut batch = stampede::Batch::new();
+    /// assert!(batch.is_empty());
     /// batch.add(deposit, 10);
     /// batch.add(balance, ());
     /// assert_eq!(batch.len(), 2);
@@ -230,6 +231,7 @@ fn decode_any<R: DeserializeOwned + Send + 'static>(bytes: Vec<u8>) -> Status<Bo
 /// let reads = batch.add(balance, ());
 /// batch.repeat(4);
 /// let mut done = batch.run()?;
+/// assert_eq!(done.len(), 8);
 /// println!("{done}"); // a summary, then every child that did not return
 /// done.take(deposits).assert_all_returned();
 /// assert_eq!(done.take(reads).len(), 4);
@@ -292,6 +294,21 @@ impl fmt::Display for BatchOutcomes {
 
 impl Options {
     /// Runs a heterogeneous [`Batch`] with these options.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn deposit(amount: u64) {}
+    /// # #[stampede::function] fn balance() -> u64 { 0 }
+    /// use std::time::Duration;
+    /// let mut batch = stampede::Batch::new();
+    /// let deposits = batch.add(deposit, 10);
+    /// let reads = batch.add(balance, ());
+    /// let mut done = stampede::Options::new()
+    ///     .timeout(Duration::from_secs(10))
+    ///     .jitter(Duration::from_micros(100))
+    ///     .run(&batch)?;
+    /// done.take(deposits).assert_all_returned();
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

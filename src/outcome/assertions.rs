@@ -43,6 +43,17 @@ impl<R: Debug> Outcomes<R> {
     /// timeout passes: use it when some children are expected to be killed
     /// but none may fail an assertion.
     ///
+    /// ```no_run
+    /// # #[stampede::function] fn wait_for_lock() {}
+    /// use std::time::Duration;
+    /// // A child left waiting for the lock is killed at the timeout; that passes.
+    /// stampede::Options::new()
+    ///     .timeout(Duration::from_secs(2))
+    ///     .call_concurrently(4, wait_for_lock, ())?
+    ///     .assert_none_panicked();
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    ///
     /// # Panics
     ///
     /// If any child panicked, with a report of every child.
@@ -89,6 +100,13 @@ impl<R: Debug> Outcomes<R> {
     /// Asserts that every child returned and that exactly `expected` of the
     /// returned values match `pred`. `assert_count(0, ..)` says "none did",
     /// `assert_count(outcomes.len(), ..)` says "all did".
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn reserve_seat(seats: u32) -> bool { true }
+    /// // Ten buyers, three seats: exactly three reservations succeed.
+    /// stampede::call_concurrently(10, reserve_seat, 3)?.assert_count(3, |reserved| *reserved);
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     ///
     /// # Panics
     ///

@@ -107,6 +107,7 @@ impl fmt::Display for Exit {
 /// let outcomes = stampede::call_concurrently(2, chatty, ())?;
 /// for outcome in &outcomes {
 ///     assert_eq!(outcome.stdout().to_string_lossy(), "hello\n");
+///     assert_eq!(outcome.stdout().as_bytes(), b"hello\n");
 ///     assert_eq!(outcome.stdout().total_len(), 6);
 ///     assert!(!outcome.stderr().is_truncated());
 /// }
@@ -218,6 +219,37 @@ pub struct Timings {
 /// }
 /// let first: &stampede::Outcome<u32> = &outcomes[0];
 /// println!("child {} was pid {} and returned {:?}", first.index(), first.pid(), first.value());
+/// # Ok::<(), stampede::Error>(())
+/// ```
+///
+/// Every accessor, on a function that may panic:
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { true }
+/// use stampede::Status;
+/// for outcome in stampede::call_concurrently(4, claim, ())? {
+///     println!("child {} ran `{}`", outcome.index(), outcome.function());
+///     if outcome.is_panicked() {
+///         println!("it panicked: {}", outcome.panic_message().unwrap_or_default());
+///     }
+///     if let Status::Crashed(exit) = outcome.status() {
+///         println!("it crashed: {exit}");
+///     }
+///     for note in outcome.notes() {
+///         println!("note: {note}");
+///     }
+///     println!(
+///         "{} bytes on stdout, {} on stderr, entered at {:?}, peak memory {:?} bytes",
+///         outcome.stdout().total_len(),
+///         outcome.stderr().total_len(),
+///         outcome.timings().started,
+///         outcome.max_rss(),
+///     );
+///     match outcome.into_value() {
+///         Ok(won) => println!("returned {won}"),
+///         Err(outcome) => println!("did not return:\n{outcome}"),
+///     }
+/// }
 /// # Ok::<(), stampede::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -354,6 +386,33 @@ impl<R> Outcome<R> {
 ///     println!("{outcomes}"); // a summary, every failed child with its output, a timeline
 /// }
 /// let values: Vec<u32> = outcomes.unwrap_all();
+/// # Ok::<(), stampede::Error>(())
+/// ```
+///
+/// Every accessor, on a call that may not go well:
+///
+/// ```no_run
+/// # #[stampede::function] fn claim() -> bool { stampede::checkpoint(); true }
+/// use std::time::Duration;
+/// let outcomes = stampede::Options::new()
+///     .jitter(Duration::from_micros(200))
+///     .call_concurrently(8, claim, ())?;
+/// assert!(!outcomes.is_empty());
+/// let winners = outcomes.values().filter(|won| **won).count();
+/// let pids: Vec<u32> = outcomes.iter().map(|outcome| outcome.pid()).collect();
+/// println!("{winners} winners among pids {pids:?}");
+/// println!("let go from the checkpoint within {:?}", outcomes.checkpoint_spread());
+/// if let Some(seed) = outcomes.seed() {
+///     println!("Options::seed({seed}) replays the jitter delays");
+/// }
+/// for failed in outcomes.failures() {
+///     println!("child {} did not return", failed.index());
+/// }
+/// if !outcomes.all_returned() {
+///     let report: String = outcomes.report(); // what `Display` prints
+///     eprintln!("{report}");
+/// }
+/// let each: Vec<stampede::Outcome<bool>> = outcomes.into_vec();
 /// # Ok::<(), stampede::Error>(())
 /// ```
 #[derive(Debug, Clone)]

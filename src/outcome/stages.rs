@@ -27,6 +27,20 @@ pub(crate) struct Round {
 
 /// The first and the last of some moments, from the call's origin
 /// ([`Timings::origin`](crate::Timings::origin)).
+///
+/// ```no_run
+/// # #[stampede::function] fn subscriber() {}
+/// let stages = stampede::call_concurrently(100, subscriber, ())?.stages();
+/// if let Some(starts) = stages.starts {
+///     println!(
+///         "entered the function from {:?} to {:?}: {:?} apart",
+///         starts.first,
+///         starts.last,
+///         starts.width(),
+///     );
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spread {
     /// The earliest.
@@ -50,6 +64,28 @@ impl Spread {
 }
 
 /// One checkpoint round in [`Stages`].
+///
+/// ```no_run
+/// # #[stampede::function] fn subscriber() { stampede::checkpoint() }
+/// # fn publish() {}
+/// let outcomes = stampede::Options::new()
+///     .on_checkpoint(publish)
+///     .call_concurrently(100, subscriber, ())?;
+/// for round in &outcomes.stages().checkpoints {
+///     println!(
+///         "round {}: {} reached, {} went on, released at {:?}, trigger ran {:?}",
+///         round.round, round.reached, round.passed, round.released_at, round.trigger,
+///     );
+///     if let (Some(arrivals), Some(releases)) = (round.arrivals, round.releases) {
+///         let (arrived, went_on) = (arrivals.width(), releases.width());
+///         println!("arrived within {arrived:?}, went on within {went_on:?}");
+///     }
+///     if let Some(failure) = &round.trigger_failure {
+///         println!("the trigger failed: {failure}");
+///     }
+/// }
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RoundStages {

@@ -33,6 +33,16 @@ pub(crate) const REPORT_MAX_CHILDREN: usize = 32;
 ///
 /// Made by [`Outcomes::timeline`](crate::Outcomes::timeline); failure
 /// reports of up to 32 children end with it.
+///
+/// ```no_run
+/// # #[stampede::function] fn work() { stampede::checkpoint() }
+/// let timeline = stampede::call_concurrently(4, work, ())?.timeline();
+/// assert_eq!(timeline.len(), 4);
+/// assert!(!timeline.is_empty());
+/// println!("1 column = {:?}", timeline.column());
+/// println!("{timeline}");
+/// # Ok::<(), stampede::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Timeline {
     rows: Vec<Row>,

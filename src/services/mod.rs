@@ -52,6 +52,19 @@ use crate::protocol::{KeeperSpec, Readiness};
 use keeper::{Keeper, Place};
 
 /// When a server is ready to be used.
+///
+/// ```
+/// use stampede::services::{Ready, Server};
+///
+/// // Ready once 127.0.0.1:6390 accepts a connection (also its address).
+/// let by_port = Server::new("redis-server")
+///     .args(["--port", "6390"])
+///     .ready(Ready::Port(6390));
+/// // Ready once a line of its output contains this text.
+/// let by_log = Server::new("redis-server")
+///     .args(["--port", "6391"])
+///     .ready(Ready::LogLine("Ready to accept connections".into()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Ready {
@@ -62,6 +75,25 @@ pub enum Ready {
 }
 
 /// How to run a service's server, as [`Service::launch`] describes it.
+///
+/// ```
+/// use std::time::Duration;
+/// use stampede::services::{Launch, Ready};
+///
+/// let port = 6390;
+/// let launch = Launch::new("/usr/bin/redis-server", Ready::Port(port))
+///     .args(["--save", "", "--appendonly", "no"])
+///     .args(["--port".to_string(), port.to_string()])
+///     .env("LANG", "C")
+///     .ready_timeout(Duration::from_secs(10))
+///     .stop_with(2, Duration::from_secs(3)) // SIGINT, then 3 s before SIGKILL
+///     .address(format!("127.0.0.1:{port}"));
+/// // A server that refuses to run as root, when the tests do:
+/// let launch = launch.user(999, 999);
+/// ```
+///
+/// A [`Service`] returns one from [`launch`](Service::launch); its example
+/// puts it to use.
 #[derive(Debug, Clone)]
 pub struct Launch {
     program: PathBuf,
@@ -142,6 +174,40 @@ mod libc_signal {
 /// The keeper does the rest: it starts the server in that directory, waits
 /// for [`Launch`]'s readiness, stops it with its stop signal when the test
 /// process lets go of it (or dies), and removes the directory.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use std::time::Duration;
+/// use stampede::services::{self, Launch, Ready, Running, Service};
+///
+/// /// A Redis server keeping its files in the instance's directory.
+/// struct Redis {
+///     port: u16,
+/// }
+///
+/// impl Service for Redis {
+///     fn name(&self) -> &str {
+///         "redis"
+///     }
+///
+///     fn launch(&self, dir: &Path) -> stampede::Result<Launch> {
+///         Ok(Launch::new("redis-server", Ready::Port(self.port))
+///             .args(["--port".to_string(), self.port.to_string()])
+///             .args(["--dir".to_string(), dir.display().to_string()])
+///             .ready_timeout(Duration::from_secs(10))
+///             .address(format!("127.0.0.1:{}", self.port)))
+///     }
+///
+///     fn reset(&self, running: &Running) -> stampede::Result<()> {
+///         // send FLUSHALL to `running.addresses()[0]` with a Redis client
+///         running.check()
+///     }
+/// }
+///
+/// let redis = services::start(&Redis { port: 6390 })?;
+/// assert_eq!(redis.addresses(), ["127.0.0.1:6390"]);
+/// # Ok::<(), stampede::Error>(())
+/// ```
 pub trait Service {
     /// A short name, for directories and messages (`[a-z0-9-]`).
     fn name(&self) -> &str;
@@ -168,6 +234,25 @@ pub trait Service {
 
 /// A server started under a keeper. Dropping it stops the server and
 /// removes its directory.
+///
+/// ```no_run
+/// use stampede::services::{Ready, Server};
+///
+/// let http = Server::new("python3")
+///     .args(["-m", "http.server", "8765", "--bind", "127.0.0.1"])
+///     .ready(Ready::Port(8765))
+///     .start()?;
+/// println!(
+///     "{:?}: pid {}, kept by pid {}, log in {}",
+///     http.addresses(),
+///     http.server_pid(),
+///     http.keeper_pid(),
+///     http.dir().join("server.log").display(),
+/// );
+/// http.check()?; // an error with the end of its log if it died
+/// http.stop(); // returns once it is stopped and its directory is gone
+/// # Ok::<(), stampede::Error>(())
+/// ```
 pub struct Running {
     keeper: Keeper,
     addresses: Vec<String>,
@@ -218,6 +303,16 @@ impl Running {
 }
 
 /// Starts `service` under a keeper and waits until it is ready.
+///
+/// ```no_run
+/// use stampede::services::{self, Ready, Server};
+///
+/// let server = Server::new("python3")
+///     .args(["-m", "http.server", "8765", "--bind", "127.0.0.1"])
+///     .ready(Ready::Port(8765));
+/// let running = services::start(&server)?; // what `server.start()` does
+/// # Ok::<(), stampede::Error>(())
+/// ```
 ///
 /// # Errors
 ///
@@ -278,6 +373,22 @@ pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result
 ///     .ready(Ready::Port(8765))
 ///     .start()?;
 /// assert_eq!(http.addresses(), ["127.0.0.1:8765"]);
+/// # Ok::<(), stampede::Error>(())
+/// ```
+///
+/// Ready on a line of its output instead, with its own environment and more
+/// time to get there:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use stampede::services::{Ready, Server};
+///
+/// let redis = Server::new("/usr/bin/redis-server")
+///     .args(["--port", "6390", "--save", ""])
+///     .env("LANG", "C")
+///     .ready(Ready::LogLine("Ready to accept connections".into()))
+///     .ready_timeout(Duration::from_secs(60))
+///     .start()?;
 /// # Ok::<(), stampede::Error>(())
 /// ```
 #[derive(Debug, Clone)]

@@ -169,6 +169,15 @@ impl Postgres {
 
     /// The cluster's private directory (data, socket, log); `None` when the
     /// server is reused through `STAMPEDE_POSTGRES_URL`.
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::builder().private_cluster(true).start()?;
+    /// if let Some(dir) = pg.directory() {
+    ///     println!("cluster in {}", dir.display());
+    ///     println!("server pid {:?}, keeper pid {:?}", pg.server_pid(), pg.keeper_pid());
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn directory(&self) -> Option<&Path> {
         self.cluster.running.as_ref().map(Running::dir)
     }
@@ -263,6 +272,14 @@ impl PostgresBuilder {
     }
 
     /// Reuses this server instead of `STAMPEDE_POSTGRES_URL`'s.
+    ///
+    /// ```no_run
+    /// let pg = stampede::services::Postgres::builder()
+    ///     .reuse_url("postgresql://postgres@127.0.0.1:5432/postgres")
+    ///     .start()?; // a fresh database on that server
+    /// assert_eq!(pg.directory(), None);
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
     pub fn reuse_url(mut self, url: impl Into<String>) -> Self {
         self.reuse_url = Some(url.into());
         self

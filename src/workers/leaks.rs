@@ -72,6 +72,7 @@ pub enum LeakKind {
 ///     if leak.kind() == stampede::LeakKind::Descriptors {
 ///         println!("{} per call, first after call {}", leak.per_call(), leak.first_after_call());
 ///     }
+///     println!("worker {} (pid {}) holds: {}", leak.worker(), leak.pid(), leak.example());
 /// }
 /// # Ok::<(), stampede::Error>(())
 /// ```

@@ -122,6 +122,28 @@ pub struct WorkerFigures {
 /// assert!(report.values().all(|status| *status == 200));
 /// # Ok::<(), stampede::Error>(())
 /// ```
+///
+/// The rest of the figures:
+///
+/// ```no_run
+/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+/// use std::time::Duration;
+/// let report = stampede::Load::new(100_000)
+///     .workers(8)
+///     .deadline(Duration::from_secs(60))
+///     .run(fetch, 8080)?;
+/// if let Some(why) = report.stopped_early() {
+///     println!("stopped early: {why}");
+/// }
+/// println!("in {:?}: response {}", report.elapsed(), report.latency());
+/// println!("service time in the worker: {}", report.service_time());
+/// for (slot, worker) in report.workers().iter().enumerate() {
+///     println!("worker {slot}: {} calls, pids {:?}", worker.calls, worker.pids);
+/// }
+/// println!("{} leaks", report.leaks().len());
+/// println!("the test process peaked at {} bytes", report.parent_peak_memory());
+/// # Ok::<(), stampede::Error>(())
+/// ```
 pub struct LoadReport<R> {
     pub(crate) function: &'static str,
     pub(crate) planned: u64,
