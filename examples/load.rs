@@ -55,20 +55,21 @@ fn main() {
     println!("{serial}");
     serial.assert_all_returned().assert_no_leaks();
 
+    // One worker runs all 20 calls: 3 of warm-up, then the leak shows
+    // within a few more, whatever the machine's load.
     let leaky = stampede::Load::new(20)
-        .workers(2)
+        .workers(1)
         .run(fetch_and_keep_the_connection, port)
-        .expect("starting the workers");
+        .expect("starting the worker");
     println!("{leaky}");
     leaky.assert_all_returned();
-    assert_eq!(leaky.leaks().len(), 2, "each worker's leak is named");
-    for leak in leaky.leaks() {
-        assert!(
-            leak.example()
-                .contains(&format!("127.0.0.1:{port} ESTABLISHED")),
-            "{leak}"
-        );
-        assert!(leak.first_after_call() <= 20, "{leak}");
-    }
-    println!("The leaky client was caught: {}", leaky.leaks()[0]);
+    assert_eq!(leaky.leaks().len(), 1, "the worker's leak is named");
+    let leak = &leaky.leaks()[0];
+    assert!(
+        leak.example()
+            .contains(&format!("127.0.0.1:{port} ESTABLISHED")),
+        "{leak}"
+    );
+    assert!(leak.first_after_call() <= 3 + 10, "{leak}");
+    println!("The leaky client was caught: {leak}");
 }
