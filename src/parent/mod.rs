@@ -169,15 +169,7 @@ pub(crate) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
                 wake_ns = wake_ns.min(now + EXIT_POLL.as_nanos() as u64);
             }
         }
-        let timeout_ms = if wake_ns == u64::MAX {
-            -1
-        } else {
-            wake_ns
-                .saturating_sub(now)
-                .div_ceil(1_000_000)
-                .min(i32::MAX as u64) as i32
-        };
-        sys::poll(&mut fds, timeout_ms).map_err(io("waiting for children"))?;
+        sys::poll(&mut fds, poll_timeout_ms(now, wake_ns)).map_err(io("waiting for children"))?;
         // 5. Serve, look at exits, act on time.
         for (pfd, (slot, which)) in fds.iter().zip(&owners) {
             if pfd.revents != 0 {
@@ -412,6 +404,18 @@ fn release_rounds(
 
 fn ended_before(round: u32) -> String {
     format!("it ended before reaching checkpoint {round}, which was then never released")
+}
+
+/// `poll`'s timeout for waking at `wake_ns` (`u64::MAX`: no limit, -1),
+/// rounded up to whole milliseconds so that the wake is never early.
+pub(super) fn poll_timeout_ms(now_ns: u64, wake_ns: u64) -> i32 {
+    if wake_ns == u64::MAX {
+        return -1;
+    }
+    wake_ns
+        .saturating_sub(now_ns)
+        .div_ceil(1_000_000)
+        .min(i32::MAX as u64) as i32
 }
 
 /// For a child timed out while waiting at the gate: which children it was

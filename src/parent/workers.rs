@@ -296,14 +296,7 @@ pub(crate) fn run_pool(
                 wake_ns = wake_ns.min(worker.ended_ns().saturating_add(200_000_000));
             }
         }
-        let timeout_ms = if wake_ns == u64::MAX {
-            -1
-        } else {
-            wake_ns
-                .saturating_sub(now)
-                .div_ceil(1_000_000)
-                .min(i32::MAX as u64) as i32
-        };
+        let timeout_ms = super::poll_timeout_ms(now, wake_ns);
         if !fds.is_empty() || timeout_ms >= 0 {
             sys::poll(&mut fds, timeout_ms).map_err(io("waiting for workers"))?;
         }
