@@ -2,8 +2,10 @@
 //! (descriptors, threads, child processes, resident memory: counts the
 //! worker takes itself), and a verdict that names what grows: the parent
 //! looks at what the worker's descriptors and threads are (`/proc/<pid>`)
-//! once after the warm-up and again when a count grows, while the worker
-//! is idle between calls.
+//! once after the warm-up and again when a count grows. The worker may be
+//! running its next call meanwhile (two calls are in flight per worker), so
+//! the verdict names the lowest-numbered new descriptor: descriptors are
+//! numbered lowest-free-first, so leaked ones come before the call's own.
 //!
 //! After a warm-up (its first calls, which may fill pools and caches), the
 //! sample after the warm-up is the baseline. A count that grew at each of
@@ -314,10 +316,10 @@ impl Watch {
                         new.push(target);
                     }
                 }
-                let Some(last) = new.last() else {
+                let Some(first) = new.first() else {
                     return String::new();
                 };
-                describe(self.pid, last)
+                describe(self.pid, first)
             }
             LeakKind::Threads => {
                 let mut old = base.threads.clone();
@@ -431,7 +433,7 @@ mod tests {
         assert_eq!(leak.per_call, 1.0);
         assert_eq!(
             leak.to_string(),
-            "worker 2 (pid 4711): +1 descriptor per call — file /tmp/f9, first after call 3"
+            "worker 2 (pid 4711): +1 descriptor per call — file /tmp/f7, first after call 3"
         );
     }
 

@@ -447,8 +447,8 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                 .watches
                 .entry(record.pid)
                 .or_insert_with(|| Watch::new(record.slot, record.pid, rules));
-            // The worker is idle while its record is handled: what it holds
-            // now is what the sample counted.
+            // What the worker holds is read now, while it may already run
+            // its next call: the watch names the oldest new descriptor.
             let pid = record.pid;
             let inspect = move || Details::of(pid);
             self.leaks
