@@ -3,6 +3,9 @@
 
 stampede::entry!();
 
+#[path = "common/procs.rs"]
+mod procs;
+
 use std::time::Duration;
 
 /// The system's monotonic clock, which every process shares.
@@ -10,21 +13,11 @@ fn now_ns() -> u64 {
     stampede::Timestamp::now().as_nanos()
 }
 
-fn child_index() -> u64 {
-    std::env::var("STAMPEDE_CHILD")
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Setup that takes longer the later the child comes (0, 15, 30 ms ...),
 /// then the checkpoint; returns when it arrived and when it was let go.
 #[stampede::function]
 fn staggered_setup() -> (u64, u64) {
-    std::thread::sleep(Duration::from_millis(15 * child_index()));
+    std::thread::sleep(Duration::from_millis(15 * procs::child_index()));
     let arrived = now_ns();
     stampede::checkpoint();
     (arrived, now_ns())

@@ -22,14 +22,9 @@ fn subscriber(addr: String) -> Received {
     broker::subscribe_and_wait(&addr)
 }
 
+/// This child's index in its call.
 fn child_index() -> usize {
-    std::env::var("STAMPEDE_CHILD")
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    procs::child_index() as usize
 }
 
 #[stampede::function]
