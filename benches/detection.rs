@@ -14,6 +14,9 @@
 #[path = "../tests/common/sqlite.rs"]
 mod sqlite;
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -243,20 +246,9 @@ impl Cell {
 }
 
 fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned());
     format!(
-        "{cores} cores, {cpu}, Linux {kernel}, {CHILDREN} children, SQLite {}",
+        "{}, {CHILDREN} children, SQLite {}",
+        machine::machine(),
         rusqlite::version()
     )
 }

@@ -9,6 +9,9 @@
 //!
 //! Environment: `FAN_OUT_ROUNDS` (default 9) sets the number of rounds.
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use std::fmt::Write as _;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -134,7 +137,7 @@ impl Samples {
         let arrivals = Stats::of(&self.arrivals_spread);
         let ratio = at.median.as_secs_f64() / bare.median.as_secs_f64();
         let _ = writeln!(w, "\n## fan-out, n = {N}\n");
-        let _ = writeln!(w, "machine: {}", machine());
+        let _ = writeln!(w, "machine: {}", machine::machine());
         let _ = writeln!(
             w,
             "rounds: {rounds}, the two variants alternating; whole run {:.1} s\n",
@@ -230,20 +233,4 @@ fn fmt(d: Duration) -> String {
     } else {
         format!("{:.2} s", d.as_secs_f64())
     }
-}
-
-/// `nproc`, CPU model and kernel, read where those tools read them.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("nproc {cpus}, {model}, Linux {}", kernel.trim())
 }

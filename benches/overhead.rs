@@ -11,6 +11,9 @@
 //! Environment: `OVERHEAD_ROUNDS` (default 150) sets the number of rounds;
 //! n = 256 runs in every fourth round only, to keep the run near a minute.
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use std::fmt::Write as _;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -213,7 +216,7 @@ impl Bench {
         let mut verdicts = Vec::new();
         let w = &mut out;
         let _ = writeln!(w, "\n## stampede overhead\n");
-        let _ = writeln!(w, "machine: {}", machine());
+        let _ = writeln!(w, "machine: {}", machine::machine());
         let _ = writeln!(
             w,
             "rounds: {rounds} (n = 256 in {}), variants interleaved round-robin; whole run {:.1} s\n",
@@ -445,20 +448,4 @@ fn fmt(d: Duration) -> String {
     } else {
         format!("{:.2} ms", d.as_secs_f64() * 1e3)
     }
-}
-
-/// `nproc`, CPU model and kernel, read where those tools read them.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("nproc {cpus}, {model}, Linux {}", kernel.trim())
 }

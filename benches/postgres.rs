@@ -24,6 +24,9 @@
 //!
 //! Environment: `PG_BENCH_ROUNDS` (default 5) sets the number of rounds.
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -107,7 +110,7 @@ impl Bench {
         let mut out = String::new();
         let w = &mut out;
         let _ = writeln!(w, "\n## services::Postgres\n");
-        let _ = writeln!(w, "machine: {}", machine());
+        let _ = writeln!(w, "machine: {}", machine::machine());
         let _ = writeln!(
             w,
             "rounds: {rounds} ({DATABASES_PER_ROUND} databases per round), variants interleaved \
@@ -233,20 +236,4 @@ fn fmt(d: Duration) -> String {
     } else {
         format!("{:.2} s", d.as_secs_f64())
     }
-}
-
-/// `nproc`, CPU model and kernel, read where those tools read them.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("nproc {cpus}, {model}, Linux {}", kernel.trim())
 }

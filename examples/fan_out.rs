@@ -8,15 +8,14 @@
 //! and when it sent, on the system's monotonic clock, which all processes share.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+// The server's accept queue holds every client at once.
+#[path = "../tests/common/loopback.rs"]
+mod loopback;
+
 const CLIENTS: usize = 1000;
-/// The server's accept queue holds every client at once. With std's
-/// default of 128, a thousand clients connecting together overflow it on a
-/// loaded machine: the kernel drops their handshakes' last step, the
-/// clients believe they are connected, and their requests go nowhere.
-const BACKLOG: i32 = 4096;
 /// How long a client waits for its answer before it fails with a reason,
 /// rather than hanging until the call's timeout.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,19 +43,6 @@ fn client(port: u16) -> (u64, u64, String) {
     (connected, sent, answer.trim_end().to_string())
 }
 
-/// A loopback listener whose accept queue holds [`BACKLOG`] connections
-/// (the kernel caps it at `net.core.somaxconn`).
-fn listen() -> TcpListener {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("creating a socket");
-    let address: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    socket
-        .bind(&address.into())
-        .expect("binding a loopback port");
-    socket.listen(BACKLOG).expect("listening");
-    socket.into()
-}
-
 /// Answers each connection's request line, one thread per connection.
 fn serve(listener: TcpListener) {
     for stream in listener.incoming().flatten() {
@@ -72,7 +58,7 @@ fn serve(listener: TcpListener) {
 
 fn main() {
     stampede::init();
-    let listener = listen();
+    let listener = loopback::listen();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || serve(listener));
 

@@ -587,10 +587,5 @@ fn a_program_started_through_the_dynamic_loader_is_told_so() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success() && stdout.contains("INNER-OK"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    procs::assert_inner_ok(&run);
 }

@@ -10,17 +10,15 @@
 #![allow(dead_code, reason = "each user takes a different subset")]
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stampede::Timestamp;
 
-/// The accept queue holds every subscriber at once: with std's default of
-/// 128, a thousand subscribers connecting together overflow it on a loaded
-/// machine and some handshakes are dropped (the kernel caps it at
-/// `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
+#[path = "loopback.rs"]
+mod loopback;
+
 /// How long a subscriber waits for a line before it gives up with a
 /// reason, rather than hanging until the call's timeout.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,7 +44,7 @@ impl Broker {
     }
 
     fn start_with(drop_every: Option<usize>) -> Arc<Broker> {
-        let listener = listen();
+        let listener = loopback::listen();
         let broker = Arc::new(Broker {
             addr: listener.local_addr().expect("the listener's address"),
             subscribers: Mutex::new(Vec::new()),
@@ -125,17 +123,6 @@ impl Broker {
     pub fn publishes(&self) -> usize {
         *self.publishes.lock().unwrap()
     }
-}
-
-fn listen() -> TcpListener {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("creating a socket");
-    let address: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    socket
-        .bind(&address.into())
-        .expect("binding a loopback port");
-    socket.listen(BACKLOG).expect("listening");
-    socket.into()
 }
 
 /// What one subscriber saw: the message (`None`: the stream ended without

@@ -3,20 +3,15 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
+
+#[path = "loopback.rs"]
+mod loopback;
 
 /// Starts the server on a free loopback port, in background threads that
 /// live as long as the process; returns the port.
 pub fn serve() -> u16 {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("creating a socket");
-    let address: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    socket
-        .bind(&address.into())
-        .expect("binding a loopback port");
-    // Room for every client connecting at once.
-    socket.listen(4096).expect("listening");
-    let listener: TcpListener = socket.into();
+    let listener = loopback::listen();
     let port = listener.local_addr().unwrap().port();
     std::thread::Builder::new()
         .name("http-accept".into())
