@@ -61,7 +61,7 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
 /// Writes the end marker of `call` on stdout and stderr, after whatever the
 /// call printed: what came since the previous end marker is the call's.
 fn mark_end(call: u64) -> io::Result<()> {
-    let marker = protocol::call_marker(call, true);
+    let marker = protocol::end_marker(call);
     let mut out = io::stdout().lock();
     out.flush()?;
     out.write_all(&marker)?;

@@ -138,8 +138,6 @@ pub(crate) struct Splitter {
     current: Stream,
     /// Bytes that may be the start of a marker, waiting for the rest.
     carry: Vec<u8>,
-    /// The call whose start marker came last, and whether its end came too.
-    call: Option<(u64, bool)>,
     /// The calls whose end marker came and whose output was not taken yet
     /// (a worker may finish a call before the previous one is handed on).
     ended: VecDeque<(u64, Captured)>,
@@ -152,7 +150,6 @@ impl Splitter {
             fd: Some(fd),
             current: Stream::detached(limit),
             carry: Vec::new(),
-            call: None,
             ended: VecDeque::new(),
             limit,
         }
@@ -186,10 +183,12 @@ impl Splitter {
         let mut at = 0;
         while let Some(offset) = data[at..].iter().position(|b| *b == 0x1e) {
             let start = at + offset;
-            match protocol::parse_call_marker(&data[start..]) {
-                Ok(Some((call, end, len))) => {
+            match protocol::parse_end_marker(&data[start..]) {
+                Ok(Some((call, len))) => {
                     self.current.push(&data[at..start]);
-                    self.marker(call, end);
+                    let output =
+                        std::mem::replace(&mut self.current, Stream::past_entry(self.limit));
+                    self.ended.push_back((call, output.into_captured()));
                     at = start + len;
                 }
                 Ok(None) => {
@@ -204,16 +203,6 @@ impl Splitter {
             }
         }
         self.current.push(&data[at..]);
-    }
-
-    fn marker(&mut self, call: u64, end: bool) {
-        if end {
-            let output = std::mem::replace(&mut self.current, Stream::past_entry(self.limit));
-            self.ended.push_back((call, output.into_captured()));
-            self.call = Some((call, true));
-        } else {
-            self.call = Some((call, false));
-        }
     }
 
     /// Whether the end marker of `call` has come.
@@ -280,12 +269,10 @@ mod tests {
         let (read, _write) = sys::pipe().unwrap();
         let mut s = Splitter::new(read, 1024);
         let mut all = b"running 1 test\n\x1estampede: child entered\x1e\n".to_vec();
-        all.extend_from_slice(&protocol::call_marker(1, false));
         all.extend_from_slice(b"first\n");
-        all.extend_from_slice(&protocol::call_marker(1, true));
-        all.extend_from_slice(&protocol::call_marker(2, false));
+        all.extend_from_slice(&protocol::end_marker(1));
         all.extend_from_slice(b"second \x1e byte\n");
-        all.extend_from_slice(&protocol::call_marker(2, true));
+        all.extend_from_slice(&protocol::end_marker(2));
         // In one read, and in reads of 5 bytes.
         let mut whole = Splitter::new(sys::pipe().unwrap().0, 1024);
         whole.push(&all);
@@ -299,7 +286,6 @@ mod tests {
         );
         assert_eq!(s.take(1).to_string_lossy(), "first\n");
         assert_eq!(s.take(2).to_string_lossy(), "second \x1e byte\n");
-        s.push(&protocol::call_marker(3, false));
         s.push(b"cut short");
         assert!(!s.has_ended(3));
         assert_eq!(s.take(3).to_string_lossy(), "cut short");

@@ -74,22 +74,21 @@ pub(crate) fn parse_child_var(value: &str) -> Option<(u32, u64, Role)> {
 /// drop what came before it (libtest's "running 1 test" line).
 pub(crate) const MARKER: &[u8] = b"\x1estampede: child entered\x1e\n";
 
-/// How every marker on a worker's stdout and stderr starts.
-pub(crate) const MARKER_START: &[u8] = b"\x1estampede: ";
+/// How a worker's end-of-call marker starts.
+const END_MARKER_START: &[u8] = b"\x1estampede: end ";
 
-/// Written by a worker to stdout and stderr before and after each call, so
-/// that the parent can give each call its own output.
-pub(crate) fn call_marker(call: u64, end: bool) -> Vec<u8> {
-    let word = if end { "end" } else { "call" };
-    format!("\x1estampede: {word} {call}\x1e\n").into_bytes()
+/// Written by a worker to stdout and stderr after each call: what came
+/// since the previous one is the call's own output.
+pub(crate) fn end_marker(call: u64) -> Vec<u8> {
+    format!("\x1estampede: end {call}\x1e\n").into_bytes()
 }
 
-/// A worker's marker at the start of `bytes`: `Ok(Some((call, is_end,
+/// A worker's end marker at the start of `bytes`: `Ok(Some((call,
 /// length)))`, `Ok(None)` if more bytes may complete one, `Err(())` if these
-/// bytes are not a call marker.
-pub(crate) fn parse_call_marker(bytes: &[u8]) -> Result<Option<(u64, bool, usize)>, ()> {
-    let prefix_len = MARKER_START.len().min(bytes.len());
-    if bytes[..prefix_len] != MARKER_START[..prefix_len] {
+/// bytes are not an end marker.
+pub(crate) fn parse_end_marker(bytes: &[u8]) -> Result<Option<(u64, usize)>, ()> {
+    let prefix_len = END_MARKER_START.len().min(bytes.len());
+    if bytes[..prefix_len] != END_MARKER_START[..prefix_len] {
         return Err(());
     }
     let rest = &bytes[prefix_len..];
@@ -97,15 +96,9 @@ pub(crate) fn parse_call_marker(bytes: &[u8]) -> Result<Option<(u64, bool, usize
         return if rest.len() > 32 { Err(()) } else { Ok(None) };
     };
     let text = std::str::from_utf8(&rest[..end]).map_err(drop)?;
-    let text = text.strip_suffix('\x1e').ok_or(())?;
-    let (word, number) = text.split_once(' ').ok_or(())?;
-    let is_end = match word {
-        "call" => false,
-        "end" => true,
-        _ => return Err(()),
-    };
+    let number = text.strip_suffix('\x1e').ok_or(())?;
     let call = number.parse().map_err(drop)?;
-    Ok(Some((call, is_end, prefix_len + end + 1)))
+    Ok(Some((call, prefix_len + end + 1)))
 }
 
 #[cfg(test)]
@@ -113,19 +106,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn call_markers_round_trip_and_partial_ones_wait_for_more() {
-        let marker = call_marker(42, true);
+    fn end_markers_round_trip_and_partial_ones_wait_for_more() {
+        let marker = end_marker(42);
+        assert_eq!(parse_end_marker(&marker), Ok(Some((42, marker.len()))));
+        assert_eq!(parse_end_marker(&marker[..7]), Ok(None));
+        assert_eq!(parse_end_marker(&end_marker(7)[..15]), Ok(None));
         assert_eq!(
-            parse_call_marker(&marker),
-            Ok(Some((42, true, marker.len())))
-        );
-        assert_eq!(parse_call_marker(&marker[..7]), Ok(None));
-        assert_eq!(parse_call_marker(&call_marker(7, false)[..15]), Ok(None));
-        assert_eq!(
-            parse_call_marker(b"\x1estampede: child entered\x1e\n"),
+            parse_end_marker(b"\x1estampede: child entered\x1e\n"),
             Err(())
         );
-        assert_eq!(parse_call_marker(b"hello"), Err(()));
+        assert_eq!(parse_end_marker(b"\x1estampede: end x\x1e\n"), Err(()));
+        assert_eq!(parse_end_marker(b"hello"), Err(()));
     }
 
     #[test]
