@@ -128,6 +128,28 @@ fn leak_detection_can_be_turned_off() {
 }
 
 #[test]
+fn a_crash_with_the_last_call_queued_behind_it_still_runs_that_call() {
+    // Call 1 crashes its worker while call 2, the last one, waits in its
+    // channel: a new worker must be started for it, though no call is left
+    // to send for the first time.
+    let report = Load::new(3)
+        .workers(1)
+        .run_with(troublesome, |i| [0, 7, 1][i as usize])
+        .unwrap();
+    assert_eq!(report.calls(), 3, "{report}");
+    assert_eq!(
+        report.values().copied().collect::<Vec<u64>>(),
+        [0, 1],
+        "{report}"
+    );
+    assert!(
+        matches!(report.failures()[0].status(), Status::Crashed(_)),
+        "{report}"
+    );
+    assert_eq!(report.workers()[0].pids.len(), 2, "{report}");
+}
+
+#[test]
 fn failed_calls_carry_their_own_output_and_crashed_workers_are_replaced() {
     let report = Load::new(12)
         .workers(1)

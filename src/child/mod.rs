@@ -16,7 +16,7 @@ use std::io::{self, Write};
 
 pub(crate) use checkpoint::{arrive, checkpoint};
 
-use crate::protocol::{self, Report, Request, Role};
+use crate::protocol::{self, FrameReader, Report, Request, Role};
 use crate::{entry, sys};
 
 /// Who this child is.
@@ -87,7 +87,7 @@ fn serve(context: &Context) -> io::Result<()> {
     io::stdout().flush()?;
     io::stderr().write_all(protocol::MARKER)?;
 
-    let request: Request = match protocol::read_frame(channel.file()) {
+    let request: Request = match channel.receive() {
         Ok(request) => request,
         // The parent closed the channel before sending anything: it is gone.
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => sys::die_with_group(),
@@ -118,6 +118,8 @@ fn serve(context: &Context) -> io::Result<()> {
 pub(crate) struct Channel {
     file: File,
     identity: Option<(u64, u64)>,
+    /// What arrived and is not read yet.
+    inbox: FrameReader,
 }
 
 impl Channel {
@@ -126,12 +128,13 @@ impl Channel {
         Ok(Channel {
             file,
             identity: sys::identity(protocol::CHANNEL_FD),
+            inbox: FrameReader::default(),
         })
     }
 
-    /// The channel's file, for reading orders.
-    pub(crate) fn file(&mut self) -> &mut File {
-        &mut self.file
+    /// The next message from the parent (blocking).
+    pub(crate) fn receive<T: serde::de::DeserializeOwned>(&mut self) -> io::Result<T> {
+        self.inbox.read_from(&mut self.file)
     }
 
     /// Sends one report; an error if the channel is no longer stampede's.

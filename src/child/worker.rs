@@ -22,7 +22,7 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
         at_ns: sys::monotonic_ns(),
     })?;
     loop {
-        let order: Order = match protocol::read_frame(channel.file()) {
+        let order: Order = match channel.receive() {
             Ok(order) => order,
             // The parent closed the channel: it is gone, or done with us.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => sys::die_with_group(),

@@ -73,14 +73,9 @@ impl Stream {
     /// Reads what is there (a bounded amount per call); closes the stream
     /// at end of file.
     pub(crate) fn read(&mut self, buf: &mut [u8]) {
-        // A bounded number of reads: a child that writes without pause
-        // must not keep the loop from its other children.
-        for _ in 0..16 {
-            let Some(n) = read_some(&mut self.fd, buf) else {
-                return;
-            };
-            self.push(&buf[..n]);
-        }
+        let mut fd = self.fd.take();
+        read_available(&mut fd, buf, |bytes| self.push(bytes));
+        self.fd = fd;
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
@@ -157,14 +152,9 @@ impl Splitter {
 
     /// Reads what is there; closes the stream at end of file.
     pub(crate) fn read(&mut self, buf: &mut [u8]) {
-        // A bounded number of reads: a child that writes without pause
-        // must not keep the loop from its other children.
-        for _ in 0..16 {
-            let Some(n) = read_some(&mut self.fd, buf) else {
-                return;
-            };
-            self.push(&buf[..n]);
-        }
+        let mut fd = self.fd.take();
+        read_available(&mut fd, buf, |bytes| self.push(bytes));
+        self.fd = fd;
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
@@ -234,6 +224,21 @@ impl Splitter {
 
 /// One non-blocking read from `fd` into `buf`: `Some(n)` bytes, or `None`
 /// when nothing is there now or the stream ended (then `fd` is closed).
+/// Reads what `fd` holds now into `push`. A short read means the pipe was
+/// drained (the next poll tells of more); a bounded number of reads, so a
+/// child that writes without pause does not keep the loop from the others.
+fn read_available(fd: &mut Option<OwnedFd>, buf: &mut [u8], mut push: impl FnMut(&[u8])) {
+    for _ in 0..16 {
+        let Some(n) = read_some(fd, buf) else {
+            return;
+        };
+        push(&buf[..n]);
+        if n < buf.len() {
+            return;
+        }
+    }
+}
+
 fn read_some(fd: &mut Option<OwnedFd>, buf: &mut [u8]) -> Option<usize> {
     match sys::read_some(fd.as_ref()?.as_raw_fd(), buf) {
         Ok(Some(n)) if n > 0 => Some(n),

@@ -88,7 +88,11 @@ impl Conversation {
     pub(crate) fn service(&mut self, buf: &mut [u8]) -> Vec<Report> {
         self.flush();
         let mut reports = Vec::new();
+        let mut drained = false;
         for _ in 0..64 {
+            if drained {
+                break;
+            }
             let Some(fd) = self.fd.as_ref().map(AsRawFd::as_raw_fd) else {
                 break;
             };
@@ -97,6 +101,8 @@ impl Conversation {
                 Ok(Some(0)) | Err(_) => self.fd = None,
                 Ok(Some(_)) if self.broken.is_some() => {}
                 Ok(Some(n)) => {
+                    // A short read drained the socket: the next poll tells of more.
+                    drained = n < buf.len();
                     self.reader.push(&buf[..n]);
                     loop {
                         match self.reader.next::<Report>() {

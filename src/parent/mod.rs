@@ -30,7 +30,9 @@ mod release;
 mod workers;
 
 pub use release::Release;
-pub(crate) use workers::{CallRecord, Dispatch, Flow, PoolSettings, SlotSummary, run_pool};
+pub(crate) use workers::{
+    CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSummary, run_pool,
+};
 
 use std::ffi::OsString;
 use std::sync::Arc;

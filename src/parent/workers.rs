@@ -5,8 +5,8 @@
 //! 1. start workers up to `t` (a crashed or timed-out one is replaced);
 //! 2. hand back each call whose result and output have both arrived;
 //! 3. deal with workers that ended: the call they were running crashed;
-//! 4. give each worker its next calls (up to two in flight: the next one
-//!    waits in the worker's channel);
+//! 4. give each worker its next calls (two in flight, more for short
+//!    calls: they wait in the worker's channel);
 //! 5. poll until the earliest deadline; serve; kill what is overdue.
 //!
 //! The front end supplies the calls and receives one [`CallRecord`] per
@@ -36,11 +36,20 @@ const START_FAILURES: u32 = 3;
 /// How long a call's output may lag behind its result (a stream the code
 /// under test closed never brings its end marker).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
-/// Calls sent to a worker ahead of its result: the next call waits in the
+/// Calls sent to a worker ahead of its results: the next calls wait in the
 /// worker's channel, so the worker goes on at once instead of waiting for
-/// the parent's turn. Its time in the channel is part of its response time
-/// (queueing stays visible), not of its service time.
-const DEPTH: usize = 2;
+/// the parent's turn, and one wake-up of the parent serves several results.
+/// Their time in the channel is part of their response time (queueing
+/// stays visible), not of their service time.
+///
+/// Two are in flight at least (one running, one waiting); more while the
+/// worker's calls are short: enough to keep it busy for [`AHEAD`], counting
+/// at least [`CALL_FLOOR`] per call (a call's own cost in the worker: its
+/// markers and its report), at most [`MAX_DEPTH`].
+const MIN_DEPTH: usize = 2;
+const MAX_DEPTH: usize = 8;
+const AHEAD: Duration = Duration::from_micros(100);
+const CALL_FLOOR: Duration = Duration::from_micros(10);
 
 /// What the worker supervisor needs from the front end.
 pub(crate) struct PoolSettings {
@@ -52,19 +61,20 @@ pub(crate) struct PoolSettings {
     pub result_limit: usize,
     /// A soft descriptor limit for each worker, if set.
     pub worker_nofile: Option<u64>,
-    /// Which of a worker's calls are followed by a sample of what it holds:
-    /// `(first, then_every)`: each of its first `first` calls, then one in
-    /// `then_every`. `None`: no samples.
-    pub sampling: Option<(u64, u64)>,
+    /// Which of a worker's calls are followed by a sample of what it holds.
+    /// `None`: no samples.
+    pub sampling: Option<Sampling>,
 }
 
-impl PoolSettings {
-    fn samples(&self, seq: u64) -> bool {
-        match self.sampling {
-            Some((first, every)) => seq < first || (seq - first) % every.max(1) == 0,
-            None => false,
-        }
-    }
+/// Samples after each of a worker's `first` calls, then after one call in
+/// `every`, but not within `gap` of the worker's last sample: a sample
+/// costs about as much as a few dozen trivial calls, so fast calls are
+/// sampled by time, slow ones by count.
+#[derive(Clone, Copy)]
+pub(crate) struct Sampling {
+    pub first: u64,
+    pub every: u64,
+    pub gap: Duration,
 }
 
 /// One call to hand to a worker: its index and its encoded arguments.
@@ -138,6 +148,11 @@ struct Worker {
     killed: Option<&'static str>,
     exit_seen: bool,
     seq: u64,
+    /// The worker's recent service time, smoothed; `None` before its first result.
+    service_ns: Option<u64>,
+    /// Calls sent since the last one sampled, and when that one was sent.
+    since_sample: u64,
+    sampled_ns: u64,
 }
 
 /// Runs calls from `next` through `settings.workers` workers (each started
@@ -169,8 +184,10 @@ pub(crate) fn run_pool(
     let mut buf = vec![0u8; 64 * 1024];
 
     loop {
-        // 1. Start workers up to the count, while there is work.
-        if !exhausted && !stopping {
+        // 1. Start workers up to the count, while there is work: calls not
+        // sent yet, or calls to send again after a crash.
+        let work_left = !exhausted || !again.is_empty();
+        if work_left && !stopping {
             for (slot, place) in slots.iter_mut().enumerate() {
                 if place.is_none() {
                     let worker = Worker::start(&launcher, &gate, slot, &request, settings)?;
@@ -226,7 +243,7 @@ pub(crate) fn run_pool(
                 if record(record_of_crash) == Flow::Stop {
                     stopping = true;
                 }
-            } else if !worker.ready && !stopping && !exhausted {
+            } else if !worker.ready && !stopping && work_left {
                 start_failures += 1;
                 if start_failures >= START_FAILURES {
                     return Err(worker.start_error(settings));
@@ -237,14 +254,16 @@ pub(crate) fn run_pool(
             break;
         }
         // 4. Give each worker its next calls; start a replacement first.
-        if !exhausted && slots.iter().any(Option::is_none) {
+        if work_left && slots.iter().any(Option::is_none) {
             continue;
         }
         for worker in slots.iter_mut().flatten() {
             if !worker.ready || worker.killed.is_some() || !worker.process.is_running() {
                 continue;
             }
-            while worker.in_flight.len() < DEPTH {
+            let depth = worker.depth();
+            let mut orders = Vec::new();
+            while worker.in_flight.len() < depth {
                 let dispatch = match again.pop_front() {
                     Some(dispatch) => dispatch,
                     None if exhausted => break,
@@ -256,16 +275,17 @@ pub(crate) fn run_pool(
                         }
                     },
                 };
-                let sample = settings.samples(worker.seq + worker.in_flight.len() as u64);
+                let sample = worker.wants_sample(settings.sampling, sys::monotonic_ns());
                 let order = Order::Call {
                     call: dispatch.index,
                     args: dispatch.args.to_vec(),
                     sample,
                 };
-                let order = protocol::frame(&order).map_err(|message| Error::Encode {
+                let frame = protocol::frame(&order).map_err(|message| Error::Encode {
                     function: "a worker's call",
                     message,
                 })?;
+                orders.extend_from_slice(&frame);
                 let now = sys::monotonic_ns();
                 worker.in_flight.push_back(InFlight {
                     index: dispatch.index,
@@ -274,7 +294,10 @@ pub(crate) fn run_pool(
                     sample,
                     args: dispatch.args,
                 });
-                worker.conversation.send(Arc::new(order));
+            }
+            if !orders.is_empty() {
+                // One write for all of them.
+                worker.conversation.send(Arc::new(orders));
             }
         }
         let idle = slots.iter().flatten().all(|w| w.in_flight.is_empty());
@@ -351,7 +374,38 @@ impl Worker {
             killed: None,
             exit_seen: false,
             seq: 0,
+            service_ns: None,
+            since_sample: 0,
+            sampled_ns: 0,
         })
+    }
+
+    /// How many calls to keep in flight (see [`MIN_DEPTH`]).
+    fn depth(&self) -> usize {
+        let Some(service_ns) = self.service_ns else {
+            return MIN_DEPTH;
+        };
+        let per_call = service_ns.max(nanos(CALL_FLOOR));
+        let ahead = usize::try_from(nanos(AHEAD) / per_call).unwrap_or(0);
+        (1 + ahead).clamp(MIN_DEPTH, MAX_DEPTH)
+    }
+
+    /// Whether the call about to be sent is followed by a sample.
+    fn wants_sample(&mut self, sampling: Option<Sampling>, now: u64) -> bool {
+        let Some(rule) = sampling else {
+            return false;
+        };
+        let seq = self.seq + self.in_flight.len() as u64;
+        let due = seq < rule.first
+            || (self.since_sample + 1 >= rule.every
+                && now >= self.sampled_ns.saturating_add(nanos(rule.gap)));
+        if due {
+            self.since_sample = 0;
+            self.sampled_ns = now;
+        } else {
+            self.since_sample += 1;
+        }
+        due
     }
 
     fn ended_ns(&self) -> u64 {
@@ -489,6 +543,12 @@ impl Worker {
         };
         let seq = self.seq;
         self.seq += 1;
+        let service_ns = finished_ns.saturating_sub(started_ns);
+        // Smoothed over about 8 calls: one slow call deepens nothing for long.
+        self.service_ns = Some(match self.service_ns {
+            Some(old) => old - old / 8 + service_ns / 8,
+            None => service_ns,
+        });
         Some(CallRecord {
             index,
             slot: self.slot,
@@ -498,7 +558,7 @@ impl Worker {
             stderr: self.stderr.take(index),
             sent_ns: flight.sent_ns,
             done_ns,
-            service_ns: Some(finished_ns.saturating_sub(started_ns)),
+            service_ns: Some(service_ns),
             seq,
             sample: sample.filter(|_| flight.sample),
         })

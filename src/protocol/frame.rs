@@ -131,6 +131,40 @@ impl FrameReader {
     pub(crate) fn pending(&self) -> usize {
         self.buf.len()
     }
+
+    /// The next message, reading from `input` (blocking) as much as it
+    /// holds: one read usually brings a whole frame, often the next one
+    /// too, which stays here for the next call.
+    pub(crate) fn read_from<T: DeserializeOwned>(
+        &mut self,
+        input: &mut impl Read,
+    ) -> io::Result<T> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.next() {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+            match input.read(&mut chunk) {
+                Ok(0) if self.buf.is_empty() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "channel closed",
+                    ));
+                }
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "truncated frame",
+                    ));
+                }
+                Ok(n) => self.push(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

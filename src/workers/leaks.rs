@@ -3,7 +3,7 @@
 //! worker takes itself), and a verdict that names what grows: the parent
 //! looks at what the worker's descriptors and threads are (`/proc/<pid>`)
 //! once after the warm-up and again when a count grows. The worker may be
-//! running its next call meanwhile (two calls are in flight per worker), so
+//! running its next calls meanwhile (calls wait in its channel), so
 //! the verdict names the lowest-numbered new descriptor: descriptors are
 //! numbered lowest-free-first, so leaked ones come before the call's own.
 //!

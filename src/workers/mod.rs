@@ -2,20 +2,22 @@
 //! call accounted for, latencies as exact percentiles, and a leak detector
 //! that names what a worker leaks within a few calls.
 
+mod latency;
 mod leaks;
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use latency::Latency;
 pub use leaks::{Leak, LeakKind};
-pub use report::{Latency, LoadReport, WorkerFigures};
+pub use report::{LoadReport, WorkerFigures};
 
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, Status, Timings};
-use crate::parent::{self, CallRecord, Dispatch, Flow, PoolSettings};
+use crate::parent::{self, CallRecord, Dispatch, Flow, PoolSettings, Sampling};
 use crate::protocol::{self, Request, Role};
 use crate::registry::Function;
 use crate::{Timestamp, call, sys};
@@ -23,9 +25,10 @@ use leaks::{Details, Rules, Watch};
 
 /// How many of each worker's first calls are followed by a sample (enough
 /// for the warm-up and three steps of three); after them, one call in
-/// [`SAMPLE_EVERY`].
+/// [`SAMPLE_EVERY`], at most one per [`SAMPLE_GAP`].
 const SAMPLE_FIRST: u64 = 16;
 const SAMPLE_EVERY: u64 = 256;
+const SAMPLE_GAP: Duration = Duration::from_millis(50);
 
 /// A load run: `calls` calls of one registered function through `workers`
 /// long-lived worker processes (the same re-executed binary, entry and
@@ -50,7 +53,8 @@ const SAMPLE_EVERY: u64 = 256;
 /// replaced and the run goes on.
 ///
 /// **Leak detection** (on by default): after each of a worker's first 16
-/// calls, then after one call in 256, the worker reports what it holds —
+/// calls, then after one call in 256 (at most one per 50 ms), the worker
+/// reports what it holds —
 /// descriptors by kind, threads by name, child processes, resident memory.
 /// After a warm-up of 3 calls, a count that grew at each of the last 3 steps
 /// is a leak, named with what leaked (`socket TCP 127.0.0.1:40412 →
@@ -104,7 +108,7 @@ impl Load {
     ///
     /// ```no_run
     /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
-    /// // 1000 calls through 4 long-lived processes, 4 calls in flight at a time.
+    /// // 1000 calls through 4 long-lived processes, 4 calls running at a time.
     /// let report = stampede::Load::new(1000).workers(4).run(fetch, 8080)?;
     /// # Ok::<(), stampede::Error>(())
     /// ```
@@ -354,7 +358,11 @@ impl Load {
             capture_limit: self.capture_limit,
             result_limit: 256 << 20,
             worker_nofile: self.worker_descriptor_limit,
-            sampling: self.leak_detection.then_some((SAMPLE_FIRST, SAMPLE_EVERY)),
+            sampling: self.leak_detection.then_some(Sampling {
+                first: SAMPLE_FIRST,
+                every: SAMPLE_EVERY,
+                gap: SAMPLE_GAP,
+            }),
         };
         let origin = sys::monotonic_ns();
         let deadline_ns = self
@@ -400,16 +408,17 @@ impl Load {
 }
 
 /// Folds call records into a report as they come, keeping per call only
-/// what the report holds (values, failures, two latencies).
+/// what the report holds: the returned values and the failures. Latencies
+/// go into [`Latency`], whose memory stops growing after 65,536 calls.
 struct Collector<R> {
     function: &'static str,
     origin: u64,
     stop_at_first_failure: bool,
     rules: Option<Rules>,
-    values: Vec<(u64, R)>,
+    values: InOrder<R>,
     failures: Vec<Outcome<R>>,
-    latency: Vec<u64>,
-    service: Vec<u64>,
+    latency: Latency,
+    service: Latency,
     figures: HashMap<usize, (u64, u64)>,
     watches: HashMap<u32, Watch>,
     leaks: Vec<Leak>,
@@ -423,10 +432,10 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             origin,
             stop_at_first_failure: load.stop_at_first_failure,
             rules: load.leak_detection.then_some(load.rules),
-            values: Vec::new(),
+            values: InOrder::default(),
             failures: Vec::new(),
-            latency: Vec::new(),
-            service: Vec::new(),
+            latency: Latency::new(),
+            service: Latency::new(),
             figures: HashMap::new(),
             watches: HashMap::new(),
             leaks: Vec::new(),
@@ -438,9 +447,9 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         let figures = self.figures.entry(record.slot).or_default();
         figures.0 += 1;
         self.latency
-            .push(record.done_ns.saturating_sub(record.sent_ns));
+            .record(record.done_ns.saturating_sub(record.sent_ns));
         if let Some(ns) = record.service_ns {
-            self.service.push(ns);
+            self.service.record(ns);
         }
         if let (Some(rules), Some(sample)) = (self.rules, record.sample) {
             let watch = self
@@ -463,10 +472,11 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         };
         match status {
             Status::Returned(value) => {
-                self.values.push((record.index, value));
+                self.values.put(record.index, Some(value));
                 Flow::Continue
             }
             status => {
+                self.values.put(record.index, None);
                 figures.1 += 1;
                 let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(self.origin));
                 self.failures.push(Outcome {
@@ -509,7 +519,6 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         planned: u64,
         stopped_early: Option<String>,
     ) -> LoadReport<R> {
-        self.values.sort_by_key(|(index, _)| *index);
         self.failures.sort_by_key(|o| o.index);
         let workers = slots
             .into_iter()
@@ -526,15 +535,86 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         LoadReport {
             function: self.function,
             planned,
-            values: self.values,
+            values: self.values.finish(),
             failures: self.failures,
-            latency: Latency::new(self.latency),
-            service: Latency::new(self.service),
+            latency: self.latency.finish(),
+            service: self.service.finish(),
             elapsed,
             workers,
             leaks: self.leaks,
             stopped_early,
             parent_peak_rss: sys::own_peak_rss_bytes(),
         }
+    }
+}
+
+/// Values put in by call index as calls end (in any order), kept in call
+/// order without their indices: only the calls that end before an earlier
+/// one wait in a map, as many as are in flight around the slowest.
+struct InOrder<R> {
+    ready: Vec<R>,
+    /// The index of the first call not in `ready` yet.
+    next: u64,
+    /// Calls that ended before `next`: their value, or `None` (failed).
+    waiting: BTreeMap<u64, Option<R>>,
+}
+
+impl<R> Default for InOrder<R> {
+    fn default() -> Self {
+        Self {
+            ready: Vec::new(),
+            next: 0,
+            waiting: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R> InOrder<R> {
+    fn put(&mut self, index: u64, value: Option<R>) {
+        if index != self.next {
+            self.waiting.insert(index, value);
+            return;
+        }
+        self.ready.extend(value);
+        self.next += 1;
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() != self.next {
+                break;
+            }
+            self.ready.extend(entry.remove());
+            self.next += 1;
+        }
+    }
+
+    /// The values in call order; calls that never ended (a run stopped
+    /// early abandons the calls in flight) leave no gap.
+    fn finish(mut self) -> Vec<R> {
+        self.ready.extend(self.waiting.into_values().flatten());
+        self.ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InOrder;
+
+    #[test]
+    fn values_come_out_in_call_order_whatever_order_they_end_in() {
+        let mut values = InOrder::default();
+        for (index, value) in [(1, Some('b')), (3, None), (0, Some('a')), (5, Some('f'))] {
+            values.put(index, value);
+        }
+        // 0 and 1 are in order, 3 (failed) and 5 wait for 2 and 4.
+        assert_eq!(values.ready, ['a', 'b']);
+        assert_eq!(values.waiting.len(), 2);
+        values.put(2, Some('c'));
+        values.put(4, Some('e'));
+        assert!(values.waiting.is_empty());
+        assert_eq!(values.finish(), ['a', 'b', 'c', 'e', 'f']);
+        // Call 1 abandoned: the rest still comes out, in order.
+        let mut stopped = InOrder::default();
+        stopped.put(2, Some(2));
+        stopped.put(0, Some(0));
+        assert_eq!(stopped.finish(), [0, 2]);
     }
 }

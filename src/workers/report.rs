@@ -1,84 +1,12 @@
 //! [`LoadReport`]: every call of a load run accounted for, its latencies as
-//! exact percentiles, per-worker figures and the leaks found.
+//! percentiles, per-worker figures and the leaks found.
 
 use std::fmt::{self, Debug};
 use std::time::Duration;
 
+use super::latency::Latency;
 use super::leaks::Leak;
-use crate::outcome::{Outcome, human};
-
-/// Latencies of a run's calls, exact: nearest rank over every call.
-///
-/// ```no_run
-/// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
-/// let report = stampede::Load::new(1000).run(fetch, 8080)?;
-/// let latency = report.latency();
-/// assert_eq!(latency.count(), 1000);
-/// assert!(latency.p50() <= latency.p90() && latency.p99() <= latency.max());
-/// let p999 = latency.percentile(99.9);
-/// # Ok::<(), stampede::Error>(())
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct Latency {
-    /// Sorted, in nanoseconds.
-    sorted: Vec<u64>,
-}
-
-impl Latency {
-    pub(crate) fn new(mut samples: Vec<u64>) -> Self {
-        samples.sort_unstable();
-        Self { sorted: samples }
-    }
-
-    /// How many calls were measured.
-    pub fn count(&self) -> usize {
-        self.sorted.len()
-    }
-
-    /// The `p`-th percentile (0 < p ≤ 100), nearest rank: the smallest
-    /// latency that at least `p` % of the calls did not exceed. Zero for no calls.
-    pub fn percentile(&self, p: f64) -> Duration {
-        if self.sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((p / 100.0) * self.sorted.len() as f64).ceil() as usize;
-        let index = rank.clamp(1, self.sorted.len()) - 1;
-        Duration::from_nanos(self.sorted[index])
-    }
-
-    /// The median.
-    pub fn p50(&self) -> Duration {
-        self.percentile(50.0)
-    }
-
-    /// The 90th percentile.
-    pub fn p90(&self) -> Duration {
-        self.percentile(90.0)
-    }
-
-    /// The 99th percentile.
-    pub fn p99(&self) -> Duration {
-        self.percentile(99.0)
-    }
-
-    /// The slowest call.
-    pub fn max(&self) -> Duration {
-        Duration::from_nanos(self.sorted.last().copied().unwrap_or(0))
-    }
-}
-
-impl fmt::Display for Latency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "p50 {}  p90 {}  p99 {}  max {}",
-            human(self.p50()),
-            human(self.p90()),
-            human(self.p99()),
-            human(self.max())
-        )
-    }
-}
+use crate::outcome::Outcome;
 
 /// What one worker slot did over the run.
 ///
@@ -147,7 +75,8 @@ pub struct WorkerFigures {
 pub struct LoadReport<R> {
     pub(crate) function: &'static str,
     pub(crate) planned: u64,
-    pub(crate) values: Vec<(u64, R)>,
+    /// The returned values, in call order.
+    pub(crate) values: Vec<R>,
     pub(crate) failures: Vec<Outcome<R>>,
     pub(crate) latency: Latency,
     pub(crate) service: Latency,
@@ -176,7 +105,7 @@ impl<R> LoadReport<R> {
 
     /// The values returned, in call order.
     pub fn values(&self) -> impl Iterator<Item = &R> {
-        self.values.iter().map(|(_, v)| v)
+        self.values.iter()
     }
 
     /// The calls that did not return, each with its own status, output and
@@ -311,22 +240,5 @@ impl<R> fmt::Display for LoadReport<R> {
 impl<R> Debug for LoadReport<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank_over_every_call() {
-        let latency = Latency::new((1..=100).rev().map(|ms| ms * 1_000_000).collect());
-        assert_eq!(latency.p50(), Duration::from_millis(50));
-        assert_eq!(latency.p90(), Duration::from_millis(90));
-        assert_eq!(latency.p99(), Duration::from_millis(99));
-        assert_eq!(latency.max(), Duration::from_millis(100));
-        let one = Latency::new(vec![7]);
-        assert_eq!(one.p50(), Duration::from_nanos(7));
-        assert_eq!(Latency::new(Vec::new()).p99(), Duration::ZERO);
     }
 }
