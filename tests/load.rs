@@ -62,6 +62,57 @@ fn troublesome(i: u64) -> u64 {
     i
 }
 
+/// A number the parent refuses when it is odd: its `Deserialize` checks,
+/// its `Serialize` does not, so an odd one leaves the worker and cannot be
+/// decoded.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u64")]
+struct Even(u64);
+
+impl TryFrom<u64> for Even {
+    type Error = String;
+    fn try_from(n: u64) -> Result<Self, String> {
+        if n % 2 == 0 {
+            Ok(Even(n))
+        } else {
+            Err(format!("{n} is odd"))
+        }
+    }
+}
+
+#[stampede::function]
+fn unchecked_even(i: u64) -> Even {
+    Even(i)
+}
+
+#[test]
+fn a_result_that_cannot_be_decoded_is_a_failed_call_that_says_why() {
+    let report = Load::new(4)
+        .workers(2)
+        .run_with(unchecked_even, |i| i)
+        .unwrap();
+    assert_eq!(report.calls(), 4, "{report}");
+    let values: Vec<u64> = report.values().map(|even| even.0).collect();
+    assert_eq!(values, [0, 2], "{report}");
+    let failed: Vec<usize> = report.failures().iter().map(|o| o.index()).collect();
+    assert_eq!(failed, [1, 3], "{report}");
+    for outcome in report.failures() {
+        let Status::Failed { reason } = outcome.status() else {
+            panic!("not a failed call: {outcome}");
+        };
+        assert!(
+            reason.contains("could not decode the returned value as `load::Even`")
+                && reason.contains(&format!("{} is odd", outcome.index())),
+            "{reason}"
+        );
+    }
+    // The workers are fine: the call failed in the parent.
+    assert!(
+        report.workers().iter().all(|w| w.pids.len() == 1),
+        "{report}"
+    );
+}
+
 #[test]
 fn a_well_behaved_client_returns_every_call_and_leaks_nothing() {
     let port = http::serve();

@@ -5,6 +5,8 @@
 
 /// Set on the children of one call only: they print before `init()`.
 const PRINT_BEFORE_INIT: &str = "PLAIN_BINARY_PRINT_BEFORE_INIT";
+/// Set on one load's workers only: they die before `init()`, saying why.
+const DIE_BEFORE_INIT: &str = "PLAIN_BINARY_DIE_BEFORE_INIT";
 
 #[stampede::function]
 fn square(x: u64) -> u64 {
@@ -34,6 +36,10 @@ fn main() {
     // The mistake under test: code before `init()` runs again in every child.
     if std::env::var_os(PRINT_BEFORE_INIT).is_some() {
         println!("configuring logging");
+    }
+    if std::env::var_os(DIE_BEFORE_INIT).is_some() {
+        eprintln!("no configuration file at /etc/plain_binary.toml");
+        std::process::exit(3);
     }
     stampede::init();
     if list_requested() {
@@ -68,5 +74,43 @@ fn main() {
             "{outcome}"
         );
     }
-    println!("plain_binary: 3 passed, 0 failed");
+    // Workers: the same early output, counted with each worker's first call
+    // and told of once in the report.
+    let load = stampede::Load::new(4)
+        .workers(2)
+        .env(PRINT_BEFORE_INIT, "1")
+        .run(square, 3)
+        .expect("load");
+    load.assert_all_returned();
+    assert_eq!(load.notes().len(), 1, "{load}");
+    assert!(
+        load.notes()[0].contains("printed before `stampede::init()` ran"),
+        "{load}"
+    );
+    assert!(load.to_string().contains("note: worker"), "{load}");
+    assert!(
+        stampede::Load::new(4)
+            .run(square, 3)
+            .expect("load")
+            .notes()
+            .is_empty(),
+        "no note without early output"
+    );
+    // Workers that die before their first call: the run gives up with
+    // their reason and their output.
+    let died = stampede::Load::new(4)
+        .env(DIE_BEFORE_INIT, "1")
+        .run(square, 3)
+        .expect_err("workers die before their first call");
+    let message = died.to_string();
+    assert!(
+        matches!(died, stampede::Error::WorkerStart { .. }),
+        "{message}"
+    );
+    assert!(message.contains("exit code 3"), "{message}");
+    assert!(
+        message.contains("no configuration file at /etc/plain_binary.toml"),
+        "{message}"
+    );
+    println!("plain_binary: 5 passed, 0 failed");
 }

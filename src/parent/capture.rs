@@ -137,17 +137,31 @@ pub(crate) struct Splitter {
     /// (a worker may finish a call before the previous one is handed on).
     ended: VecDeque<(u64, Captured)>,
     limit: usize,
+    /// Whether output came before the entry marker (kept).
+    early: bool,
 }
 
 impl Splitter {
-    pub(crate) fn new(fd: OwnedFd, limit: usize) -> Self {
+    /// `keep_prefix`: as for [`Stream::new`]; what came before the entry
+    /// marker counts with the first call.
+    pub(crate) fn new(fd: OwnedFd, limit: usize, keep_prefix: bool) -> Self {
         Self {
             fd: Some(fd),
-            current: Stream::detached(limit),
+            current: Stream {
+                keep_prefix,
+                ..Stream::detached(limit)
+            },
             carry: Vec::new(),
             ended: VecDeque::new(),
             limit,
+            early: false,
         }
+    }
+
+    /// Whether the child wrote before stampede's entry (kept, with the
+    /// first call's output); true once.
+    pub(crate) fn take_early(&mut self) -> bool {
+        std::mem::take(&mut self.early)
     }
 
     /// Reads what is there; closes the stream at end of file.
@@ -163,6 +177,7 @@ impl Splitter {
             // it in the same read goes through the splitting below.
             self.current.push(bytes);
             if self.current.entered() {
+                self.early = self.current.wrote_before_entry();
                 let rest = std::mem::replace(&mut self.current, Stream::past_entry(self.limit));
                 self.push(rest.into_captured().as_bytes());
             }
@@ -272,14 +287,14 @@ mod tests {
     #[test]
     fn a_workers_output_is_split_per_call_even_across_reads() {
         let (read, _write) = sys::pipe().unwrap();
-        let mut s = Splitter::new(read, 1024);
+        let mut s = Splitter::new(read, 1024, false);
         let mut all = b"running 1 test\n\x1estampede: child entered\x1e\n".to_vec();
         all.extend_from_slice(b"first\n");
         all.extend_from_slice(&protocol::end_marker(1));
         all.extend_from_slice(b"second \x1e byte\n");
         all.extend_from_slice(&protocol::end_marker(2));
         // In one read, and in reads of 5 bytes.
-        let mut whole = Splitter::new(sys::pipe().unwrap().0, 1024);
+        let mut whole = Splitter::new(sys::pipe().unwrap().0, 1024, false);
         whole.push(&all);
         assert_eq!(whole.take(2).to_string_lossy(), "second \x1e byte\n");
         for chunk in all.chunks(5) {
@@ -294,6 +309,24 @@ mod tests {
         s.push(b"cut short");
         assert!(!s.has_ended(3));
         assert_eq!(s.take(3).to_string_lossy(), "cut short");
+    }
+
+    #[test]
+    fn a_worker_entering_through_init_counts_its_early_output_with_its_first_call() {
+        let mut s = Splitter::new(sys::pipe().unwrap().0, 1024, true);
+        s.push(b"configuring logging\n\x1estampede: child entered\x1e\nfirst\n");
+        s.push(&protocol::end_marker(0));
+        s.push(b"second\n");
+        s.push(&protocol::end_marker(1));
+        assert!(s.take_early(), "the early output is told of");
+        assert!(!s.take_early(), "once");
+        assert_eq!(s.take(0).to_string_lossy(), "configuring logging\nfirst\n");
+        assert_eq!(s.take(1).to_string_lossy(), "second\n");
+        let mut test_harness = Splitter::new(sys::pipe().unwrap().0, 1024, false);
+        test_harness.push(b"running 1 test\n\x1estampede: child entered\x1e\nfirst\n");
+        test_harness.push(&protocol::end_marker(0));
+        assert!(!test_harness.take_early());
+        assert_eq!(test_harness.take(0).to_string_lossy(), "first\n");
     }
 
     #[test]

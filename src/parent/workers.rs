@@ -100,6 +100,9 @@ pub(crate) struct CallRecord {
     /// How many calls this worker process had run before this one.
     pub seq: u64,
     pub sample: Option<Sample>,
+    /// The worker wrote before stampede's entry (a plain binary's code
+    /// before `init()`); that output is in this call's.
+    pub early_output: bool,
 }
 
 /// What the front end says after each record.
@@ -365,8 +368,16 @@ impl Worker {
             slot,
             process: opened.process,
             conversation: opened.conversation,
-            stdout: Splitter::new(opened.stdout, settings.capture_limit),
-            stderr: Splitter::new(opened.stderr, settings.capture_limit),
+            stdout: Splitter::new(
+                opened.stdout,
+                settings.capture_limit,
+                launcher.through_init(),
+            ),
+            stderr: Splitter::new(
+                opened.stderr,
+                settings.capture_limit,
+                launcher.through_init(),
+            ),
             spawned_ns,
             ready: false,
             in_flight: VecDeque::new(),
@@ -561,7 +572,14 @@ impl Worker {
             service_ns: Some(service_ns),
             seq,
             sample: sample.filter(|_| flight.sample),
+            early_output: self.early_output(),
         })
+    }
+
+    fn early_output(&mut self) -> bool {
+        // Both: each is told once.
+        let stdout = self.stdout.take_early();
+        self.stderr.take_early() || stdout
     }
 
     /// For a worker that ended while running a call: that call's record.
@@ -593,6 +611,7 @@ impl Worker {
             service_ns: None,
             seq,
             sample: None,
+            early_output: self.early_output(),
         })
     }
 

@@ -423,6 +423,7 @@ struct Collector<R> {
     watches: HashMap<u32, Watch>,
     leaks: Vec<Leak>,
     stop_reason: Option<String>,
+    notes: Vec<String>,
 }
 
 impl<R: serde::de::DeserializeOwned> Collector<R> {
@@ -440,10 +441,25 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             watches: HashMap::new(),
             leaks: Vec::new(),
             stop_reason: None,
+            notes: Vec::new(),
         }
     }
 
     fn take(&mut self, record: CallRecord) -> Flow {
+        let early = record.early_output.then(|| {
+            format!(
+                "worker {} (pid {}) printed before `stampede::init()` ran: code before `init()` \
+                 in `main` runs again in every worker; make `init()` the first line (that \
+                 output is counted in call {}'s)",
+                record.slot, record.pid, record.index
+            )
+        });
+        if let Some(note) = &early {
+            // Once per run: every worker runs the same code.
+            if self.notes.is_empty() {
+                self.notes.push(note.clone());
+            }
+        }
         let figures = self.figures.entry(record.slot).or_default();
         figures.0 += 1;
         self.latency
@@ -496,10 +512,12 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                         finished: Some(since(record.done_ns)),
                         ended: since(record.done_ns),
                     },
-                    notes: vec![format!(
+                    notes: std::iter::once(format!(
                         "call {} ran in worker {}",
                         record.index, record.slot
-                    )],
+                    ))
+                    .chain(early)
+                    .collect(),
                     max_rss: None,
                 });
                 if self.stop_at_first_failure {
@@ -543,6 +561,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             workers,
             leaks: self.leaks,
             stopped_early,
+            notes: self.notes,
             parent_peak_rss: sys::own_peak_rss_bytes(),
         }
     }

@@ -84,6 +84,7 @@ pub struct LoadReport<R> {
     pub(crate) workers: Vec<WorkerFigures>,
     pub(crate) leaks: Vec<Leak>,
     pub(crate) stopped_early: Option<String>,
+    pub(crate) notes: Vec<String>,
     pub(crate) parent_peak_rss: u64,
 }
 
@@ -151,6 +152,20 @@ impl<R> LoadReport<R> {
         self.parent_peak_rss
     }
 
+    /// What the run noticed besides the calls' results, such as a worker
+    /// that printed before `stampede::init()` ran (a plain binary's code
+    /// before `init()` runs again in every worker).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(100).run(fetch, 8080)?;
+    /// assert!(report.notes().is_empty(), "{report}");
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     /// Why the run stopped before its planned calls, if it did.
     pub fn stopped_early(&self) -> Option<&str> {
         self.stopped_early.as_deref()
@@ -203,6 +218,9 @@ impl<R> fmt::Display for LoadReport<R> {
         )?;
         if let Some(why) = &self.stopped_early {
             writeln!(f, "  stopped early: {why}")?;
+        }
+        for note in &self.notes {
+            writeln!(f, "  note: {note}")?;
         }
         writeln!(f, "  response (parent)  {}", self.latency)?;
         writeln!(f, "  service (worker)   {}", self.service)?;
