@@ -92,8 +92,11 @@ pub(crate) struct CallRecord {
     pub status: Status<Vec<u8>>,
     pub stdout: Captured,
     pub stderr: Captured,
-    /// When the parent sent the call and when it had its result.
+    /// When the parent sent the call, when the worker was free for it (the
+    /// previous call's result had arrived, or the call was sent, whichever
+    /// came later), and when the parent had its result.
     pub sent_ns: u64,
+    pub free_ns: u64,
     pub done_ns: u64,
     /// The call's own time inside the worker, when it reported.
     pub service_ns: Option<u64>,
@@ -568,6 +571,7 @@ impl Worker {
             stdout: self.stdout.take(index),
             stderr: self.stderr.take(index),
             sent_ns: flight.sent_ns,
+            free_ns: flight.start_ns,
             done_ns,
             service_ns: Some(service_ns),
             seq,
@@ -607,6 +611,7 @@ impl Worker {
             stdout: self.stdout.take(flight.index),
             stderr: self.stderr.take(flight.index),
             sent_ns: flight.sent_ns,
+            free_ns: flight.start_ns,
             done_ns: self.ended_ns(),
             service_ns: None,
             seq,

@@ -361,7 +361,7 @@ fn describe(pid: u32, target: &str) -> String {
         .and_then(|s| s.strip_suffix(']'))
         .and_then(|s| s.parse::<u64>().ok())
     {
-        return match sys::socket_endpoints(pid).remove(&inode) {
+        return match sys::socket_endpoint(pid, inode) {
             Some(endpoint) => format!("socket {endpoint}"),
             None => format!("socket (inode {inode})"),
         };

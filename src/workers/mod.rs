@@ -1,5 +1,5 @@
 //! [`Load`]: many calls through a few long-lived worker processes, every
-//! call accounted for, latencies as exact percentiles, and a leak detector
+//! call accounted for, latencies as nearest-rank percentiles, and a leak detector
 //! that names what a worker leaks within a few calls.
 
 mod latency;
@@ -463,7 +463,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         let figures = self.figures.entry(record.slot).or_default();
         figures.0 += 1;
         self.latency
-            .record(record.done_ns.saturating_sub(record.sent_ns));
+            .record(record.done_ns.saturating_sub(record.free_ns));
         if let Some(ns) = record.service_ns {
             self.service.record(ns);
         }
@@ -506,7 +506,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                         origin: Timestamp::from_nanos(self.origin),
                         spawned: since(record.sent_ns),
                         ready: None,
-                        started: Some(since(record.sent_ns)),
+                        started: Some(since(record.free_ns)),
                         checkpoint: None,
                         checkpoints: Vec::new(),
                         finished: Some(since(record.done_ns)),

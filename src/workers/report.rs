@@ -115,8 +115,14 @@ impl<R> LoadReport<R> {
         &self.failures
     }
 
-    /// Response time as the parent saw it: from sending the call to having
-    /// its result, queueing in the channel included.
+    /// Response time as the parent saw it: from the moment the worker was
+    /// free for the call (the previous call's result arrived, or the call
+    /// was sent, whichever came later) to having its result: what a client
+    /// that sends each request once the previous one is answered would
+    /// measure. It includes the trip through stampede's channel and the
+    /// time the worker waited for a CPU or for the parent, which the
+    /// [service time](Self::service_time) does not. Calls sent ahead to
+    /// keep a worker busy do not count their wait in its channel.
     pub fn latency(&self) -> &Latency {
         &self.latency
     }

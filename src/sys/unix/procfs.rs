@@ -2,7 +2,6 @@
 //! descriptors, threads, children and resident memory, and the endpoints of
 //! its sockets. For leak detection in workers.
 
-use std::collections::HashMap;
 use std::fs;
 
 /// Process `pid`'s open descriptors from `first` up, and what each refers
@@ -83,45 +82,49 @@ pub(crate) fn own_peak_rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-/// The sockets of process `pid`'s network namespace, by inode: a readable
-/// endpoint such as `TCP 127.0.0.1:40412 → 127.0.0.1:5432 ESTABLISHED`.
-pub(crate) fn socket_endpoints(pid: u32) -> HashMap<u64, String> {
-    let mut found = HashMap::new();
+/// Socket `inode` of process `pid`'s network namespace as a reader wants
+/// it: `TCP 127.0.0.1:40412 → 127.0.0.1:5432 ESTABLISHED`, `unix /run/x`.
+/// The tables may hold tens of thousands of lines (every `TIME_WAIT` of a
+/// load run), so a line is split only if it holds the inode's digits.
+pub(crate) fn socket_endpoint(pid: u32, inode: u64) -> Option<String> {
+    let digits = inode.to_string();
+    let lines = |file: &str| {
+        let table = fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+        let digits = digits.as_str();
+        table
+            .lines()
+            .skip(1)
+            .filter(|line| line.contains(digits))
+            .map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
     for (file, kind) in [
         ("tcp", "TCP"),
         ("tcp6", "TCP"),
         ("udp", "UDP"),
         ("udp6", "UDP"),
     ] {
-        let Ok(table) = fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
-            continue;
-        };
-        for line in table.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(remote), Some(state), Some(inode)) =
-                (cols.get(1), cols.get(2), cols.get(3), cols.get(9))
-            else {
+        for cols in lines(file) {
+            if cols.get(9).map(String::as_str) != Some(digits.as_str()) {
                 continue;
-            };
-            let Ok(inode) = inode.parse::<u64>() else {
+            }
+            let (Some(local), Some(remote), Some(state)) = (cols.get(1), cols.get(2), cols.get(3))
+            else {
                 continue;
             };
             let state = if kind == "TCP" { tcp_state(state) } else { "" };
             let text = format!("{kind} {} → {} {state}", address(local), address(remote));
-            found.insert(inode, text.trim_end().to_owned());
+            return Some(text.trim_end().to_owned());
         }
     }
-    if let Ok(table) = fs::read_to_string(format!("/proc/{pid}/net/unix")) {
-        for line in table.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let Some(Ok(inode)) = cols.get(6).map(|i| i.parse::<u64>()) else {
-                continue;
-            };
-            let path = cols.get(7).copied().unwrap_or("(unnamed)");
-            found.insert(inode, format!("unix {path}"));
-        }
-    }
-    found
+    lines("unix")
+        .into_iter()
+        .find(|cols| cols.get(6).map(String::as_str) == Some(digits.as_str()))
+        .map(|cols| format!("unix {}", cols.get(7).map_or("(unnamed)", String::as_str)))
 }
 
 /// `0100007F:9C5C` → `127.0.0.1:40028`; IPv6 addresses are shown as hex.
@@ -171,12 +174,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let fds = descriptors_of(std::process::id(), 0);
-        let endpoints = socket_endpoints(std::process::id());
-        let named: Vec<&String> = fds
+        let named: Vec<String> = fds
             .iter()
             .filter_map(|(_, target)| {
                 let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
-                endpoints.get(&inode.parse().ok()?)
+                socket_endpoint(std::process::id(), inode.parse().ok()?)
             })
             .collect();
         assert!(
