@@ -39,8 +39,8 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// Calls sent to a worker ahead of its results: the next calls wait in the
 /// worker's channel, so the worker goes on at once instead of waiting for
 /// the parent's turn, and one wake-up of the parent serves several results.
-/// Their time in the channel is part of their response time (queueing
-/// stays visible), not of their service time.
+/// Their wait in the channel is neither part of their response time (it
+/// counts from when the worker was free for them) nor of their service time.
 ///
 /// Two are in flight at least (one running, one waiting); more while the
 /// worker's calls are short: enough to keep it busy for [`AHEAD`], counting
@@ -68,7 +68,7 @@ pub(crate) struct PoolSettings {
 
 /// Samples after each of a worker's `first` calls, then after one call in
 /// `every`, but not within `gap` of the worker's last sample: a sample
-/// costs about as much as a few dozen trivial calls, so fast calls are
+/// costs about as much throughput as 200 trivial calls, so fast calls are
 /// sampled by time, slow ones by count.
 #[derive(Clone, Copy)]
 pub(crate) struct Sampling {
@@ -558,7 +558,7 @@ impl Worker {
         let seq = self.seq;
         self.seq += 1;
         let service_ns = finished_ns.saturating_sub(started_ns);
-        // Smoothed over about 8 calls: one slow call deepens nothing for long.
+        // Smoothed over about 8 calls: one odd call barely moves the depth.
         self.service_ns = Some(match self.service_ns {
             Some(old) => old - old / 8 + service_ns / 8,
             None => service_ns,

@@ -245,6 +245,31 @@ mod tests {
     }
 
     #[test]
+    fn a_buffered_reader_keeps_the_next_frame_of_a_read_for_later() {
+        let mut bytes = frame(&ready()).unwrap();
+        bytes.extend(frame(&Report::Ready { call: 1, at_ns: 7 }).unwrap());
+        bytes.extend(&frame(&ready()).unwrap()[..3]);
+        let mut input = std::io::Cursor::new(bytes);
+        let mut reader = FrameReader::default();
+        assert!(matches!(
+            reader.read_from(&mut input),
+            Ok(Report::Ready { call: 0, .. })
+        ));
+        assert!(matches!(
+            reader.read_from(&mut input),
+            Ok(Report::Ready { call: 1, .. })
+        ));
+        let cut = reader.read_from::<Report>(&mut input).unwrap_err();
+        assert_eq!(cut.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(cut.to_string().contains("truncated"), "{cut}");
+        let mut closed = FrameReader::default();
+        let err = closed
+            .read_from::<Report>(&mut std::io::empty())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
     fn the_blocking_reader_refuses_truncated_and_oversized_frames() {
         let mut truncated = frame(&ready()).unwrap();
         truncated.pop();
