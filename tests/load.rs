@@ -113,6 +113,35 @@ fn a_result_that_cannot_be_decoded_is_a_failed_call_that_says_why() {
     );
 }
 
+#[stampede::function]
+fn quick(i: u64) -> u64 {
+    i + 1
+}
+
+#[test]
+fn short_calls_sent_ahead_do_not_count_their_wait_as_response_time() {
+    // Short calls wait in the workers' channels (several in flight per
+    // worker); each response counts from when its worker was free for it,
+    // so no call's response time is below its own service time, and every
+    // percentile of the responses is at least that of the services.
+    let report = Load::new(3000).workers(2).run_with(quick, |i| i).unwrap();
+    report.assert_all_returned();
+    assert!(
+        report.values().copied().eq(1..=3000),
+        "values out of call order"
+    );
+    let (response, service) = (report.latency(), report.service_time());
+    assert!(response.is_exact() && response.count() == 3000, "{report}");
+    for p in [50.0, 90.0, 99.0, 100.0] {
+        assert!(
+            response.percentile(p) >= service.percentile(p),
+            "p{p}: response {:?} below service {:?}\n{report}",
+            response.percentile(p),
+            service.percentile(p)
+        );
+    }
+}
+
 #[test]
 fn a_well_behaved_client_returns_every_call_and_leaks_nothing() {
     let port = http::serve();

@@ -93,7 +93,7 @@ pub(crate) struct CallRecord {
     pub stdout: Captured,
     pub stderr: Captured,
     /// When the parent sent the call, when the worker was free for it (the
-    /// previous call's result had arrived, or the call was sent, whichever
+    /// previous call finished in the worker, or the call was sent, whichever
     /// came later), and when the parent had its result.
     pub sent_ns: u64,
     pub free_ns: u64,
@@ -124,8 +124,9 @@ pub(crate) struct SlotSummary {
 struct InFlight {
     index: u64,
     sent_ns: u64,
-    /// When the worker could start it: when it was sent, or when the call
-    /// before it returned. Its timeout counts from here.
+    /// When the worker was free for it: when it was sent, or when the call
+    /// before it finished in the worker, whichever came later. Its timeout
+    /// and its response time count from here.
     start_ns: u64,
     sample: bool,
     args: Arc<Vec<u8>>,
@@ -475,9 +476,11 @@ impl Worker {
                 .is_some_and(|f| f.index == call) =>
             {
                 let at_ns = sys::monotonic_ns();
-                // The next call starts now in the worker.
+                // The worker was free for the next call when it finished this
+                // one (its clock is the parent's: CLOCK_MONOTONIC is the
+                // machine's), or when that call was sent, if later.
                 if let Some(next) = self.in_flight.get_mut(self.reported.len() + 1) {
-                    next.start_ns = next.start_ns.max(at_ns);
+                    next.start_ns = next.start_ns.max(finished_ns.min(at_ns));
                 }
                 self.reported.push_back(Reported {
                     started_ns,

@@ -116,8 +116,8 @@ impl<R> LoadReport<R> {
     }
 
     /// Response time as the parent saw it: from the moment the worker was
-    /// free for the call (the previous call's result arrived, or the call
-    /// was sent, whichever came later) to having its result: what a client
+    /// free for the call (the previous call finished in the worker, or the
+    /// call was sent, whichever came later) to having its result: what a client
     /// that sends each request once the previous one is answered would
     /// measure. It includes the trip through stampede's channel and the
     /// time the worker waited for a CPU or for the parent, which the
