@@ -44,7 +44,16 @@ fn hang() {
     std::thread::sleep(Duration::from_secs(300));
 }
 
-/// Ordinary calls and a timeout, as every inner test checks them.
+#[stampede::function]
+fn square_or_hang(x: u64) -> u64 {
+    if x == 3 {
+        std::thread::sleep(Duration::from_secs(300));
+    }
+    x * x
+}
+
+/// Ordinary calls and a timeout, as every inner test checks them, then a
+/// load whose call 3 hangs (its worker is killed and replaced).
 fn calls_still_work() {
     let squares = stampede::call_concurrently(4, square, 7)
         .unwrap()
@@ -65,6 +74,23 @@ fn calls_still_work() {
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
+    );
+    let report = stampede::Load::new(6)
+        .workers(2)
+        .call_timeout(Duration::from_millis(500))
+        .run_with(square_or_hang, |i| i)
+        .unwrap();
+    assert_eq!(
+        report.values().copied().collect::<Vec<u64>>(),
+        [0, 1, 4, 16, 25],
+        "{report}"
+    );
+    assert!(
+        matches!(
+            (report.failures()[0].index(), report.failures()[0].status()),
+            (3, Status::TimedOut { .. })
+        ),
+        "{report}"
     );
 }
 
