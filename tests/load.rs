@@ -254,6 +254,13 @@ fn failed_calls_carry_their_own_output_and_crashed_workers_are_replaced() {
     );
     for outcome in report.failures() {
         let i = outcome.index();
+        assert_eq!(outcome.worker(), Some(0), "{outcome}");
+        assert!(
+            outcome
+                .to_string()
+                .starts_with(&format!("call {i} (worker 0, pid {})", outcome.pid())),
+            "{outcome}"
+        );
         assert_eq!(
             outcome.stdout().to_string_lossy(),
             format!("out of call {i}\n"),

@@ -263,6 +263,8 @@ pub struct Outcome<R> {
     pub(crate) timings: Timings,
     pub(crate) notes: Vec<String>,
     pub(crate) max_rss: Option<u64>,
+    /// For a call of a [`Load`](crate::Load): the worker slot that ran it.
+    pub(crate) worker: Option<usize>,
 }
 
 impl<R> Outcome<R> {
@@ -274,6 +276,22 @@ impl<R> Outcome<R> {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// For a failed call of a [`Load`](crate::Load) (whose
+    /// [`index`](Self::index) is the call's): the worker slot that ran it,
+    /// from 0. `None` for the children of a concurrent call.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(100).workers(4).run(fetch, 8080)?;
+    /// for failed in report.failures() {
+    ///     println!("call {} failed in worker {:?}", failed.index(), failed.worker());
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn worker(&self) -> Option<usize> {
+        self.worker
     }
 
     /// The path of the function the child ran.
@@ -371,6 +389,7 @@ impl<R> Outcome<R> {
             timings: self.timings,
             notes: self.notes,
             max_rss: self.max_rss,
+            worker: self.worker,
         }
     }
 }

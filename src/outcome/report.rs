@@ -10,11 +10,18 @@ use super::{Captured, Exit, Outcome, Outcomes, Status};
 impl<R> Outcome<R> {
     /// One line: which child, and what happened to it.
     fn headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "child {} (pid {}) running `{}` ",
-            self.index, self.pid, self.function
-        )?;
+        match self.worker {
+            Some(worker) => write!(
+                f,
+                "call {} (worker {worker}, pid {}) running `{}` ",
+                self.index, self.pid, self.function
+            )?,
+            None => write!(
+                f,
+                "child {} (pid {}) running `{}` ",
+                self.index, self.pid, self.function
+            )?,
+        }
         match &self.status {
             Status::Returned(_) => write!(f, "returned"),
             Status::Panicked { message, location } => {

@@ -256,6 +256,7 @@ mod tests {
             timings,
             notes: Vec::new(),
             max_rss: None,
+            worker: None,
         }
     }
 

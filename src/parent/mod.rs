@@ -783,6 +783,7 @@ impl Child {
             },
             notes: self.notes,
             max_rss,
+            worker: None,
         }
     }
 }

@@ -512,13 +512,9 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                         finished: Some(since(record.done_ns)),
                         ended: since(record.done_ns),
                     },
-                    notes: std::iter::once(format!(
-                        "call {} ran in worker {}",
-                        record.index, record.slot
-                    ))
-                    .chain(early)
-                    .collect(),
+                    notes: early.into_iter().collect(),
                     max_rss: None,
+                    worker: Some(record.slot),
                 });
                 if self.stop_at_first_failure {
                     self.stop_reason = Some(format!("call {} did not return", record.index));
