@@ -142,6 +142,27 @@ fn short_calls_sent_ahead_do_not_count_their_wait_as_response_time() {
     }
 }
 
+#[stampede::function]
+fn close_stdout_at_call_one(i: u64) -> u64 {
+    if i == 1 {
+        // Code under test that detaches from its terminal.
+        // SAFETY: closing descriptor 1 is the behaviour under test.
+        unsafe { libc::close(1) };
+    }
+    i
+}
+
+#[test]
+fn a_call_that_closes_stdout_still_returns_and_the_worker_goes_on() {
+    let report = Load::new(4)
+        .workers(1)
+        .run_with(close_stdout_at_call_one, |i| i)
+        .unwrap();
+    report.assert_all_returned();
+    assert_eq!(report.values().copied().collect::<Vec<u64>>(), [0, 1, 2, 3]);
+    assert_eq!(report.workers()[0].pids.len(), 1, "{report}");
+}
+
 #[test]
 fn a_well_behaved_client_returns_every_call_and_leaks_nothing() {
     let port = http::serve();
