@@ -11,7 +11,7 @@
 //! process; `keeper`; `server`) and `boot <id>`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -104,15 +104,18 @@ impl Instance {
             .create(&path)
             .map_err(io)?;
         let instance = Instance { path };
-        let mut registry = File::create(instance.registry()).map_err(io)?;
+        // Written aside, then renamed: another test process sweeping now
+        // sees no registry (and leaves the directory alone) or a whole one,
+        // never a half-written one that reads as stale.
         let me = sys::getpid();
-        writeln!(
-            registry,
-            "boot {}\nowner {me} {}",
+        let text = format!(
+            "boot {}\nowner {me} {}\n",
             sys::boot_id(),
             sys::process_start_time(me).unwrap_or(0)
-        )
-        .map_err(io)?;
+        );
+        let aside = instance.path.join("registry.new");
+        fs::write(&aside, text).map_err(io)?;
+        fs::rename(&aside, instance.registry()).map_err(io)?;
         Ok(instance)
     }
 
@@ -222,6 +225,10 @@ impl Record {
 
     /// Whether nobody is left to clean this instance up.
     fn is_stale(&self, boot: &str) -> bool {
+        if self.boot.is_empty() {
+            // Not a registry stampede wrote whole: nothing to judge it by.
+            return false;
+        }
         if self.boot != boot {
             return true;
         }
@@ -494,5 +501,8 @@ mod tests {
             ..mine
         };
         assert!(reused_pid.is_stale(&boot));
+        // A registry cut short (no boot line) is left alone, not swept.
+        assert!(!Record::parse("").is_stale(&boot));
+        assert!(!Record::parse("bo").is_stale(&boot));
     }
 }
