@@ -197,6 +197,14 @@ fn append_pid(path: &std::path::Path, pid: u32) {
 #[ignore = "run by grandchildren_die_with_a_killed_test_process"]
 fn parent_killed_inner() {
     let pids = PathBuf::from(std::env::var("PIDS").unwrap());
+    if std::env::var_os("THROUGH_LOAD").is_some() {
+        // Four long-lived workers, each running a call that hangs.
+        let _ = stampede::Load::new(4)
+            .workers(4)
+            .call_timeout(Duration::from_secs(120))
+            .run(grandchild_then_hang, pids);
+        return;
+    }
     let _ = Options::new()
         .timeout(Duration::from_secs(120))
         .call_concurrently(4, grandchild_then_hang, pids);
@@ -204,14 +212,19 @@ fn parent_killed_inner() {
 
 #[test]
 fn grandchildren_die_with_a_killed_test_process() {
-    for signal in [libc::SIGKILL, libc::SIGTERM, libc::SIGINT] {
+    let through_call: &[(&str, &str)] = &[];
+    let through_load: &[(&str, &str)] = &[("THROUGH_LOAD", "1")];
+    for (signal, how) in [
+        (libc::SIGKILL, through_call),
+        (libc::SIGTERM, through_call),
+        (libc::SIGINT, through_call),
+        (libc::SIGKILL, through_load),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let pids = dir.path().join("pids");
-        let mut inner = procs::start_ignored_test(
-            &exe(),
-            "parent_killed_inner",
-            &[("PIDS", pids.to_str().unwrap())],
-        );
+        let mut env = vec![("PIDS", pids.to_str().unwrap())];
+        env.extend_from_slice(how);
+        let mut inner = procs::start_ignored_test(&exe(), "parent_killed_inner", &env);
         assert!(
             procs::wait_until(Duration::from_secs(30), || procs::read_pids(&pids).len()
                 == 4),
@@ -225,7 +238,8 @@ fn grandchildren_die_with_a_killed_test_process() {
             procs::wait_until(Duration::from_secs(10), || grandchildren
                 .iter()
                 .all(|p| procs::is_gone(*p))),
-            "grandchildren {grandchildren:?} outlived a test process killed by signal {signal}"
+            "grandchildren {grandchildren:?} outlived a test process killed by signal {signal} \
+             ({how:?})"
         );
     }
 }

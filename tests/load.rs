@@ -163,6 +163,38 @@ fn a_call_that_closes_stdout_still_returns_and_the_worker_goes_on() {
     assert_eq!(report.workers()[0].pids.len(), 1, "{report}");
 }
 
+/// Marks this call's arrival in `dir`, then waits (up to 10 s) until
+/// `expected` calls have arrived; returns how many it saw, and its pid.
+#[stampede::function]
+fn arrive_and_wait(dir: std::path::PathBuf, expected: usize) -> (usize, u32) {
+    let me = std::process::id();
+    std::fs::write(dir.join(me.to_string()), b"").unwrap();
+    let seen = || std::fs::read_dir(&dir).unwrap().count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen() < expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (seen(), me)
+}
+
+#[test]
+fn as_many_calls_as_workers_all_run_at_once() {
+    // No call may wait in one worker's channel while another worker is idle
+    // or still starting: four calls over four workers all run together.
+    let dir = tempfile::tempdir().unwrap();
+    let report = Load::new(4)
+        .workers(4)
+        .run(arrive_and_wait, (dir.path().to_owned(), 4))
+        .unwrap();
+    report.assert_all_returned();
+    let seen: Vec<usize> = report.values().map(|(seen, _)| *seen).collect();
+    assert_eq!(seen, [4, 4, 4, 4], "calls waited behind others\n{report}");
+    let mut pids: Vec<u32> = report.values().map(|(_, pid)| *pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "one call per worker\n{report}");
+}
+
 #[test]
 fn a_well_behaved_client_returns_every_call_and_leaks_nothing() {
     let port = http::serve();

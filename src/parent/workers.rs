@@ -42,8 +42,9 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// Their wait in the channel is neither part of their response time (it
 /// counts from when the worker was free for them) nor of their service time.
 ///
-/// Two are in flight at least (one running, one waiting); more while the
-/// worker's calls are short: enough to keep it busy for [`AHEAD`], counting
+/// Two are in flight at least (one running, one waiting) once every worker
+/// is busy (before, one each: a call must not wait behind another while a
+/// worker is idle or still starting); more while the worker's calls are short: enough to keep it busy for [`AHEAD`], counting
 /// at least [`CALL_FLOOR`] per call (a call's own cost in the worker: its
 /// markers and its report), at most [`MAX_DEPTH`].
 const MIN_DEPTH: usize = 2;
@@ -264,47 +265,20 @@ pub(crate) fn run_pool(
         if work_left && slots.iter().any(Option::is_none) {
             continue;
         }
-        for worker in slots.iter_mut().flatten() {
-            if !worker.ready || worker.killed.is_some() || !worker.process.is_running() {
-                continue;
-            }
-            let depth = worker.depth();
-            let mut orders = Vec::new();
-            while worker.in_flight.len() < depth {
-                let dispatch = match again.pop_front() {
-                    Some(dispatch) => dispatch,
-                    None if exhausted => break,
-                    None => match next() {
-                        Some(dispatch) => dispatch,
-                        None => {
-                            exhausted = true;
-                            break;
-                        }
-                    },
-                };
-                let sample = worker.wants_sample(settings.sampling, sys::monotonic_ns());
-                let order = Order::Call {
-                    call: dispatch.index,
-                    args: dispatch.args.to_vec(),
-                    sample,
-                };
-                let frame = protocol::frame(&order).map_err(|message| Error::Encode {
-                    function: "a worker's call",
-                    message,
-                })?;
-                orders.extend_from_slice(&frame);
-                let now = sys::monotonic_ns();
-                worker.in_flight.push_back(InFlight {
-                    index: dispatch.index,
-                    sent_ns: now,
-                    start_ns: now,
-                    sample,
-                    args: dispatch.args,
-                });
-            }
-            if !orders.is_empty() {
-                // One write for all of them.
-                worker.conversation.send(Arc::new(orders));
+        // One call each first: no call waits behind another while a worker
+        // is idle or still starting. Then, once every worker is busy, more
+        // calls ahead for short calls (see `MIN_DEPTH`).
+        for worker in slots.iter_mut().flatten().filter(|w| w.takes_calls()) {
+            fill(worker, 1, &mut again, next, &mut exhausted, settings)?;
+        }
+        let spare = slots.iter().any(|slot| {
+            slot.as_ref()
+                .is_none_or(|w| !w.takes_calls() || w.in_flight.is_empty())
+        });
+        if !spare {
+            for worker in slots.iter_mut().flatten() {
+                let depth = worker.depth();
+                fill(worker, depth, &mut again, next, &mut exhausted, settings)?;
             }
         }
         let idle = slots.iter().flatten().all(|w| w.in_flight.is_empty());
@@ -343,6 +317,55 @@ pub(crate) fn run_pool(
         }
     }
     Ok(summary)
+}
+
+/// Sends `worker` calls until it has `up_to` in flight: calls to send again
+/// first, then new ones from `next`. All of them in one write.
+fn fill(
+    worker: &mut Worker,
+    up_to: usize,
+    again: &mut VecDeque<Dispatch>,
+    next: &mut dyn FnMut() -> Option<Dispatch>,
+    exhausted: &mut bool,
+    settings: &PoolSettings,
+) -> Result<()> {
+    let mut orders = Vec::new();
+    while worker.in_flight.len() < up_to {
+        let dispatch = match again.pop_front() {
+            Some(dispatch) => dispatch,
+            None if *exhausted => break,
+            None => match next() {
+                Some(dispatch) => dispatch,
+                None => {
+                    *exhausted = true;
+                    break;
+                }
+            },
+        };
+        let sample = worker.wants_sample(settings.sampling, sys::monotonic_ns());
+        let order = Order::Call {
+            call: dispatch.index,
+            args: dispatch.args.to_vec(),
+            sample,
+        };
+        let frame = protocol::frame(&order).map_err(|message| Error::Encode {
+            function: "a worker's call",
+            message,
+        })?;
+        orders.extend_from_slice(&frame);
+        let now = sys::monotonic_ns();
+        worker.in_flight.push_back(InFlight {
+            index: dispatch.index,
+            sent_ns: now,
+            start_ns: now,
+            sample,
+            args: dispatch.args,
+        });
+    }
+    if !orders.is_empty() {
+        worker.conversation.send(Arc::new(orders));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -393,6 +416,11 @@ impl Worker {
             since_sample: 0,
             sampled_ns: 0,
         })
+    }
+
+    /// Whether it is ready for calls: started, alive, not being killed.
+    fn takes_calls(&self) -> bool {
+        self.ready && self.killed.is_none() && self.process.is_running()
     }
 
     /// How many calls to keep in flight (see [`MIN_DEPTH`]).
