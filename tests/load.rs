@@ -379,3 +379,26 @@ fn bad_input_is_a_clear_error() {
         "{never_ready}"
     );
 }
+
+#[test]
+fn loads_on_parallel_threads_each_get_their_own_calls() {
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                Load::new(300)
+                    .workers(2)
+                    .run_with(quick, move |i| t * 1000 + i)
+                    .unwrap()
+            })
+        })
+        .collect();
+    for (t, thread) in threads.into_iter().enumerate() {
+        let report = thread.join().unwrap();
+        report.assert_all_returned();
+        let t = t as u64;
+        assert!(
+            report.values().copied().eq((0..300).map(|i| t * 1000 + i + 1)),
+            "thread {t} got another load's values\n{report}"
+        );
+    }
+}
