@@ -365,6 +365,14 @@ fn bad_input_is_a_clear_error() {
         zero_workers.to_string().contains("workers(0)"),
         "{zero_workers}"
     );
+    let no_time = Load::new(3)
+        .call_timeout(Duration::ZERO)
+        .run(fetch, 1)
+        .unwrap_err();
+    assert!(
+        matches!(no_time, Error::InvalidOptions(ref why) if why.contains("call_timeout(0)")),
+        "{no_time}"
+    );
     let closure = Load::new(3).run(|x: u16| x, 1).unwrap_err();
     assert!(matches!(closure, Error::NotRegistered { .. }), "{closure}");
     // No worker can start within no time at all: each is killed before its
@@ -397,7 +405,10 @@ fn loads_on_parallel_threads_each_get_their_own_calls() {
         report.assert_all_returned();
         let t = t as u64;
         assert!(
-            report.values().copied().eq((0..300).map(|i| t * 1000 + i + 1)),
+            report
+                .values()
+                .copied()
+                .eq((0..300).map(|i| t * 1000 + i + 1)),
             "thread {t} got another load's values\n{report}"
         );
     }

@@ -280,8 +280,8 @@ impl Load {
     ///
     /// # Errors
     ///
-    /// Before any worker starts: [`Error::InvalidOptions`] for zero calls or
-    /// zero workers, [`Error::NotRegistered`], [`Error::MissingEntry`],
+    /// Before any worker starts: [`Error::InvalidOptions`] for zero calls,
+    /// zero workers or a zero call timeout, [`Error::NotRegistered`], [`Error::MissingEntry`],
     /// [`Error::Encode`], [`Error::Limit`]. [`Error::WorkerStart`] when
     /// workers keep dying before their first call. What a call did is its
     /// record in the report, not an error.
@@ -326,6 +326,13 @@ impl Load {
         if self.calls == 0 {
             return Err(Error::InvalidOptions(
                 "a load of 0 calls would pass without running anything; use Load::new(n) with n >= 1"
+                    .into(),
+            ));
+        }
+        if self.call_timeout.is_zero() {
+            return Err(Error::InvalidOptions(
+                "call_timeout(0) would time out every call; give a call the time it needs, \
+                 e.g. Duration::from_secs(5)"
                     .into(),
             ));
         }
