@@ -467,12 +467,42 @@ fn waiting_note(
     ))
 }
 
+/// What a polled descriptor of a child is.
 #[derive(Clone, Copy)]
 enum Which {
     Channel,
     Stdout,
     Stderr,
     Exit,
+}
+
+/// The descriptors of child `slot` to poll (its channel, its open output
+/// streams, its exit watch while it runs), each recorded in `owners`.
+fn poll_interests(
+    slot: usize,
+    conversation: &Conversation,
+    outputs: [Option<&std::os::fd::OwnedFd>; 2],
+    process: &process::ChildProcess,
+    fds: &mut Vec<sys::PollFd>,
+    owners: &mut Vec<(usize, Which)>,
+) {
+    if let Some((fd, events)) = conversation.poll_interest() {
+        fds.push(sys::poll_fd(fd, events));
+        owners.push((slot, Which::Channel));
+    }
+    for (fd, which) in outputs.into_iter().zip([Which::Stdout, Which::Stderr]) {
+        if let Some(fd) = fd {
+            fds.push(sys::poll_fd(
+                std::os::fd::AsRawFd::as_raw_fd(fd),
+                sys::POLLIN,
+            ));
+            owners.push((slot, which));
+        }
+    }
+    if let (Some(watch), true) = (process.exit_watch(), process.is_running()) {
+        fds.push(sys::poll_fd(watch, sys::POLLIN));
+        owners.push((slot, Which::Exit));
+    }
 }
 
 /// One live child and everything known about it.
@@ -556,23 +586,15 @@ impl Child {
     }
 
     fn poll_fds(&self, slot: usize, fds: &mut Vec<sys::PollFd>, owners: &mut Vec<(usize, Which)>) {
-        if let Some((fd, events)) = self.conversation.poll_interest() {
-            fds.push(sys::poll_fd(fd, events));
-            owners.push((slot, Which::Channel));
-        }
-        for (stream, which) in [(&self.stdout, Which::Stdout), (&self.stderr, Which::Stderr)] {
-            if let Some(fd) = &stream.fd {
-                fds.push(sys::poll_fd(
-                    std::os::fd::AsRawFd::as_raw_fd(fd),
-                    sys::POLLIN,
-                ));
-                owners.push((slot, which));
-            }
-        }
-        if let (Some(watch), true) = (self.process.exit_watch(), self.process.is_running()) {
-            fds.push(sys::poll_fd(watch, sys::POLLIN));
-            owners.push((slot, Which::Exit));
-        }
+        let outputs = [self.stdout.fd.as_ref(), self.stderr.fd.as_ref()];
+        poll_interests(
+            slot,
+            &self.conversation,
+            outputs,
+            &self.process,
+            fds,
+            owners,
+        );
     }
 
     /// Serves one ready descriptor; checkpoint arrivals go to `arrivals`

@@ -14,10 +14,10 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Which;
 use super::capture::Splitter;
 use super::conversation::Conversation;
 use super::gate::Gate;
@@ -368,14 +368,6 @@ fn fill(
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Which {
-    Channel,
-    Stdout,
-    Stderr,
-    Exit,
-}
-
 impl Worker {
     fn start(
         launcher: &Launcher,
@@ -459,20 +451,15 @@ impl Worker {
     }
 
     fn poll_fds(&self, slot: usize, fds: &mut Vec<sys::PollFd>, owners: &mut Vec<(usize, Which)>) {
-        if let Some((fd, events)) = self.conversation.poll_interest() {
-            fds.push(sys::poll_fd(fd, events));
-            owners.push((slot, Which::Channel));
-        }
-        for (splitter, which) in [(&self.stdout, Which::Stdout), (&self.stderr, Which::Stderr)] {
-            if let Some(fd) = &splitter.fd {
-                fds.push(sys::poll_fd(fd.as_raw_fd(), sys::POLLIN));
-                owners.push((slot, which));
-            }
-        }
-        if let (Some(watch), true) = (self.process.exit_watch(), self.process.is_running()) {
-            fds.push(sys::poll_fd(watch, sys::POLLIN));
-            owners.push((slot, Which::Exit));
-        }
+        let outputs = [self.stdout.fd.as_ref(), self.stderr.fd.as_ref()];
+        super::poll_interests(
+            slot,
+            &self.conversation,
+            outputs,
+            &self.process,
+            fds,
+            owners,
+        );
     }
 
     fn service(&mut self, which: Which, buf: &mut [u8]) {
