@@ -9,11 +9,15 @@
 //!
 //! Environment: `FAN_OUT_ROUNDS` (default 9) sets the number of rounds.
 
+#[path = "common/baseline.rs"]
+mod baseline;
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/stats.rs"]
+mod stats;
 
+use stats::Stats;
 use std::fmt::Write as _;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use stampede::Timestamp;
@@ -109,19 +113,7 @@ impl Samples {
 
     fn bare(&mut self, record: bool) {
         let t0 = Instant::now();
-        // Spawned one after the other, then all waited for, as stampede does.
-        let children: Vec<Child> = (0..N)
-            .map(|_| {
-                Command::new("/proc/self/exe")
-                    .env(EXIT_AT_ONCE, "1")
-                    .spawn()
-                    .expect("spawning a bare child")
-            })
-            .collect();
-        for mut child in children {
-            let status = child.wait().expect("waiting for a bare child");
-            assert!(status.success(), "a bare child failed: {status}");
-        }
+        baseline::bare_spawn(N, EXIT_AT_ONCE);
         if record {
             self.bare.push(t0.elapsed());
         }
@@ -205,23 +197,7 @@ impl Samples {
     }
 }
 
-struct Stats {
-    median: Duration,
-    min: Duration,
-}
-
 impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        // Nearest rank; an empty sample shows as zero.
-        let k = sorted.len().div_ceil(2).max(1);
-        Stats {
-            median: sorted.get(k - 1).copied().unwrap_or_default(),
-            min: sorted.first().copied().unwrap_or_default(),
-        }
-    }
-
     fn cell(&self) -> String {
         format!("{} ({})", fmt(self.median), fmt(self.min))
     }

@@ -11,11 +11,15 @@
 //! Environment: `OVERHEAD_ROUNDS` (default 150) sets the number of rounds;
 //! n = 256 runs in every fourth round only, to keep the run near a minute.
 
+#[path = "common/baseline.rs"]
+mod baseline;
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/stats.rs"]
+mod stats;
 
+use stats::Stats;
 use std::fmt::Write as _;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Set on the baseline's children only: their `main` returns right after
@@ -170,20 +174,7 @@ impl Bench {
                 });
             }
             Variant::Bare(n) => {
-                let exe = "/proc/self/exe";
-                // Serially spawned, then all waited for, as stampede does.
-                let children: Vec<Child> = (0..n)
-                    .map(|_| {
-                        Command::new(exe)
-                            .env(EXIT_AT_ONCE, "1")
-                            .spawn()
-                            .expect("spawning a bare child")
-                    })
-                    .collect();
-                for mut child in children {
-                    let status = child.wait().expect("waiting for a bare child");
-                    assert!(status.success(), "a bare child failed: {status}");
-                }
+                baseline::bare_spawn(n, EXIT_AT_ONCE);
                 if record {
                     self.bare[slot(n)].push(t0.elapsed());
                 }
@@ -398,41 +389,7 @@ fn row(
     );
 }
 
-struct Stats {
-    median: Duration,
-    min: Duration,
-    p90: Duration,
-}
-
 impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        // Nearest rank; an empty sample (a variant that never ran) shows as zero.
-        let at = |q: f64| {
-            sorted
-                .get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1))
-                .copied()
-        };
-        Stats {
-            median: at(0.5).unwrap_or_default(),
-            min: sorted.first().copied().unwrap_or_default(),
-            p90: at(0.9).unwrap_or_default(),
-        }
-    }
-
-    fn median_ratio(&self, base: &Stats) -> f64 {
-        self.median.as_secs_f64() / base.median.as_secs_f64()
-    }
-
-    fn ratios(&self, base: &Stats) -> String {
-        format!(
-            "{:.2}× ({:.2}×)",
-            self.median_ratio(base),
-            self.min.as_secs_f64() / base.min.as_secs_f64()
-        )
-    }
-
     fn wall(&self) -> String {
         format!("{} ({})", fmt(self.median), fmt(self.min))
     }

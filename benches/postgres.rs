@@ -26,7 +26,10 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/stats.rs"]
+mod stats;
 
+use stats::Stats;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -197,34 +200,7 @@ fn main() {
     print!("{}", bench.report(rounds, began.elapsed()));
 }
 
-struct Stats {
-    median: Duration,
-    min: Duration,
-}
-
 impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        // Nearest rank; an empty sample shows as zero.
-        let median = sorted
-            .get(sorted.len().div_ceil(2).saturating_sub(1))
-            .copied()
-            .unwrap_or_default();
-        Stats {
-            median,
-            min: sorted.first().copied().unwrap_or_default(),
-        }
-    }
-
-    fn ratios(&self, base: &Stats) -> String {
-        format!(
-            "{:.2}× ({:.2}×)",
-            self.median.as_secs_f64() / base.median.as_secs_f64(),
-            self.min.as_secs_f64() / base.min.as_secs_f64()
-        )
-    }
-
     fn wall(&self) -> String {
         format!("{} ({})", fmt(self.median), fmt(self.min))
     }
