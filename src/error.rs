@@ -53,6 +53,26 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// A file operation failed on this path (creating a service's
+    /// directory, copying a data directory, opening a lock).
+    Path {
+        /// What stampede was doing.
+        context: &'static str,
+        /// The path it was doing it to.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A directory stampede would keep its services in (or their cache) is
+    /// not provably its own: a symbolic link, another user's, or writable
+    /// by others. Another local user could have planted it to take over
+    /// what stampede keeps there, so nothing was used or started.
+    UnsafeDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it, with its owner and mode.
+        problem: String,
+    },
     /// The children planned at once do not fit a limit of this system (open
     /// descriptors, processes, the cgroup's pids); nothing was started. The
     /// message names the limit and how to lift it.
@@ -178,6 +198,29 @@ impl fmt::Display for Error {
                 "could not start child {child}: {source}; the children already started were killed"
             ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Path {
+                context,
+                path,
+                source,
+            } if source.kind() == io::ErrorKind::StorageFull => write!(
+                f,
+                "{context}: no space left on device in {}; free some room there, or set \
+                 TMPDIR to a file system with room",
+                path.display()
+            ),
+            Error::Path {
+                context,
+                path,
+                source,
+            } => write!(f, "{context} ({}): {source}", path.display()),
+            Error::UnsafeDirectory { path, problem } => write!(
+                f,
+                "stampede will not use {}: {problem}; another local user could have made it \
+                 to take over what stampede keeps there. Remove it if it is yours (`rm -rf \
+                 {}`), or set TMPDIR to a directory of your own",
+                path.display(),
+                path.display()
+            ),
             Error::Limit(message) => write!(f, "{message}"),
             Error::WorkerStart {
                 worker,
@@ -250,7 +293,9 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Spawn { source, .. } | Error::Io { source, .. } => Some(source),
+            Error::Spawn { source, .. } | Error::Io { source, .. } | Error::Path { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }

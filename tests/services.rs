@@ -5,6 +5,7 @@
 mod procs;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -166,15 +167,49 @@ fn a_failing_template_script_says_why_and_leaves_no_database() {
 }
 
 #[test]
-fn a_tcp_fixture_answers_on_localhost() {
+fn a_tcp_fixture_answers_on_localhost_with_its_password_only() {
     let pg = Postgres::builder().tcp(true).start().unwrap();
-    assert!(
-        pg.url().starts_with("postgresql://postgres@127.0.0.1:"),
-        "{}",
-        pg.url()
-    );
+    let rest = pg
+        .url()
+        .strip_prefix("postgresql://postgres:")
+        .unwrap_or_else(|| panic!("no password in {}", pg.url()));
+    let (password, address) = rest.split_once('@').unwrap();
+    assert_eq!(password.len(), 32, "128 random bits in hex: {password}");
+    assert!(address.starts_with("127.0.0.1:"), "{}", pg.url());
     let row = connect(&pg).query_one("SELECT 40 + 2", &[]).unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
+    let wrong = pg.url().replace(password, &"0".repeat(32));
+    let err = postgres::Client::connect(&wrong, postgres::NoTls)
+        .err()
+        .unwrap_or_else(|| panic!("{wrong} let us in"));
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::INVALID_PASSWORD),
+        "{wrong}: refused, but not for its password: {err:?}"
+    );
+    // Without a password at all, as any local user would try.
+    let port = address.split([':', '/']).nth(1).unwrap();
+    let tried = std::process::Command::new("psql")
+        .args(["-w", "-X", "-h", "127.0.0.1", "-p", port, "-U", "postgres"])
+        .args(["-d", "postgres", "-c", "SELECT 1"])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&tried.stderr);
+    assert!(
+        !tried.status.success() && said.contains("password"),
+        "psql without a password: {said}"
+    );
+    // The password file, for PGPASSFILE: this user's alone.
+    let pgpass = pg.directory().unwrap().join("pgpass");
+    let meta = std::fs::metadata(&pgpass).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let line = std::fs::read_to_string(&pgpass).unwrap();
+    assert!(
+        line.trim_end().ends_with(&format!(":postgres:{password}")),
+        "{line}"
+    );
 }
 
 #[test]
@@ -182,7 +217,11 @@ fn a_private_cluster_leaves_nothing_when_dropped() {
     let pg = Postgres::builder().private_cluster(true).start().unwrap();
     let dir = pg.directory().unwrap().to_owned();
     let pids = [pg.server_pid().unwrap(), pg.keeper_pid().unwrap()];
-    assert!(dir.join("data").is_dir());
+    let server = dir.join("server");
+    assert!(server.join("data").is_dir());
+    // The server's directory (socket, data) is closed to other users.
+    let mode = std::fs::metadata(&server).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}: {mode:o}", server.display());
     connect(&pg).query_one("SELECT 1", &[]).unwrap();
     drop(pg);
     assert_all_gone(&dir, &pids);

@@ -4,7 +4,7 @@
 //! ```text
 //! eval "$(stampede-services up postgres)"   # starts it, exports STAMPEDE_POSTGRES_URL
 //! stampede-services status                  # what runs, and its URL
-//! stampede-services down                    # stops it and removes its files
+//! eval "$(stampede-services down)"         # stops it, removes its files, unsets the variable
 //! ```
 
 use std::process::ExitCode;
@@ -23,15 +23,16 @@ fn main() -> ExitCode {
                  \n  up postgres   start a PostgreSQL server that outlives this command and \
                  print\n                `export STAMPEDE_POSTGRES_URL=…` (use with eval)\
                  \n  status        say whether it runs, and its URL\
-                 \n  down          stop it and remove its files"
+                 \n  down          stop it, remove its files and print `unset STAMPEDE_POSTGRES_URL`"
             );
             return ExitCode::from(2);
         }
     };
     match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+        Ok(said) => {
+            print!("{}", said.shell);
+            eprint!("{}", said.note);
+            ExitCode::from(said.code)
         }
         Err(e) => {
             eprintln!("stampede-services: {e}");

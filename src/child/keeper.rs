@@ -10,7 +10,7 @@
 //! a grace period, then SIGKILL to its process group) and the instance's
 //! directory is removed.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::Channel;
 use crate::protocol::{self, KeeperReport, KeeperSpec, Readiness, Request, Role};
-use crate::sys;
+use crate::sys::{self, Open};
 
 /// How often the keeper looks at its server and for a stop signal while
 /// nothing arrives on its channel.
@@ -63,6 +63,10 @@ enum End {
 }
 
 fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
+    // Working in its instance's directory, where no other user can enter:
+    // with a damaged registry, `stampede-services down` still proves the
+    // keeper and its server its own by that.
+    std::env::set_current_dir(&spec.dir)?;
     record(spec, "keeper", sys::getpid());
     let mut server = match start_server(spec) {
         Ok(server) => server,
@@ -99,10 +103,7 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
 }
 
 fn start_server(spec: &KeeperSpec) -> io::Result<Child> {
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log)?;
+    let log = sys::open_no_follow(Path::new(&spec.log), Open::Append(0o600))?;
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -224,11 +225,16 @@ fn report(channel: &mut Channel, report: &KeeperReport) -> io::Result<()> {
     protocol::write_frame(&mut channel.file, report)
 }
 
-/// Appends `<what> <pid> <start time>` to the registry, for the sweep.
+/// Appends a line naming process `pid` to the registry, for the sweep
+/// ([`protocol::registry_line`]). Called once the process runs its own
+/// program: `spawn` returns after the `exec`.
 fn record(spec: &KeeperSpec, what: &str, pid: u32) {
-    let start = sys::process_start_time(pid).unwrap_or(0);
-    if let Ok(mut file) = OpenOptions::new().append(true).open(&spec.registry) {
-        let _ = writeln!(file, "{what} {pid} {start}");
+    let Some(me) = sys::identity_of(pid) else {
+        return;
+    };
+    let line = protocol::registry_line(what, me.pid, me.start, me.uid, &me.exe);
+    if let Ok(mut file) = sys::open_no_follow(Path::new(&spec.registry), Open::Append(0o600)) {
+        let _ = file.write_all(line.as_bytes());
     }
 }
 

@@ -25,9 +25,20 @@ pub(crate) use messages::{
 };
 
 use std::os::fd::RawFd;
+use std::path::Path;
 
 /// The version of the messages below; a child refuses a request of another.
 pub(crate) const PROTOCOL: u32 = 3;
+
+/// A line of a service instance's registry, which the test process (its
+/// owner) and the keeper (itself and its server) append to, for the sweep
+/// of instances whose keeper was killed: `<what> <pid> <start time> <uid>
+/// <program>`, the last four as `/proc` shows them, so that the sweep
+/// signals a pid only while it is the same process, of the same user,
+/// running the same program. The program runs to the end of the line.
+pub(crate) fn registry_line(what: &str, pid: u32, start: u64, uid: u32, exe: &Path) -> String {
+    format!("{what} {pid} {start} {uid} {}\n", exe.display())
+}
 
 /// The child's channel to its parent.
 pub(crate) const CHANNEL_FD: RawFd = 3;

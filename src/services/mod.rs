@@ -40,6 +40,7 @@
 pub mod cli;
 mod keeper;
 mod postgres;
+mod private_dir;
 mod reuse;
 
 use std::path::{Path, PathBuf};
@@ -49,7 +50,8 @@ pub use postgres::{Postgres, PostgresBuilder};
 
 use crate::error::Result;
 use crate::protocol::{KeeperSpec, Readiness};
-use keeper::{Keeper, Place};
+use keeper::Keeper;
+use private_dir::Place;
 
 /// When a server is ready to be used.
 ///

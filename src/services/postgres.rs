@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::keeper::{self, Instance, Place};
+use super::keeper::{self, Instance};
+use super::private_dir::{self, Place, note};
 use super::{Launch, Ready, Running, Service, reuse};
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::sys::{self, Open};
 
 /// The variable naming the directory of PostgreSQL's programs.
 pub const BIN_VAR: &str = "STAMPEDE_POSTGRES_BIN";
@@ -51,6 +52,9 @@ pub struct Postgres {
     /// The database it is cloned from (and again by `reset`).
     template: String,
     cluster: Arc<Cluster>,
+    /// Held by `reset`: two at once would each drop and clone the same
+    /// database, and one clone would find the other's name taken.
+    resetting: Mutex<()>,
 }
 
 /// Options for [`Postgres`]: TCP, a cluster of its own, where the programs are.
@@ -154,6 +158,7 @@ impl Postgres {
     /// [`Error::ServiceDied`] when the server is gone;
     /// [`Error::ServiceCommand`] when the server refuses.
     pub fn reset(&self) -> Result<()> {
+        let _one_at_a_time = self.resetting.lock().unwrap_or_else(|e| e.into_inner());
         self.cluster.check()?;
         self.cluster.sql(
             "resetting a test database",
@@ -210,6 +215,13 @@ impl Drop for Postgres {
 impl PostgresBuilder {
     /// Listens on `127.0.0.1` on a free port too (the URL then uses TCP);
     /// by default only on a Unix socket in the cluster's private directory.
+    ///
+    /// Any local user can reach a TCP port, so the cluster's superuser gets
+    /// a random password (scram-sha-256), which [`url`](Postgres::url)
+    /// carries: `postgresql://postgres:<password>@127.0.0.1:<port>/…`. It
+    /// is also in `pgpass` in the cluster's [directory](Postgres::directory)
+    /// (readable by this user alone), for `PGPASSFILE`. It is never on a
+    /// command line, where any local user could read it.
     pub fn tcp(mut self, on: bool) -> Self {
         self.tcp = on;
         self
@@ -309,14 +321,10 @@ impl PostgresBuilder {
         let user = server_user();
         let scratch = Instance::create("initdb", Place::Memory)?;
         let result = (|| {
-            if let Some((uid, gid)) = user {
-                scratch.give_to(uid, gid).map_err(|source| Error::Io {
-                    context: "handing initdb's directory to the server's user",
-                    source,
-                })?;
-            }
+            let dir = keeper::server_dir(scratch.path())?;
+            keeper::hand_over(scratch.path(), user)?;
             let began = std::time::Instant::now();
-            initdb(&bin, &scratch.path().join("data"), user)?;
+            initdb(&bin, &dir.join("data"), user)?;
             Ok(began.elapsed())
         })();
         scratch.remove();
@@ -343,10 +351,11 @@ impl PostgresBuilder {
             )],
         )?;
         Ok(Postgres {
-            url: reuse::with_database(&cluster.admin_url, &database),
+            url: reuse::with_database(&cluster.client_url, &database),
             database,
             template,
             cluster,
+            resetting: Mutex::new(()),
         })
     }
 
@@ -376,28 +385,42 @@ impl PostgresBuilder {
             let psql = find_bin(self.bin_dir.as_deref())?.join("psql");
             reuse::check(&psql, &url)?;
             return Ok(Cluster {
-                admin_url: url,
+                admin_url: url.clone(),
+                client_url: url,
                 psql,
                 running: None,
                 templates: Mutex::new(Vec::new()),
             });
         }
         let bin = find_bin(self.bin_dir.as_deref())?;
+        let cache_root = match &self.cache_dir {
+            Some(dir) => dir.clone(),
+            None => private_dir::cache_root()?,
+        };
+        let tcp_port = if self.tcp { Some(free_port()?) } else { None };
         let service = PostgresService {
             bin: bin.clone(),
-            tcp_port: if self.tcp { Some(free_port()?) } else { None },
+            tcp_port,
             settings: self.settings.clone(),
             ready_timeout: self.ready_timeout.unwrap_or(Duration::from_secs(30)),
-            cache_root: self.cache_dir.clone().unwrap_or_else(cache_root),
+            cache_root,
         };
-        let running = super::start_in(&service, Place::Memory)?;
+        let running = super::start_in(&service, Place::Memory).map_err(|e| {
+            let base = private_dir::base(Place::Memory).unwrap_or_default();
+            name_a_full_disk(e, &base)
+        })?;
         let admin_url = running.addresses()[0].clone();
-        Ok(Cluster {
+        let mut cluster = Cluster {
+            client_url: admin_url.clone(),
             admin_url,
             psql: bin.join("psql"),
             running: Some(running),
             templates: Mutex::new(Vec::new()),
-        })
+        };
+        if let Some(port) = tcp_port {
+            cluster.client_url = cluster.protect_tcp(port)?;
+        }
+        Ok(cluster)
     }
 }
 
@@ -410,7 +433,7 @@ pub(super) fn start_detached() -> Result<(Running, String)> {
         tcp_port: None,
         settings: Vec::new(),
         ready_timeout: Duration::from_secs(30),
-        cache_root: cache_root(),
+        cache_root: private_dir::cache_root()?,
     };
     let running = super::start_in(&service, Place::Detached)?;
     let url = running.addresses()[0].clone();
@@ -419,8 +442,12 @@ pub(super) fn start_detached() -> Result<(Running, String)> {
 
 /// A server and how to talk to it as its superuser.
 struct Cluster {
-    /// A URL of the `postgres` database.
+    /// A URL of the `postgres` database, for stampede's own commands: over
+    /// the Unix socket when the cluster is stampede's.
     admin_url: String,
+    /// The URL fixtures' URLs are made from: over TCP, with the password,
+    /// for a TCP cluster; else the same as `admin_url`.
+    client_url: String,
     psql: PathBuf,
     /// `None` when reused.
     running: Option<Running>,
@@ -446,6 +473,42 @@ fn stable_hash(text: &str) -> u64 {
 impl Cluster {
     fn check(&self) -> Result<()> {
         self.running.as_ref().map_or(Ok(()), Running::check)
+    }
+
+    /// Gives the superuser a random password, the only way in over TCP
+    /// (the cluster's `pg_hba.conf` asks TCP clients for one, and a role
+    /// without a password cannot give one, so nobody got in before this),
+    /// writes it to `pgpass` in the cluster's directory, and returns the
+    /// URL that carries it. The statement travels on `psql`'s standard
+    /// input, not its command line.
+    fn protect_tcp(&self, port: u16) -> Result<String> {
+        let password = random_password()?;
+        psql_script(
+            &self.psql,
+            &self.admin_url,
+            &format!("ALTER ROLE {SUPERUSER} PASSWORD '{password}';\n"),
+        )
+        .map_err(|message| Error::ServiceCommand {
+            service: "postgres".to_owned(),
+            action: "giving the superuser a password for TCP".to_owned(),
+            message,
+        })?;
+        if let Some(running) = &self.running {
+            let path = running.dir().join("pgpass");
+            sys::open_no_follow(&path, Open::New(0o600))
+                .and_then(|mut file| {
+                    use std::io::Write;
+                    writeln!(file, "127.0.0.1:{port}:*:{SUPERUSER}:{password}")
+                })
+                .map_err(|source| Error::Path {
+                    context: "writing the cluster's password file",
+                    path,
+                    source,
+                })?;
+        }
+        Ok(format!(
+            "postgresql://{SUPERUSER}:{password}@127.0.0.1:{port}/postgres"
+        ))
     }
 
     /// The name of the template database built from `sql`, building it
@@ -523,13 +586,32 @@ impl Cluster {
                 if let Err(died) = self.check() {
                     return died;
                 }
-                Error::ServiceCommand {
+                let error = Error::ServiceCommand {
                     service: "postgres".to_owned(),
                     action: action.to_owned(),
                     message,
+                };
+                match &self.running {
+                    Some(running) => name_a_full_disk(error, running.dir()),
+                    None => error,
                 }
             })
     }
+}
+
+/// `psql` connecting to `url`, stopping at the first error. A password in
+/// the URL goes in the environment, which only this user can read, not on
+/// the command line, which every local user can.
+fn psql_command(psql: &Path, url: &str) -> Command {
+    let (url, password) = reuse::split_password(url);
+    let mut command = Command::new(psql);
+    command
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url])
+        .env("PGCONNECT_TIMEOUT", "5");
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    command
 }
 
 /// Runs `statements` with `psql`; its error output when it fails.
@@ -538,11 +620,8 @@ pub(super) fn psql(
     url: &str,
     statements: &[String],
 ) -> std::result::Result<String, String> {
-    let mut command = Command::new(psql);
-    command
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url])
-        .env("PGCONNECT_TIMEOUT", "5")
-        .stdin(Stdio::null());
+    let mut command = psql_command(psql, url);
+    command.args(["-A", "-t"]).stdin(Stdio::null());
     for statement in statements {
         command.arg("-c").arg(statement);
     }
@@ -559,9 +638,8 @@ pub(super) fn psql(
 /// Runs `script` with `psql -f -`, stopping at the first error; that
 /// error's output when it fails.
 fn psql_script(psql: &Path, url: &str, script: &str) -> std::result::Result<(), String> {
-    let mut child = Command::new(psql)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"])
-        .env("PGCONNECT_TIMEOUT", "5")
+    let mut child = psql_command(psql, url)
+        .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -603,24 +681,43 @@ impl Service for PostgresService {
     fn launch(&self, dir: &Path) -> Result<Launch> {
         let user = server_user();
         let cached = cached_data_dir(&self.bin, user, &self.cache_root)?;
-        let data = dir.join("data");
-        copy_tree(&cached, &data, user).map_err(|source| Error::Io {
-            context: "copying the cached PostgreSQL data directory",
-            source,
-        })?;
-        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|source| {
-            Error::Io {
-                context: "setting the data directory's mode",
+        // The server's own directory (data, socket) is closed to every
+        // other user: only the server's user and this one reach the socket.
+        let server_dir = keeper::server_dir(dir)?;
+        let data = server_dir.join("data");
+        let io = |context, path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Path {
+                context,
+                path,
                 source,
             }
-        })?;
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|source| Error::Io {
-                context: "handing the cluster's directory to its user",
-                source,
-            })?;
-        }
-        let socket_dir = dir.to_string_lossy().into_owned();
+        };
+        copy_tree(&cached, &data).map_err(io(
+            "copying the cached PostgreSQL data directory",
+            &server_dir,
+        ))?;
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
+            .map_err(io("setting the data directory's mode", &data))?;
+        // Written for each cluster, whatever the cache holds: over the
+        // socket no password, over TCP always one.
+        let hba = data.join("pg_hba.conf");
+        fs::remove_file(&hba)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .and_then(|()| sys::open_no_follow(&hba, Open::New(0o600)))
+            .and_then(|mut file| {
+                use std::io::Write;
+                file.write_all(PG_HBA.as_bytes())
+            })
+            .map_err(io("writing the cluster's pg_hba.conf", &hba))?;
+        keeper::hand_over(dir, user)?;
+        let socket_dir = server_dir.to_string_lossy().into_owned();
         let port = self.tcp_port.unwrap_or(5432);
         let listen = if self.tcp_port.is_some() {
             "127.0.0.1"
@@ -645,14 +742,10 @@ impl Service for PostgresService {
         for (name, value) in &self.settings {
             launch = launch.args(["-c".to_owned(), format!("{name}={value}")]);
         }
-        launch = match self.tcp_port {
-            Some(port) => launch.address(format!(
-                "postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
-            )),
-            None => launch.address(format!(
-                "postgresql://{SUPERUSER}@/postgres?host={socket_dir}&port={port}"
-            )),
-        };
+        // The socket first: stampede's own commands go there, TCP or not.
+        launch = launch.address(format!(
+            "postgresql://{SUPERUSER}@/postgres?host={socket_dir}&port={port}"
+        ));
         if let Some((uid, gid)) = user {
             launch = launch.user(uid, gid);
         }
@@ -660,22 +753,73 @@ impl Service for PostgresService {
     }
 }
 
+/// Who may connect, written into every cluster's data directory: anyone
+/// who reaches the Unix socket (in a directory only the server's user and
+/// this one can enter), and over TCP only with the superuser's password.
+const PG_HBA: &str = "\
+# Written by stampede for this cluster.
+local all all                trust
+host  all all 127.0.0.1/32   scram-sha-256
+host  all all ::1/128        scram-sha-256
+";
+
 /// As root, the user the server runs as (PostgreSQL refuses root):
 /// `postgres` if it exists, else `nobody`. `None` when not root.
-fn server_user() -> Option<(u32, u32)> {
+pub(super) fn server_user() -> Option<(u32, u32)> {
     if sys::effective_uid() != 0 {
         return None;
     }
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let find = |name: &str| {
-        passwd.lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields.len() > 3 && fields[0] == name)
-                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
-                .flatten()
+    private_dir::user_ids("postgres").or_else(|| private_dir::user_ids("nobody"))
+}
+
+/// A password of 128 random bits, as 32 hex digits (nothing to quote in a
+/// URL or in SQL).
+fn random_password() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut random| {
+            use std::io::Read;
+            random.read_exact(&mut bytes)
         })
-    };
-    find("postgres").or_else(|| find("nobody"))
+        .map_err(|source| Error::Io {
+            context: "reading /dev/urandom for the cluster's password",
+            source,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `error`, saying so when the file system holding `dir` is full: the
+/// server's own message is then a crash or a failed write, far from the
+/// cause.
+fn name_a_full_disk(error: Error, dir: &Path) -> Error {
+    /// Less than this is full for a cluster: a database's first files.
+    const ROOM: u64 = 8 << 20;
+    let full = !dir.as_os_str().is_empty() && sys::free_bytes(dir).is_some_and(|free| free < ROOM);
+    if !full {
+        return error;
+    }
+    let full = format!("no space left on device in {}", dir.display());
+    match error {
+        Error::ServiceStart {
+            service,
+            reason,
+            log_tail,
+        } => Error::ServiceStart {
+            service,
+            reason: format!("{full} ({reason})"),
+            log_tail,
+        },
+        Error::ServiceCommand {
+            service,
+            action,
+            message,
+        } => Error::ServiceCommand {
+            service,
+            action,
+            message: format!("{full}: {message}"),
+        },
+        other => other,
+    }
 }
 
 /// The directory holding `initdb`, `postgres` and `psql`.
@@ -751,53 +895,84 @@ fn major_version(bin: &Path) -> Result<String> {
     Ok(version.split('.').next().unwrap_or(version).to_owned())
 }
 
-/// Where cached data directories live: `$XDG_CACHE_HOME/stampede`,
-/// `~/.cache/stampede`, or under `/tmp` without a home.
-fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("stampede");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(home).join(".cache").join("stampede");
-    }
-    keeper::base_dir().join("cache")
-}
-
 /// The cached result of `initdb` for the server in `bin`, made on first
-/// use under a file lock (other test processes wait for it).
+/// use under a file lock (other test processes wait for it). Only a cache
+/// that is this user's and closed to others' writes is used.
 fn cached_data_dir(bin: &Path, user: Option<(u32, u32)>, root: &Path) -> Result<PathBuf> {
     let version = major_version(bin)?;
     let cached = root.join(format!("postgres-{version}"));
     let data = cached.join("data");
-    if data.join("PG_VERSION").is_file() {
+    private_dir::ensure(root, 0o700)?;
+    private_dir::ensure(&cached, 0o700)?;
+    if usable_cache(&data)? {
         return Ok(data);
     }
-    let io = |context| move |source| Error::Io { context, source };
-    fs::create_dir_all(&cached).map_err(io("creating stampede's cache directory"))?;
-    let lock = fs::File::create(root.join(format!("postgres-{version}.lock")))
-        .map_err(io("creating the cache's lock file"))?;
-    sys::lock_exclusive(&lock).map_err(io("locking the cache"))?;
-    if data.join("PG_VERSION").is_file() {
+    let lock_path = root.join(format!("postgres-{version}.lock"));
+    let lock = sys::open_no_follow(&lock_path, Open::Keep(0o600))
+        .and_then(|lock| sys::lock_exclusive(&lock).map(|()| lock))
+        .map_err(|source| Error::Path {
+            context: "locking the cache",
+            path: lock_path,
+            source,
+        })?;
+    if usable_cache(&data)? {
         return Ok(data);
+    }
+    // Only the lock's holder writes partial copies: any found now is left
+    // by a holder that died (killed during `initdb`).
+    for entry in fs::read_dir(&cached).into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("data.partial-")
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
     // initdb runs as the server's user, in a directory it can reach (a
     // home under /root is closed to it); the result is copied in.
     let scratch = Instance::create("initdb", Place::Memory)?;
-    if let Some((uid, gid)) = user {
-        scratch
-            .give_to(uid, gid)
-            .map_err(io("handing initdb's directory to the server's user"))?;
-    }
-    let fresh = scratch.path().join("data");
-    let result = initdb(bin, &fresh, user).and_then(|()| {
+    let result = keeper::server_dir(scratch.path()).and_then(|dir| {
+        keeper::hand_over(scratch.path(), user)?;
+        let fresh = dir.join("data");
+        initdb(bin, &fresh, user)?;
         let partial = cached.join(format!("data.partial-{}", sys::getpid()));
-        let _ = fs::remove_dir_all(&partial);
-        copy_tree(&fresh, &partial, None)
+        copy_tree(&fresh, &partial)
             .and_then(|()| fs::rename(&partial, &data))
-            .map_err(io("copying initdb's result into the cache"))
+            .map_err(|source| Error::Path {
+                context: "copying initdb's result into the cache",
+                path: cached.clone(),
+                source,
+            })
     });
     scratch.remove();
+    drop(lock);
     result.map(|()| data)
+}
+
+/// Whether the cached data directory `data` is there to be used. One that
+/// is not this user's, or that others may write in, is moved aside with a
+/// note and made again: what another user put there would run in every
+/// cluster (`archive_command` in `postgresql.auto.conf`).
+fn usable_cache(data: &Path) -> Result<bool> {
+    let Ok(meta) = fs::symlink_metadata(data) else {
+        return Ok(false);
+    };
+    let Some(problem) = private_dir::problem(&meta, sys::effective_uid()) else {
+        return Ok(data.join("PG_VERSION").is_file());
+    };
+    let aside = data.with_file_name(format!("data.untrusted-{}", sys::getpid()));
+    note(&format!(
+        "not using the cached data directory {}: {problem}; moved to {}",
+        data.display(),
+        aside.display()
+    ));
+    fs::rename(data, &aside).map_err(|source| Error::Path {
+        context: "moving an untrusted cached data directory aside",
+        path: data.to_owned(),
+        source,
+    })?;
+    Ok(false)
 }
 
 /// Runs `initdb` into `data` as `user` (the server's user, when root).
@@ -812,6 +987,11 @@ fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Result<()> {
     if let Some((uid, gid)) = user {
         command.uid(uid).gid(gid);
     }
+    // Its own group, and killed with this thread's process: a test killed
+    // during a cold start leaves no initdb behind (its `postgres --single`
+    // ends when initdb's pipe to it closes).
+    command.process_group(0);
+    sys::kill_with_parent(&mut command);
     match command.output() {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(Error::ServiceStart {
@@ -823,8 +1003,9 @@ fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Result<()> {
     }
 }
 
-/// Copies a directory tree, keeping modes, owned by `owner` when given.
-fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+/// Copies a directory tree, keeping modes; symbolic links and other
+/// special files are left out.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir(to)?;
     fs::set_permissions(to, fs::metadata(from)?.permissions())?;
     for entry in fs::read_dir(from)? {
@@ -832,17 +1013,10 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Resu
         let target = to.join(entry.file_name());
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_tree(&entry.path(), &target, owner)?;
-            continue;
+            copy_tree(&entry.path(), &target)?;
         } else if kind.is_file() {
             fs::copy(entry.path(), &target)?;
         }
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&target, Some(uid), Some(gid))?;
-        }
-    }
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(to, Some(uid), Some(gid))?;
     }
     Ok(())
 }

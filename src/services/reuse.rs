@@ -41,7 +41,7 @@ pub(super) fn check(psql_path: &Path, url: &str) -> Result<()> {
     )
     .map_err(|message| Error::ServiceUnreachable {
         variable: URL_VAR,
-        url: url.to_owned(),
+        url: redacted(url),
         message,
     })?;
     static SWEPT: Mutex<bool> = Mutex::new(false);
@@ -86,9 +86,113 @@ pub(super) fn with_database(url: &str, database: &str) -> String {
     format!("{scheme}://{authority}/{database}{query}")
 }
 
+/// `url` without its password, and the password (percent-decoded): from
+/// the user part (`postgresql://user:secret@host/db`) or a `password=`
+/// parameter. For a client whose command line any local user can read:
+/// the password goes in its environment instead (`PGPASSWORD`).
+pub(super) fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(authority_end);
+    let mut password = None;
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, secret)) => {
+                password = Some(percent_decode(secret));
+                format!("{user}@{host}")
+            }
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let (path, query) = after.split_once('?').unwrap_or((after, ""));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| match pair.strip_prefix("password=") {
+            Some(secret) => {
+                password = Some(percent_decode(secret));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let query = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    };
+    (format!("{scheme}://{authority}{path}{query}"), password)
+}
+
+/// `url` without its password, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    match split_password(url) {
+        (bare, Some(_)) => format!("{bare} (its password left out)"),
+        (bare, None) => bare,
+    }
+}
+
+/// `%XX` sequences replaced by their bytes.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_leaves_the_url_for_the_environment() {
+        assert_eq!(
+            split_password("postgresql://postgres:s3cr%40t@127.0.0.1:5433/db?sslmode=disable"),
+            (
+                "postgresql://postgres@127.0.0.1:5433/db?sslmode=disable".to_owned(),
+                Some("s3cr@t".to_owned())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://u@h/db?password=p%20w&port=5"),
+            (
+                "postgres://u@h/db?port=5".to_owned(),
+                Some("p w".to_owned())
+            )
+        );
+        assert_eq!(
+            split_password("postgresql://u@/postgres?host=/tmp/x&port=5432"),
+            (
+                "postgresql://u@/postgres?host=/tmp/x&port=5432".to_owned(),
+                None
+            )
+        );
+        assert_eq!(split_password("not a url"), ("not a url".to_owned(), None));
+        assert_eq!(
+            redacted("postgresql://postgres:abc@127.0.0.1:5/db"),
+            "postgresql://postgres@127.0.0.1:5/db (its password left out)"
+        );
+        assert_eq!(redacted("postgresql://h/db"), "postgresql://h/db");
+    }
 
     #[test]
     fn the_database_of_a_url_is_replaced() {

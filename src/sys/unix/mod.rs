@@ -4,6 +4,7 @@
 
 mod child_side;
 mod fd;
+mod files;
 mod limits;
 mod misc;
 mod process;
@@ -13,6 +14,7 @@ mod spawn;
 
 pub(crate) use child_side::*;
 pub(crate) use fd::*;
+pub(crate) use files::*;
 pub(crate) use limits::*;
 pub(crate) use misc::*;
 pub(crate) use process::*;

@@ -9,7 +9,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::check;
@@ -34,23 +34,150 @@ pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
     process_start_time(pid) == Some(start)
 }
 
-/// Sends `signal` to process `pid` if it is still the process that started
-/// at `start`, and to its process group when it leads one. Returns whether
-/// it was still there. The window between the check and the signal is the
-/// time of one system call; the caller is a sweep of processes that lost
-/// their owner, where that is the best there is.
-pub(crate) fn signal_if_alive(pid: u32, start: u64, signal: i32) -> bool {
-    if !process_alive(pid, start) {
-        return false;
+/// What names one process beyond its pid: when it started, the user it
+/// runs as (real uid) and the program it runs (`/proc/<pid>/exe`). A pid
+/// and start time survive pid reuse; the uid and program make a record
+/// written by someone else useless for signalling a process of another
+/// user or another program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub pid: u32,
+    pub start: u64,
+    pub uid: u32,
+    pub exe: PathBuf,
+}
+
+/// Process `pid`'s identity now; `None` when it is gone, a zombie, or its
+/// program cannot be read (another user's process, without root).
+pub(crate) fn identity_of(pid: u32) -> Option<Identity> {
+    let start = process_start_time(pid)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(Identity {
+        pid,
+        start,
+        uid,
+        exe,
+    })
+}
+
+/// Whether `now` (what `/proc` shows) is the process `recorded` names: the
+/// same start time, user and program. A program replaced on disk since
+/// (a rebuilt test binary) shows as `<path> (deleted)` and still counts.
+pub(crate) fn same_process(recorded: &Identity, now: &Identity) -> bool {
+    let deleted = {
+        let mut name = recorded.exe.clone().into_os_string();
+        name.push(" (deleted)");
+        PathBuf::from(name)
+    };
+    recorded.pid == now.pid
+        && recorded.start == now.start
+        && recorded.uid == now.uid
+        && (recorded.exe == now.exe || deleted == now.exe)
+}
+
+/// Sends `signal` to the process `recorded` names, and to its process group
+/// when it leads one, if `/proc` proves it is still that process (see
+/// [`same_process`]). `Ok(true)` when signalled, `Ok(false)` when it is
+/// gone, `Err` with what differs when another process holds the pid. The
+/// window between the check and the signal is the time of one system call.
+pub(crate) fn signal_if_same(recorded: &Identity, signal: i32) -> Result<bool, String> {
+    let Some(now) = identity_of(recorded.pid) else {
+        return if process_start_time(recorded.pid) == Some(recorded.start) {
+            Err(format!(
+                "pid {} runs, but its user and program cannot be read",
+                recorded.pid
+            ))
+        } else {
+            Ok(false)
+        };
+    };
+    if now.start != recorded.start {
+        return Ok(false);
+    }
+    if !same_process(recorded, &now) {
+        return Err(format!(
+            "pid {} runs {} as uid {}, not {} as uid {}",
+            now.pid,
+            now.exe.display(),
+            now.uid,
+            recorded.exe.display(),
+            recorded.uid
+        ));
     }
     // SAFETY: getpgid and kill only read ids and send a signal.
     unsafe {
-        if libc::getpgid(pid as libc::pid_t) == pid as libc::pid_t {
-            libc::killpg(pid as libc::pid_t, signal);
+        if libc::getpgid(recorded.pid as libc::pid_t) == recorded.pid as libc::pid_t {
+            libc::killpg(recorded.pid as libc::pid_t, signal);
         }
-        libc::kill(pid as libc::pid_t, signal);
+        libc::kill(recorded.pid as libc::pid_t, signal);
     }
-    true
+    Ok(true)
+}
+
+/// The directory process `pid` works in; `None` when it cannot be read.
+pub(crate) fn working_dir_of(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// Every process id in `/proc`.
+pub(crate) fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Makes the program `command` starts die (SIGKILL) when the thread that
+/// started it ends: the test process killed while it waits. Linux only;
+/// elsewhere nothing. Set after the program's user is set, which would
+/// clear it.
+pub(crate) fn kill_with_parent(command: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = getpid_raw();
+        // SAFETY: the closure runs in the child between fork and exec and
+        // makes only async-signal-safe calls (prctl, getppid, _exit).
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+fn getpid_raw() -> libc::pid_t {
+    // SAFETY: getpid cannot fail and touches no memory.
+    unsafe { libc::getpid() }
+}
+
+/// The bytes free to this user on the file system holding `path`.
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
+    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: the path is NUL-terminated; statvfs fills a buffer of its own type.
+    check(unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) }).ok()?;
+    // SAFETY: statvfs succeeded, so it filled the buffer (zeroed before anyway).
+    let stat = unsafe { stat.assume_init() };
+    #[expect(
+        clippy::unnecessary_cast,
+        reason = "the field types differ between C libraries and architectures"
+    )]
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 /// The boot's random id (`/proc/sys/kernel/random/boot_id`), so that pids
