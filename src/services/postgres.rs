@@ -981,7 +981,15 @@ fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Result<()> {
     command
         .arg("-D")
         .arg(data)
-        .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"])
+        .args([
+            "-U",
+            SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
         .args(["--no-sync", "--no-instructions"])
         .stdin(Stdio::null());
     if let Some((uid, gid)) = user {

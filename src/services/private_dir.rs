@@ -298,9 +298,16 @@ fn passwd_entries() -> Vec<(String, u32, u32)> {
 /// When the fallback cannot be made either; the error names it.
 pub(crate) fn cache_root() -> Result<PathBuf> {
     let var = |name| std::env::var_os(name).filter(|v: &OsString| !v.is_empty());
+    // A home is used when it is there (root may create anything, and
+    // `HOME=/nonexistent` must stay so).
     let preferred = var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .or_else(|| {
+            var("HOME")
+                .map(PathBuf::from)
+                .filter(|home| home.is_dir())
+                .map(|home| home.join(".cache"))
+        })
         .filter(|parent| parent.is_absolute());
     if let Some(parent) = preferred {
         let root = parent.join("stampede");
