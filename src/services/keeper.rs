@@ -114,9 +114,10 @@ pub(crate) fn server_dir(instance: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Hands the server's directory in `instance`, and all in it, to `user`
-/// (a server that cannot run as root), and lets that user through the
-/// instance's directory (0711) to it, and no further. Nothing when `None`.
+/// Hands the server's directory in `instance` (when made), and all in it,
+/// to `user` (a server that cannot run as root), and lets that user
+/// through the instance's directory (0711: it starts there) and no
+/// further. Nothing when `None`.
 pub(crate) fn hand_over(instance: &Path, user: Option<(u32, u32)>) -> Result<()> {
     let Some((uid, gid)) = user else {
         return Ok(());
@@ -131,13 +132,18 @@ pub(crate) fn hand_over(instance: &Path, user: Option<(u32, u32)>) -> Result<()>
         Ok(())
     }
     let dir = instance.join(SERVER_DIR);
-    chown_tree(&dir, uid, gid)
-        .and_then(|()| fs::set_permissions(instance, fs::Permissions::from_mode(0o711)))
-        .map_err(|source| Error::Path {
-            context: "handing a server's directory to its user",
-            path: dir,
-            source,
-        })
+    let made = fs::symlink_metadata(&dir).is_ok();
+    (if made {
+        chown_tree(&dir, uid, gid)
+    } else {
+        Ok(())
+    })
+    .and_then(|()| fs::set_permissions(instance, fs::Permissions::from_mode(0o711)))
+    .map_err(|source| Error::Path {
+        context: "handing a server's directory to its user",
+        path: dir,
+        source,
+    })
 }
 
 /// Stops every process that provably belongs to the instance in `dir`

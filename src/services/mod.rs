@@ -158,7 +158,10 @@ impl Launch {
         self
     }
 
-    /// Runs the server as this user and group (ids).
+    /// Runs the server as this user and group (ids). It starts in the
+    /// instance's directory, which lets it through and no more; files of
+    /// its own go in a directory inside, `server/`, which is handed to it
+    /// if [`Service::launch`] made one.
     pub fn user(mut self, uid: u32, gid: u32) -> Launch {
         self.user = Some((uid, gid));
         self
@@ -331,7 +334,10 @@ pub fn start<S: Service + ?Sized>(service: &S) -> Result<Running> {
 pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result<Running> {
     let detached = place == Place::Detached;
     let dir = keeper::Instance::create(service.name(), place)?;
-    let launch = match service.launch(dir.path()) {
+    let launch = match service
+        .launch(dir.path())
+        .and_then(|launch| keeper::hand_over(dir.path(), launch.user).map(|()| launch))
+    {
         Ok(launch) => launch,
         Err(e) => {
             dir.remove();

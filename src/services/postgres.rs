@@ -716,7 +716,6 @@ impl Service for PostgresService {
                 file.write_all(PG_HBA.as_bytes())
             })
             .map_err(io("writing the cluster's pg_hba.conf", &hba))?;
-        keeper::hand_over(dir, user)?;
         let socket_dir = server_dir.to_string_lossy().into_owned();
         let port = self.tcp_port.unwrap_or(5432);
         let listen = if self.tcp_port.is_some() {
