@@ -10,10 +10,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::keeper::{self, Record};
+use super::instance::{self as keeper, Record};
 use super::postgres;
+use super::postgres::URL_VAR;
 use super::private_dir::{self, Place};
-use super::reuse::URL_VAR;
 use crate::error::{Error, Result};
 use crate::sys::{self, Open};
 

@@ -38,10 +38,10 @@
 
 #[doc(hidden)]
 pub mod cli;
+mod instance;
 mod keeper;
 mod postgres;
 mod private_dir;
-mod reuse;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -333,10 +333,10 @@ pub fn start<S: Service + ?Sized>(service: &S) -> Result<Running> {
 /// [`start`], with the instance's directory in `place`.
 pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result<Running> {
     let detached = place == Place::Detached;
-    let dir = keeper::Instance::create(service.name(), place)?;
+    let dir = instance::Instance::create(service.name(), place)?;
     let launch = match service
         .launch(dir.path())
-        .and_then(|launch| keeper::hand_over(dir.path(), launch.user).map(|()| launch))
+        .and_then(|launch| instance::hand_over(dir.path(), launch.user).map(|()| launch))
     {
         Ok(launch) => launch,
         Err(e) => {

@@ -433,6 +433,12 @@ mod tests {
     }
 
     #[test]
+    fn only_a_tmpfs_counts_as_memory() {
+        assert_eq!(sys::tmpfs_free_bytes(Path::new("/proc")), None);
+        assert_eq!(sys::tmpfs_free_bytes(Path::new("/no/such/dir")), None);
+    }
+
+    #[test]
     fn users_are_named_from_passwd() {
         assert_eq!(user_name(0).as_deref(), Some("root"));
         assert_eq!(user_ids("root"), Some((0, 0)));

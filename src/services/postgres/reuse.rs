@@ -1,0 +1,105 @@
+//! A server that is already running (`STAMPEDE_POSTGRES_URL`): checked once,
+//! never replaced by a fresh one, and cleared of databases whose test
+//! process is gone.
+//!
+//! A fixture's database is named `stampede_<boot>_<pid>_<start>_<n>`: the
+//! machine's boot id (8 hex digits), the test process's pid and start time,
+//! and a counter. A sweep drops only databases of this boot whose process
+//! is gone, so runs on other machines sharing the server are left alone.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::psql::psql;
+use super::url::redacted;
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The variable naming a server to reuse.
+pub const URL_VAR: &str = "STAMPEDE_POSTGRES_URL";
+
+const PREFIX: &str = "stampede_";
+
+/// This process's prefix for database names (ends with `_`).
+pub(super) fn run_id() -> String {
+    let me = sys::getpid();
+    let boot: String = sys::boot_id().chars().take(8).collect();
+    format!(
+        "{PREFIX}{boot}_{me}_{}_",
+        sys::process_start_time(me).unwrap_or(0)
+    )
+}
+
+/// Checks that the server at `url` answers, then (once per process) drops
+/// the databases of gone runs.
+pub(super) fn check(psql_path: &Path, url: &str) -> Result<()> {
+    let listed = psql(
+        psql_path,
+        url,
+        &[format!(
+            "SELECT datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+        )],
+    )
+    .map_err(|message| Error::ServiceUnreachable {
+        variable: URL_VAR,
+        url: redacted(url),
+        message,
+    })?;
+    static SWEPT: Mutex<bool> = Mutex::new(false);
+    let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*swept {
+        *swept = true;
+        let boot: String = sys::boot_id().chars().take(8).collect();
+        for name in listed.lines().map(str::trim) {
+            if is_gone(name, &boot) {
+                let _ = psql(
+                    psql_path,
+                    url,
+                    &[format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")],
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is a fixture database of this boot whose process is gone.
+fn is_gone(name: &str, boot: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('_').collect();
+    let [db_boot, pid, start, _n] = parts[..] else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse(), start.parse()) else {
+        return false;
+    };
+    db_boot == boot && !sys::process_alive(pid, start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_boots_databases_of_gone_processes_are_swept() {
+        let me = sys::getpid();
+        let start = sys::process_start_time(me).unwrap();
+        assert!(!is_gone(
+            &format!("stampede_abcd1234_{me}_{start}_0"),
+            "abcd1234"
+        ));
+        assert!(is_gone(
+            &format!("stampede_abcd1234_{me}_{}_0", start + 1),
+            "abcd1234"
+        ));
+        assert!(!is_gone(
+            &format!("stampede_other000_{me}_{}_0", start + 1),
+            "abcd1234"
+        ));
+        assert!(!is_gone("orders", "abcd1234"));
+        assert!(!is_gone("stampede_tpl_0123456789abcdef", "abcd1234"));
+        assert!(!is_gone("stampede_x", "abcd1234"));
+    }
+}
