@@ -206,6 +206,34 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_of_exactly_the_limit_is_taken_and_one_byte_more_refused() {
+        let bytes = frame(&ready()).unwrap();
+        let len = bytes.len() - HEADER;
+        let mut at_limit = FrameReader::new(len);
+        at_limit.push(&bytes);
+        assert!(matches!(
+            at_limit.next::<Report>(),
+            Ok(Some(Report::Ready { at_ns: 42, .. }))
+        ));
+        let mut over = FrameReader::new(len - 1);
+        over.push(&bytes[..HEADER]);
+        let err = over.next::<Report>().unwrap_err();
+        assert!(
+            err.contains(&format!("claims {len} bytes, over the {}-byte limit", len - 1)),
+            "{err}"
+        );
+        // The blocking reader holds the hard limit the same way.
+        assert_eq!(payload_len(&header(MAX_FRAME), MAX_FRAME), Ok(MAX_FRAME));
+        assert!(payload_len(&header(MAX_FRAME + 1), MAX_FRAME).is_err());
+    }
+
+    fn header(len: usize) -> Vec<u8> {
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&(len as u32).to_le_bytes());
+        header
+    }
+
+    #[test]
     fn a_lying_length_under_the_hard_limit_is_refused_at_the_readers_own_limit() {
         let mut reader = FrameReader::new(1 << 20);
         reader.push(&MAGIC);

@@ -438,6 +438,25 @@ mod tests {
     }
 
     #[test]
+    fn a_leak_is_declared_at_the_window_th_growth_not_before() {
+        // Warm-up 3: the baseline is the sample after call 2; the window of
+        // 3 growths is complete after call 5, and the verdict comes then.
+        let mut watch = Watch::new(0, 1, RULES);
+        let declared: Vec<u64> = (0..12u64)
+            .filter(|&seq| {
+                let n = 5 + seq as usize;
+                !watch
+                    .observe(seq, seq, sample(n, 1), &|| details(n, &["main"]))
+                    .is_empty()
+            })
+            .collect();
+        assert_eq!(declared, [2 + RULES.window as u64]);
+        // Two growths and then a flat count: no leak at all.
+        let mut short = Watch::new(0, 1, RULES);
+        assert!(run(&mut short, |seq| 5 + seq.min(4) as usize, 30).is_empty());
+    }
+
+    #[test]
     fn a_descriptor_every_second_call_is_found_too() {
         let mut watch = Watch::new(0, 1, RULES);
         let leaks = run(&mut watch, |seq| 5 + seq as usize / 2, 12);
