@@ -282,6 +282,50 @@ fn a_crash_with_the_last_call_queued_behind_it_still_runs_that_call() {
     assert_eq!(report.workers()[0].pids.len(), 2, "{report}");
 }
 
+/// Sleeps `ms` milliseconds; returns them.
+#[stampede::function]
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn a_call_queued_behind_a_long_one_still_gets_its_whole_timeout() {
+    // Through one worker the second call is sent while the first runs and
+    // waits in the channel: its 3 s count from when the worker was free for
+    // it (after 2.4 s), not from when it was sent (it would time out at
+    // 3 s, 0.6 s into its 1.5 s run).
+    let limit = Duration::from_secs(3);
+    let report = Load::new(2)
+        .workers(1)
+        .call_timeout(limit)
+        .leak_detection(false)
+        .run_with(sleep_ms, |i| [2400, 1500][i as usize])
+        .unwrap();
+    report.assert_all_returned();
+    assert_eq!(report.values().copied().collect::<Vec<_>>(), [2400, 1500]);
+    assert_eq!(report.workers()[0].pids.len(), 1, "{report}");
+}
+
+#[test]
+fn a_timed_out_call_is_killed_at_its_limit_and_says_how_long_it_ran() {
+    let limit = Duration::from_secs(1);
+    let report = Load::new(1)
+        .call_timeout(limit)
+        .leak_detection(false)
+        .run_with(sleep_ms, |_| 30_000)
+        .unwrap();
+    let failure = &report.failures()[0];
+    let Status::TimedOut { after, limit: said } = *failure.status() else {
+        panic!("not timed out: {report}");
+    };
+    assert_eq!(said, limit);
+    assert!(
+        after >= limit && after < limit * 3 / 2,
+        "killed after {after:?} for a {limit:?} limit"
+    );
+}
+
 #[test]
 fn failed_calls_carry_their_own_output_and_crashed_workers_are_replaced() {
     let report = Load::new(12)

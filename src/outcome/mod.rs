@@ -25,7 +25,7 @@ pub use timeline::Timeline;
 ///         Status::Returned(value) => println!("returned {value}"),
 ///         Status::Panicked { message, location } => println!("panicked at {location:?}: {message}"),
 ///         Status::Crashed(exit) => println!("crashed: {exit}"),
-///         Status::TimedOut { after } => println!("timed out after {after:?}"),
+///         Status::TimedOut { after, .. } => println!("timed out after {after:?}"),
 ///         other => println!("{other:?}"),
 ///     }
 /// }
@@ -46,10 +46,14 @@ pub enum Status<R> {
     /// The child process ended without reporting a result: it exited (for
     /// example through `std::process::exit` or an abort) or was killed by a signal.
     Crashed(Exit),
-    /// The child ran past the timeout; its process group was killed.
+    /// The child ran past its time limit; its process group was killed.
     TimedOut {
-        /// The timeout that was exceeded.
+        /// How long it had run when it was killed, as measured: from its
+        /// start (a `Load` call: from when its worker was free for it).
         after: Duration,
+        /// The limit it ran past ([`Options::timeout`](crate::Options::timeout),
+        /// [`Load::call_timeout`](crate::Load::call_timeout)).
+        limit: Duration,
     },
     /// stampede could not run the function in the child or could not read its
     /// report: undecodable arguments or result, garbage on the result channel.
@@ -57,6 +61,20 @@ pub enum Status<R> {
         /// What went wrong.
         reason: String,
     },
+}
+
+impl<R> Status<R> {
+    /// A returned value through `f`; every other status as it is. The one
+    /// mapping of statuses: encoded values to typed ones.
+    pub(crate) fn and_then<S>(self, f: impl FnOnce(R) -> Status<S>) -> Status<S> {
+        match self {
+            Status::Returned(value) => f(value),
+            Status::Panicked { message, location } => Status::Panicked { message, location },
+            Status::Crashed(exit) => Status::Crashed(exit),
+            Status::TimedOut { after, limit } => Status::TimedOut { after, limit },
+            Status::Failed { reason } => Status::Failed { reason },
+        }
+    }
 }
 
 /// How a process ended.
@@ -372,13 +390,7 @@ impl<R> Outcome<R> {
     }
 
     pub(crate) fn map<S>(self, f: impl FnOnce(R) -> Status<S>) -> Outcome<S> {
-        let status = match self.status {
-            Status::Returned(value) => f(value),
-            Status::Panicked { message, location } => Status::Panicked { message, location },
-            Status::Crashed(exit) => Status::Crashed(exit),
-            Status::TimedOut { after } => Status::TimedOut { after },
-            Status::Failed { reason } => Status::Failed { reason },
-        };
+        let status = self.status.and_then(f);
         Outcome {
             index: self.index,
             pid: self.pid,

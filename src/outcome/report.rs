@@ -35,9 +35,10 @@ impl<R> Outcome<R> {
                 write!(f, "ended ({exit}) without reporting a result")
             }
             Status::Crashed(exit) => write!(f, "crashed: {exit}"),
-            Status::TimedOut { after } => {
-                write!(f, "timed out after {after:?}; its process group was killed")
-            }
+            Status::TimedOut { after, limit } => write!(
+                f,
+                "timed out after {after:.3?} (its limit: {limit:?}); its process group was killed"
+            ),
             Status::Failed { reason } => write!(f, "failed: {reason}"),
         }
     }

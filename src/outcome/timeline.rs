@@ -314,7 +314,10 @@ mod tests {
             // Never released from the barrier: timed out at 6 ms.
             child(
                 10,
-                Status::TimedOut { after: ms(60) },
+                Status::TimedOut {
+                    after: ms(60),
+                    limit: ms(60),
+                },
                 Timings {
                     spawned: ms(3),
                     ready: Some(ms(5)),

@@ -123,7 +123,7 @@ impl Launcher {
     pub(crate) fn open(
         &self,
         index: usize,
-        gate: RawFd,
+        gate: Option<RawFd>,
         first: Arc<Vec<u8>>,
         result_limit: usize,
     ) -> Result<Opened> {
@@ -149,8 +149,10 @@ impl Launcher {
         })
     }
 
-    /// Starts child `index`, handing it `gate` as its gate.
-    pub(crate) fn spawn(&self, index: usize, gate: RawFd) -> std::io::Result<Started> {
+    /// Starts child `index`, handing it `gate` as its gate (`/dev/null`
+    /// for a child that waits at none: a worker).
+    pub(crate) fn spawn(&self, index: usize, gate: Option<RawFd>) -> std::io::Result<Started> {
+        let gate = gate.unwrap_or(self.dev_null.as_raw_fd());
         let high = |fd: OwnedFd| sys::dup_at_least(&fd, FIRST_CLOSED_FD);
         let (channel, theirs) = sys::socket_pair()?;
         let theirs = high(theirs)?;

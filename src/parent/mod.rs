@@ -56,6 +56,10 @@ pub(crate) use process::ChildProcess;
 /// How often to look for ended children where the kernel has no pidfd.
 const EXIT_POLL: Duration = Duration::from_millis(5);
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// What the supervisor needs to know about a run, from the front end.
 pub(crate) struct Settings {
     pub timeout: Duration,
@@ -168,7 +172,7 @@ pub(crate) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
             child.poll_fds(slot, &mut fds, &mut owners);
             wake_ns = wake_ns.min(child.clocked.next_wake());
             if child.process.is_running() && child.process.exit_watch().is_none() {
-                wake_ns = wake_ns.min(now + EXIT_POLL.as_nanos() as u64);
+                wake_ns = wake_ns.min(now + nanos(EXIT_POLL));
             }
         }
         sys::poll(&mut fds, poll_timeout_ms(now, wake_ns)).map_err(io("waiting for children"))?;
@@ -222,7 +226,7 @@ pub(crate) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
             if why == Kill::Checkpoint {
                 child.failure = failed.as_ref().map(|(_, reason)| reason.clone());
             }
-            child.clocked.kill(why);
+            child.clocked.kill(why, now);
             child.process.kill();
         }
     }
@@ -383,7 +387,7 @@ fn release_rounds(
                         _ => child.failure = Some(missed.clone()),
                     }
                     if child.clocked.killed().is_none() {
-                        child.clocked.kill(Kill::Checkpoint);
+                        child.clocked.kill(Kill::Checkpoint, now);
                         child.process.kill();
                     }
                 }
@@ -540,7 +544,7 @@ impl Child {
     ) -> Result<Child> {
         let opened = launcher.open(
             index,
-            gate.child_end(),
+            Some(gate.child_end()),
             job.request.clone(),
             settings.result_limit,
         )?;
@@ -737,11 +741,7 @@ impl Child {
                             ),
                         }
                     }
-                    ChildResult::Returned(bytes) => Status::Returned(bytes),
-                    ChildResult::Panicked { message, location } => {
-                        Status::Panicked { message, location }
-                    }
-                    ChildResult::Failed(reason) => Status::Failed { reason },
+                    result => status_of(result),
                 };
                 (Some(since(started)), passed, Some(since(finished)), status)
             }
@@ -756,7 +756,10 @@ impl Child {
                 {
                     Status::Failed { reason }
                 } else if self.clocked.killed() == Some(Kill::TimedOut) {
-                    Status::TimedOut { after: timeout }
+                    Status::TimedOut {
+                        after: self.clocked.ran_before_kill().unwrap_or(timeout),
+                        limit: timeout,
+                    }
                 } else if pending > 0 && exit == Exit::Code(0) {
                     Status::Failed {
                         reason: format!(
@@ -807,6 +810,15 @@ impl Child {
             max_rss,
             worker: None,
         }
+    }
+}
+
+/// What a child's reported result says, as a status (values still encoded).
+pub(super) fn status_of(result: ChildResult) -> Status<Vec<u8>> {
+    match result {
+        ChildResult::Returned(bytes) => Status::Returned(bytes),
+        ChildResult::Panicked { message, location } => Status::Panicked { message, location },
+        ChildResult::Failed(reason) => Status::Failed { reason },
     }
 }
 

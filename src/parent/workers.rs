@@ -17,25 +17,19 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Which;
 use super::capture::Splitter;
 use super::conversation::Conversation;
-use super::gate::Gate;
 use super::launcher::Launcher;
-use super::limits;
+use super::phase::{self, Kill, WorkerDue, WorkerLimits, WorkerTimes};
 use super::process::{ChildProcess, Life};
+use super::{EXIT_POLL, Which, limits, nanos};
 use crate::error::{Error, Result};
 use crate::outcome::{Captured, Exit, Status};
 use crate::protocol::{self, ChildResult, Order, Report, Sample};
 use crate::sys;
 
-/// How often to look for ended workers where the kernel has no pidfd.
-const EXIT_POLL: Duration = Duration::from_millis(5);
 /// Workers that die before their first call, in a row, before the run gives up.
 const START_FAILURES: u32 = 3;
-/// How long a call's output may lag behind its result (a stream the code
-/// under test closed never brings its end marker).
-const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// Calls sent to a worker ahead of its results: the next calls wait in the
 /// worker's channel, so the worker goes on at once instead of waiting for
 /// the parent's turn, and one wake-up of the parent serves several results.
@@ -153,7 +147,8 @@ struct Worker {
     /// Calls sent, oldest first; `reported` holds the reports of the first ones.
     in_flight: VecDeque<InFlight>,
     reported: VecDeque<Reported>,
-    killed: Option<&'static str>,
+    /// Why and when it was killed.
+    killed: Option<(Kill, u64)>,
     exit_seen: bool,
     seq: u64,
     /// The worker's recent service time, smoothed; `None` before its first result.
@@ -181,7 +176,10 @@ pub(crate) fn run_pool(
     };
     let launcher = Launcher::new(&settings.env, worker_nofile)?;
     let io = |context| move |source| Error::Io { context, source };
-    let gate = Gate::new(false).map_err(io("creating the workers' gate"))?;
+    let limits = WorkerLimits {
+        start: settings.start_timeout,
+        call: settings.call_timeout,
+    };
     let mut slots: Vec<Option<Worker>> = (0..count).map(|_| None).collect();
     let mut summary = vec![SlotSummary::default(); count];
     let mut exhausted = false;
@@ -198,7 +196,7 @@ pub(crate) fn run_pool(
         if work_left && !stopping {
             for (slot, place) in slots.iter_mut().enumerate() {
                 if place.is_none() {
-                    let worker = Worker::start(&launcher, &gate, slot, &request, settings)?;
+                    let worker = Worker::start(&launcher, slot, &request, settings)?;
                     summary[slot].pids.push(worker.process.pid());
                     *place = Some(worker);
                 }
@@ -208,7 +206,8 @@ pub(crate) fn run_pool(
         let now = sys::monotonic_ns();
         for worker in slots.iter_mut().flatten() {
             while !stopping {
-                let Some(done) = worker.take_complete(now) else {
+                let overdue = limits.due(&worker.times(), now) == Some(WorkerDue::OutputOverdue);
+                let Some(done) = worker.take_complete(overdue) else {
                     break;
                 };
                 stopping = record(done) == Flow::Stop;
@@ -226,12 +225,13 @@ pub(crate) fn run_pool(
                 continue;
             }
             let drained = worker.stdout.fd.is_none() && worker.stderr.fd.is_none();
-            if !drained && now < worker.ended_ns().saturating_add(200_000_000) {
+            let due = limits.due(&worker.times(), now);
+            if !drained && due != Some(WorkerDue::StopDraining) {
                 continue;
             }
             let mut worker = place.take().expect("checked above");
             while !stopping {
-                let Some(done) = worker.take_complete(u64::MAX) else {
+                let Some(done) = worker.take_complete(true) else {
                     break;
                 };
                 stopping = record(done) == Flow::Stop;
@@ -239,7 +239,7 @@ pub(crate) fn run_pool(
             if stopping {
                 continue;
             }
-            if let Some(record_of_crash) = worker.crash_record(settings) {
+            if let Some(record_of_crash) = worker.crash_record(&limits) {
                 // The calls queued behind the one that crashed never started.
                 for waiting in worker.in_flight.drain(..).rev() {
                     again.push_front(Dispatch {
@@ -254,7 +254,7 @@ pub(crate) fn run_pool(
             } else if !worker.ready && !stopping && work_left {
                 start_failures += 1;
                 if start_failures >= START_FAILURES {
-                    return Err(worker.start_error(settings));
+                    return Err(worker.start_error(&limits));
                 }
             }
         }
@@ -292,12 +292,11 @@ pub(crate) fn run_pool(
         for (slot, worker) in slots.iter().enumerate() {
             let Some(worker) = worker else { continue };
             worker.poll_fds(slot, &mut fds, &mut owners);
-            wake_ns = wake_ns.min(worker.next_wake(settings));
-            if worker.process.is_running() && worker.process.exit_watch().is_none() {
-                wake_ns = wake_ns.min(now + EXIT_POLL.as_nanos() as u64);
+            if let Some((at, _)) = limits.next(&worker.times()) {
+                wake_ns = wake_ns.min(at);
             }
-            if !worker.process.is_running() {
-                wake_ns = wake_ns.min(worker.ended_ns().saturating_add(200_000_000));
+            if worker.process.is_running() && worker.process.exit_watch().is_none() {
+                wake_ns = wake_ns.min(now + nanos(EXIT_POLL));
             }
         }
         let timeout_ms = super::poll_timeout_ms(now, wake_ns);
@@ -313,7 +312,7 @@ pub(crate) fn run_pool(
         }
         let now = sys::monotonic_ns();
         for worker in slots.iter_mut().flatten() {
-            worker.update(now, settings);
+            worker.update(now, &limits);
         }
     }
     Ok(summary)
@@ -371,17 +370,11 @@ fn fill(
 impl Worker {
     fn start(
         launcher: &Launcher,
-        gate: &Gate,
         slot: usize,
         request: &Arc<Vec<u8>>,
         settings: &PoolSettings,
     ) -> Result<Worker> {
-        let opened = launcher.open(
-            slot,
-            gate.child_end(),
-            request.clone(),
-            settings.result_limit,
-        )?;
+        let opened = launcher.open(slot, None, request.clone(), settings.result_limit)?;
         let spawned_ns = opened.spawned_ns;
         Ok(Worker {
             slot,
@@ -443,10 +436,22 @@ impl Worker {
         due
     }
 
-    fn ended_ns(&self) -> u64 {
+    fn ended_ns(&self) -> Option<u64> {
         match self.process.life() {
-            Life::Ended { at_ns, .. } | Life::ReapedElsewhere { at_ns } => at_ns,
-            Life::Running => u64::MAX,
+            Life::Ended { at_ns, .. } | Life::ReapedElsewhere { at_ns } => Some(at_ns),
+            Life::Running => None,
+        }
+    }
+
+    /// What its deadlines depend on now (see [`WorkerLimits`]).
+    fn times(&self) -> WorkerTimes {
+        WorkerTimes {
+            spawned_ns: self.spawned_ns,
+            ready: self.ready,
+            call_free_ns: self.in_flight.front().map(|f| f.start_ns),
+            reported_ns: self.reported.front().map(|r| r.at_ns),
+            ended_ns: self.ended_ns(),
+            killed: self.killed.is_some(),
         }
     }
 
@@ -495,7 +500,7 @@ impl Worker {
                 // one (its clock is the parent's: CLOCK_MONOTONIC is the
                 // machine's), or when that call was sent, if later.
                 if let Some(next) = self.in_flight.get_mut(self.reported.len() + 1) {
-                    next.start_ns = next.start_ns.max(finished_ns.min(at_ns));
+                    next.start_ns = phase::free_for_call(next.sent_ns, finished_ns, at_ns);
                 }
                 self.reported.push_back(Reported {
                     started_ns,
@@ -511,52 +516,37 @@ impl Worker {
         }
     }
 
-    /// When time next matters: the call's deadline, or the start's.
-    fn next_wake(&self, settings: &PoolSettings) -> u64 {
-        if self.killed.is_some() || !self.process.is_running() {
-            return u64::MAX;
-        }
-        if let Some(first) = self.reported.front() {
-            return first.at_ns.saturating_add(nanos(OUTPUT_GRACE));
-        }
-        match self.in_flight.front() {
-            Some(f) => f.start_ns.saturating_add(nanos(settings.call_timeout)),
-            None if !self.ready => self
-                .spawned_ns
-                .saturating_add(nanos(settings.start_timeout)),
-            None => u64::MAX,
-        }
-    }
-
-    fn update(&mut self, now: u64, settings: &PoolSettings) {
+    /// Kills it when its channel broke or a deadline passed.
+    fn update(&mut self, now: u64, limits: &WorkerLimits) {
         let look = std::mem::take(&mut self.exit_seen) || self.process.exit_watch().is_none();
         if look {
             self.process.update(now);
         }
-        if self.process.is_running() && self.killed.is_none() {
-            if self.conversation.broken().is_some() {
-                self.killed = Some("its channel broke");
-                self.process.kill();
-            } else if self.reported.is_empty() && now >= self.next_wake(settings) {
-                self.killed = Some(if self.ready {
-                    "call timeout"
-                } else {
-                    "start timeout"
-                });
-                self.process.kill();
+        if !self.process.is_running() || self.killed.is_some() {
+            return;
+        }
+        let why = if self.conversation.broken().is_some() {
+            Some(Kill::ChannelBroken)
+        } else {
+            match limits.due(&self.times(), now) {
+                Some(WorkerDue::Kill(why)) => Some(why),
+                _ => None,
             }
+        };
+        if let Some(why) = why {
+            self.killed = Some((why, now));
+            self.process.kill();
         }
     }
 
     /// The in-flight call, once its result and its output have arrived (or
-    /// the output is overdue at `now`, or the worker ended).
-    fn take_complete(&mut self, now: u64) -> Option<CallRecord> {
+    /// the output is `overdue`, or the worker ended).
+    fn take_complete(&mut self, overdue: bool) -> Option<CallRecord> {
         let index = self.in_flight.front()?.index;
-        let done_ns = self.reported.front()?.at_ns;
+        self.reported.front()?;
         let output_in = [&self.stdout, &self.stderr]
             .iter()
             .all(|s| s.has_ended(index) || s.fd.is_none());
-        let overdue = now >= done_ns.saturating_add(nanos(OUTPUT_GRACE));
         if !output_in && !overdue && self.process.is_running() {
             return None;
         }
@@ -568,11 +558,7 @@ impl Worker {
             sample,
             at_ns: done_ns,
         } = self.reported.pop_front().expect("checked above");
-        let status = match result {
-            ChildResult::Returned(bytes) => Status::Returned(bytes),
-            ChildResult::Panicked { message, location } => Status::Panicked { message, location },
-            ChildResult::Failed(reason) => Status::Failed { reason },
-        };
+        let status = super::status_of(result);
         let seq = self.seq;
         self.seq += 1;
         let service_ns = finished_ns.saturating_sub(started_ns);
@@ -605,7 +591,7 @@ impl Worker {
     }
 
     /// For a worker that ended while running a call: that call's record.
-    fn crash_record(&mut self, settings: &PoolSettings) -> Option<CallRecord> {
+    fn crash_record(&mut self, limits: &WorkerLimits) -> Option<CallRecord> {
         let flight = self.in_flight.pop_front()?;
         let exit = match self.process.life() {
             Life::Ended { status, .. } => super::exit_of(status),
@@ -615,8 +601,9 @@ impl Worker {
             (_, Some(reason)) => Status::Failed {
                 reason: reason.to_owned(),
             },
-            (Some("call timeout"), _) => Status::TimedOut {
-                after: settings.call_timeout,
+            (Some((Kill::TimedOut, at_ns)), _) => Status::TimedOut {
+                after: Duration::from_nanos(at_ns.saturating_sub(flight.start_ns)),
+                limit: limits.call,
             },
             _ => Status::Crashed(exit),
         };
@@ -630,7 +617,7 @@ impl Worker {
             stderr: self.stderr.take(flight.index),
             sent_ns: flight.sent_ns,
             free_ns: flight.start_ns,
-            done_ns: self.ended_ns(),
+            done_ns: self.ended_ns().unwrap_or(u64::MAX),
             service_ns: None,
             seq,
             sample: None,
@@ -639,9 +626,9 @@ impl Worker {
     }
 
     /// For a worker that never became ready: the error, with its output.
-    fn start_error(&mut self, settings: &PoolSettings) -> Error {
+    fn start_error(&mut self, limits: &WorkerLimits) -> Error {
         let why = match (self.killed, self.process.life()) {
-            (Some(_), _) => format!("was not ready within {:?}", settings.start_timeout),
+            (Some(_), _) => format!("was not ready within {:?}", limits.start),
             (None, Life::Ended { status, .. }) => format!("ended ({})", super::exit_of(status)),
             _ => "ended".to_owned(),
         };
@@ -659,8 +646,4 @@ impl Worker {
             output,
         }
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -219,7 +219,10 @@ mod tests {
         over.push(&bytes[..HEADER]);
         let err = over.next::<Report>().unwrap_err();
         assert!(
-            err.contains(&format!("claims {len} bytes, over the {}-byte limit", len - 1)),
+            err.contains(&format!(
+                "claims {len} bytes, over the {}-byte limit",
+                len - 1
+            )),
             "{err}"
         );
         // The blocking reader holds the hard limit the same way.

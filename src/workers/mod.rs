@@ -486,13 +486,9 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             self.leaks
                 .extend(watch.observe(record.seq, record.index, sample, &inspect));
         }
-        let status = match record.status {
-            Status::Returned(bytes) => call::decode_value::<R>(&bytes),
-            Status::Panicked { message, location } => Status::Panicked { message, location },
-            Status::Crashed(exit) => Status::Crashed(exit),
-            Status::TimedOut { after } => Status::TimedOut { after },
-            Status::Failed { reason } => Status::Failed { reason },
-        };
+        let status = record
+            .status
+            .and_then(|bytes| call::decode_value::<R>(&bytes));
         match status {
             Status::Returned(value) => {
                 self.values.put(record.index, Some(value));
