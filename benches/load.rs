@@ -24,10 +24,29 @@ const LEAK_DETECTION_COST: f64 = 0.10;
 /// "Flat": the parent's peak memory grows by at most this many bytes per
 /// call between a run of a tenth of the calls and the whole run.
 const MEMORY_PER_CALL: f64 = 1.0;
+/// Failing calls that print a lot: how many, how much each, and the most
+/// the parent may hold at its peak.
+const LOUD_FAILURES: u64 = 6_000;
+const LOUD_BYTES: usize = 60 * 1024;
+const LOUD_PEAK_MIB: f64 = 64.0;
 
 #[stampede::function]
 fn echo(x: u32) -> u32 {
     x
+}
+
+/// For the failures' memory run: prints 60 KiB, then panics.
+#[stampede::function]
+fn loud_failure(_x: u32) {
+    use std::io::Write;
+    let line = [b'x'; 1023];
+    let mut out = std::io::stdout().lock();
+    for _ in 0..LOUD_BYTES / 1024 {
+        out.write_all(&line).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.flush().unwrap();
+    panic!("a loud failure");
 }
 
 /// For the memory run: returns nothing, so the report keeps no value per
@@ -229,6 +248,25 @@ fn main() {
         costs.push((w, cost));
     }
     println!();
+    println!(
+        "## the parent's memory with {LOUD_FAILURES} failing calls printing {} KiB each",
+        LOUD_BYTES / 1024
+    );
+    let loud = stampede::Load::new(LOUD_FAILURES)
+        .workers(2)
+        .leak_detection(false)
+        .run(loud_failure, 0)
+        .expect("starting the workers");
+    assert_eq!(loud.failed(), LOUD_FAILURES, "{loud}");
+    let loud_peak = peak_rss_mib();
+    println!(
+        "\nThe parent's peak: {loud_peak:.1} MiB; {} of the failures' outputs cut to their last \
+         lines (without the budget it would hold {:.0} MiB of output).",
+        loud.outputs_cut(),
+        (LOUD_FAILURES as usize * LOUD_BYTES) as f64 / (1024.0 * 1024.0)
+    );
+    drop(loud);
+    println!();
     println!("## the parent's memory over many calls (8 workers, leak detection on)");
     let before = peak_rss_mib();
     let tenth = stampede::Load::new((million / 10) as u64)
@@ -261,6 +299,16 @@ fn main() {
     );
     println!();
     println!("### targets");
+    println!(
+        "{} {LOUD_FAILURES} failing calls printing {} KiB each keep the parent under \
+         {LOUD_PEAK_MIB} MiB ({loud_peak:.1} MiB)",
+        if loud_peak < LOUD_PEAK_MIB {
+            "PASS"
+        } else {
+            "MISS"
+        },
+        LOUD_BYTES / 1024
+    );
     println!(
         "{} the parent's memory stays flat over {million} calls ({per_call:.2} bytes per call, \
          at most {MEMORY_PER_CALL})",

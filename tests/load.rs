@@ -377,6 +377,54 @@ fn failed_calls_carry_their_own_output_and_crashed_workers_are_replaced() {
     assert_eq!(values, [0, 1, 2, 3, 4, 6, 8, 10, 11]);
 }
 
+/// Prints 99 lines of 100 bytes and one of 99, then exits: a failed call
+/// with exactly 9,999 bytes of stdout and none of stderr.
+#[stampede::function]
+fn print_and_exit(i: u64) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in 0..100 {
+        let width = if line == 99 { 98 } else { 99 };
+        writeln!(out, "{:0width$}", i * 1000 + line).unwrap();
+    }
+    out.flush().unwrap();
+    std::process::exit(1);
+}
+
+#[test]
+fn failed_calls_keep_their_output_whole_within_the_budget_then_their_last_lines() {
+    let report = Load::new(12)
+        .failure_output_budget(9 * 9_999 + 9_998)
+        .leak_detection(false)
+        .run_with(print_and_exit, |i| i)
+        .unwrap();
+    assert_eq!(report.failed(), 12, "{report}");
+    let kept: Vec<usize> = report
+        .failures()
+        .iter()
+        .map(|o| o.stdout().as_bytes().len())
+        .collect();
+    // Nine fit the budget whole; the tenth is one byte too many.
+    assert_eq!(kept[..9], [9_999; 9], "{report}");
+    assert_eq!(report.outputs_cut(), 3, "{report}");
+    for failure in &report.failures()[9..] {
+        let out = failure.stdout();
+        assert_eq!(out.total_len(), 9_999);
+        // The last lines, from a line's start, in 256 bytes: one of 100
+        // bytes and the last of 99.
+        assert_eq!(out.as_bytes().len(), 100 + 99, "{failure}");
+        let last = format!("{:098}\n", failure.index() as u64 * 1000 + 99);
+        assert!(out.to_string_lossy().ends_with(&last), "{failure}");
+    }
+    assert!(
+        report
+            .notes()
+            .iter()
+            .any(|n| n.contains("3 failed calls") && n.contains("failure_output_budget")),
+        "{report}"
+    );
+}
+
 #[test]
 fn a_run_can_stop_at_the_first_failure() {
     let report = Load::new(12)

@@ -158,6 +158,22 @@ impl Captured {
     pub fn is_truncated(&self) -> bool {
         self.total > self.tail.len() as u64
     }
+
+    /// Keeps at most the last `bytes` bytes, from the start of a line when
+    /// one begins among them; the total stays what was written.
+    pub(crate) fn keep_last(&mut self, bytes: usize) {
+        if self.tail.len() <= bytes {
+            return;
+        }
+        let mut from = self.tail.len() - bytes;
+        if let Some(newline) = self.tail[from..].iter().position(|&b| b == b'\n') {
+            if from + newline + 1 < self.tail.len() {
+                from += newline + 1;
+            }
+        }
+        self.tail.drain(..from);
+        self.tail.shrink_to_fit();
+    }
 }
 
 /// One checkpoint round a child reached, measured like [`Timings`].

@@ -72,8 +72,13 @@ pub struct Load {
     rules: Rules,
     env: Vec<(OsString, OsString)>,
     capture_limit: usize,
+    failure_output: usize,
     worker_descriptor_limit: Option<u64>,
 }
+
+/// How much of a failed call's stdout and stderr is kept, each, once the
+/// [`Load::failure_output_budget`] is spent: its last lines.
+const CUT_TO: usize = 256;
 
 impl Load {
     /// A run of `calls` calls, through one worker by default.
@@ -100,6 +105,7 @@ impl Load {
             },
             env: Vec::new(),
             capture_limit: 64 * 1024,
+            failure_output: 16 << 20,
             worker_descriptor_limit: None,
         }
     }
@@ -251,6 +257,26 @@ impl Load {
     /// ```
     pub fn capture_limit(mut self, bytes: usize) -> Load {
         self.capture_limit = bytes;
+        self
+    }
+
+    /// How many bytes of failed calls' output the report keeps whole
+    /// (default 16 MiB): the first failures keep their stdout and stderr
+    /// (each up to the [capture limit](Load::capture_limit)); once the
+    /// budget is spent, later ones keep their last 256 bytes of each, and
+    /// [`LoadReport::outputs_cut`] counts them. Thousands of failing calls
+    /// that print a lot would otherwise hold all of it in the test process.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(100_000)
+    ///     .failure_output_budget(1 << 20)
+    ///     .run(fetch, 8080)?;
+    /// println!("{} failed calls' output cut", report.outputs_cut());
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn failure_output_budget(mut self, bytes: usize) -> Load {
+        self.failure_output = bytes;
         self
     }
 
@@ -431,6 +457,11 @@ struct Collector<R> {
     leaks: Vec<Leak>,
     stop_reason: Option<String>,
     notes: Vec<String>,
+    /// Bytes of failures' output kept whole so far, the budget, and how
+    /// many failures' output was cut.
+    output_kept: usize,
+    output_budget: usize,
+    outputs_cut: u64,
 }
 
 impl<R: serde::de::DeserializeOwned> Collector<R> {
@@ -449,6 +480,9 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             leaks: Vec::new(),
             stop_reason: None,
             notes: Vec::new(),
+            output_kept: 0,
+            output_budget: load.failure_output,
+            outputs_cut: 0,
         }
     }
 
@@ -498,13 +532,22 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                 self.values.put(record.index, None);
                 figures.1 += 1;
                 let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(self.origin));
+                let (mut stdout, mut stderr) = (record.stdout, record.stderr);
+                let size = stdout.as_bytes().len() + stderr.as_bytes().len();
+                if self.output_kept + size <= self.output_budget {
+                    self.output_kept += size;
+                } else {
+                    stdout.keep_last(CUT_TO);
+                    stderr.keep_last(CUT_TO);
+                    self.outputs_cut += 1;
+                }
                 self.failures.push(Outcome {
                     index: record.index as usize,
                     pid: record.pid,
                     function: self.function,
                     status,
-                    stdout: record.stdout,
-                    stderr: record.stderr,
+                    stdout,
+                    stderr,
                     timings: Timings {
                         origin: Timestamp::from_nanos(self.origin),
                         spawned: since(record.sent_ns),
@@ -537,6 +580,15 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         stopped_early: Option<String>,
     ) -> LoadReport<R> {
         self.failures.sort_by_key(|o| o.index);
+        if self.outputs_cut > 0 {
+            self.notes.push(format!(
+                "the output of {} failed calls was cut to its last {CUT_TO} bytes of stdout and \
+                 of stderr: the first failures' output filled the {} KiB budget \
+                 (`Load::failure_output_budget`)",
+                self.outputs_cut,
+                self.output_budget / 1024
+            ));
+        }
         let workers = slots
             .into_iter()
             .enumerate()
@@ -554,6 +606,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             planned,
             values: self.values.finish(),
             failures: self.failures,
+            outputs_cut: self.outputs_cut,
             latency: self.latency.finish(),
             service: self.service.finish(),
             elapsed,

@@ -78,6 +78,7 @@ pub struct LoadReport<R> {
     /// The returned values, in call order.
     pub(crate) values: Vec<R>,
     pub(crate) failures: Vec<Outcome<R>>,
+    pub(crate) outputs_cut: u64,
     pub(crate) latency: Latency,
     pub(crate) service: Latency,
     pub(crate) elapsed: Duration,
@@ -113,6 +114,20 @@ impl<R> LoadReport<R> {
     /// worker (its [`Outcome::index`] is the call's index).
     pub fn failures(&self) -> &[Outcome<R>] {
         &self.failures
+    }
+
+    /// How many failed calls kept only the last lines of their output,
+    /// once [`Load::failure_output_budget`](crate::Load::failure_output_budget)
+    /// was spent (a note says so too).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// let report = stampede::Load::new(1000).run(fetch, 8080)?;
+    /// assert_eq!(report.outputs_cut(), 0, "{report}");
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn outputs_cut(&self) -> u64 {
+        self.outputs_cut
     }
 
     /// Response time as the parent saw it: from the moment the worker was
