@@ -130,3 +130,57 @@ fn unwrapping_an_error_shows_the_remedy_not_the_variant() {
     );
     assert!(!message.contains("NotRegistered {"), "{message}");
 }
+
+/// Run by the next test inside a cgroup whose `pids.max` is 24.
+#[test]
+#[ignore = "started by a_cgroup_process_limit_is_named_as_such, inside a cgroup"]
+fn cgroup_limit_inner() {
+    let err = stampede::call_concurrently(40, registered, 1).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Limit(_) | Error::Spawn { .. }), "{text}");
+    assert!(
+        text.contains("pids.max = 24") && !text.contains("RLIMIT_NPROC"),
+        "{text}"
+    );
+    println!("INNER-OK");
+}
+
+/// Bug: a call that did not fit the cgroup's `pids.max` (cgroup v1 here, or
+/// a limit on an ancestor) blamed RLIMIT_NPROC and suggested `ulimit -u`.
+#[test]
+fn a_cgroup_process_limit_is_named_as_such() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let v1 = std::path::Path::new("/sys/fs/cgroup/pids");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers");
+    let parent = if v1.join("cgroup.procs").exists() {
+        v1.to_path_buf()
+    } else if std::fs::read_to_string(v2).is_ok_and(|c| c.contains("pids")) {
+        v2.parent().unwrap().to_path_buf()
+    } else {
+        println!("skipped: no cgroup pids controller to make a limit in");
+        return;
+    };
+    let group = parent.join(format!("stampede-errors-{}", std::process::id()));
+    if !root || std::fs::create_dir(&group).is_err() {
+        println!("skipped: needs root and a writable cgroup file system");
+        return;
+    }
+    let made = std::fs::write(group.join("pids.max"), "24");
+    let exe = std::env::current_exe().unwrap();
+    let run = made.and_then(|()| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#)
+            .args(["sh", group.to_str().unwrap()])
+            .arg(&exe)
+            .args(["cgroup_limit_inner", "--exact", "--ignored", "--nocapture"])
+            .output()
+    });
+    let gone = procs::wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::remove_dir(&group).is_ok()
+    });
+    let run = run.expect("running the inner test in the cgroup");
+    assert!(gone, "the cgroup {} was left", group.display());
+    procs::assert_inner_ok(&run);
+}

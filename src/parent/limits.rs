@@ -100,10 +100,15 @@ pub(crate) fn preflight(concurrent: usize) -> Result<NofileGuard> {
 /// Names the limit behind a failure to start a child, when it is one.
 pub(crate) fn limit_hit(err: &std::io::Error) -> Option<String> {
     if sys::is_process_limit(err) {
-        if let Some((current, max)) = sys::cgroup_pids().filter(|(c, m)| c + 1 >= *m) {
+        // Read after the failure: children of this run may have ended since,
+        // so a cgroup near its limit (or any, for root, whom RLIMIT_NPROC
+        // does not bind) is the likelier cause.
+        let near = |&(current, max): &(u64, u64)| sys::is_root() || current + 16 >= max;
+        if let Some((current, max)) = sys::cgroup_pids().filter(near) {
             return Some(format!(
-                "this cgroup's process limit was reached (pids.max = {max}, {current} in use); \
-                 cap the children with `Options::max_concurrent`, or raise pids.max"
+                "this cgroup's process limit was reached (pids.max = {max}, {current} in use \
+                 now); cap the children with `Options::max_concurrent`, or raise pids.max \
+                 (`TasksMax=` for a systemd unit, `--pids-limit` for a container)"
             ));
         }
         let limit = sys::nproc_limit().map_or("unlimited".into(), |n| n.to_string());

@@ -53,16 +53,55 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// This process's cgroup (v2) pids controller: `(current, max)`, when it
+/// The tightest process limit of the cgroups this process is in:
+/// `(current, max)` of the one with the least room, its own or an
+/// ancestor's, under cgroup v2 or v1's `pids` controller; `None` when none
 /// has a finite limit.
 pub(crate) fn cgroup_pids() -> Option<(u64, u64)> {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-    let read = |name| std::fs::read_to_string(dir.join(name)).ok();
-    let max = read("pids.max")?.trim().parse().ok()?;
-    let current = read("pids.current")?.trim().parse().ok()?;
-    Some((current, max))
+    let v2_root = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup"
+    } else {
+        "/sys/fs/cgroup/unified"
+    };
+    tightest_pids(&cgroup, v2_root, &|path| std::fs::read_to_string(path).ok())
+}
+
+/// [`cgroup_pids`] over `/proc/self/cgroup`'s text, reading files with `read`.
+fn tightest_pids(
+    cgroup: &str,
+    v2_root: &str,
+    read: &dyn Fn(&std::path::Path) -> Option<String>,
+) -> Option<(u64, u64)> {
+    let mut dirs = Vec::new();
+    for line in cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let root = if controllers.is_empty() {
+            v2_root.to_owned()
+        } else if controllers.split(',').any(|c| c == "pids") {
+            "/sys/fs/cgroup/pids".to_owned()
+        } else {
+            continue;
+        };
+        let mut dir = std::path::PathBuf::from(&root).join(path.trim_start_matches('/'));
+        loop {
+            dirs.push(dir.clone());
+            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                break;
+            }
+        }
+    }
+    dirs.into_iter()
+        .filter_map(|dir| {
+            let max = read(&dir.join("pids.max"))?.trim().parse().ok()?;
+            let current = read(&dir.join("pids.current"))?.trim().parse().ok()?;
+            Some((current, max))
+        })
+        .min_by_key(|&(current, max): &(u64, u64)| max.saturating_sub(current))
 }
 
 /// Is this error the process limit (fork's EAGAIN)?
@@ -73,4 +112,37 @@ pub(crate) fn is_process_limit(err: &io::Error) -> bool {
 /// Is this error a descriptor limit (per process or system-wide)?
 pub(crate) fn is_descriptor_limit(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_tightest_pids_limit_is_found_in_either_version_and_in_ancestors() {
+        let files = |path: &Path| -> Option<String> {
+            Some(
+                match path.to_str()? {
+                    // v1: a limit on the parent, none on the process's own.
+                    "/sys/fs/cgroup/pids/ci/job/pids.max" => "max",
+                    "/sys/fs/cgroup/pids/ci/job/pids.current" => "3",
+                    "/sys/fs/cgroup/pids/ci/pids.max" => "100",
+                    "/sys/fs/cgroup/pids/ci/pids.current" => "90",
+                    // v2: a roomier one.
+                    "/sys/fs/cgroup/app/pids.max" => "1000",
+                    "/sys/fs/cgroup/app/pids.current" => "10",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let v1 = "9:cpu,cpuacct:/ci/job\n8:pids:/ci/job\n";
+        assert_eq!(tightest_pids(v1, "/sys/fs/cgroup", &files), Some((90, 100)));
+        let v2 = "0::/app\n";
+        assert_eq!(tightest_pids(v2, "/sys/fs/cgroup", &files), Some((10, 1000)));
+        let both = format!("{v1}0::/app\n");
+        assert_eq!(tightest_pids(&both, "/sys/fs/cgroup", &files), Some((90, 100)));
+        assert_eq!(tightest_pids("0::/\n", "/sys/fs/cgroup", &files), None);
+    }
 }
