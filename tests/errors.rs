@@ -137,7 +137,10 @@ fn unwrapping_an_error_shows_the_remedy_not_the_variant() {
 fn cgroup_limit_inner() {
     let err = stampede::call_concurrently(40, registered, 1).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, Error::Limit(_) | Error::Spawn { .. }), "{text}");
+    assert!(
+        matches!(err, Error::Limit(_) | Error::Spawn { .. }),
+        "{text}"
+    );
     assert!(
         text.contains("pids.max = 24") && !text.contains("RLIMIT_NPROC"),
         "{text}"

@@ -602,6 +602,28 @@ fn output_still_held_open_after_a_child_ended_is_noted() {
     );
 }
 
+/// Bug: a Load's call whose process left the worker's group outlived the
+/// Load, and the report said nothing (a call's outcome notes it).
+#[test]
+fn a_load_notes_a_process_that_left_its_workers_group() {
+    let report = stampede::Load::new(2)
+        .leak_detection(false)
+        .run(escape_and_hold_stdout, ())
+        .unwrap();
+    report.assert_all_returned();
+    for &escapee in report.values() {
+        // SAFETY: killing the processes the calls left behind on purpose.
+        unsafe { libc::kill(escapee as i32, libc::SIGKILL) };
+    }
+    let pid = report.workers()[0].pids[0];
+    let note = format!("worker 0 (pid {pid}) started a process that left its process group");
+    assert!(
+        report.notes().iter().any(|n| n.starts_with(&note)),
+        "{report}"
+    );
+    assert!(report.to_string().contains(&note), "{report}");
+}
+
 #[test]
 #[ignore = "run by a_program_started_through_the_dynamic_loader_is_told_so"]
 fn through_loader_inner() {

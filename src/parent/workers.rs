@@ -114,6 +114,10 @@ pub(crate) enum Flow {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SlotSummary {
     pub pids: Vec<u32>,
+    /// Workers whose stdout or stderr was still held open after they
+    /// ended: by a process they started that left their process group
+    /// (`setsid`, a daemon), which was not killed with them.
+    pub escaped: Vec<u32>,
 }
 
 struct InFlight {
@@ -229,6 +233,9 @@ pub(crate) fn run_pool(
             if !drained && due != Some(WorkerDue::StopDraining) {
                 continue;
             }
+            if !drained {
+                summary[worker.slot].escaped.push(worker.process.pid());
+            }
             let mut worker = place.take().expect("checked above");
             while !stopping {
                 let Some(done) = worker.take_complete(true) else {
@@ -315,7 +322,65 @@ pub(crate) fn run_pool(
             worker.update(now, &limits);
         }
     }
+    shut_down(&mut slots, &mut summary, &limits, &mut buf)?;
     Ok(summary)
+}
+
+/// The end of a run: every worker is killed (with its process group), and
+/// its output read until it closes or until [`phase::DRAIN_GRACE`] after
+/// its end. A stream still open then is held by a process that left the
+/// worker's group, which stampede cannot kill: its summary says so.
+fn shut_down(
+    slots: &mut [Option<Worker>],
+    summary: &mut [SlotSummary],
+    limits: &WorkerLimits,
+    buf: &mut [u8],
+) -> Result<()> {
+    for worker in slots.iter_mut().flatten() {
+        worker.process.kill();
+    }
+    loop {
+        let now = sys::monotonic_ns();
+        let mut fds = Vec::new();
+        let mut owners = Vec::new();
+        let mut wake_ns = u64::MAX;
+        for (slot, place) in slots.iter_mut().enumerate() {
+            let Some(worker) = place else { continue };
+            worker.update(now, limits);
+            let drained = worker.stdout.fd.is_none() && worker.stderr.fd.is_none();
+            if !worker.process.is_running() {
+                let due = limits.due(&worker.times(), now);
+                if drained || due == Some(WorkerDue::StopDraining) {
+                    if !drained {
+                        summary[slot].escaped.push(worker.process.pid());
+                    }
+                    *place = None;
+                    continue;
+                }
+            }
+            worker.poll_fds(slot, &mut fds, &mut owners);
+            if let Some((at, _)) = limits.next(&worker.times()) {
+                wake_ns = wake_ns.min(at);
+            }
+            if worker.process.is_running() && worker.process.exit_watch().is_none() {
+                wake_ns = wake_ns.min(now + nanos(EXIT_POLL));
+            }
+        }
+        if slots.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        sys::poll(&mut fds, super::poll_timeout_ms(now, wake_ns)).map_err(|source| Error::Io {
+            context: "waiting for workers to end",
+            source,
+        })?;
+        for (pfd, (slot, which)) in fds.iter().zip(&owners) {
+            if pfd.revents != 0 {
+                if let Some(worker) = &mut slots[*slot] {
+                    worker.service(*which, buf);
+                }
+            }
+        }
+    }
 }
 
 /// Sends `worker` calls until it has `up_to` in flight: calls to send again

@@ -589,6 +589,15 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                 self.output_budget / 1024
             ));
         }
+        for (slot, summary) in slots.iter().enumerate() {
+            for pid in &summary.escaped {
+                self.notes.push(format!(
+                    "worker {slot} (pid {pid}) started a process that left its process group \
+                     (one that called setsid, or a daemon): it still held the worker's output \
+                     after the worker ended, and was not killed with it"
+                ));
+            }
+        }
         let workers = slots
             .into_iter()
             .enumerate()

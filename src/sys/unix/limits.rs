@@ -76,7 +76,8 @@ fn tightest_pids(
     let mut dirs = Vec::new();
     for line in cgroup.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -140,9 +141,15 @@ mod tests {
         let v1 = "9:cpu,cpuacct:/ci/job\n8:pids:/ci/job\n";
         assert_eq!(tightest_pids(v1, "/sys/fs/cgroup", &files), Some((90, 100)));
         let v2 = "0::/app\n";
-        assert_eq!(tightest_pids(v2, "/sys/fs/cgroup", &files), Some((10, 1000)));
+        assert_eq!(
+            tightest_pids(v2, "/sys/fs/cgroup", &files),
+            Some((10, 1000))
+        );
         let both = format!("{v1}0::/app\n");
-        assert_eq!(tightest_pids(&both, "/sys/fs/cgroup", &files), Some((90, 100)));
+        assert_eq!(
+            tightest_pids(&both, "/sys/fs/cgroup", &files),
+            Some((90, 100))
+        );
         assert_eq!(tightest_pids("0::/\n", "/sys/fs/cgroup", &files), None);
     }
 }
