@@ -145,7 +145,7 @@ mod call;
 mod flaky;
 mod hunt;
 pub mod services;
-mod workers;
+mod load;
 
 pub use call::{Batch, BatchOutcomes, Handle, Options};
 pub use clock::Timestamp;
@@ -198,7 +198,7 @@ pub use stampede_macros::flaky;
 /// let pages = stampede::call_concurrently(8, fetch, 8080)?.unwrap_all();
 /// ```
 pub use stampede_macros::function;
-pub use workers::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
+pub use load::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
 
 /// Calls `f(args)` in `n` fresh child processes at the same instant and
 /// returns what each one did, in order.

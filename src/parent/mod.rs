@@ -27,10 +27,10 @@ mod limits;
 mod phase;
 mod process;
 mod release;
-mod workers;
+mod pool;
 
 pub use release::Release;
-pub(crate) use workers::{
+pub(crate) use pool::{
     CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSummary, run_pool,
 };
 
