@@ -144,13 +144,14 @@ mod parent;
 mod call;
 mod flaky;
 mod hunt;
-pub mod services;
 mod load;
+pub mod services;
 
 pub use call::{Batch, BatchOutcomes, Handle, Options};
 pub use clock::Timestamp;
 pub use error::{Error, Result};
 pub use hunt::{Hunt, HuntFailure, HuntSummary, Run};
+pub use load::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
 pub use outcome::{
     Captured, CheckpointTiming, Exit, Outcome, Outcomes, RoundStages, RunResult, Spread, Stages,
     Status, Timeline, Timings,
@@ -198,7 +199,6 @@ pub use stampede_macros::flaky;
 /// let pages = stampede::call_concurrently(8, fetch, 8080)?.unwrap_all();
 /// ```
 pub use stampede_macros::function;
-pub use load::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
 
 /// Calls `f(args)` in `n` fresh child processes at the same instant and
 /// returns what each one did, in order.

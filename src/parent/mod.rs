@@ -21,18 +21,17 @@
 
 mod capture;
 mod conversation;
+mod engine;
 mod gate;
 mod launcher;
 mod limits;
 mod phase;
+mod pool;
 mod process;
 mod release;
-mod pool;
 
+pub(crate) use pool::{CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSummary, run_pool};
 pub use release::Release;
-pub(crate) use pool::{
-    CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSummary, run_pool,
-};
 
 use std::ffi::OsString;
 use std::sync::Arc;

@@ -18,15 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::capture::Splitter;
-use super::conversation::Conversation;
+use super::engine::{self, Live, Next, Role, nanos};
 use super::launcher::Launcher;
+use super::limits;
 use super::phase::{self, Kill, WorkerDue, WorkerLimits, WorkerTimes};
-use super::process::{ChildProcess, Life};
-use super::{EXIT_POLL, Which, limits, nanos};
+use super::process::Life;
 use crate::error::{Error, Result};
 use crate::outcome::{Captured, Exit, Status};
 use crate::protocol::{self, ChildResult, Order, Report, Sample};
-use crate::sys;
 
 /// Workers that die before their first call, in a row, before the run gives up.
 const START_FAILURES: u32 = 3;
@@ -142,18 +141,13 @@ struct Reported {
 
 struct Worker {
     slot: usize,
-    process: ChildProcess,
-    conversation: Conversation,
-    stdout: Splitter,
-    stderr: Splitter,
-    spawned_ns: u64,
+    live: Live<Splitter>,
     ready: bool,
     /// Calls sent, oldest first; `reported` holds the reports of the first ones.
     in_flight: VecDeque<InFlight>,
     reported: VecDeque<Reported>,
     /// Why and when it was killed.
     killed: Option<(Kill, u64)>,
-    exit_seen: bool,
     seq: u64,
     /// The worker's recent service time, smoothed; `None` before its first result.
     service_ns: Option<u64>,
@@ -165,7 +159,7 @@ struct Worker {
 /// Runs calls from `next` through `settings.workers` workers (each started
 /// with `request`, a framed worker request), handing each finished call to
 /// `record`. Returns when `next` has no more calls and every call is back,
-/// or when `record` says stop.
+/// or when `record` says stop; every worker has ended then.
 pub(crate) fn run_pool(
     settings: &PoolSettings,
     request: Arc<Vec<u8>>,
@@ -178,258 +172,295 @@ pub(crate) fn run_pool(
         (Some(soft), Some((_, hard))) => Some((soft.min(hard), hard)),
         (_, original) => original,
     };
-    let launcher = Launcher::new(&settings.env, worker_nofile)?;
-    let io = |context| move |source| Error::Io { context, source };
-    let limits = WorkerLimits {
-        start: settings.start_timeout,
-        call: settings.call_timeout,
+    let mut pool = Pool {
+        settings,
+        request,
+        next,
+        record,
+        launcher: Launcher::new(&settings.env, worker_nofile)?,
+        limits: WorkerLimits {
+            start: settings.start_timeout,
+            call: settings.call_timeout,
+        },
+        slots: (0..count).map(|_| None).collect(),
+        summary: vec![SlotSummary::default(); count],
+        exhausted: false,
+        stopping: false,
+        ending: false,
+        again: VecDeque::new(),
+        start_failures: 0,
     };
-    let mut slots: Vec<Option<Worker>> = (0..count).map(|_| None).collect();
-    let mut summary = vec![SlotSummary::default(); count];
-    let mut exhausted = false;
-    let mut stopping = false;
-    // Calls sent to a worker that died before it could start them.
-    let mut again: VecDeque<Dispatch> = VecDeque::new();
-    let mut start_failures = 0;
-    let mut buf = vec![0u8; 64 * 1024];
+    engine::run(&mut pool, "waiting for workers")?;
+    Ok(pool.summary)
+}
 
-    loop {
+/// The pool as a role of the engine.
+struct Pool<'a> {
+    settings: &'a PoolSettings,
+    request: Arc<Vec<u8>>,
+    next: &'a mut dyn FnMut() -> Option<Dispatch>,
+    record: &'a mut dyn FnMut(CallRecord) -> Flow,
+    launcher: Launcher,
+    limits: WorkerLimits,
+    slots: Vec<Option<Worker>>,
+    summary: Vec<SlotSummary>,
+    /// `next` has no more calls.
+    exhausted: bool,
+    /// `record` said stop: calls still running are abandoned.
+    stopping: bool,
+    /// Every worker was killed; their output is drained before the end.
+    ending: bool,
+    /// Calls sent to a worker that died before it could start them.
+    again: VecDeque<Dispatch>,
+    /// Workers in a row that died before their first call.
+    start_failures: u32,
+}
+
+impl Role for Pool<'_> {
+    type Output = Splitter;
+
+    fn prepare(&mut self, now: u64) -> Result<Next> {
+        if !self.ending {
+            if let Some(next) = self.serve(now)? {
+                return Ok(next);
+            }
+            // The run is over: every worker is killed (with its group), and
+            // its output read until it closes or the drain grace runs out.
+            for worker in self.slots.iter_mut().flatten() {
+                worker.live.process.kill();
+            }
+            self.ending = true;
+        }
+        Ok(self.end(now))
+    }
+
+    fn positions(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn live(&mut self, at: usize) -> Option<&mut Live<Splitter>> {
+        self.slots[at].as_mut().map(|w| &mut w.live)
+    }
+
+    fn take(&mut self, at: usize, report: Report, now: u64) {
+        if let Some(worker) = &mut self.slots[at] {
+            worker.take(report, now);
+        }
+    }
+
+    fn after(&mut self, now: u64) {
+        for worker in self.slots.iter_mut().flatten() {
+            worker.update(now, &self.limits);
+        }
+    }
+}
+
+impl Pool<'_> {
+    fn record(&mut self, record: CallRecord) {
+        if (self.record)(record) == Flow::Stop {
+            self.stopping = true;
+        }
+    }
+
+    /// A turn of the run: `None` once it is over.
+    fn serve(&mut self, now: u64) -> Result<Option<Next>> {
         // 1. Start workers up to the count, while there is work: calls not
         // sent yet, or calls to send again after a crash.
-        let work_left = !exhausted || !again.is_empty();
-        if work_left && !stopping {
-            for (slot, place) in slots.iter_mut().enumerate() {
-                if place.is_none() {
-                    let worker = Worker::start(&launcher, slot, &request, settings)?;
-                    summary[slot].pids.push(worker.process.pid());
-                    *place = Some(worker);
+        let work_left = !self.exhausted || !self.again.is_empty();
+        if work_left && !self.stopping {
+            for slot in 0..self.slots.len() {
+                if self.slots[slot].is_none() {
+                    let worker = Worker::start(&self.launcher, slot, &self.request, self.settings)?;
+                    self.summary[slot].pids.push(worker.live.process.pid());
+                    self.slots[slot] = Some(worker);
                 }
             }
         }
         // 2. Hand back the calls that are complete.
-        let now = sys::monotonic_ns();
-        for worker in slots.iter_mut().flatten() {
-            while !stopping {
-                let overdue = limits.due(&worker.times(), now) == Some(WorkerDue::OutputOverdue);
+        for slot in 0..self.slots.len() {
+            while !self.stopping {
+                let Some(worker) = &mut self.slots[slot] else {
+                    break;
+                };
+                let overdue =
+                    self.limits.due(&worker.times(), now) == Some(WorkerDue::OutputOverdue);
                 let Some(done) = worker.take_complete(overdue) else {
                     break;
                 };
-                stopping = record(done) == Flow::Stop;
+                self.record(done);
             }
         }
-        if stopping {
-            // Calls still running are abandoned; their workers are killed.
-            break;
+        if self.stopping {
+            return Ok(None);
         }
         // 3. Workers that ended: their call crashed; replace them.
-        let now = sys::monotonic_ns();
-        for place in slots.iter_mut() {
-            let Some(worker) = place else { continue };
-            if worker.process.is_running() {
+        for slot in 0..self.slots.len() {
+            let Some(worker) = &self.slots[slot] else {
+                continue;
+            };
+            if worker.live.process.is_running() {
                 continue;
             }
-            let drained = worker.stdout.fd.is_none() && worker.stderr.fd.is_none();
-            let due = limits.due(&worker.times(), now);
+            let drained = worker.live.outputs_closed();
+            let due = self.limits.due(&worker.times(), now);
             if !drained && due != Some(WorkerDue::StopDraining) {
                 continue;
             }
+            let mut worker = self.slots[slot].take().expect("checked above");
             if !drained {
-                summary[worker.slot].escaped.push(worker.process.pid());
+                self.summary[slot].escaped.push(worker.live.process.pid());
             }
-            let mut worker = place.take().expect("checked above");
-            while !stopping {
+            while !self.stopping {
                 let Some(done) = worker.take_complete(true) else {
                     break;
                 };
-                stopping = record(done) == Flow::Stop;
+                self.record(done);
             }
-            if stopping {
+            if self.stopping {
                 continue;
             }
-            if let Some(record_of_crash) = worker.crash_record(&limits) {
+            if let Some(record_of_crash) = worker.crash_record(&self.limits) {
                 // The calls queued behind the one that crashed never started.
                 for waiting in worker.in_flight.drain(..).rev() {
-                    again.push_front(Dispatch {
+                    self.again.push_front(Dispatch {
                         index: waiting.index,
                         args: waiting.args,
                     });
                 }
-                start_failures = 0;
-                if record(record_of_crash) == Flow::Stop {
-                    stopping = true;
-                }
-            } else if !worker.ready && !stopping && work_left {
-                start_failures += 1;
-                if start_failures >= START_FAILURES {
-                    return Err(worker.start_error(&limits));
+                self.start_failures = 0;
+                self.record(record_of_crash);
+            } else if !worker.ready && work_left {
+                self.start_failures += 1;
+                if self.start_failures >= START_FAILURES {
+                    return Err(worker.start_error(&self.limits));
                 }
             }
         }
-        if stopping {
-            break;
+        if self.stopping {
+            return Ok(None);
         }
         // 4. Give each worker its next calls; start a replacement first.
-        if work_left && slots.iter().any(Option::is_none) {
-            continue;
+        if work_left && self.slots.iter().any(Option::is_none) {
+            return Ok(Some(Next::Wait(now)));
         }
         // One call each first: no call waits behind another while a worker
         // is idle or still starting. Then, once every worker is busy, more
         // calls ahead for short calls (see `MIN_DEPTH`).
-        for worker in slots.iter_mut().flatten().filter(|w| w.takes_calls()) {
-            fill(worker, 1, &mut again, next, &mut exhausted, settings)?;
+        let mut queue = Queue {
+            again: &mut self.again,
+            next: &mut *self.next,
+            exhausted: &mut self.exhausted,
+            sampling: self.settings.sampling,
+        };
+        for worker in self.slots.iter_mut().flatten() {
+            if worker.takes_calls() {
+                queue.fill(worker, 1, now)?;
+            }
         }
-        let spare = slots.iter().any(|slot| {
+        let spare = self.slots.iter().any(|slot| {
             slot.as_ref()
                 .is_none_or(|w| !w.takes_calls() || w.in_flight.is_empty())
         });
         if !spare {
-            for worker in slots.iter_mut().flatten() {
+            for worker in self.slots.iter_mut().flatten() {
                 let depth = worker.depth();
-                fill(worker, depth, &mut again, next, &mut exhausted, settings)?;
+                queue.fill(worker, depth, now)?;
             }
         }
-        let idle = slots.iter().flatten().all(|w| w.in_flight.is_empty());
-        if exhausted && again.is_empty() && idle {
-            break;
+        let idle = self.slots.iter().flatten().all(|w| w.in_flight.is_empty());
+        if *queue.exhausted && queue.again.is_empty() && idle {
+            return Ok(None);
         }
-        // 5. Poll, serve, kill what is overdue.
-        let mut fds = Vec::new();
-        let mut owners = Vec::new();
-        let mut wake_ns = u64::MAX;
-        for (slot, worker) in slots.iter().enumerate() {
-            let Some(worker) = worker else { continue };
-            worker.poll_fds(slot, &mut fds, &mut owners);
-            if let Some((at, _)) = limits.next(&worker.times()) {
-                wake_ns = wake_ns.min(at);
-            }
-            if worker.process.is_running() && worker.process.exit_watch().is_none() {
-                wake_ns = wake_ns.min(now + nanos(EXIT_POLL));
-            }
-        }
-        let timeout_ms = super::poll_timeout_ms(now, wake_ns);
-        if !fds.is_empty() || timeout_ms >= 0 {
-            sys::poll(&mut fds, timeout_ms).map_err(io("waiting for workers"))?;
-        }
-        for (pfd, (slot, which)) in fds.iter().zip(&owners) {
-            if pfd.revents != 0 {
-                if let Some(worker) = &mut slots[*slot] {
-                    worker.service(*which, &mut buf);
-                }
-            }
-        }
-        let now = sys::monotonic_ns();
-        for worker in slots.iter_mut().flatten() {
-            worker.update(now, &limits);
-        }
+        Ok(Some(Next::Wait(self.wake())))
     }
-    shut_down(&mut slots, &mut summary, &limits, &mut buf)?;
-    Ok(summary)
-}
 
-/// The end of a run: every worker is killed (with its process group), and
-/// its output read until it closes or until [`phase::DRAIN_GRACE`] after
-/// its end. A stream still open then is held by a process that left the
-/// worker's group, which stampede cannot kill: its summary says so.
-fn shut_down(
-    slots: &mut [Option<Worker>],
-    summary: &mut [SlotSummary],
-    limits: &WorkerLimits,
-    buf: &mut [u8],
-) -> Result<()> {
-    for worker in slots.iter_mut().flatten() {
-        worker.process.kill();
+    /// The end of a run: a worker goes once it ended and its output closed,
+    /// or the drain grace after its end ran out. A stream still open then
+    /// is held by a process that left the worker's group, which stampede
+    /// cannot kill: its summary says so.
+    fn end(&mut self, now: u64) -> Next {
+        for slot in 0..self.slots.len() {
+            let Some(worker) = &self.slots[slot] else {
+                continue;
+            };
+            if worker.live.process.is_running() {
+                continue;
+            }
+            let drained = worker.live.outputs_closed();
+            if drained || self.limits.due(&worker.times(), now) == Some(WorkerDue::StopDraining) {
+                if !drained {
+                    self.summary[slot].escaped.push(worker.live.process.pid());
+                }
+                self.slots[slot] = None;
+            }
+        }
+        if self.slots.iter().all(Option::is_none) {
+            return Next::Done;
+        }
+        Next::Wait(self.wake())
     }
-    loop {
-        let now = sys::monotonic_ns();
-        let mut fds = Vec::new();
-        let mut owners = Vec::new();
-        let mut wake_ns = u64::MAX;
-        for (slot, place) in slots.iter_mut().enumerate() {
-            let Some(worker) = place else { continue };
-            worker.update(now, limits);
-            let drained = worker.stdout.fd.is_none() && worker.stderr.fd.is_none();
-            if !worker.process.is_running() {
-                let due = limits.due(&worker.times(), now);
-                if drained || due == Some(WorkerDue::StopDraining) {
-                    if !drained {
-                        summary[slot].escaped.push(worker.process.pid());
-                    }
-                    *place = None;
-                    continue;
-                }
-            }
-            worker.poll_fds(slot, &mut fds, &mut owners);
-            if let Some((at, _)) = limits.next(&worker.times()) {
-                wake_ns = wake_ns.min(at);
-            }
-            if worker.process.is_running() && worker.process.exit_watch().is_none() {
-                wake_ns = wake_ns.min(now + nanos(EXIT_POLL));
-            }
-        }
-        if slots.iter().all(Option::is_none) {
-            return Ok(());
-        }
-        sys::poll(&mut fds, super::poll_timeout_ms(now, wake_ns)).map_err(|source| Error::Io {
-            context: "waiting for workers to end",
-            source,
-        })?;
-        for (pfd, (slot, which)) in fds.iter().zip(&owners) {
-            if pfd.revents != 0 {
-                if let Some(worker) = &mut slots[*slot] {
-                    worker.service(*which, buf);
-                }
-            }
-        }
+
+    /// When time next matters to any worker.
+    fn wake(&self) -> u64 {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|w| self.limits.next(&w.times()).map(|(at, _)| at))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 }
 
-/// Sends `worker` calls until it has `up_to` in flight: calls to send again
-/// first, then new ones from `next`. All of them in one write.
-fn fill(
-    worker: &mut Worker,
-    up_to: usize,
-    again: &mut VecDeque<Dispatch>,
-    next: &mut dyn FnMut() -> Option<Dispatch>,
-    exhausted: &mut bool,
-    settings: &PoolSettings,
-) -> Result<()> {
-    let mut orders = Vec::new();
-    while worker.in_flight.len() < up_to {
-        let dispatch = match again.pop_front() {
-            Some(dispatch) => dispatch,
-            None if *exhausted => break,
-            None => match next() {
+/// Where a worker's next calls come from: calls to send again first, then
+/// new ones.
+struct Queue<'q, 'n> {
+    again: &'q mut VecDeque<Dispatch>,
+    next: &'q mut (dyn FnMut() -> Option<Dispatch> + 'n),
+    exhausted: &'q mut bool,
+    sampling: Option<Sampling>,
+}
+
+impl Queue<'_, '_> {
+    /// Sends `worker` calls until it has `up_to` in flight, all of them in
+    /// one write.
+    fn fill(&mut self, worker: &mut Worker, up_to: usize, now: u64) -> Result<()> {
+        let mut orders = Vec::new();
+        while worker.in_flight.len() < up_to {
+            let dispatch = match self.again.pop_front() {
                 Some(dispatch) => dispatch,
-                None => {
-                    *exhausted = true;
-                    break;
-                }
-            },
-        };
-        let sample = worker.wants_sample(settings.sampling, sys::monotonic_ns());
-        let order = Order::Call {
-            call: dispatch.index,
-            args: dispatch.args.to_vec(),
-            sample,
-        };
-        let frame = protocol::frame(&order).map_err(|message| Error::Encode {
-            function: "a worker's call",
-            message,
-        })?;
-        orders.extend_from_slice(&frame);
-        let now = sys::monotonic_ns();
-        worker.in_flight.push_back(InFlight {
-            index: dispatch.index,
-            sent_ns: now,
-            start_ns: now,
-            sample,
-            args: dispatch.args,
-        });
+                None if *self.exhausted => break,
+                None => match (self.next)() {
+                    Some(dispatch) => dispatch,
+                    None => {
+                        *self.exhausted = true;
+                        break;
+                    }
+                },
+            };
+            let sample = worker.wants_sample(self.sampling, now);
+            let order = Order::Call {
+                call: dispatch.index,
+                args: dispatch.args.to_vec(),
+                sample,
+            };
+            let frame = protocol::frame(&order).map_err(|message| Error::Encode {
+                function: "a worker's call",
+                message,
+            })?;
+            orders.extend_from_slice(&frame);
+            worker.in_flight.push_back(InFlight {
+                index: dispatch.index,
+                sent_ns: now,
+                start_ns: now,
+                sample,
+                args: dispatch.args,
+            });
+        }
+        if !orders.is_empty() {
+            worker.live.conversation.send(Arc::new(orders));
+        }
+        Ok(())
     }
-    if !orders.is_empty() {
-        worker.conversation.send(Arc::new(orders));
-    }
-    Ok(())
 }
 
 impl Worker {
@@ -440,27 +471,16 @@ impl Worker {
         settings: &PoolSettings,
     ) -> Result<Worker> {
         let opened = launcher.open(slot, None, request.clone(), settings.result_limit)?;
-        let spawned_ns = opened.spawned_ns;
+        let through_init = launcher.through_init();
         Ok(Worker {
             slot,
-            process: opened.process,
-            conversation: opened.conversation,
-            stdout: Splitter::new(
-                opened.stdout,
-                settings.capture_limit,
-                launcher.through_init(),
-            ),
-            stderr: Splitter::new(
-                opened.stderr,
-                settings.capture_limit,
-                launcher.through_init(),
-            ),
-            spawned_ns,
+            live: Live::new(opened, |fd| {
+                Splitter::new(fd, settings.capture_limit, through_init)
+            }),
             ready: false,
             in_flight: VecDeque::new(),
             reported: VecDeque::new(),
             killed: None,
-            exit_seen: false,
             seq: 0,
             service_ns: None,
             since_sample: 0,
@@ -470,7 +490,7 @@ impl Worker {
 
     /// Whether it is ready for calls: started, alive, not being killed.
     fn takes_calls(&self) -> bool {
-        self.ready && self.killed.is_none() && self.process.is_running()
+        self.ready && self.killed.is_none() && self.live.process.is_running()
     }
 
     /// How many calls to keep in flight (see [`MIN_DEPTH`]).
@@ -501,51 +521,19 @@ impl Worker {
         due
     }
 
-    fn ended_ns(&self) -> Option<u64> {
-        match self.process.life() {
-            Life::Ended { at_ns, .. } | Life::ReapedElsewhere { at_ns } => Some(at_ns),
-            Life::Running => None,
-        }
-    }
-
     /// What its deadlines depend on now (see [`WorkerLimits`]).
     fn times(&self) -> WorkerTimes {
         WorkerTimes {
-            spawned_ns: self.spawned_ns,
+            spawned_ns: self.live.spawned_ns,
             ready: self.ready,
             call_free_ns: self.in_flight.front().map(|f| f.start_ns),
             reported_ns: self.reported.front().map(|r| r.at_ns),
-            ended_ns: self.ended_ns(),
+            ended_ns: self.live.ended_ns(),
             killed: self.killed.is_some(),
         }
     }
 
-    fn poll_fds(&self, slot: usize, fds: &mut Vec<sys::PollFd>, owners: &mut Vec<(usize, Which)>) {
-        let outputs = [self.stdout.fd.as_ref(), self.stderr.fd.as_ref()];
-        super::poll_interests(
-            slot,
-            &self.conversation,
-            outputs,
-            &self.process,
-            fds,
-            owners,
-        );
-    }
-
-    fn service(&mut self, which: Which, buf: &mut [u8]) {
-        match which {
-            Which::Channel => {
-                for report in self.conversation.service(buf) {
-                    self.take(report);
-                }
-            }
-            Which::Stdout => self.stdout.read(buf),
-            Which::Stderr => self.stderr.read(buf),
-            Which::Exit => self.exit_seen = true,
-        }
-    }
-
-    fn take(&mut self, report: Report) {
+    fn take(&mut self, report: Report, at_ns: u64) {
         match report {
             Report::Ready { .. } if !self.ready => self.ready = true,
             Report::Done {
@@ -560,7 +548,6 @@ impl Worker {
                 .get(self.reported.len())
                 .is_some_and(|f| f.index == call) =>
             {
-                let at_ns = sys::monotonic_ns();
                 // The worker was free for the next call when it finished this
                 // one (its clock is the parent's: CLOCK_MONOTONIC is the
                 // machine's), or when that call was sent, if later.
@@ -576,6 +563,7 @@ impl Worker {
                 });
             }
             other => self
+                .live
                 .conversation
                 .break_off(format!("the worker sent an unexpected report: {other:?}")),
         }
@@ -583,14 +571,10 @@ impl Worker {
 
     /// Kills it when its channel broke or a deadline passed.
     fn update(&mut self, now: u64, limits: &WorkerLimits) {
-        let look = std::mem::take(&mut self.exit_seen) || self.process.exit_watch().is_none();
-        if look {
-            self.process.update(now);
-        }
-        if !self.process.is_running() || self.killed.is_some() {
+        if !self.live.process.is_running() || self.killed.is_some() {
             return;
         }
-        let why = if self.conversation.broken().is_some() {
+        let why = if self.live.conversation.broken().is_some() {
             Some(Kill::ChannelBroken)
         } else {
             match limits.due(&self.times(), now) {
@@ -600,7 +584,7 @@ impl Worker {
         };
         if let Some(why) = why {
             self.killed = Some((why, now));
-            self.process.kill();
+            self.live.process.kill();
         }
     }
 
@@ -609,10 +593,10 @@ impl Worker {
     fn take_complete(&mut self, overdue: bool) -> Option<CallRecord> {
         let index = self.in_flight.front()?.index;
         self.reported.front()?;
-        let output_in = [&self.stdout, &self.stderr]
+        let output_in = [&self.live.stdout, &self.live.stderr]
             .iter()
             .all(|s| s.has_ended(index) || s.fd.is_none());
-        if !output_in && !overdue && self.process.is_running() {
+        if !output_in && !overdue && self.live.process.is_running() {
             return None;
         }
         let flight = self.in_flight.pop_front().expect("checked above");
@@ -635,10 +619,10 @@ impl Worker {
         Some(CallRecord {
             index,
             slot: self.slot,
-            pid: self.process.pid(),
+            pid: self.live.process.pid(),
             status,
-            stdout: self.stdout.take(index),
-            stderr: self.stderr.take(index),
+            stdout: self.live.stdout.take(index),
+            stderr: self.live.stderr.take(index),
             sent_ns: flight.sent_ns,
             free_ns: flight.start_ns,
             done_ns,
@@ -651,18 +635,18 @@ impl Worker {
 
     fn early_output(&mut self) -> bool {
         // Both: each is told once.
-        let stdout = self.stdout.take_early();
-        self.stderr.take_early() || stdout
+        let stdout = self.live.stdout.take_early();
+        self.live.stderr.take_early() || stdout
     }
 
     /// For a worker that ended while running a call: that call's record.
     fn crash_record(&mut self, limits: &WorkerLimits) -> Option<CallRecord> {
         let flight = self.in_flight.pop_front()?;
-        let exit = match self.process.life() {
+        let exit = match self.live.process.life() {
             Life::Ended { status, .. } => super::exit_of(status),
             _ => Exit::Unknown,
         };
-        let status = match (self.killed, self.conversation.broken()) {
+        let status = match (self.killed, self.live.conversation.broken()) {
             (_, Some(reason)) => Status::Failed {
                 reason: reason.to_owned(),
             },
@@ -676,13 +660,13 @@ impl Worker {
         Some(CallRecord {
             index: flight.index,
             slot: self.slot,
-            pid: self.process.pid(),
+            pid: self.live.process.pid(),
             status,
-            stdout: self.stdout.take(flight.index),
-            stderr: self.stderr.take(flight.index),
+            stdout: self.live.stdout.take(flight.index),
+            stderr: self.live.stderr.take(flight.index),
             sent_ns: flight.sent_ns,
             free_ns: flight.start_ns,
-            done_ns: self.ended_ns().unwrap_or(u64::MAX),
+            done_ns: self.live.ended_ns().unwrap_or(u64::MAX),
             service_ns: None,
             seq,
             sample: None,
@@ -692,21 +676,21 @@ impl Worker {
 
     /// For a worker that never became ready: the error, with its output.
     fn start_error(&mut self, limits: &WorkerLimits) -> Error {
-        let why = match (self.killed, self.process.life()) {
+        let why = match (self.killed, self.live.process.life()) {
             (Some(_), _) => format!("was not ready within {:?}", limits.start),
             (None, Life::Ended { status, .. }) => format!("ended ({})", super::exit_of(status)),
             _ => "ended".to_owned(),
         };
         let mut output = String::new();
         for (name, captured) in [
-            ("stdout", self.stdout.take_rest()),
-            ("stderr", self.stderr.take_rest()),
+            ("stdout", self.live.stdout.take_rest()),
+            ("stderr", self.live.stderr.take_rest()),
         ] {
             let _ = crate::outcome::write_stream(&mut output, name, &captured);
         }
         Error::WorkerStart {
             worker: self.slot,
-            pid: self.process.pid(),
+            pid: self.live.process.pid(),
             reason: format!("{why} before its first call, {START_FAILURES} times in a row"),
             output,
         }
