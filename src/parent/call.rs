@@ -1,0 +1,679 @@
+//! The concurrent call as a role of the engine: `count` children, at most
+//! `limit` at once, each running one job; a gate that holds them at the
+//! start barrier and at each checkpoint round until the release policy
+//! lets the round go (running the trigger first); a deadline per child
+//! (see `phase`); an outcome per child, in order.
+
+use std::time::Duration;
+
+use super::capture::Stream;
+use super::engine::{self, Live, Next, Role};
+use super::gate::{AtGate, Gate};
+use super::launcher::Launcher;
+use super::phase::{self, Clocked, Due, Kill, Phase};
+use super::process::Life;
+use super::release::{self, Release, Step};
+use super::{Job, Run, Settings, exit_of, limits, status_of};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::outcome::{CheckpointTiming, Exit, Outcome, Round, Status, Timings, children_list};
+use crate::panic;
+use crate::protocol::{ChildResult, Report};
+use crate::sys;
+
+/// Runs `count` children, child `i` running `jobs[i % jobs.len()]`, and
+/// returns their outcomes in order; returned values are still encoded.
+pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) -> Result<Run> {
+    if count == 0 || jobs.is_empty() {
+        // Still refuse a binary without a door, as for any other count.
+        crate::entry::entry_args().ok_or(Error::MissingEntry)?;
+        return Ok(Run {
+            outcomes: Vec::new(),
+            rounds: Vec::new(),
+        });
+    }
+    let limit = settings.max_concurrent.unwrap_or(count).clamp(1, count);
+    let nofile = limits::preflight(limit)?;
+    let launcher = Launcher::new(&settings.env, nofile.original())?;
+    let mut done: Vec<Option<Outcome<Vec<u8>>>> = Vec::new();
+    done.try_reserve_exact(count).map_err(|_| {
+        Error::InvalidOptions(format!(
+            "{count} children are more than this process can keep the outcomes of"
+        ))
+    })?;
+    done.resize_with(count, || None);
+    let gate = Gate::new(settings.barrier).map_err(|source| Error::Io {
+        context: "creating the start barrier",
+        source,
+    })?;
+    let mut run = CallRun {
+        settings,
+        jobs,
+        count,
+        call,
+        limit,
+        launcher,
+        gate,
+        origin: sys::monotonic_ns(),
+        live: Vec::new(),
+        held: Vec::new(),
+        rounds: Vec::new(),
+        done,
+        next: 0,
+    };
+    engine::run(&mut run, "waiting for children")?;
+    let CallRun {
+        gate,
+        origin,
+        done,
+        rounds,
+        ..
+    } = run;
+    let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
+    let outcomes: Vec<Outcome<Vec<u8>>> = done
+        .into_iter()
+        .map(|o| {
+            let mut outcome = o.expect("every child finished");
+            // A child that never reported entered the function, as far as
+            // the parent knows, when the start barrier let it go.
+            let timings = &mut outcome.timings;
+            if let (None, Some(ready)) = (timings.started, timings.ready) {
+                timings.started = match gate.released_at(0) {
+                    Some(at) => Some(since(at).max(ready)),
+                    None if !settings.barrier => Some(ready),
+                    None => None,
+                };
+            }
+            for (r, timing) in outcome.timings.checkpoints.iter_mut().enumerate() {
+                timing.released = gate
+                    .released_at(r as u32 + 1)
+                    .map(|at| since(at).max(timing.reached));
+            }
+            outcome
+        })
+        .collect();
+    Ok(Run { outcomes, rounds })
+}
+
+/// A concurrent call in progress.
+struct CallRun<'a> {
+    settings: &'a Settings,
+    jobs: &'a [Job],
+    count: usize,
+    call: u64,
+    /// How many children at once.
+    limit: usize,
+    launcher: Launcher,
+    gate: Gate,
+    /// When the call began: outcomes' times count from here.
+    origin: u64,
+    live: Vec<Child>,
+    /// Children timed out before a round, gone from `live`: they keep it shut.
+    held: Vec<(usize, AtGate)>,
+    rounds: Vec<Round>,
+    done: Vec<Option<Outcome<Vec<u8>>>>,
+    /// The next child to start.
+    next: usize,
+}
+
+impl Role for CallRun<'_> {
+    type Output = Stream;
+
+    fn prepare(&mut self, now: u64) -> Result<Next> {
+        // Start children up to the limit.
+        while self.live.len() < self.limit && self.next < self.count {
+            let job = &self.jobs[self.next % self.jobs.len()];
+            let child = Child::start(&self.launcher, &self.gate, self.next, job, self.settings)?;
+            self.live.push(child);
+            self.next += 1;
+        }
+        // Release what the policy allows, or fail a round past its deadline.
+        let gate_wake = self.release_rounds(now)?;
+        // Hand back the children that are done.
+        let mut i = 0;
+        while i < self.live.len() {
+            if self.live[i].is_finished(now) {
+                let child = self.live.swap_remove(i);
+                if child.clocked.killed() == Some(Kill::TimedOut) {
+                    self.held.push((child.index, child.at_gate()));
+                }
+                let index = child.index;
+                self.done[index] = Some(child.finish(self.origin, self.settings.timeout));
+            } else {
+                i += 1;
+            }
+        }
+        if self.live.is_empty() {
+            return Ok(if self.next == self.count {
+                Next::Done
+            } else {
+                Next::Wait(now)
+            });
+        }
+        let children = self.live.iter().map(|c| c.clocked.next_wake());
+        Ok(Next::Wait(
+            children.fold(gate_wake.unwrap_or(u64::MAX), u64::min),
+        ))
+    }
+
+    fn positions(&self) -> usize {
+        self.live.len()
+    }
+
+    fn live(&mut self, at: usize) -> Option<&mut Live<Stream>> {
+        self.live.get_mut(at).map(|c| &mut c.live)
+    }
+
+    fn take(&mut self, at: usize, report: Report, now: u64) {
+        if let Some((round, at_ns)) = self.live[at].take(report, self.call, now) {
+            self.gate.arrived(round, at_ns);
+        }
+    }
+
+    /// Kills what is due: a child past its deadline, one whose channel
+    /// broke, one started late that reached a round that failed.
+    fn after(&mut self, now: u64) {
+        for child in &mut self.live {
+            child.update();
+        }
+        let released = self.gate.released();
+        let failed = self
+            .gate
+            .failed()
+            .map(|(round, why)| (round, why.to_owned()));
+        let kills: Vec<(usize, Kill)> = self
+            .live
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, child)| match child.clocked.due(now) {
+                Due::Kill(why) => Some((slot, why)),
+                _ if child.live.conversation.broken().is_some()
+                    && child.clocked.killed().is_none()
+                    && child.live.process.is_running() =>
+                {
+                    Some((slot, Kill::ChannelBroken))
+                }
+                // A child started late that reached a round that failed.
+                _ if failed.as_ref().is_some_and(
+                    |(round, _)| matches!(child.at_gate(), AtGate::Reached(r) if r >= *round),
+                ) && child.clocked.killed().is_none() =>
+                {
+                    Some((slot, Kill::Checkpoint))
+                }
+                _ => None,
+            })
+            .collect();
+        let notes: Vec<Option<String>> = kills
+            .iter()
+            .map(|(slot, why)| {
+                (*why == Kill::TimedOut)
+                    .then(|| waiting_note(&self.live, &self.held, *slot, released))
+                    .flatten()
+            })
+            .collect();
+        for ((slot, why), note) in kills.into_iter().zip(notes) {
+            let child = &mut self.live[slot];
+            child.notes.extend(note);
+            if why == Kill::Checkpoint {
+                child.failure = failed.as_ref().map(|(_, reason)| reason.clone());
+            }
+            child.clocked.kill(why, now);
+            child.live.process.kill();
+        }
+    }
+}
+
+impl CallRun<'_> {
+    /// Releases every round the policy allows, running the trigger before
+    /// each checkpoint round, or fails the next round when its deadline
+    /// passed. Returns when time next matters to the gate.
+    fn release_rounds(&mut self, mut now: u64) -> Result<Option<u64>> {
+        let CallRun {
+            gate,
+            settings,
+            count,
+            origin,
+            live,
+            held,
+            done,
+            rounds,
+            ..
+        } = self;
+        let (settings, count, origin) = (*settings, *count, *origin);
+        let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
+        while gate.enabled() && gate.failed().is_none() {
+            let round = gate.released();
+            let policy = if round == 0 {
+                Release::all()
+            } else {
+                settings.release
+            };
+            let at_gate = live
+                .iter()
+                .map(|c| (c.index, c.at_gate()))
+                .chain(held.iter().copied());
+            let step = release::step(
+                &policy,
+                round,
+                at_gate.clone().map(|(_, at)| at),
+                count,
+                gate.first_arrival(round),
+                now,
+            );
+            // Children that could still come to the round but had not.
+            let missing = || -> Vec<usize> {
+                let mut m: Vec<usize> = at_gate
+                    .clone()
+                    .filter_map(|(index, at)| match at {
+                        AtGate::Starting => Some(index),
+                        AtGate::Reached(r) if r < round => Some(index),
+                        _ => None,
+                    })
+                    .collect();
+                m.sort_unstable();
+                m
+            };
+            match step {
+                Step::Wait { until } => return Ok(until),
+                Step::Release | Step::ReleaseWithout => {
+                    let mut record = Round {
+                        round,
+                        ..Round::default()
+                    };
+                    if step == Step::ReleaseWithout {
+                        let without = missing();
+                        let deadline = policy.deadline().unwrap_or_default();
+                        for child in live.iter_mut().filter(|c| without.contains(&c.index)) {
+                            child.notes.push(format!(
+                                "checkpoint {round} was released at its deadline ({deadline:?}) \
+                             before it reached it (`or_release`)"
+                            ));
+                        }
+                        record.released_without = Some((deadline, without));
+                    }
+                    if let (true, Some(trigger)) = (round >= 1, &settings.on_checkpoint) {
+                        let began = sys::monotonic_ns();
+                        let result = panic::catch(true, || trigger());
+                        record.trigger = Some(Duration::from_nanos(sys::monotonic_ns() - began));
+                        record.trigger_failure = match result {
+                            Ok(Ok(())) => None,
+                            Ok(Err(message)) => Some(format!("it returned an error: {message}")),
+                            Err(caught) => Some(match caught.location {
+                                Some(at) => format!("it panicked at {at}: {}", caught.message),
+                                None => format!("it panicked: {}", caught.message),
+                            }),
+                        };
+                    }
+                    let at_ns = gate.release().map_err(|source| Error::Io {
+                        context: "releasing the start barrier",
+                        source,
+                    })?;
+                    record.released = Some(since(at_ns));
+                    rounds.push(record);
+                    // The trigger ran meanwhile: time moved on to the release.
+                    now = now.max(at_ns);
+                }
+                Step::Fail(short) => {
+                    let blockers = missing();
+                    let within = short
+                        .deadline
+                        .map(|d| format!(" within {d:?}"))
+                        .unwrap_or_default();
+                    let mut reason = format!("checkpoint {round} was not released{within}: ");
+                    if let Some(needed) = short.needed {
+                        reason += &format!(
+                            "{} of {count} children reached it, {needed} were needed",
+                            short.reached
+                        );
+                        if !blockers.is_empty() {
+                            reason += "; ";
+                        }
+                    }
+                    if !blockers.is_empty() {
+                        reason += &format!("{} never reached it", children_list(&blockers));
+                    } else if short.needed.is_none() {
+                        reason += "no other child could reach it any more";
+                    }
+                    let missed = match short.deadline {
+                        Some(d) => format!(
+                            "did not reach checkpoint {round} within {d:?} of the first child's \
+                         arrival there, so the round was never released"
+                        ),
+                        None => {
+                            format!("did not reach checkpoint {round}, which was never released")
+                        }
+                    };
+                    for child in live.iter_mut() {
+                        match child.at_gate() {
+                            AtGate::Gone => {
+                                if child.reached.is_none_or(|r| r < round) {
+                                    child.notes.push(ended_before(round));
+                                }
+                                continue;
+                            }
+                            AtGate::Reached(r) if r >= round => {
+                                child.failure = Some(reason.clone());
+                            }
+                            _ => child.failure = Some(missed.clone()),
+                        }
+                        if child.clocked.killed().is_none() {
+                            child.clocked.kill(Kill::Checkpoint, now);
+                            child.live.process.kill();
+                        }
+                    }
+                    for outcome in done.iter_mut().flatten() {
+                        if outcome.timings.checkpoints.len() < round as usize {
+                            outcome.notes.push(ended_before(round));
+                        }
+                    }
+                    rounds.push(Round {
+                        round,
+                        failed: Some(reason.clone()),
+                        ..Round::default()
+                    });
+                    gate.fail(reason);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn ended_before(round: u32) -> String {
+    format!("it ended before reaching checkpoint {round}, which was then never released")
+}
+
+/// For a child timed out while waiting at the gate: which children it was
+/// waiting for.
+fn waiting_note(
+    live: &[Child],
+    held: &[(usize, AtGate)],
+    slot: usize,
+    released: u32,
+) -> Option<String> {
+    let AtGate::Reached(round) = live[slot].at_gate() else {
+        return None;
+    };
+    if round < released {
+        return None;
+    }
+    let mut others: Vec<(usize, AtGate)> = live.iter().map(|c| (c.index, c.at_gate())).collect();
+    others.extend_from_slice(held);
+    others.sort_by_key(|(index, _)| *index);
+    let blockers: Vec<String> = others
+        .into_iter()
+        .filter_map(|(index, at)| match at {
+            AtGate::Starting => Some(format!("child {index} (still starting)")),
+            AtGate::Reached(r) if r < round => Some(format!(
+                "child {index} ({})",
+                if r == 0 && released == 0 {
+                    "ready".to_owned()
+                } else {
+                    format!("running, at round {r}")
+                }
+            )),
+            _ => None,
+        })
+        .collect();
+    let place = if round == 0 {
+        "the start barrier".to_owned()
+    } else {
+        format!("checkpoint {round}")
+    };
+    Some(format!(
+        "it was never released from {place}, which was still waiting for {}",
+        if blockers.is_empty() {
+            "its turn".to_owned()
+        } else {
+            blockers.join(", ")
+        }
+    ))
+}
+
+/// One live child and everything known about it.
+struct Child {
+    index: usize,
+    function: &'static str,
+    live: Live<Stream>,
+    clocked: Clocked,
+    ready_ns: Option<u64>,
+    /// Highest checkpoint round reported (0 once ready).
+    reached: Option<u32>,
+    /// When it reached each checkpoint round, in order.
+    arrivals: Vec<u64>,
+    /// `(started, passed each round, finished, result)`, from its report.
+    done: Option<(u64, Vec<u64>, u64, ChildResult)>,
+    notes: Vec<String>,
+    /// Why it was killed at a checkpoint round that failed its policy.
+    failure: Option<String>,
+}
+
+impl Child {
+    fn start(
+        launcher: &Launcher,
+        gate: &Gate,
+        index: usize,
+        job: &Job,
+        settings: &Settings,
+    ) -> Result<Child> {
+        let opened = launcher.open(
+            index,
+            Some(gate.child_end()),
+            job.request.clone(),
+            settings.result_limit,
+        )?;
+        let through_init = launcher.through_init();
+        let live = Live::new(opened, |fd| {
+            Stream::new(fd, settings.capture_limit, through_init)
+        });
+        Ok(Child {
+            index,
+            function: job.function,
+            clocked: Clocked::new(live.spawned_ns, settings.timeout),
+            live,
+            ready_ns: None,
+            reached: None,
+            arrivals: Vec::new(),
+            done: None,
+            notes: Vec::new(),
+            failure: None,
+        })
+    }
+
+    /// A child timed out before reaching a round keeps the round shut: its
+    /// siblings are not let go late, with no time left, but time out in turn
+    /// with a note naming it. Any other end frees the gate of it.
+    fn at_gate(&self) -> AtGate {
+        let waiting = self.reached.map_or(AtGate::Starting, AtGate::Reached);
+        match self.clocked.killed() {
+            Some(Kill::TimedOut) => waiting,
+            Some(_) => AtGate::Gone,
+            None if !self.live.process.is_running() || self.done.is_some() => AtGate::Gone,
+            None => waiting,
+        }
+    }
+
+    /// Takes one report; one out of order breaks the conversation. Returns
+    /// a checkpoint arrival as `(round, at_ns)`.
+    fn take(&mut self, report: Report, call: u64, now: u64) -> Option<(u32, u64)> {
+        if report.call() != call {
+            let reason = format!("the child sent a report for another call: {report:?}");
+            self.live.conversation.break_off(reason);
+            return None;
+        }
+        match report {
+            Report::Ready { at_ns, .. } if self.ready_ns.is_none() && self.done.is_none() => {
+                self.ready_ns = Some(at_ns);
+                self.reached = Some(0);
+                self.clocked.enter(Phase::Ready);
+                return Some((0, at_ns));
+            }
+            Report::Checkpoint { round, at_ns, .. }
+                if self.done.is_none() && self.reached.is_some_and(|r| round == r + 1) =>
+            {
+                self.reached = Some(round);
+                self.arrivals.push(at_ns);
+                self.clocked.enter(Phase::Running);
+                return Some((round, at_ns));
+            }
+            Report::Done {
+                started_ns,
+                passed_ns,
+                finished_ns,
+                result,
+                ..
+            } if self.done.is_none() => {
+                self.done = Some((started_ns, passed_ns, finished_ns, result));
+                self.clocked.enter(Phase::Reported { at_ns: now });
+            }
+            other => self
+                .live
+                .conversation
+                .break_off(format!("the child sent an unexpected report: {other:?}")),
+        }
+        None
+    }
+
+    /// Once it ended, its phase says so.
+    fn update(&mut self) {
+        if let Some(at_ns) = self.live.ended_ns() {
+            self.clocked.enter(Phase::Exited { at_ns });
+        }
+    }
+
+    fn is_finished(&self, now: u64) -> bool {
+        matches!(self.clocked.phase, Phase::Exited { .. })
+            && (self.live.drained() || self.clocked.due(now) == Due::StopDraining)
+    }
+
+    fn finish(mut self, origin: u64, timeout: Duration) -> Outcome<Vec<u8>> {
+        let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
+        let (exit, ended_ns, max_rss) = match self.live.process.life() {
+            Life::Ended {
+                status,
+                at_ns,
+                max_rss,
+            } => (exit_of(status), at_ns, max_rss),
+            Life::ReapedElsewhere { at_ns } => {
+                self.notes.push(
+                    "its exit status was lost: another part of this process reaped it first \
+                     (SIGCHLD set to SIG_IGN, or a wait() for any child in another thread)"
+                        .into(),
+                );
+                (Exit::Unknown, at_ns, None)
+            }
+            Life::Running => unreachable!("finished children have ended"),
+        };
+        let held: Vec<&str> = [
+            ("stdout", self.live.stdout.fd.is_some()),
+            ("stderr", self.live.stderr.fd.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, open)| open.then_some(name))
+        .collect();
+        if !held.is_empty() {
+            self.notes.push(format!(
+                "its {} was still held open {:?} after it ended, by a process outside its \
+                 process group (one that called setsid?); later output was not captured",
+                held.join(" and "),
+                phase::DRAIN_GRACE
+            ));
+        }
+        let entered =
+            self.ready_ns.is_some() || self.live.stdout.entered() || self.live.stderr.entered();
+        if self.live.stdout.wrote_before_entry() || self.live.stderr.wrote_before_entry() {
+            self.notes.push(
+                "this child printed before `stampede::init()` ran: code before `init()` in `main` \
+                 runs again in every child; make `init()` the first line"
+                    .into(),
+            );
+        }
+        let (started, passed, finished, status) = match self.done.take() {
+            Some((started, passed, finished, result)) => {
+                let status = match result {
+                    ChildResult::Returned(_) if self.clocked.killed().is_some() => {
+                        let when = match self.clocked.killed() {
+                            Some(Kill::HungAfterReport) => {
+                                format!("within {:?} of sending the result", phase::EXIT_GRACE)
+                            }
+                            _ => format!("before the {timeout:?} timeout"),
+                        };
+                        Status::Failed {
+                            reason: format!(
+                                "it returned, but its process did not exit {when} (an exit \
+                                 handler, a static's destructor, or a thread that blocks exit?) \
+                                 and was killed"
+                            ),
+                        }
+                    }
+                    result => status_of(result),
+                };
+                (Some(since(started)), passed, Some(since(finished)), status)
+            }
+            None => {
+                let pending = self.live.conversation.pending();
+                let status = if let Some(reason) = self.live.conversation.broken() {
+                    Status::Failed {
+                        reason: reason.to_owned(),
+                    }
+                } else if let (Some(Kill::Checkpoint), Some(reason)) =
+                    (self.clocked.killed(), self.failure.take())
+                {
+                    Status::Failed { reason }
+                } else if self.clocked.killed() == Some(Kill::TimedOut) {
+                    Status::TimedOut {
+                        after: self.clocked.ran_before_kill().unwrap_or(timeout),
+                        limit: timeout,
+                    }
+                } else if pending > 0 && exit == Exit::Code(0) {
+                    Status::Failed {
+                        reason: format!(
+                            "its report was cut short ({pending} bytes of an incomplete frame)"
+                        ),
+                    }
+                } else {
+                    Status::Crashed(exit)
+                };
+                if !entered && matches!(status, Status::Crashed(_)) {
+                    self.notes.push(
+                        "it never reached stampede's entry: check that `stampede::entry!();` is \
+                         in this test crate, or that `stampede::init()` is the first line of main"
+                            .into(),
+                    );
+                }
+                (None, Vec::new(), None, status)
+            }
+        };
+        let checkpoints = self
+            .arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, &reached)| CheckpointTiming {
+                reached: since(reached),
+                released: None,
+                passed: passed.get(i).map(|&ns| since(ns)),
+            })
+            .collect();
+        Outcome {
+            index: self.index,
+            pid: self.live.process.pid(),
+            function: self.function,
+            status,
+            stdout: self.live.stdout.finish(),
+            stderr: self.live.stderr.finish(),
+            timings: Timings {
+                origin: Timestamp::from_nanos(origin),
+                spawned: since(self.live.spawned_ns),
+                ready: self.ready_ns.map(since),
+                started,
+                checkpoint: passed.first().map(|&ns| since(ns)),
+                checkpoints,
+                finished,
+                ended: since(ended_ns),
+            },
+            notes: self.notes,
+            max_rss,
+            worker: None,
+        }
+    }
+}
