@@ -1350,3 +1350,67 @@ fn a_unix_socket_cluster_is_closed_to_other_users() {
     assert!(problems.is_empty(), "{problems:#?}");
     sandbox.assert_nothing_runs();
 }
+
+/// Bug: only a base's parent that anyone may write in without the sticky
+/// bit was refused; a `TMPDIR` another user owns (a predictable name a CI
+/// script made, a user's kept by `sudo -E`) was used, and its owner could
+/// move root's instance away and plant a registry that made root SIGKILL
+/// any process.
+#[test]
+fn a_tmpdir_another_user_owns_is_refused() {
+    if !can_act_as_nobody("a_tmpdir_another_user_owns_is_refused") {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let theirs = sandbox.path().join("nobody-tmp");
+    as_nobody(&format!(
+        "mkdir -m 1777 '{theirs}'",
+        theirs = theirs.display()
+    ));
+    let tmpdir = theirs.display().to_string();
+    let result = sandbox.run(&[("TMPDIR", &tmpdir)], start_fixture, ());
+    assert_eq!(
+        names_in(&theirs),
+        Vec::<String>::new(),
+        "created in nobody's TMPDIR"
+    );
+    let err = result.expect_err("a TMPDIR of nobody's should be refused");
+    assert!(
+        err.contains(&tmpdir) && err.contains("another user (uid 65534)"),
+        "the refusal does not name nobody's TMPDIR: {err}"
+    );
+    sandbox.assert_nothing_runs();
+}
+
+/// Bug: with `HOME` another user's (`sudo` keeping it), root made its
+/// cache in that user's `~/.cache`, which the user could swap for a tree of
+/// their own between stampede's checks and the copy.
+#[test]
+fn a_cache_in_another_users_home_is_passed_over() {
+    if !can_act_as_nobody("a_cache_in_another_users_home_is_passed_over") {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let home = sandbox.path().join("nobody-home");
+    as_nobody(&format!(
+        "mkdir -m 0755 '{home}' && mkdir -m 0755 '{home}/.cache'",
+        home = home.display()
+    ));
+    let home_var = home.display().to_string();
+    let result = sandbox.run(
+        &[("HOME", &home_var), ("XDG_CACHE_HOME", "")],
+        start_fixture,
+        (),
+    );
+    let dir = result.expect("a start with the cache in stampede's base");
+    assert_eq!(
+        names_in(&home.join(".cache")),
+        Vec::<String>::new(),
+        "root wrote in nobody's cache"
+    );
+    assert!(
+        sandbox.base().join("cache").is_dir(),
+        "the cache is not in the base; the fixture ran in {dir}"
+    );
+    sandbox.assert_nothing_runs();
+}

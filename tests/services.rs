@@ -465,6 +465,55 @@ fn a_generic_server_is_ready_when_its_port_answers() {
     assert_all_gone(&dir, &pids);
 }
 
+/// Bug: a port another local user took first answered the readiness check,
+/// and the test was handed that user's listener as its server.
+#[test]
+fn a_port_someone_else_listens_on_does_not_make_a_server_ready() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let err = Server::new("sleep")
+        .args(["30"])
+        .ready(Ready::Port(port))
+        .ready_timeout(Duration::from_millis(1500))
+        .start()
+        .err()
+        .expect("the squatter's port is not the server's");
+    assert!(
+        matches!(err, Error::ServiceStart { ref reason, .. } if reason.contains("not ready after 1500 ms")),
+        "{err}"
+    );
+}
+
+/// Bug: a server run as another user (PostgreSQL as `postgres`, for a root
+/// test) got the test process's whole environment, CI tokens included,
+/// readable by that user in `/proc/<pid>/environ`.
+#[test]
+fn a_server_of_another_user_gets_no_secrets_from_the_environment() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: the server runs as this user, whose environment it is");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let token = ("CI_DEPLOY_TOKEN", "s3cret-of-the-test");
+    let mut holder = start_ignored_test(&exe, "hold_a_cluster_until_killed", &[token]);
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let line = lines
+        .find_map(|l| Some(l.ok()?.split_once("CLUSTER ")?.1.to_owned()))
+        .expect("the holder started a cluster");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let server: u32 = words[1].parse().unwrap();
+    let environ = std::fs::read(format!("/proc/{server}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ).replace('\0', "\n");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(
+        !environ.contains(token.1),
+        "the server's environment:\n{environ}"
+    );
+    assert!(environ.contains("PATH="), "{environ}");
+}
+
 /// Where instances live: `/tmp/stampede-<uid>`.
 fn instance_base() -> PathBuf {
     use std::os::unix::fs::MetadataExt;

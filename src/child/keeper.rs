@@ -10,8 +10,8 @@
 //! a grace period, then SIGKILL to its process group) and the instance's
 //! directory is removed.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -105,6 +105,9 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
 fn start_server(spec: &KeeperSpec) -> io::Result<Child> {
     let log = sys::open_no_follow(Path::new(&spec.log), Open::Append(0o600))?;
     let mut command = Command::new(&spec.program);
+    if spec.user.is_some() {
+        sys::environment_for_another_user(&mut command);
+    }
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -125,7 +128,7 @@ fn start_server(spec: &KeeperSpec) -> io::Result<Child> {
 fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> Result<(), End> {
     let deadline = Instant::now() + Duration::from_millis(spec.ready_timeout_ms);
     loop {
-        if is_ready(spec) {
+        if is_ready(spec, server.id()) {
             return Ok(());
         }
         if let Some(status) = server.try_wait().ok().flatten() {
@@ -147,13 +150,21 @@ fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> R
     }
 }
 
-fn is_ready(spec: &KeeperSpec) -> bool {
+/// Whether the server is ready. A port counts only once the server's own
+/// process group listens there: a port another local user took first
+/// answers too, and must not be handed to the test as the server.
+fn is_ready(spec: &KeeperSpec, server: u32) -> bool {
     match &spec.ready {
-        Readiness::Tcp(address) => address.parse().is_ok_and(|address| {
-            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok()
+        Readiness::Tcp(address) => address.parse().is_ok_and(|address: SocketAddr| {
+            sys::group_listens_on(server, address.port())
+                && std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100))
+                    .is_ok()
         }),
         Readiness::LogLine(line) => {
-            std::fs::read_to_string(&spec.log).is_ok_and(|log| log.contains(line.as_str()))
+            let mut log = String::new();
+            sys::open_no_follow(Path::new(&spec.log), Open::Read)
+                .and_then(|mut file| file.read_to_string(&mut log))
+                .is_ok_and(|_| log.contains(line.as_str()))
         }
     }
 }
@@ -241,7 +252,7 @@ fn record(spec: &KeeperSpec, what: &str, pid: u32) {
 /// The last lines of the server's log.
 fn log_tail(path: &str) -> String {
     let mut text = String::new();
-    if let Ok(mut file) = File::open(path) {
+    if let Ok(mut file) = sys::open_no_follow(Path::new(path), Open::Read) {
         let _ = file.read_to_string(&mut text);
     }
     let lines: Vec<&str> = text.lines().collect();

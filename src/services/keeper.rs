@@ -5,6 +5,7 @@
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -188,7 +189,11 @@ impl Keeper {
             // SIGTERM is a keeper's other word to stop; then SIGKILL.
             process.terminate(Duration::from_secs(1));
         }
-        if self.dir.exists() {
+        // Still there: the keeper could not clean up. Only a directory that
+        // is still this user's own is believed.
+        let ours = fs::symlink_metadata(&self.dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == sys::effective_uid());
+        if ours {
             let record = read_registry(&self.dir).unwrap_or_default();
             Record::parse(&record).kill_servers();
             let _ = fs::remove_dir_all(&self.dir);
@@ -226,7 +231,7 @@ fn wait_report(channel: &mut File, timeout: Duration) -> Option<KeeperReport> {
 /// The last lines of a log file.
 pub(crate) fn tail(path: &Path) -> String {
     let mut text = String::new();
-    if let Ok(mut file) = File::open(path) {
+    if let Ok(mut file) = sys::open_no_follow(path, Open::Read) {
         let _ = file.read_to_string(&mut text);
     }
     let lines: Vec<&str> = text

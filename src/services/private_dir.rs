@@ -114,7 +114,9 @@ fn base_mode() -> u32 {
 /// made.
 pub(crate) fn base(place: Place) -> Result<PathBuf> {
     let path = absolute(Env::read().base(place))?;
-    check_parent(&path)?;
+    if let Some(parent) = path.parent() {
+        check_ancestors(parent)?;
+    }
     ensure(&path, base_mode())?;
     Ok(path)
 }
@@ -129,7 +131,8 @@ pub(crate) fn existing_bases() -> Vec<PathBuf> {
             continue;
         };
         let ours = fs::symlink_metadata(&path).is_ok_and(|m| problem(&m, env.uid).is_none());
-        if ours && check_parent(&path).is_ok() && !bases.contains(&path) {
+        let held = path.parent().is_none_or(|p| check_ancestors(p).is_ok());
+        if ours && held && !bases.contains(&path) {
             bases.push(path);
         }
     }
@@ -151,31 +154,59 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
         })
 }
 
-/// Refuses a base whose parent lets others rename it away and put their
-/// own in its place: writable by others without the sticky bit (`/tmp`
-/// has it).
-fn check_parent(path: &Path) -> Result<()> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
+/// Refuses a directory whose ancestors would let another user replace
+/// it, or anything in it: each must belong to root or to this user, and one
+/// that others may write in must have the sticky bit (`/tmp` has it). A
+/// symbolic link on the way must be root's or this user's too, and the
+/// directories it leads to pass the same checks. `/` itself is not judged.
+fn check_ancestors(dir: &Path) -> Result<()> {
+    let uid = sys::effective_uid();
+    let check = |path: &Path| -> Result<()> {
+        let mut walked = PathBuf::new();
+        for component in path.components() {
+            walked.push(component);
+            if walked == Path::new("/") {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&walked).map_err(|source| Error::Path {
+                context: "looking at a directory above stampede's own",
+                path: walked.clone(),
+                source,
+            })?;
+            if let Some(problem) = ancestor_problem(&meta, uid) {
+                return Err(Error::UnsafeDirectory {
+                    path: walked,
+                    problem: format!(
+                        "{problem}, so that user could replace what stampede keeps below it \
+                         (owner uid {}, mode {:04o})",
+                        meta.uid(),
+                        meta.mode() & 0o7777
+                    ),
+                });
+            }
+        }
+        Ok(())
     };
-    let meta = fs::metadata(parent).map_err(|source| Error::Path {
-        context: "looking at the directory that holds stampede's own",
-        path: parent.to_owned(),
+    check(dir)?;
+    let real = fs::canonicalize(dir).map_err(|source| Error::Path {
+        context: "resolving the directory that holds stampede's own",
+        path: dir.to_owned(),
         source,
     })?;
-    let writable_by_others = meta.mode() & 0o002 != 0;
-    let sticky = meta.mode() & 0o1000 != 0;
-    if writable_by_others && !sticky {
-        return Err(Error::UnsafeDirectory {
-            path: parent.to_owned(),
-            problem: format!(
-                "any user may write in it and it lacks the sticky bit (mode {:04o}), so any \
-                 user could replace stampede's directory in it",
-                meta.mode() & 0o7777
-            ),
-        });
+    if real != dir {
+        check(&real)?;
     }
     Ok(())
+}
+
+/// What makes an ancestor (from `lstat`) unsafe for user `uid`, if anything.
+fn ancestor_problem(meta: &Metadata, uid: u32) -> Option<String> {
+    if meta.uid() != 0 && meta.uid() != uid {
+        return Some(format!("it belongs to another user (uid {})", meta.uid()));
+    }
+    let open = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
+    (open && !meta.file_type().is_symlink())
+        .then(|| "group or others may write in it and it lacks the sticky bit".to_owned())
 }
 
 /// Creates the directory `path` with `mode`, or checks the one there; its
@@ -311,11 +342,14 @@ pub(crate) fn cache_root() -> Result<PathBuf> {
         .filter(|parent| parent.is_absolute());
     if let Some(parent) = preferred {
         let root = parent.join("stampede");
-        match fs::create_dir_all(&parent).map(|()| ensure(&root, 0o700)) {
+        let made = fs::create_dir_all(&parent)
+            .map(|()| check_ancestors(&parent).and_then(|()| ensure(&root, 0o700)));
+        match made {
             Ok(Ok(())) => return Ok(root),
             Ok(Err(e @ Error::UnsafeDirectory { .. })) => {
                 note(&format!(
-                    "not using the cache {e}; using one in stampede's base"
+                    "not using the cache in {}: {e}; using one in stampede's base",
+                    parent.display()
                 ));
             }
             // Not writable, or not there: the base's cache is the place.
@@ -419,17 +453,30 @@ mod tests {
     }
 
     #[test]
-    fn a_base_in_a_directory_anyone_may_rename_in_is_refused() {
+    fn a_directory_under_one_another_user_could_change_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let shared = dir.path().join("shared");
         fs::create_dir(&shared).unwrap();
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
-        let text = check_parent(&shared.join("stampede-0"))
-            .unwrap_err()
-            .to_string();
+        let text = check_ancestors(&shared).unwrap_err().to_string();
         assert!(text.contains("sticky") && text.contains("0777"), "{text}");
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
-        assert!(check_parent(&shared.join("stampede-0")).is_ok());
+        check_ancestors(&shared).unwrap();
+        // Through a symlink: the link and where it leads are both judged.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&shared, &link).unwrap();
+        check_ancestors(&link).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_ancestors(&link).is_err(), "the link's target is open");
+        // Another user's, sticky or not (only root can make one here).
+        if sys::effective_uid() == 0 {
+            fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+            std::os::unix::fs::chown(&shared, Some(65534), None).unwrap();
+            let text = check_ancestors(&shared).unwrap_err().to_string();
+            assert!(text.contains("another user (uid 65534)"), "{text}");
+            let text = check_ancestors(&link).unwrap_err().to_string();
+            assert!(text.contains("uid 65534"), "{text}");
+        }
     }
 
     #[test]

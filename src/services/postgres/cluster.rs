@@ -9,13 +9,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::install::{cached_data_dir, copy_tree, server_user};
+use super::install::{cached_data_dir, server_user};
 use super::psql::{psql, psql_script};
 use super::{SUPERUSER, reuse, url};
 use crate::error::{Error, Result};
 use crate::services::instance;
 use crate::services::{Launch, Ready, Running, Service};
 use crate::sys::{self, Open};
+
+/// The longest Unix socket path the kernel takes (`sun_path`, less its NUL).
+const SOCKET_PATH_MAX: usize = 107;
 
 /// The line PostgreSQL logs when it accepts connections.
 const READY_LINE: &str = "database system is ready to accept connections";
@@ -200,6 +203,20 @@ impl Service for PostgresService {
         // The server's own directory (data, socket) is closed to every
         // other user: only the server's user and this one reach the socket.
         let server_dir = instance::server_dir(dir)?;
+        let port = self.tcp_port.unwrap_or(5432);
+        let socket = server_dir.join(format!(".s.PGSQL.{port}"));
+        if socket.as_os_str().len() > SOCKET_PATH_MAX {
+            return Err(Error::ServiceStart {
+                service: "postgres".to_owned(),
+                reason: format!(
+                    "its Unix socket's path, {}, is {} bytes, over the {SOCKET_PATH_MAX} the \
+                     kernel allows; set TMPDIR to a shorter directory",
+                    socket.display(),
+                    socket.as_os_str().len()
+                ),
+                log_tail: String::new(),
+            });
+        }
         let data = server_dir.join("data");
         let io = |context, path: &Path| {
             let path = path.to_owned();
@@ -209,31 +226,25 @@ impl Service for PostgresService {
                 source,
             }
         };
-        copy_tree(&cached, &data).map_err(io(
+        sys::copy_tree_strict(&cached, &data, sys::effective_uid()).map_err(io(
             "copying the cached PostgreSQL data directory",
             &server_dir,
         ))?;
         fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
             .map_err(io("setting the data directory's mode", &data))?;
         // Written for each cluster, whatever the cache holds: over the
-        // socket no password, over TCP always one.
-        let hba = data.join("pg_hba.conf");
-        fs::remove_file(&hba)
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .and_then(|()| sys::open_no_follow(&hba, Open::New(0o600)))
+        // socket no password, over TCP always one. It lives beside the
+        // registry, this user's file, read by the server's user and not
+        // writable by it, and the command line names it, which no setting
+        // in the data directory can override.
+        let hba = dir.join("pg_hba.conf");
+        sys::open_no_follow(&hba, Open::New(0o644))
             .and_then(|mut file| {
                 use std::io::Write;
                 file.write_all(PG_HBA.as_bytes())
             })
             .map_err(io("writing the cluster's pg_hba.conf", &hba))?;
         let socket_dir = server_dir.to_string_lossy().into_owned();
-        let port = self.tcp_port.unwrap_or(5432);
         let listen = if self.tcp_port.is_some() {
             "127.0.0.1"
         } else {
@@ -244,6 +255,7 @@ impl Service for PostgresService {
             .args(["-k".to_owned(), socket_dir.clone()])
             .args(["-p".to_owned(), port.to_string()])
             .args(["-c".to_owned(), format!("listen_addresses={listen}")])
+            .args(["-c".to_owned(), format!("hba_file={}", hba.display())])
             // A test database need not survive a power cut.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
@@ -326,6 +338,12 @@ pub(super) fn name_a_full_disk(error: Error, dir: &Path) -> Error {
         },
         other => other,
     }
+}
+
+/// Whether a start failed because its TCP port was taken meanwhile.
+pub(super) fn port_was_taken(error: &Error) -> bool {
+    matches!(error, Error::ServiceStart { log_tail, .. }
+        if log_tail.contains("could not bind") && log_tail.contains("Address already in use"))
 }
 
 /// A TCP port nobody listens on right now.

@@ -140,7 +140,11 @@ pub(super) fn cached_data_dir(
         let fresh = dir.join("data");
         initdb(bin, &fresh, user)?;
         let partial = cached.join(format!("data.partial-{}", sys::getpid()));
-        copy_tree(&fresh, &partial)
+        // initdb's result belongs to the server's user, who could change
+        // it meanwhile: nothing in it is followed, and only its own files
+        // are taken (see `copy_tree_strict`).
+        let initdb_user = user.map_or(sys::effective_uid(), |(uid, _)| uid);
+        sys::copy_tree_strict(&fresh, &partial, initdb_user)
             .and_then(|()| fs::rename(&partial, &data))
             .map_err(|source| Error::Path {
                 context: "copying initdb's result into the cache",
@@ -196,6 +200,7 @@ pub(super) fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Resul
         .args(["--no-sync", "--no-instructions"])
         .stdin(Stdio::null());
     if let Some((uid, gid)) = user {
+        sys::environment_for_another_user(&mut command);
         command.uid(uid).gid(gid);
     }
     // Its own group, and killed with this thread's process: a test killed
@@ -212,22 +217,4 @@ pub(super) fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Resul
         }),
         Err(e) => Err(not_found(&format!("initdb could not run: {e}"))),
     }
-}
-
-/// Copies a directory tree, keeping modes; symbolic links and other
-/// special files are left out.
-pub(super) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    fs::create_dir(to)?;
-    fs::set_permissions(to, fs::metadata(from)?.permissions())?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else if kind.is_file() {
-            fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }

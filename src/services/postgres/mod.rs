@@ -406,18 +406,29 @@ impl PostgresBuilder {
             Some(dir) => dir.clone(),
             None => private_dir::cache_root()?,
         };
-        let tcp_port = if self.tcp { Some(free_port()?) } else { None };
-        let service = PostgresService {
+        let mut service = PostgresService {
             bin: bin.clone(),
-            tcp_port,
+            tcp_port: None,
             settings: self.settings.clone(),
             ready_timeout: self.ready_timeout.unwrap_or(Duration::from_secs(30)),
             cache_root,
         };
-        let running = super::start_in(&service, Place::Memory).map_err(|e| {
-            let base = private_dir::base(Place::Memory).unwrap_or_default();
-            name_a_full_disk(e, &base)
-        })?;
+        // A free port can be taken between the look and the server's bind
+        // (by chance, or by a local user who watches for new servers):
+        // another port, a few times.
+        let mut tries = 0;
+        let running = loop {
+            service.tcp_port = if self.tcp { Some(free_port()?) } else { None };
+            match super::start_in(&service, Place::Memory) {
+                Err(e) if self.tcp && tries < 3 && cluster::port_was_taken(&e) => tries += 1,
+                Err(e) => {
+                    let base = private_dir::base(Place::Memory).unwrap_or_default();
+                    return Err(name_a_full_disk(e, &base));
+                }
+                Ok(running) => break running,
+            }
+        };
+        let tcp_port = service.tcp_port;
         let admin_url = running.addresses()[0].clone();
         let mut cluster = Cluster {
             client_url: admin_url.clone(),

@@ -44,6 +44,68 @@ pub(crate) fn open_dir_no_follow(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Copies the directory tree at `from` into `to` (which must not exist):
+/// directories and regular files only, each owned by `owner` and a file
+/// with no other link, its mode kept without set-id bits. Nothing is
+/// followed: every directory is read through a handle opened without
+/// following links, and every entry opened by name under that handle, so
+/// a file or directory swapped for a symbolic link (or a FIFO, or a hard
+/// link to another file) while the copy runs fails the copy instead of
+/// copying what it points at. Symbolic links and special files in the
+/// tree are left out.
+pub(crate) fn copy_tree_strict(from: &Path, to: &Path, owner: u32) -> io::Result<()> {
+    copy_dir(&open_dir_no_follow(from)?, from, to, owner)
+}
+
+fn copy_dir(dir: &File, shown: &Path, to: &Path, owner: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let meta = dir.metadata()?;
+    owned_by(&meta, owner, shown)?;
+    std::fs::DirBuilder::new()
+        .mode(meta.mode() & 0o777)
+        .create(to)?;
+    // The directory as this handle holds it, whatever its path is now.
+    let here = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    for entry in std::fs::read_dir(&here)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let (path, shown) = (here.join(&name), shown.join(&name));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_dir(&open_dir_no_follow(&path)?, &shown, &to.join(&name), owner)?;
+        } else if kind.is_file() {
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)?;
+            let meta = file.metadata()?;
+            owned_by(&meta, owner, &shown)?;
+            if !meta.is_file() || meta.nlink() != 1 {
+                return Err(io::Error::other(format!(
+                    "{} is not a regular file with one link (it changed during the copy)",
+                    shown.display()
+                )));
+            }
+            let mut out = open_no_follow(&to.join(&name), Open::New(meta.mode() & 0o777))?;
+            io::copy(&mut io::Read::take(file, meta.len()), &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+fn owned_by(meta: &std::fs::Metadata, owner: u32, shown: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() == owner {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "{} belongs to uid {}, not to uid {owner}",
+        shown.display(),
+        meta.uid()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +139,46 @@ mod tests {
             open_dir_no_follow(&target).is_err(),
             "a file is not a directory"
         );
+    }
+
+    #[test]
+    fn a_strict_copy_takes_files_and_directories_and_leaves_links_out() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let me = owner_of(dir.path());
+        let from = dir.path().join("from");
+        std::fs::create_dir_all(from.join("sub")).unwrap();
+        std::fs::write(from.join("sub/a"), "a").unwrap();
+        std::fs::set_permissions(from.join("sub/a"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        std::fs::write(dir.path().join("secret"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), from.join("link")).unwrap();
+        let to = dir.path().join("to");
+        copy_tree_strict(&from, &to, me).unwrap();
+        assert_eq!(std::fs::read_to_string(to.join("sub/a")).unwrap(), "a");
+        assert_eq!(
+            std::fs::metadata(to.join("sub/a")).unwrap().mode() & 0o777,
+            0o640
+        );
+        assert!(!to.join("link").exists(), "a link is not copied");
+        // A hard link to another file: refused, not copied.
+        std::fs::hard_link(dir.path().join("secret"), from.join("hard")).unwrap();
+        let err = copy_tree_strict(&from, &dir.path().join("to2"), me).unwrap_err();
+        assert!(err.to_string().contains("one link"), "{err}");
+        std::fs::remove_file(from.join("hard")).unwrap();
+        // Another owner's tree: refused at its root.
+        let err = copy_tree_strict(&from, &dir.path().join("to3"), me + 1).unwrap_err();
+        assert!(err.to_string().contains("belongs to uid"), "{err}");
+        // A tree whose root is a link: refused.
+        std::os::unix::fs::symlink(&from, dir.path().join("from-link")).unwrap();
+        assert!(
+            copy_tree_strict(&dir.path().join("from-link"), &dir.path().join("to4"), me).is_err()
+        );
+    }
+
+    fn owner_of(path: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().uid()
     }
 
     #[test]

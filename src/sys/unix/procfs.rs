@@ -127,6 +127,49 @@ pub(crate) fn socket_endpoint(pid: u32, inode: u64) -> Option<String> {
         .map(|cols| format!("unix {}", cols.get(7).map_or("(unnamed)", String::as_str)))
 }
 
+/// Whether a process of process group `pgid` holds a socket listening on
+/// TCP `port` (IPv4 or IPv6, any local address): the one that answers
+/// there is the group's, not another user's who took the port first.
+pub(crate) fn group_listens_on(pgid: u32, port: u16) -> bool {
+    let port = format!(":{port:04X}");
+    let mut listening: Vec<String> = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let table = fs::read_to_string(file).unwrap_or_default();
+        for line in table.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // Column 1 is the local address, 3 the state (0A: LISTEN), 9
+            // the socket's inode.
+            if let (Some(local), Some(&"0A"), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            {
+                if local.ends_with(&port) {
+                    listening.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    if listening.is_empty() {
+        return false;
+    }
+    let in_group = |pid: u32| {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // After the command's closing parenthesis: state, ppid, pgrp.
+                let (_, rest) = stat.rsplit_once(") ")?;
+                rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+            })
+            == Some(pgid)
+    };
+    super::all_pids()
+        .into_iter()
+        .filter(|&pid| in_group(pid))
+        .any(|pid| {
+            descriptors_of(pid, 0)
+                .iter()
+                .any(|(_, target)| listening.contains(target))
+        })
+}
+
 /// `0100007F:9C5C` → `127.0.0.1:40028`; IPv6 addresses are shown as hex.
 fn address(hex: &str) -> String {
     let Some((ip, port)) = hex.split_once(':') else {

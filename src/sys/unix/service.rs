@@ -165,6 +165,23 @@ fn getpid_raw() -> libc::pid_t {
     unsafe { libc::getpid() }
 }
 
+/// Gives a program that runs as another user (a server that refuses root)
+/// only the variables it needs to run (`PATH`, the locale, the time zone),
+/// not this process's environment: another user can read its own
+/// processes' `/proc/<pid>/environ`, and CI jobs keep tokens there. Call
+/// before adding the program's own variables.
+pub(crate) fn environment_for_another_user(command: &mut std::process::Command) {
+    command.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let keep = key.to_str().is_some_and(|k| {
+            matches!(k, "PATH" | "LANG" | "LANGUAGE" | "TZ") || k.starts_with("LC_")
+        });
+        if keep {
+            command.env(key, value);
+        }
+    }
+}
+
 /// The bytes free to this user on the file system holding `path`.
 pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     let path = CString::new(path.as_os_str().as_bytes()).ok()?;
