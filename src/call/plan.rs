@@ -12,7 +12,7 @@ use super::Options;
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, Status};
 use crate::parent::{self, Job, Release, Settings};
-use crate::protocol::{self, Request, Role};
+use crate::protocol::{self, Request};
 use crate::registry;
 
 /// Ids of calls, unique in this process.
@@ -62,16 +62,14 @@ impl<'a> Plan<'a> {
 
     /// The job that runs `function` on already-encoded `args`.
     pub(crate) fn job(&self, function: &'static str, args: Arc<Vec<u8>>) -> Result<Job> {
-        let request = Request {
-            protocol: protocol::PROTOCOL,
-            role: Role::Call,
-            call: self.call,
-            function: function.to_owned(),
-            args: Arc::unwrap_or_clone(args),
-            barrier: self.options.barrier,
-            jitter_max_ns: u64::try_from(self.options.jitter.as_nanos()).unwrap_or(u64::MAX),
-            seed: self.seed,
-        };
+        let request = Request::call(
+            self.call,
+            function,
+            Arc::unwrap_or_clone(args),
+            self.options.barrier,
+            u64::try_from(self.options.jitter.as_nanos()).unwrap_or(u64::MAX),
+            self.seed,
+        );
         let request = protocol::frame(&request)
             .map(Arc::new)
             .map_err(|message| Error::Encode { function, message })?;

@@ -18,7 +18,7 @@ pub use report::{LoadReport, WorkerFigures};
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, Status, Timings};
 use crate::parent::{self, CallRecord, Dispatch, Flow, PoolSettings, Sampling};
-use crate::protocol::{self, Request, Role};
+use crate::protocol::{self, Request};
 use crate::registry::Function;
 use crate::{Timestamp, call, sys};
 use leaks::{Details, Rules, Watch};
@@ -368,16 +368,7 @@ impl Load {
                     .into(),
             ));
         }
-        let request = Request {
-            protocol: protocol::PROTOCOL,
-            role: Role::Worker,
-            call: 0,
-            function: function.to_owned(),
-            args: Vec::new(),
-            barrier: false,
-            jitter_max_ns: 0,
-            seed: 0,
-        };
+        let request = Request::worker(function);
         let request = protocol::frame(&request)
             .map(Arc::new)
             .map_err(|message| Error::Encode { function, message })?;

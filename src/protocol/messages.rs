@@ -121,6 +121,60 @@ pub(crate) struct Request {
     pub seed: u64,
 }
 
+impl Request {
+    /// A concurrent call's child: run `function` once on `args`, waiting
+    /// at the gate when `barrier`, with random delays after each release
+    /// up to `jitter_max_ns` drawn from `seed`.
+    pub(crate) fn call(
+        call: u64,
+        function: &str,
+        args: Vec<u8>,
+        barrier: bool,
+        jitter_max_ns: u64,
+        seed: u64,
+    ) -> Request {
+        Request {
+            protocol: super::PROTOCOL,
+            role: Role::Call,
+            call,
+            function: function.to_owned(),
+            args,
+            barrier,
+            jitter_max_ns,
+            seed,
+        }
+    }
+
+    /// A worker: run `function` for each call it is sent.
+    pub(crate) fn worker(function: &str) -> Request {
+        Request {
+            protocol: super::PROTOCOL,
+            role: Role::Worker,
+            call: 0,
+            function: function.to_owned(),
+            args: Vec::new(),
+            barrier: false,
+            jitter_max_ns: 0,
+            seed: 0,
+        }
+    }
+
+    /// A service's keeper: keep the server `spec` (an encoded `KeeperSpec`)
+    /// describes.
+    pub(crate) fn keeper(service: &str, spec: Vec<u8>) -> Request {
+        Request {
+            protocol: super::PROTOCOL,
+            role: Role::Keeper,
+            call: 0,
+            function: service.to_owned(),
+            args: spec,
+            barrier: false,
+            jitter_max_ns: 0,
+            seed: 0,
+        }
+    }
+}
+
 /// What a child reports.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Report {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::instance::{Instance, Record, read_registry};
 use crate::error::{Error, Result};
 use crate::parent::{ChildProcess, Launcher};
-use crate::protocol::{self, KeeperReport, KeeperSpec, Request, Role};
+use crate::protocol::{self, KeeperReport, KeeperSpec, Request};
 use crate::sys::{self, Open};
 
 /// How long a keeper has to exit after its channel ended: its server's
@@ -53,19 +53,11 @@ impl Keeper {
                         source,
                     })?;
             let mut channel = File::from(channel);
-            let request = Request {
-                protocol: protocol::PROTOCOL,
-                role: Role::Keeper,
-                call: 0,
-                function: spec.service.clone(),
-                args: protocol::encode(&spec).map_err(|message| Error::Encode {
-                    function: "a keeper's request",
-                    message,
-                })?,
-                barrier: false,
-                jitter_max_ns: 0,
-                seed: 0,
-            };
+            let encoded = protocol::encode(&spec).map_err(|message| Error::Encode {
+                function: "a keeper's request",
+                message,
+            })?;
+            let request = Request::keeper(&spec.service, encoded);
             protocol::write_frame(&mut channel, &request)
                 .map_err(io("sending a keeper its request"))?;
             Ok((process, channel))
