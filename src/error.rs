@@ -73,6 +73,21 @@ pub enum Error {
         /// What is wrong with it, with its owner and mode.
         problem: String,
     },
+    /// A replayed schedule ([`Options::replay`](crate::Options::replay))
+    /// met another step than it recorded: the program differs from the
+    /// recording, or has nondeterminism outside its steps. The children
+    /// were killed.
+    ScheduleDiverged {
+        /// The passage (from 0) where it went another way.
+        position: usize,
+        /// The child the recording let go there.
+        child: usize,
+        /// The step the recording had that child at.
+        expected: String,
+        /// The step the child was at instead; `None` when it was at none
+        /// (it had ended, or was still running).
+        seen: Option<String>,
+    },
     /// The children planned at once do not fit a limit of this system (open
     /// descriptors, processes, the cgroup's pids); nothing was started. The
     /// message names the limit and how to lift it.
@@ -222,6 +237,23 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Limit(message) => write!(f, "{message}"),
+            Error::ScheduleDiverged {
+                position,
+                child,
+                expected,
+                seen,
+            } => {
+                let seen = match seen {
+                    Some(step) => format!("it was at step `{step}`"),
+                    None => "it was at no step (it had ended, or never got there)".to_owned(),
+                };
+                write!(
+                    f,
+                    "the replay went another way at passage {position}: the recording let child \
+                     {child} go on from step `{expected}`, but {seen}; the program differs from \
+                     the recording, or has nondeterminism outside the steps"
+                )
+            }
             Error::WorkerStart {
                 worker,
                 pid,

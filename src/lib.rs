@@ -145,6 +145,7 @@ mod call;
 mod flaky;
 mod hunt;
 mod load;
+mod schedule;
 pub mod services;
 
 pub use call::{Batch, BatchOutcomes, Handle, Options};
@@ -153,11 +154,12 @@ pub use error::{Error, Result};
 pub use hunt::{Hunt, HuntFailure, HuntSummary, Run};
 pub use load::{Latency, Leak, LeakKind, Load, LoadReport, WorkerFigures};
 pub use outcome::{
-    Captured, CheckpointTiming, Exit, Outcome, Outcomes, RoundStages, RunResult, Spread, Stages,
-    Status, Timeline, Timings,
+    Captured, CheckpointTiming, Exit, Outcome, Outcomes, RoundStages, RunResult, Schedule, Spread,
+    Stages, Status, Timeline, Timings,
 };
 pub use parent::Release;
 pub use registry::Function;
+pub use schedule::Strategy;
 pub use stampede_macros::flaky;
 /// ```no_run
 /// use serde::{Deserialize, Serialize};
@@ -302,6 +304,35 @@ pub fn checkpoint() {
 /// ```
 pub fn arrive() {
     child::arrive();
+}
+
+/// A named step, inside a registered function: in a scheduled run
+/// ([`Options::strategy`], [`Options::replay`]) the child tells the parent
+/// it is here and waits for its word, so that between two steps exactly one
+/// child runs, in an order the parent chooses and can repeat. In any other
+/// run (and outside a child) it returns at once, so one function serves
+/// both. A function's start and its return are steps too (`start`, `end`).
+///
+/// Put a step between the operations whose interleaving matters: after a
+/// read and before the write that depends on it.
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn claim(db: std::path::PathBuf) -> bool {
+///     # let free = true;
+///     // SELECT: is the ticket free?
+///     stampede::step("after-select");
+///     // UPDATE: take it
+///     # free
+/// }
+/// ```
+///
+/// # Panics
+///
+/// In a scheduled run, when `name` is empty or has whitespace (it is
+/// written in the schedule's text).
+pub fn step(name: &str) {
+    child::step(name);
 }
 
 /// Whether this process is a child started by stampede.

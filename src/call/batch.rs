@@ -281,6 +281,7 @@ impl BatchOutcomes {
             items,
             seed: self.seed,
             rounds: self.rounds.clone(),
+            schedule: None,
         }
     }
 }
@@ -314,6 +315,13 @@ impl Options {
     ///
     /// As [`call_concurrently`](crate::call_concurrently), for any call of the batch.
     pub fn run(&self, batch: &Batch) -> Result<BatchOutcomes> {
+        if self.strategy.is_some() || self.replay.is_some() {
+            return Err(Error::InvalidOptions(
+                "a scheduled run (`strategy`, `replay`) is made by `call_concurrently`; a \
+                 Batch's children are not scheduled"
+                    .into(),
+            ));
+        }
         let plan = Plan::new(self)?;
         let jobs = batch
             .calls()?

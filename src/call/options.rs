@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use super::plan::{self, Plan};
 use crate::error::Result;
-use crate::outcome::{Outcomes, RunResult};
+use crate::outcome::{Outcomes, RunResult, Schedule};
 use crate::parent::{Release, Trigger};
 use crate::registry::Function;
+use crate::schedule::Strategy;
 
 /// Settings for a call. Start from [`Options::new`] (the defaults), change
 /// what you need, end with [`call_concurrently`](Options::call_concurrently)
@@ -37,6 +38,8 @@ pub struct Options {
     pub(crate) result_limit: usize,
     pub(crate) release: Release,
     pub(crate) on_checkpoint: Option<Trigger>,
+    pub(crate) strategy: Option<Strategy>,
+    pub(crate) replay: Option<String>,
 }
 
 impl fmt::Debug for Options {
@@ -58,6 +61,8 @@ impl fmt::Debug for Options {
             .field("result_limit", &self.result_limit)
             .field("checkpoint_release", &self.release)
             .field("on_checkpoint", &Callback(self.on_checkpoint.is_some()))
+            .field("strategy", &self.strategy)
+            .field("replay", &self.replay)
             .finish()
     }
 }
@@ -75,6 +80,8 @@ impl Default for Options {
             result_limit: 256 << 20,
             release: Release::all(),
             on_checkpoint: None,
+            strategy: None,
+            replay: None,
         }
     }
 }
@@ -331,6 +338,58 @@ impl Options {
                 .collect(),
             seed: plan.reported_seed(),
             rounds: run.rounds,
+            schedule: run.passages.map(|passages| Schedule::new(n, passages)),
         })
+    }
+
+    /// Schedules the run: each child reports its steps (its start, each
+    /// [`step`](crate::step), its return) and waits there; whenever no
+    /// child runs, the parent lets one go on, picked by `strategy`, so
+    /// between two steps exactly one child runs and the interleaving does
+    /// not depend on the machine's load. The run's
+    /// [`schedule`](Outcomes::schedule) says what happened and replays it.
+    ///
+    /// With `STAMPEDE_REPLAY` set to a schedule's text, a scheduled run
+    /// replays that schedule instead: a failing test reruns unchanged,
+    /// `STAMPEDE_REPLAY='v1 n=2 …' cargo test the_test`.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }
+    /// let outcomes = stampede::Options::new()
+    ///     .strategy(stampede::Strategy::random())
+    ///     .call_concurrently(2, claim, ())?;
+    /// if outcomes.values().filter(|won| **won).count() != 1 {
+    ///     panic!("{outcomes}"); // the report ends with the schedule that replays it
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// Replays a schedule: the text a scheduled run's
+    /// [`schedule`](Outcomes::schedule) printed (`v1 n=2 0:start …`). The
+    /// children go on from their steps in exactly that order; a child found
+    /// at another step than recorded ends the run with
+    /// [`Error::ScheduleDiverged`](crate::Error::ScheduleDiverged), which
+    /// names the passage, the child and both steps.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }
+    /// let outcomes = stampede::Options::new()
+    ///     .replay("v1 n=2 0:start 1:start 1:after-select 0:after-select 0:end 1:end")
+    ///     .call_concurrently(2, claim, ())?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The call fails with [`Error::InvalidOptions`](crate::Error::InvalidOptions)
+    /// when the text is not a schedule, or is one for another number of
+    /// children.
+    pub fn replay(mut self, schedule: &str) -> Self {
+        self.replay = Some(schedule.to_owned());
+        self
     }
 }

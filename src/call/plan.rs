@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 
 use super::Options;
 use crate::error::{Error, Result};
+use crate::outcome::Schedule;
 use crate::outcome::{Outcome, Status};
-use crate::parent::{self, Job, Release, Settings};
+use crate::parent::{self, Job, Release, Scheduling, Settings};
 use crate::protocol::{self, Request};
 use crate::registry;
 
@@ -23,7 +24,13 @@ pub(crate) struct Plan<'a> {
     options: &'a Options,
     seed: u64,
     call: u64,
+    /// A scheduled run's recording to replay (`None`: a strategy picks),
+    /// or `None` for a run that is not scheduled.
+    scheduled: Option<Option<Schedule>>,
 }
+
+/// The variable whose schedule a scheduled run replays.
+pub(crate) const REPLAY_VAR: &str = "STAMPEDE_REPLAY";
 
 impl<'a> Plan<'a> {
     /// # Errors
@@ -53,10 +60,40 @@ impl<'a> Plan<'a> {
                 )));
             }
         }
+        let scheduled = if options.strategy.is_some() || options.replay.is_some() {
+            let refuse = |option: &str| {
+                Err(Error::InvalidOptions(format!(
+                    "{option} cannot go with a scheduled run (`strategy`, `replay`): the \
+                     parent starts every child at once and lets one go at a time"
+                )))
+            };
+            if options.max_concurrent.is_some() {
+                return refuse("max_concurrent");
+            }
+            if options.on_checkpoint.is_some() || options.release != Release::all() {
+                return refuse("on_checkpoint or checkpoint_release");
+            }
+            let from_env = || {
+                std::env::var(REPLAY_VAR)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            };
+            let text = options.replay.clone().or_else(from_env);
+            let replay = text
+                .map(|text| {
+                    text.parse::<Schedule>()
+                        .map_err(|e| Error::InvalidOptions(format!("the schedule to replay: {e}")))
+                })
+                .transpose()?;
+            Some(replay)
+        } else {
+            None
+        };
         Ok(Plan {
             options,
             seed: options.seed.unwrap_or_else(crate::seed::fresh),
             call: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
+            scheduled,
         })
     }
 
@@ -66,9 +103,10 @@ impl<'a> Plan<'a> {
             self.call,
             function,
             Arc::unwrap_or_clone(args),
-            self.options.barrier,
+            self.options.barrier && self.scheduled.is_none(),
             u64::try_from(self.options.jitter.as_nanos()).unwrap_or(u64::MAX),
             self.seed,
+            self.scheduled.is_some(),
         );
         let request = protocol::frame(&request)
             .map(Arc::new)
@@ -79,6 +117,17 @@ impl<'a> Plan<'a> {
     /// Runs `count` children over `jobs` (child `i` runs `jobs[i % len]`).
     pub(crate) fn run(&self, jobs: &[Job], count: usize) -> Result<parent::Run> {
         let o = self.options;
+        let scheduling = match &self.scheduled {
+            None => None,
+            Some(None) => Some(Scheduling::Random { seed: self.seed }),
+            Some(Some(replay)) if replay.children() != count => {
+                return Err(Error::InvalidOptions(format!(
+                    "the schedule to replay is for {} children, this call has {count}",
+                    replay.children()
+                )));
+            }
+            Some(Some(replay)) => Some(Scheduling::Replay(replay.passages().to_vec())),
+        };
         let settings = Settings {
             timeout: o.timeout,
             barrier: o.barrier,
@@ -88,6 +137,7 @@ impl<'a> Plan<'a> {
             result_limit: o.result_limit,
             release: o.release,
             on_checkpoint: o.on_checkpoint.clone(),
+            scheduling,
         };
         parent::run(&settings, jobs, count, self.call)
     }

@@ -10,6 +10,10 @@ use super::checkpoint::{self, CallState};
 use crate::protocol::{ChildResult, Report, Request};
 use crate::{panic, registry, seed, sys};
 
+/// The names of the steps a scheduled child reports around its function.
+pub(crate) const START_STEP: &str = "start";
+pub(crate) const END_STEP: &str = "end";
+
 /// Reports that the call could not even start, with the reason.
 pub(super) fn refuse(channel: &mut Channel, call: u64, reason: String) -> io::Result<()> {
     let now = sys::monotonic_ns();
@@ -47,7 +51,7 @@ pub(super) fn serve(
         call,
         at_ns: sys::monotonic_ns(),
     })?;
-    if request.barrier {
+    if request.barrier && !request.steps {
         wait(&gate, 1)?;
     }
     let jitter_ns = seed::jitter_ns(request.seed, index, request.jitter_max_ns);
@@ -61,10 +65,22 @@ pub(super) fn serve(
         jitter_ns,
         round: 0,
         passed_ns: Vec::new(),
+        steps: request.steps,
     });
+    // In a scheduled run, the start and the return are steps too: the
+    // parent decides when the function begins and when its end goes out.
+    let step = |name: &str| {
+        checkpoint::with_state(|state| {
+            if state.steps {
+                checkpoint::wait_for_go(state, name);
+            }
+        });
+    };
+    step(START_STEP);
     let started_ns = sys::monotonic_ns();
     let outcome = panic::catch(false, prepared);
     let finished_ns = sys::monotonic_ns();
+    step(END_STEP);
     let (mut channel, passed_ns) = checkpoint::end();
     let result = match outcome {
         Ok(Ok(bytes)) => ChildResult::Returned(bytes),

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::Channel;
 use super::call::{sleep_ns, wait};
-use crate::protocol::Report;
+use crate::protocol::{Order, Report};
 use crate::sys;
 
 /// The running call's channel and gate, so that checkpoints can report on
@@ -22,6 +22,8 @@ pub(super) struct CallState {
     pub round: u32,
     /// When the function went on from each round reached, in order.
     pub passed_ns: Vec<u64>,
+    /// A scheduled run: each step waits for the parent's word.
+    pub steps: bool,
 }
 
 static STATE: Mutex<Option<CallState>> = Mutex::new(None);
@@ -61,6 +63,54 @@ fn report(waits: bool) -> Option<(File, u32, u64)> {
     }
     let gate = state.gate.try_clone().ok()?;
     Some((gate, state.round, state.jitter_ns))
+}
+
+/// The child's side of `stampede::step(name)`: in a scheduled run, reports
+/// the step and waits for the parent's `Go`; anywhere else, nothing.
+pub(crate) fn step(name: &str) {
+    let mut guard = lock();
+    let Some(state) = guard.as_mut().filter(|s| s.steps) else {
+        return;
+    };
+    if let Err(problem) = check_step_name(name) {
+        drop(guard);
+        panic!("stampede::step({name:?}): {problem}");
+    }
+    wait_for_go(state, name);
+}
+
+/// Whether `name` can stand in a schedule's text (`<child>:<name>`).
+pub(super) fn check_step_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        Err("a step's name is not empty and has no spaces (it is written in the schedule's text)")
+    } else {
+        Ok(())
+    }
+}
+
+/// Reports step `name` and waits for the parent's word to go on. If the
+/// parent is gone, the death signal ends this process; an error here only
+/// means there is nobody left to wait for.
+pub(super) fn wait_for_go(state: &mut CallState, name: &str) {
+    let report = Report::Step {
+        call: state.call,
+        name: name.to_owned(),
+        at_ns: sys::monotonic_ns(),
+    };
+    if state.channel.send(&report).is_err() {
+        return;
+    }
+    match state.channel.receive::<Order>() {
+        Ok(Order::Go) => {}
+        // The parent is gone, or sent something else: nothing can be
+        // scheduled any more; the process ends with its group.
+        _ => sys::die_with_group(),
+    }
+}
+
+/// Runs `f` with the running call's state, if there is one.
+pub(super) fn with_state<T>(f: impl FnOnce(&mut CallState) -> T) -> Option<T> {
+    lock().as_mut().map(f)
 }
 
 /// The child's side of `stampede::checkpoint()`.

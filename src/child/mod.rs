@@ -14,7 +14,7 @@ mod worker;
 use std::fs::File;
 use std::io::{self, Write};
 
-pub(crate) use checkpoint::{arrive, checkpoint};
+pub(crate) use checkpoint::{arrive, checkpoint, step};
 
 use crate::protocol::{self, FrameReader, Report, Request, Role};
 use crate::{entry, sys};

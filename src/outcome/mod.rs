@@ -5,12 +5,14 @@ use std::time::Duration;
 
 mod assertions;
 mod report;
+mod schedule;
 mod stages;
 mod timeline;
 
 pub(crate) use report::{
     children_list, summary, write_report, write_seed, write_stream, write_timeline,
 };
+pub use schedule::Schedule;
 pub(crate) use stages::{Round, human};
 pub use stages::{RoundStages, Spread, Stages};
 pub use timeline::Timeline;
@@ -468,12 +470,35 @@ pub struct Outcomes<R> {
     pub(crate) seed: Option<u64>,
     /// What the parent did at each gate round (0: the start barrier).
     pub(crate) rounds: Vec<Round>,
+    /// A scheduled run's schedule.
+    pub(crate) schedule: Option<Schedule>,
 }
 
 impl<R> Outcomes<R> {
     /// How many children ran.
     pub fn len(&self) -> usize {
         self.items.len()
+    }
+
+    /// A scheduled run's schedule ([`Options::strategy`](crate::Options::strategy)):
+    /// which child went on from which step, in order. Its `Display` is the
+    /// line [`Options::replay`](crate::Options::replay) takes. `None` for a
+    /// run that was not scheduled.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { true }
+    /// let outcomes = stampede::Options::new()
+    ///     .strategy(stampede::Strategy::random())
+    ///     .call_concurrently(2, claim, ())?;
+    /// let schedule = outcomes.schedule().unwrap().to_string();
+    /// let again = stampede::Options::new()
+    ///     .replay(&schedule)
+    ///     .call_concurrently(2, claim, ())?;
+    /// assert_eq!(again.schedule(), outcomes.schedule());
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn schedule(&self) -> Option<&Schedule> {
+        self.schedule.as_ref()
     }
 
     /// Whether no child ran (`n == 0`).

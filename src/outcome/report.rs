@@ -86,7 +86,15 @@ impl<R> fmt::Display for Outcome<R> {
 /// that did not return, with its output.
 impl<R> fmt::Display for Outcomes<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_report(f, self.items.iter(), self.seed, &self.rounds)
+        write_report(f, self.items.iter(), self.seed, &self.rounds)?;
+        if let Some(schedule) = &self.schedule {
+            writeln!(
+                f,
+                "schedule: {schedule}\n  replay it with `Options::replay(\"{schedule}\")`, or \
+                 rerun the test unchanged with STAMPEDE_REPLAY='{schedule}'"
+            )?;
+        }
+        Ok(())
     }
 }
 

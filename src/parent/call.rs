@@ -4,6 +4,7 @@
 //! lets the round go (running the trigger first); a deadline per child
 //! (see `phase`); an outcome per child, in order.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::capture::Stream;
@@ -13,12 +14,13 @@ use super::launcher::Launcher;
 use super::phase::{self, Clocked, Due, Kill, Phase};
 use super::process::Life;
 use super::release::{self, Release, Step};
+use super::schedule::{Chooser, Diverged};
 use super::{Job, Run, Settings, exit_of, limits, status_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::outcome::{CheckpointTiming, Exit, Outcome, Round, Status, Timings, children_list};
 use crate::panic;
-use crate::protocol::{ChildResult, Report};
+use crate::protocol::{self, ChildResult, Order, Report};
 use crate::sys;
 
 /// Runs `count` children, child `i` running `jobs[i % jobs.len()]`, and
@@ -30,6 +32,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         return Ok(Run {
             outcomes: Vec::new(),
             rounds: Vec::new(),
+            passages: None,
         });
     }
     let limit = settings.max_concurrent.unwrap_or(count).clamp(1, count);
@@ -42,7 +45,9 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         ))
     })?;
     done.resize_with(count, || None);
-    let gate = Gate::new(settings.barrier).map_err(|source| Error::Io {
+    // A scheduled run's children wait at their steps, not at the gate.
+    let barrier = settings.barrier && settings.scheduling.is_none();
+    let gate = Gate::new(barrier).map_err(|source| Error::Io {
         context: "creating the start barrier",
         source,
     })?;
@@ -60,13 +65,30 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         rounds: Vec::new(),
         done,
         next: 0,
+        chooser: settings.scheduling.clone().map(Chooser::new),
+        passages: Vec::new(),
+        go: Arc::new(
+            protocol::frame(&Order::Go).map_err(|message| Error::Encode {
+                function: "a scheduled child's word to go on",
+                message,
+            })?,
+        ),
     };
     engine::run(&mut run, "waiting for children")?;
+    if let Some(left) = run
+        .chooser
+        .as_ref()
+        .and_then(|c| c.left_over(run.passages.len()))
+    {
+        return Err(diverged(left));
+    }
     let CallRun {
         gate,
         origin,
         done,
         rounds,
+        chooser,
+        passages,
         ..
     } = run;
     let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
@@ -92,7 +114,11 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
             outcome
         })
         .collect();
-    Ok(Run { outcomes, rounds })
+    Ok(Run {
+        outcomes,
+        rounds,
+        passages: chooser.map(|_| passages),
+    })
 }
 
 /// A concurrent call in progress.
@@ -114,6 +140,11 @@ struct CallRun<'a> {
     done: Vec<Option<Outcome<Vec<u8>>>>,
     /// The next child to start.
     next: usize,
+    /// A scheduled run's policy, the passages so far, and the frame that
+    /// lets a held child go on.
+    chooser: Option<Chooser>,
+    passages: Vec<(usize, String)>,
+    go: Arc<Vec<u8>>,
 }
 
 impl Role for CallRun<'_> {
@@ -143,6 +174,7 @@ impl Role for CallRun<'_> {
                 i += 1;
             }
         }
+        self.let_one_go()?;
         if self.live.is_empty() {
             return Ok(if self.next == self.count {
                 Next::Done
@@ -165,7 +197,8 @@ impl Role for CallRun<'_> {
     }
 
     fn take(&mut self, at: usize, report: Report, now: u64) {
-        if let Some((round, at_ns)) = self.live[at].take(report, self.call, now) {
+        let scheduled = self.chooser.is_some();
+        if let Some((round, at_ns)) = self.live[at].take(report, self.call, now, scheduled) {
             self.gate.arrived(round, at_ns);
         }
     }
@@ -224,6 +257,45 @@ impl Role for CallRun<'_> {
 }
 
 impl CallRun<'_> {
+    /// In a scheduled run, when no child runs, lets the one the policy
+    /// picks go on from its step: between two steps exactly one child
+    /// runs. A replay that meets another step than recorded ends the run.
+    fn let_one_go(&mut self) -> Result<()> {
+        let Some(chooser) = &mut self.chooser else {
+            return Ok(());
+        };
+        let running = self.live.iter().any(|c| {
+            c.at_step.is_none()
+                && c.done.is_none()
+                && c.clocked.killed().is_none()
+                && c.live.process.is_running()
+        });
+        if running || self.next < self.count {
+            return Ok(());
+        }
+        let mut held: Vec<(usize, &str)> = self
+            .live
+            .iter()
+            .filter_map(|c| Some((c.index, c.at_step.as_deref()?)))
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        held.sort_unstable();
+        let index = chooser
+            .choose(self.passages.len(), &held)
+            .map_err(diverged)?;
+        let child = self
+            .live
+            .iter_mut()
+            .find(|c| c.index == index)
+            .expect("a held child was chosen");
+        let step = child.at_step.take().expect("a held child was chosen");
+        child.live.conversation.send(self.go.clone());
+        self.passages.push((index, step));
+        Ok(())
+    }
+
     /// Releases every round the policy allows, running the trigger before
     /// each checkpoint round, or fails the next round when its deadline
     /// passed. Returns when time next matters to the gate.
@@ -430,6 +502,16 @@ fn waiting_note(
     ))
 }
 
+/// The error of a replay that went another way than its recording.
+fn diverged(d: Diverged) -> Error {
+    Error::ScheduleDiverged {
+        position: d.position,
+        child: d.child,
+        expected: d.expected,
+        seen: d.seen,
+    }
+}
+
 /// One live child and everything known about it.
 struct Child {
     index: usize,
@@ -446,6 +528,8 @@ struct Child {
     notes: Vec<String>,
     /// Why it was killed at a checkpoint round that failed its policy.
     failure: Option<String>,
+    /// In a scheduled run: the step it waits at for the parent's word.
+    at_step: Option<String>,
 }
 
 impl Child {
@@ -477,6 +561,7 @@ impl Child {
             done: None,
             notes: Vec::new(),
             failure: None,
+            at_step: None,
         })
     }
 
@@ -495,7 +580,7 @@ impl Child {
 
     /// Takes one report; one out of order breaks the conversation. Returns
     /// a checkpoint arrival as `(round, at_ns)`.
-    fn take(&mut self, report: Report, call: u64, now: u64) -> Option<(u32, u64)> {
+    fn take(&mut self, report: Report, call: u64, now: u64, scheduled: bool) -> Option<(u32, u64)> {
         if report.call() != call {
             let reason = format!("the child sent a report for another call: {report:?}");
             self.live.conversation.break_off(reason);
@@ -507,6 +592,12 @@ impl Child {
                 self.reached = Some(0);
                 self.clocked.enter(Phase::Ready);
                 return Some((0, at_ns));
+            }
+            Report::Step { name, .. }
+                if scheduled && self.done.is_none() && self.at_step.is_none() =>
+            {
+                self.at_step = Some(name);
+                self.clocked.enter(Phase::Running);
             }
             Report::Checkpoint { round, at_ns, .. }
                 if self.done.is_none() && self.reached.is_some_and(|r| round == r + 1) =>

@@ -24,9 +24,11 @@ mod phase;
 mod pool;
 mod process;
 mod release;
+mod schedule;
 
 pub(crate) use pool::{CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSummary, run_pool};
 pub use release::Release;
+pub(crate) use schedule::Scheduling;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -52,6 +54,9 @@ pub(crate) struct Settings {
     pub release: Release,
     /// Runs before each checkpoint round is released.
     pub on_checkpoint: Option<Trigger>,
+    /// A scheduled run: every child is held at its steps, one goes at a
+    /// time, as this says.
+    pub scheduling: Option<Scheduling>,
 }
 
 /// A callback the parent runs before it releases a checkpoint round: `Err`
@@ -63,6 +68,8 @@ pub(crate) type Trigger = Arc<dyn Fn() -> std::result::Result<(), String> + Send
 pub(crate) struct Run {
     pub outcomes: Vec<Outcome<Vec<u8>>>,
     pub rounds: Vec<Round>,
+    /// A scheduled run's passages, in order: `(child, step)`.
+    pub passages: Option<Vec<(usize, String)>>,
 }
 
 /// One child to run: the function's name and its framed request (shared by

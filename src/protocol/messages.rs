@@ -35,6 +35,8 @@ pub(crate) enum Order {
     },
     /// Exit now.
     Stop,
+    /// A scheduled child's word to go on from the step it reported.
+    Go,
 }
 
 /// How much a worker holds after a call: open descriptors, threads,
@@ -119,6 +121,9 @@ pub(crate) struct Request {
     /// Upper bound of the random delay after each release, in nanoseconds.
     pub jitter_max_ns: u64,
     pub seed: u64,
+    /// A scheduled run: the child reports each step (its start,
+    /// `stampede::step`, its return) and waits for the parent's `Go`.
+    pub steps: bool,
 }
 
 impl Request {
@@ -132,6 +137,7 @@ impl Request {
         barrier: bool,
         jitter_max_ns: u64,
         seed: u64,
+        steps: bool,
     ) -> Request {
         Request {
             protocol: super::PROTOCOL,
@@ -142,6 +148,7 @@ impl Request {
             barrier,
             jitter_max_ns,
             seed,
+            steps,
         }
     }
 
@@ -156,6 +163,7 @@ impl Request {
             barrier: false,
             jitter_max_ns: 0,
             seed: 0,
+            steps: false,
         }
     }
 
@@ -171,6 +179,7 @@ impl Request {
             barrier: false,
             jitter_max_ns: 0,
             seed: 0,
+            steps: false,
         }
     }
 }
@@ -180,6 +189,8 @@ impl Request {
 pub(crate) enum Report {
     /// Arguments decoded; waiting at the start barrier.
     Ready { call: u64, at_ns: u64 },
+    /// In a scheduled run: at step `name`, waiting for the parent's `Go`.
+    Step { call: u64, name: String, at_ns: u64 },
     /// The function reached `stampede::checkpoint()` (`waits`) or
     /// `stampede::arrive()` for the `round`-th time (from 1).
     Checkpoint {
@@ -209,6 +220,7 @@ impl Report {
         match self {
             Report::Ready { call, .. }
             | Report::Checkpoint { call, .. }
+            | Report::Step { call, .. }
             | Report::Done { call, .. } => *call,
         }
     }

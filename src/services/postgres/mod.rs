@@ -102,12 +102,12 @@ impl Postgres {
     ///
     /// # Errors
     ///
-    /// [`Error::ServiceNotFound`] when PostgreSQL's programs are missing;
-    /// [`Error::ServiceStart`] when the server exits during start or is
-    /// not ready in time (with the end of its log); [`Error::ServiceDied`]
+    /// [`Error::ServiceNotFound`](crate::Error::ServiceNotFound) when PostgreSQL's programs are missing;
+    /// [`Error::ServiceStart`](crate::Error::ServiceStart) when the server exits during start or is
+    /// not ready in time (with the end of its log); [`Error::ServiceDied`](crate::Error::ServiceDied)
     /// when the cluster died since the last fixture;
-    /// [`Error::ServiceUnreachable`] when `STAMPEDE_POSTGRES_URL` is set
-    /// and nothing answers there; [`Error::MissingEntry`] without
+    /// [`Error::ServiceUnreachable`](crate::Error::ServiceUnreachable) when `STAMPEDE_POSTGRES_URL` is set
+    /// and nothing answers there; [`Error::MissingEntry`](crate::Error::MissingEntry) without
     /// `stampede::entry!()` or `stampede::init()` (the keeper needs it).
     pub fn start() -> Result<Postgres> {
         PostgresBuilder::default().start()
@@ -164,8 +164,8 @@ impl Postgres {
     ///
     /// # Errors
     ///
-    /// [`Error::ServiceDied`] when the server is gone;
-    /// [`Error::ServiceCommand`] when the server refuses.
+    /// [`Error::ServiceDied`](crate::Error::ServiceDied) when the server is gone;
+    /// [`Error::ServiceCommand`](crate::Error::ServiceCommand) when the server refuses.
     pub fn reset(&self) -> Result<()> {
         let _one_at_a_time = self.resetting.lock().unwrap_or_else(|e| e.into_inner());
         self.cluster.check()?;
@@ -279,7 +279,7 @@ impl PostgresBuilder {
     /// (`stampede_tpl_<hash>`). The script runs as `psql -f` runs a file:
     /// each statement in its own transaction unless it says `BEGIN`, and
     /// the first error fails the fixture's start with
-    /// [`Error::ServiceCommand`].
+    /// [`Error::ServiceCommand`](crate::Error::ServiceCommand).
     ///
     /// ```no_run
     /// let pg = stampede::services::Postgres::builder()
