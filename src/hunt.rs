@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::call::Options;
 use crate::error::Error;
 use crate::outcome::RunResult;
+use crate::schedule::Strategy;
 use crate::{panic, seed};
 
 /// A loop that runs a concurrent scenario until it fails, up to a number of
@@ -64,6 +65,7 @@ pub struct Hunt {
     budget: Option<Duration>,
     progress_every: Duration,
     seed: Option<u64>,
+    strategy: Option<Strategy>,
 }
 
 /// How often a hunt reports progress unless told otherwise.
@@ -87,6 +89,7 @@ impl Hunt {
             budget: None,
             progress_every: DEFAULT_PROGRESS,
             seed: None,
+            strategy: None,
         }
     }
 
@@ -150,6 +153,27 @@ impl Hunt {
         self
     }
 
+    /// Schedules every run: [`Run::options`] carries `strategy`
+    /// ([`Options::strategy`]), so each run's children go on from their
+    /// steps one at a time, and a failure's report prints the schedule
+    /// that replays it. With [`Strategy::exhaustive`] the hunt also ends,
+    /// passed, once every schedule within the preemption bound has run.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }
+    /// let summary = stampede::Hunt::runs(1000)
+    ///     .strategy(stampede::Strategy::pct(3))
+    ///     .run(|run| {
+    ///         let outcomes = run.options().call_concurrently(4, claim, ())?;
+    ///         outcomes.assert_exactly_one(|won| *won);
+    ///         Ok::<(), stampede::Error>(())
+    ///     });
+    /// ```
+    pub fn strategy(mut self, strategy: Strategy) -> Hunt {
+        self.strategy = Some(strategy);
+        self
+    }
+
     /// Runs `scenario` once per run until a run fails or a limit is reached.
     ///
     /// # Errors
@@ -191,11 +215,13 @@ impl Hunt {
                     elapsed: began.elapsed(),
                     seed: hunt_seed,
                     budget_spent,
+                    exhausted: None,
                 });
             }
             let run = Run {
                 number,
                 seed: run_seed(hunt_seed, number),
+                strategy: self.strategy.clone(),
             };
             if let Err((message, location, panicked)) = run_once(&mut scenario, &run) {
                 return Err(HuntFailure(Box::new(Failed {
@@ -211,6 +237,15 @@ impl Hunt {
                 })));
             }
             passed = number;
+            if let Some((_, bound)) = self.strategy.as_ref().and_then(Strategy::exhausted) {
+                return Ok(HuntSummary {
+                    runs: passed,
+                    elapsed: began.elapsed(),
+                    seed: hunt_seed,
+                    budget_spent: false,
+                    exhausted: Some(bound),
+                });
+            }
             if !self.progress_every.is_zero() && last_progress.elapsed() >= self.progress_every {
                 last_progress = Instant::now();
                 let line = format!(
@@ -255,6 +290,7 @@ impl Hunt {
 pub struct Run {
     number: u64,
     seed: u64,
+    strategy: Option<Strategy>,
 }
 
 impl Run {
@@ -272,7 +308,11 @@ impl Run {
     /// [`jitter`](Options::jitter) and the delays of every run are
     /// reproducible from the seeds in a failure report.
     pub fn options(&self) -> Options {
-        Options::new().seed(self.seed)
+        let options = Options::new().seed(self.seed);
+        match &self.strategy {
+            Some(strategy) => options.strategy(strategy.clone()),
+            None => options,
+        }
     }
 }
 
@@ -295,6 +335,9 @@ pub struct HuntSummary {
     elapsed: Duration,
     seed: u64,
     budget_spent: bool,
+    /// An exhaustive search ended it: every schedule within this many
+    /// preemptions ran.
+    exhausted: Option<usize>,
 }
 
 impl HuntSummary {
@@ -326,6 +369,9 @@ impl fmt::Display for HuntSummary {
         )?;
         if self.budget_spent {
             write!(f, " (time budget spent)")?;
+        }
+        if let Some(bound) = self.exhausted {
+            write!(f, " (every schedule within {bound} preemptions)")?;
         }
         Ok(())
     }

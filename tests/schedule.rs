@@ -222,3 +222,100 @@ fn a_failing_schedule_reruns_unchanged_from_the_environment() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains(&format!("SCHEDULE {text}")), "{stdout}");
 }
+
+/// Two children of `increment`, one counter; the invariant: both counted.
+fn lost_update_scenario(counter: &Path, run: &stampede::Run) -> Result<(), String> {
+    std::fs::write(counter, "0").unwrap();
+    let outcomes = run
+        .options()
+        .call_concurrently(2, increment, counter.to_path_buf())
+        .map_err(|e| e.to_string())?;
+    outcomes.assert_all_returned();
+    let total = std::fs::read_to_string(counter).unwrap();
+    if total == "2" {
+        Ok(())
+    } else {
+        Err(format!("the counter is {total}, not 2\n{outcomes}"))
+    }
+}
+
+/// The schedule line of a failure's message.
+fn schedule_in(message: &str) -> String {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix("schedule: "))
+        .unwrap_or_else(|| panic!("no schedule in: {message}"))
+        .to_owned()
+}
+
+#[test]
+fn an_exhaustive_hunt_finds_the_lost_update_and_its_schedule_replays_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter");
+    let failure = stampede::Hunt::runs(50)
+        .strategy(Strategy::exhaustive())
+        .run(|run| lost_update_scenario(&counter, run))
+        .expect_err("the search reaches the schedule where both read first");
+    // Depth first from the serial order: child 0 alone to its end passes
+    // (run 1); the next path lets child 1 start as soon as 0 has read.
+    assert!(failure.run().is_some_and(|r| r <= 6), "{failure}");
+    let schedule = schedule_in(&failure.to_string());
+    std::fs::write(&counter, "0").unwrap();
+    Options::new()
+        .replay(&schedule)
+        .call_concurrently(2, increment, counter.clone())
+        .unwrap()
+        .assert_all_returned();
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap(),
+        "1",
+        "{schedule}"
+    );
+}
+
+#[stampede::function]
+fn no_steps() {}
+
+#[test]
+fn an_exhaustive_hunt_of_a_correct_program_ends_when_every_schedule_ran() {
+    // Two children that only start and end: the 6 orders of 0,0,1,1, all
+    // within 2 preemptions; with 0, the 2 serial ones.
+    for (bound, expected) in [(2, 6), (0, 2)] {
+        let summary = stampede::Hunt::runs(100)
+            .strategy(Strategy::exhaustive().preemption_bound(bound))
+            .run(|run| {
+                run.options()
+                    .call_concurrently(2, no_steps, ())?
+                    .assert_all_returned();
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+        assert_eq!(summary.runs(), expected, "bound {bound}: {summary}");
+        assert!(
+            summary
+                .to_string()
+                .ends_with(&format!("(every schedule within {bound} preemptions)")),
+            "{summary}"
+        );
+    }
+}
+
+#[test]
+fn a_pct_hunt_finds_the_lost_update_the_same_way_for_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter");
+    let hunt = |seed| {
+        stampede::Hunt::runs(200)
+            .seed(seed)
+            .strategy(Strategy::pct(2))
+            .run(|run| lost_update_scenario(&counter, run))
+            .expect_err("PCT finds a depth-2 bug in 200 runs")
+    };
+    let first = hunt(3);
+    let again = hunt(3);
+    assert_eq!(first.run(), again.run(), "{first}");
+    assert_eq!(
+        schedule_in(&first.to_string()),
+        schedule_in(&again.to_string())
+    );
+}

@@ -330,6 +330,12 @@ impl Options {
         let function = plan::checked_name(&f)?;
         let job = plan.job(function, plan::encode_args(function, &args)?)?;
         let run = plan.run(&[job], n)?;
+        if let (Some(strategy), Some(passages), None) =
+            (&self.strategy, &run.passages, &self.replay)
+        {
+            let chosen: Vec<usize> = passages.iter().map(|(child, _)| *child).collect();
+            strategy.observe(&chosen, &run.held);
+        }
         Ok(Outcomes {
             items: run
                 .outcomes

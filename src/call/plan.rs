@@ -119,7 +119,10 @@ impl<'a> Plan<'a> {
         let o = self.options;
         let scheduling = match &self.scheduled {
             None => None,
-            Some(None) => Some(Scheduling::Random { seed: self.seed }),
+            Some(None) => match &o.strategy {
+                Some(strategy) => Some(strategy.scheduling(self.seed, count)?),
+                None => Some(Scheduling::Random { seed: self.seed }),
+            },
             Some(Some(replay)) if replay.children() != count => {
                 return Err(Error::InvalidOptions(format!(
                     "the schedule to replay is for {} children, this call has {count}",

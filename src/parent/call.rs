@@ -33,6 +33,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
             outcomes: Vec::new(),
             rounds: Vec::new(),
             passages: None,
+            held: Vec::new(),
         });
     }
     let limit = settings.max_concurrent.unwrap_or(count).clamp(1, count);
@@ -67,6 +68,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         next: 0,
         chooser: settings.scheduling.clone().map(Chooser::new),
         passages: Vec::new(),
+        choices: Vec::new(),
         go: Arc::new(
             protocol::frame(&Order::Go).map_err(|message| Error::Encode {
                 function: "a scheduled child's word to go on",
@@ -89,6 +91,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         rounds,
         chooser,
         passages,
+        choices,
         ..
     } = run;
     let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
@@ -118,6 +121,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         outcomes,
         rounds,
         passages: chooser.map(|_| passages),
+        held: choices,
     })
 }
 
@@ -144,6 +148,7 @@ struct CallRun<'a> {
     /// lets a held child go on.
     chooser: Option<Chooser>,
     passages: Vec<(usize, String)>,
+    choices: Vec<Vec<usize>>,
     go: Arc<Vec<u8>>,
 }
 
@@ -285,6 +290,7 @@ impl CallRun<'_> {
         let index = chooser
             .choose(self.passages.len(), &held)
             .map_err(diverged)?;
+        let choices: Vec<usize> = held.iter().map(|&(c, _)| c).collect();
         let child = self
             .live
             .iter_mut()
@@ -293,6 +299,7 @@ impl CallRun<'_> {
         let step = child.at_step.take().expect("a held child was chosen");
         child.live.conversation.send(self.go.clone());
         self.passages.push((index, step));
+        self.choices.push(choices);
         Ok(())
     }
 

@@ -70,6 +70,9 @@ pub(crate) struct Run {
     pub rounds: Vec<Round>,
     /// A scheduled run's passages, in order: `(child, step)`.
     pub passages: Option<Vec<(usize, String)>>,
+    /// For each passage, the children that were held then (in index
+    /// order): the choices there were.
+    pub held: Vec<Vec<usize>>,
 }
 
 /// One child to run: the function's name and its framed request (shared by

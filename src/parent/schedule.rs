@@ -10,6 +10,21 @@ pub(crate) enum Scheduling {
     Random { seed: u64 },
     /// The passages of a recorded schedule, in order: `(child, step)`.
     Replay(Vec<(usize, String)>),
+    /// Probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010):
+    /// random distinct priorities, the highest-priority held child goes
+    /// on; at `depth - 1` passages drawn among the first `steps`, the child
+    /// about to go drops below every other. A bug of depth `d` is found
+    /// with probability at least 1 / (n · steps^(d-1)) per run.
+    Pct {
+        seed: u64,
+        depth: usize,
+        steps: usize,
+        children: usize,
+    },
+    /// These children at the first passages, then the child that went
+    /// last while it is held (no preemption), else the lowest held one:
+    /// one path of a systematic search.
+    Follow(Vec<usize>),
 }
 
 /// A replay that found another step than recorded.
@@ -26,20 +41,63 @@ pub(crate) struct Diverged {
 /// The policy of one run.
 pub(crate) struct Chooser {
     scheduling: Scheduling,
-    /// xorshift64* state, for `Random`.
+    /// xorshift64* state, for `Random` and `Pct`.
     state: u64,
+    /// `Pct`: each child's priority (higher goes first), and the passages
+    /// (1-based) at which the child about to go drops to priority `i + 1`,
+    /// below every starting priority.
+    priorities: Vec<usize>,
+    change_points: Vec<usize>,
+    /// The child that went on last.
+    last: Option<usize>,
 }
 
 impl Chooser {
     pub(crate) fn new(scheduling: Scheduling) -> Chooser {
-        let state = match &scheduling {
-            Scheduling::Random { seed } => seed ^ 0x9e37_79b9_7f4a_7c15,
-            Scheduling::Replay(_) => 0,
+        let seed = match &scheduling {
+            Scheduling::Random { seed } | Scheduling::Pct { seed, .. } => *seed,
+            Scheduling::Replay(_) | Scheduling::Follow(_) => 0,
         };
-        Chooser {
+        let mut chooser = Chooser {
             scheduling,
-            state: state.max(1),
+            state: (seed ^ 0x9e37_79b9_7f4a_7c15).max(1),
+            priorities: Vec::new(),
+            change_points: Vec::new(),
+            last: None,
+        };
+        if let Scheduling::Pct {
+            depth,
+            steps,
+            children,
+            ..
+        } = chooser.scheduling
+        {
+            // Starting priorities depth..depth+n, shuffled (Fisher-Yates);
+            // distinct change points among 1..=steps.
+            let mut priorities: Vec<usize> = (depth..depth + children).collect();
+            for i in (1..priorities.len()).rev() {
+                let j = (chooser.draw() % (i as u64 + 1)) as usize;
+                priorities.swap(i, j);
+            }
+            chooser.priorities = priorities;
+            let steps = steps.max(1);
+            let mut points = Vec::new();
+            while points.len() + 1 < depth && points.len() < steps {
+                let point = 1 + (chooser.draw() % steps as u64) as usize;
+                if !points.contains(&point) {
+                    points.push(point);
+                }
+            }
+            chooser.change_points = points;
         }
+        chooser
+    }
+
+    fn draw(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
     /// Which child goes on at passage `position`, among `held` (each held
@@ -49,14 +107,43 @@ impl Chooser {
         position: usize,
         held: &[(usize, &str)],
     ) -> Result<usize, Diverged> {
+        let chosen = self.pick(position, held)?;
+        self.last = Some(chosen);
+        Ok(chosen)
+    }
+
+    fn pick(&mut self, position: usize, held: &[(usize, &str)]) -> Result<usize, Diverged> {
         match &self.scheduling {
             Scheduling::Random { .. } => {
-                self.state ^= self.state >> 12;
-                self.state ^= self.state << 25;
-                self.state ^= self.state >> 27;
-                let draw = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                let draw = self.draw();
                 Ok(held[(draw % held.len() as u64) as usize].0)
             }
+            Scheduling::Pct { .. } => {
+                let highest = |priorities: &[usize]| {
+                    held.iter()
+                        .map(|&(c, _)| c)
+                        .max_by_key(|&c| priorities.get(c).copied().unwrap_or(0))
+                        .expect("a held child")
+                };
+                let mut chosen = highest(&self.priorities);
+                if let Some(i) = self.change_points.iter().position(|&p| p == position + 1) {
+                    if let Some(priority) = self.priorities.get_mut(chosen) {
+                        *priority = i + 1;
+                    }
+                    chosen = highest(&self.priorities);
+                }
+                Ok(chosen)
+            }
+            Scheduling::Follow(prefix) => match prefix.get(position) {
+                Some(&child) if held.iter().any(|&(c, _)| c == child) => Ok(child),
+                Some(&child) => Err(Diverged {
+                    position,
+                    child,
+                    expected: "a step (an earlier run of the search had it at one)".to_owned(),
+                    seen: None,
+                }),
+                None => Ok(default_choice(self.last, held)),
+            },
             Scheduling::Replay(passages) => {
                 let Some((child, expected)) = passages.get(position) else {
                     // The recording ended while children still wait: the
@@ -98,8 +185,17 @@ impl Chooser {
                     seen: None,
                 })
             }
-            Scheduling::Random { .. } => None,
+            _ => None,
         }
+    }
+}
+
+/// The choice that preempts nobody: the child that went on last while it
+/// is held, else the lowest held one.
+pub(crate) fn default_choice(last: Option<usize>, held: &[(usize, &str)]) -> usize {
+    match last {
+        Some(last) if held.iter().any(|&(c, _)| c == last) => last,
+        _ => held[0].0,
     }
 }
 
@@ -142,6 +238,56 @@ mod tests {
         );
         assert_eq!(chooser.left_over(3), None);
         assert_eq!(chooser.left_over(2).unwrap().expected, "after-select");
+    }
+
+    #[test]
+    fn pct_runs_the_highest_priority_and_drops_it_at_a_change_point() {
+        // Depth 1: no change point; the same child goes first while held.
+        let mut chooser = Chooser::new(Scheduling::Pct {
+            seed: 5,
+            depth: 1,
+            steps: 10,
+            children: 3,
+        });
+        let held = [(0, "s"), (1, "s"), (2, "s")];
+        let first = chooser.choose(0, &held).unwrap();
+        assert_eq!(chooser.choose(1, &held).unwrap(), first);
+        let others: Vec<(usize, &str)> =
+            held.iter().copied().filter(|&(c, _)| c != first).collect();
+        let second = chooser.choose(2, &others).unwrap();
+        assert_ne!(second, first);
+        // Depth 2, one change point among 1..=1: at passage 1 the leader
+        // drops below everyone, so another child goes first.
+        let leader = Chooser::new(Scheduling::Pct {
+            seed: 5,
+            depth: 1,
+            steps: 1,
+            children: 3,
+        })
+        .choose(0, &held)
+        .unwrap();
+        let mut dropping = Chooser::new(Scheduling::Pct {
+            seed: 5,
+            depth: 2,
+            steps: 1,
+            children: 3,
+        });
+        assert_eq!(dropping.change_points, [1]);
+        assert_ne!(dropping.choose(0, &held).unwrap(), leader);
+    }
+
+    #[test]
+    fn a_search_path_follows_its_prefix_then_preempts_nobody() {
+        let mut chooser = Chooser::new(Scheduling::Follow(vec![2, 0]));
+        let held = [(0, "s"), (1, "s"), (2, "s")];
+        assert_eq!(chooser.choose(0, &held), Ok(2));
+        assert_eq!(chooser.choose(1, &held), Ok(0));
+        // Past the prefix: the last child again while it is held…
+        assert_eq!(chooser.choose(2, &held), Ok(0));
+        // …else the lowest held child.
+        assert_eq!(chooser.choose(3, &[(1, "s"), (2, "s")]), Ok(1));
+        let mut lost = Chooser::new(Scheduling::Follow(vec![1]));
+        assert_eq!(lost.choose(0, &[(0, "s")]).unwrap_err().child, 1);
     }
 
     #[test]
