@@ -319,3 +319,65 @@ fn a_pct_hunt_finds_the_lost_update_the_same_way_for_a_seed() {
         schedule_in(&again.to_string())
     );
 }
+
+/// Takes an exclusive lock on `path` (a file lock, which no server
+/// reports), holds it across a step, lets it go.
+#[stampede::function]
+fn lock_across_a_step(path: PathBuf) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(&path).unwrap();
+    stampede::step("before-lock");
+    // SAFETY: flock on a descriptor this function owns.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    stampede::step("locked");
+    drop(file);
+}
+
+#[test]
+fn a_child_blocked_by_a_held_one_is_taken_as_blocked_and_replayed_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lock");
+    std::fs::write(&path, "").unwrap();
+    // Child 0 takes the lock and is held at `locked`; child 1 is let go
+    // at `before-lock` and blocks on it. Without the rule, the run would
+    // wait for child 1 until its timeout.
+    let text =
+        "v1 n=2 0:start 0:before-lock 1:start 1:before-lock 1:! 0:locked 0:end 1:locked 1:end";
+    let began = std::time::Instant::now();
+    let outcomes = Options::new()
+        .replay(text)
+        .timeout(std::time::Duration::from_secs(20))
+        .call_concurrently(2, lock_across_a_step, path.clone())
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), text);
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(15),
+        "waited for a timeout: {:?}",
+        began.elapsed()
+    );
+    // A strategy that meets the same block records it the same way.
+    let found = stampede::Hunt::runs(100)
+        .strategy(Strategy::exhaustive())
+        .run(|run| {
+            let outcomes = run
+                .options()
+                .timeout(std::time::Duration::from_secs(20))
+                .call_concurrently(2, lock_across_a_step, path.clone())
+                .map_err(|e| e.to_string())?;
+            outcomes.assert_all_returned();
+            let schedule = outcomes.schedule().unwrap().to_string();
+            if schedule.contains(":!") {
+                return Err(schedule);
+            }
+            Ok(())
+        })
+        .expect_err("the search reaches a child blocked by the lock");
+    let schedule = found.message().to_owned();
+    let replayed = Options::new()
+        .replay(&schedule)
+        .call_concurrently(2, lock_across_a_step, path.clone())
+        .unwrap();
+    replayed.assert_all_returned();
+    assert_eq!(replayed.schedule().unwrap().to_string(), schedule);
+}

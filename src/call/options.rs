@@ -333,7 +333,12 @@ impl Options {
         if let (Some(strategy), Some(passages), None) =
             (&self.strategy, &run.passages, &self.replay)
         {
-            let chosen: Vec<usize> = passages.iter().map(|(child, _)| *child).collect();
+            // The choices a strategy made; a child taken as blocked was none.
+            let chosen: Vec<usize> = passages
+                .iter()
+                .filter(|(_, step)| step != crate::parent::BLOCKED)
+                .map(|(child, _)| *child)
+                .collect();
             strategy.observe(&chosen, &run.held);
         }
         Ok(Outcomes {

@@ -81,8 +81,11 @@ pub(crate) fn step(name: &str) {
 
 /// Whether `name` can stand in a schedule's text (`<child>:<name>`).
 pub(super) fn check_step_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.chars().any(char::is_whitespace) {
-        Err("a step's name is not empty and has no spaces (it is written in the schedule's text)")
+    if name.is_empty() || name.chars().any(char::is_whitespace) || name.starts_with('!') {
+        Err(
+            "a step's name is not empty, has no spaces and does not start with `!` (it is \
+             written in the schedule's text, where `!` marks a blocked child)",
+        )
     } else {
         Ok(())
     }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::capture::Stream;
-use super::engine::{self, Live, Next, Role};
+use super::engine::{self, Live, Next, Role, nanos};
 use super::gate::{AtGate, Gate};
 use super::launcher::Launcher;
 use super::phase::{self, Clocked, Due, Kill, Phase};
 use super::process::Life;
 use super::release::{self, Release, Step};
-use super::schedule::{Chooser, Diverged};
+use super::schedule::{BLOCKED, Chooser, Diverged};
 use super::{Job, Run, Settings, exit_of, limits, status_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -179,7 +179,7 @@ impl Role for CallRun<'_> {
                 i += 1;
             }
         }
-        self.let_one_go()?;
+        let schedule_wake = self.let_one_go(now)?;
         if self.live.is_empty() {
             return Ok(if self.next == self.count {
                 Next::Done
@@ -188,9 +188,10 @@ impl Role for CallRun<'_> {
             });
         }
         let children = self.live.iter().map(|c| c.clocked.next_wake());
-        Ok(Next::Wait(
-            children.fold(gate_wake.unwrap_or(u64::MAX), u64::min),
-        ))
+        let first = gate_wake
+            .unwrap_or(u64::MAX)
+            .min(schedule_wake.unwrap_or(u64::MAX));
+        Ok(Next::Wait(children.fold(first, u64::min)))
     }
 
     fn positions(&self) -> usize {
@@ -264,43 +265,88 @@ impl Role for CallRun<'_> {
 impl CallRun<'_> {
     /// In a scheduled run, when no child runs, lets the one the policy
     /// picks go on from its step: between two steps exactly one child
-    /// runs. A replay that meets another step than recorded ends the run.
-    fn let_one_go(&mut self) -> Result<()> {
+    /// runs. A child let go that has not reached its next step within
+    /// [`BLOCK_WAIT`], with all its threads asleep, is taken as blocked (by
+    /// a lock a held child keeps, say): the schedule records `<child>:!`
+    /// and another goes on, so a lock held across a step never hangs the
+    /// run, and a replay makes the same decision at the same place. A
+    /// replay that meets another step than recorded ends the run. Returns
+    /// when time next matters to this rule.
+    fn let_one_go(&mut self, now: u64) -> Result<Option<u64>> {
         let Some(chooser) = &mut self.chooser else {
-            return Ok(());
+            return Ok(None);
         };
-        let running = self.live.iter().any(|c| {
-            c.at_step.is_none()
-                && c.done.is_none()
-                && c.clocked.killed().is_none()
-                && c.live.process.is_running()
-        });
-        if running || self.next < self.count {
-            return Ok(());
+        if self.next < self.count {
+            return Ok(None);
         }
-        let mut held: Vec<(usize, &str)> = self
-            .live
-            .iter()
-            .filter_map(|c| Some((c.index, c.at_step.as_deref()?)))
-            .collect();
-        if held.is_empty() {
-            return Ok(());
+        loop {
+            let position = self.passages.len();
+            let running = self.live.iter().position(Child::runs);
+            let any_held = self.live.iter().any(|c| c.at_step.is_some());
+            let due = |c: &Child| {
+                c.released_ns
+                    .map_or(now, |at| at.saturating_add(nanos(BLOCK_WAIT)))
+            };
+            if let Some(expected) = chooser.expects_blocked(position) {
+                // The recording took this child as blocked here.
+                let Some(child) = self.live.iter_mut().find(|c| c.index == expected) else {
+                    return Err(diverged(chooser.blocked_diverged(position, None)));
+                };
+                if child.at_step.is_some() || !child.runs() || child.released_ns.is_none() {
+                    let seen = child.at_step.clone();
+                    return Err(diverged(chooser.blocked_diverged(position, seen)));
+                }
+                if now < due(child) {
+                    return Ok(Some(due(child)));
+                }
+                child.blocked = true;
+                self.passages.push((expected, BLOCKED.to_owned()));
+                continue;
+            }
+            if let Some(at) = running {
+                let child = &mut self.live[at];
+                // A child before its first step is starting, not blocked.
+                if child.released_ns.is_none() {
+                    return Ok(None);
+                }
+                if !any_held || chooser.is_replay() {
+                    return Ok(any_held.then(|| due(child)));
+                }
+                if now < due(child) || !sys::threads_asleep(child.live.process.pid()) {
+                    return Ok(Some(
+                        due(child).max(now.saturating_add(nanos(BLOCK_WAIT) / 4)),
+                    ));
+                }
+                child.blocked = true;
+                self.passages.push((child.index, BLOCKED.to_owned()));
+                continue;
+            }
+            let mut held: Vec<(usize, &str)> = self
+                .live
+                .iter()
+                .filter_map(|c| Some((c.index, c.at_step.as_deref()?)))
+                .collect();
+            if held.is_empty() {
+                return Ok(None);
+            }
+            held.sort_unstable();
+            let index = chooser.choose(position, &held).map_err(diverged)?;
+            let choices: Vec<usize> = held.iter().map(|&(c, _)| c).collect();
+            let child = self
+                .live
+                .iter_mut()
+                .find(|c| c.index == index)
+                .expect("a held child was chosen");
+            let step = child.at_step.take().expect("a held child was chosen");
+            child.released_ns = Some(now);
+            child.live.conversation.send(self.go.clone());
+            self.passages.push((index, step));
+            // While others are held, time matters again: the child let go
+            // may block on one of them.
+            let others_held = choices.len() > 1;
+            self.choices.push(choices);
+            return Ok(others_held.then(|| now.saturating_add(nanos(BLOCK_WAIT))));
         }
-        held.sort_unstable();
-        let index = chooser
-            .choose(self.passages.len(), &held)
-            .map_err(diverged)?;
-        let choices: Vec<usize> = held.iter().map(|&(c, _)| c).collect();
-        let child = self
-            .live
-            .iter_mut()
-            .find(|c| c.index == index)
-            .expect("a held child was chosen");
-        let step = child.at_step.take().expect("a held child was chosen");
-        child.live.conversation.send(self.go.clone());
-        self.passages.push((index, step));
-        self.choices.push(choices);
-        Ok(())
     }
 
     /// Releases every round the policy allows, running the trigger before
@@ -509,6 +555,10 @@ fn waiting_note(
     ))
 }
 
+/// How long a child let go from a step may take to reach its next one,
+/// all its threads asleep, before it counts as blocked by a held child.
+const BLOCK_WAIT: Duration = Duration::from_millis(25);
+
 /// The error of a replay that went another way than its recording.
 fn diverged(d: Diverged) -> Error {
     Error::ScheduleDiverged {
@@ -535,8 +585,12 @@ struct Child {
     notes: Vec<String>,
     /// Why it was killed at a checkpoint round that failed its policy.
     failure: Option<String>,
-    /// In a scheduled run: the step it waits at for the parent's word.
+    /// In a scheduled run: the step it waits at for the parent's word,
+    /// when it was last let go from one, and whether it was taken as
+    /// blocked since.
     at_step: Option<String>,
+    released_ns: Option<u64>,
+    blocked: bool,
 }
 
 impl Child {
@@ -569,6 +623,8 @@ impl Child {
             notes: Vec::new(),
             failure: None,
             at_step: None,
+            released_ns: None,
+            blocked: false,
         })
     }
 
@@ -604,6 +660,7 @@ impl Child {
                 if scheduled && self.done.is_none() && self.at_step.is_none() =>
             {
                 self.at_step = Some(name);
+                self.blocked = false;
                 self.clocked.enter(Phase::Running);
             }
             Report::Checkpoint { round, at_ns, .. }
@@ -630,6 +687,16 @@ impl Child {
                 .break_off(format!("the child sent an unexpected report: {other:?}")),
         }
         None
+    }
+
+    /// In a scheduled run: whether it runs (let go from a step, not at
+    /// another, not ended, not taken as blocked).
+    fn runs(&self) -> bool {
+        self.at_step.is_none()
+            && !self.blocked
+            && self.done.is_none()
+            && self.clocked.killed().is_none()
+            && self.live.process.is_running()
     }
 
     /// Once it ended, its phase says so.

@@ -28,7 +28,7 @@ mod schedule;
 
 pub(crate) use pool::{CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSummary, run_pool};
 pub use release::Release;
-pub(crate) use schedule::Scheduling;
+pub(crate) use schedule::{BLOCKED, Scheduling};
 
 use std::ffi::OsString;
 use std::sync::Arc;

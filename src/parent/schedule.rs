@@ -3,6 +3,9 @@
 //! runs, asks the [`Chooser`] which held child goes on; so between two
 //! steps exactly one child runs.
 
+/// The step name a schedule records for a child taken as blocked.
+pub(crate) const BLOCKED: &str = "!";
+
 /// How a scheduled run picks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scheduling {
@@ -171,6 +174,34 @@ impl Chooser {
                     })
                 }
             }
+        }
+    }
+
+    /// Whether this run replays a recording.
+    pub(crate) fn is_replay(&self) -> bool {
+        matches!(self.scheduling, Scheduling::Replay(_))
+    }
+
+    /// The child a replay's recording took as blocked at `position`, if
+    /// it did there (its passage `<child>:!`).
+    pub(crate) fn expects_blocked(&self, position: usize) -> Option<usize> {
+        match &self.scheduling {
+            Scheduling::Replay(passages) => passages
+                .get(position)
+                .filter(|(_, step)| step == BLOCKED)
+                .map(|(child, _)| *child),
+            _ => None,
+        }
+    }
+
+    /// The divergence of a replay whose child was not blocked where its
+    /// recording had it blocked: `seen` is the step it was at, if any.
+    pub(crate) fn blocked_diverged(&self, position: usize, seen: Option<String>) -> Diverged {
+        Diverged {
+            position,
+            child: self.expects_blocked(position).unwrap_or(0),
+            expected: format!("{BLOCKED} (blocked, short of its next step)"),
+            seen,
         }
     }
 

@@ -127,6 +127,29 @@ pub(crate) fn socket_endpoint(pid: u32, inode: u64) -> Option<String> {
         .map(|cols| format!("unix {}", cols.get(7).map_or("(unnamed)", String::as_str)))
 }
 
+/// Whether every thread of process `pid` is asleep (waiting on a lock, a
+/// socket, a timer), none running or ready to run: a process that lacks
+/// only CPU is not blocked. `false` when it cannot be read.
+pub(crate) fn threads_asleep(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+            return false;
+        };
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if !matches!(state, Some('S' | 'D')) {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// Whether a process of process group `pgid` holds a socket listening on
 /// TCP `port` (IPv4 or IPv6, any local address): the one that answers
 /// there is the group's, not another user's who took the port first.
