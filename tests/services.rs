@@ -431,7 +431,8 @@ fn a_reused_server_gets_a_fresh_database_per_fixture() {
 #[ignore = "a server for another test"]
 fn echo_server() {
     let port: u16 = std::env::var("ECHO_PORT").unwrap().parse().unwrap();
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let host = std::env::var("ECHO_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let listener = std::net::TcpListener::bind((host.as_str(), port)).unwrap();
     for stream in listener.incoming() {
         let mut stream = stream.unwrap();
         let mut buf = [0u8; 64];
@@ -482,6 +483,25 @@ fn a_port_someone_else_listens_on_does_not_make_a_server_ready() {
         matches!(err, Error::ServiceStart { ref reason, .. } if reason.contains("not ready after 1500 ms")),
         "{err}"
     );
+}
+
+/// Bug: the port counted as the server's when the server listened on it
+/// at another address (`::1`) while another user held `127.0.0.1` there.
+#[test]
+fn a_server_listening_at_another_address_than_the_squatter_is_not_ready() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let exe = std::env::current_exe().unwrap();
+    let err = Server::new(&exe)
+        .args(["echo_server", "--exact", "--ignored", "--nocapture"])
+        .env("ECHO_PORT", port.to_string())
+        .env("ECHO_HOST", "::1")
+        .ready(Ready::Port(port))
+        .ready_timeout(Duration::from_millis(1500))
+        .start()
+        .err()
+        .expect("the port at 127.0.0.1 is the squatter's");
+    assert!(matches!(err, Error::ServiceStart { .. }), "{err}");
 }
 
 /// Bug: a server run as another user (PostgreSQL as `postgres`, for a root

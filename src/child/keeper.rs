@@ -67,7 +67,7 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
     // with a damaged registry, `stampede-services down` still proves the
     // keeper and its server its own by that.
     std::env::set_current_dir(&spec.dir)?;
-    record(spec, "keeper", sys::getpid());
+    let _ = record(spec, "keeper", sys::getpid());
     let mut server = match start_server(spec) {
         Ok(server) => server,
         Err(e) => {
@@ -75,7 +75,7 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
             return report(channel, &failed(spec, reason));
         }
     };
-    record(spec, "server", server.id());
+    let server_identity = record(spec, "server", server.id());
     let end = match wait_ready(channel, spec, &mut server) {
         Ok(()) => {
             report(
@@ -97,7 +97,9 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
     sys::signal_group(server.id(), sys::SIGKILL);
     // A server stopped cleanly has removed its segments; one that was
     // killed has not. Before reaping it, while its pid is still its own.
-    sys::remove_shared_memory_of(server.id(), true);
+    if let Some(server) = &server_identity {
+        sys::remove_shared_memory_of(server, true);
+    }
     let _ = server.wait();
     Ok(())
 }
@@ -156,7 +158,7 @@ fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> R
 fn is_ready(spec: &KeeperSpec, server: u32) -> bool {
     match &spec.ready {
         Readiness::Tcp(address) => address.parse().is_ok_and(|address: SocketAddr| {
-            sys::group_listens_on(server, address.port())
+            sys::group_listens_on(server, address)
                 && std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100))
                     .is_ok()
         }),
@@ -239,14 +241,13 @@ fn report(channel: &mut Channel, report: &KeeperReport) -> io::Result<()> {
 /// Appends a line naming process `pid` to the registry, for the sweep
 /// ([`protocol::registry_line`]). Called once the process runs its own
 /// program: `spawn` returns after the `exec`.
-fn record(spec: &KeeperSpec, what: &str, pid: u32) {
-    let Some(me) = sys::identity_of(pid) else {
-        return;
-    };
+fn record(spec: &KeeperSpec, what: &str, pid: u32) -> Option<sys::Identity> {
+    let me = sys::identity_of(pid)?;
     let line = protocol::registry_line(what, me.pid, me.start, me.uid, &me.exe);
     if let Ok(mut file) = sys::open_no_follow(Path::new(&spec.registry), Open::Append(0o600)) {
         let _ = file.write_all(line.as_bytes());
     }
+    Some(me)
 }
 
 /// The last lines of the server's log.

@@ -77,7 +77,7 @@ fn locked() -> Result<(PathBuf, PathBuf, File)> {
     let base = private_dir::base(Place::Detached)?;
     let path = base.join(format!("{UP}.lock"));
     let lock = sys::open_no_follow(&path, Open::Keep(0o600))
-        .and_then(|lock| sys::lock_exclusive(&lock).map(|()| lock))
+        .and_then(|lock| sys::lock_exclusive(&lock, Duration::from_secs(60)).map(|()| lock))
         .map_err(|source| Error::Path {
             context: "locking stampede-services' state",
             path,

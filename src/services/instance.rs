@@ -328,8 +328,8 @@ impl Record {
     pub(crate) fn kill_servers(&self) {
         for server in &self.servers {
             let killed = server.signal(sys::SIGKILL, "server");
-            if killed || !server.alive() {
-                sys::remove_shared_memory_of(server.pid, killed);
+            if let (true, Some(proof)) = (killed || !server.alive(), &server.proof) {
+                sys::remove_shared_memory_of(proof, killed);
             }
         }
     }

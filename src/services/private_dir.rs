@@ -342,11 +342,24 @@ pub(crate) fn cache_root() -> Result<PathBuf> {
         .filter(|parent| parent.is_absolute());
     if let Some(parent) = preferred {
         let root = parent.join("stampede");
-        let made = fs::create_dir_all(&parent)
-            .map(|()| check_ancestors(&parent).and_then(|()| ensure(&root, 0o700)));
+        // Judged before anything is made in it, and again once made.
+        let existing = parent
+            .ancestors()
+            .find(|a| fs::symlink_metadata(a).is_ok())
+            .unwrap_or(Path::new("/"));
+        let made = check_ancestors(existing)
+            .and_then(|()| {
+                fs::create_dir_all(&parent).map_err(|source| Error::Path {
+                    context: "creating the cache's parent",
+                    path: parent.clone(),
+                    source,
+                })
+            })
+            .and_then(|()| check_ancestors(&parent))
+            .and_then(|()| ensure(&root, 0o700));
         match made {
-            Ok(Ok(())) => return Ok(root),
-            Ok(Err(e @ Error::UnsafeDirectory { .. })) => {
+            Ok(()) => return Ok(root),
+            Err(e @ Error::UnsafeDirectory { .. }) => {
                 note(&format!(
                     "not using the cache in {}: {e}; using one in stampede's base",
                     parent.display()

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::install::{cached_data_dir, server_user};
-use super::psql::{psql, psql_script};
+use super::psql::{Psql, psql, psql_script};
 use super::{SUPERUSER, reuse, url};
 use crate::error::{Error, Result};
 use crate::services::instance;
@@ -31,7 +31,7 @@ pub(super) struct Cluster {
     /// The URL fixtures' URLs are made from: over TCP, with the password,
     /// for a TCP cluster; else the same as `admin_url`.
     pub(super) client_url: String,
-    pub(super) psql: PathBuf,
+    pub(super) psql: Psql,
     /// `None` when reused.
     pub(super) running: Option<Running>,
     /// The templates built from `template_sql` scripts: (hash of the

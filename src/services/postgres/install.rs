@@ -112,7 +112,7 @@ pub(super) fn cached_data_dir(
     }
     let lock_path = root.join(format!("postgres-{version}.lock"));
     let lock = sys::open_no_follow(&lock_path, Open::Keep(0o600))
-        .and_then(|lock| sys::lock_exclusive(&lock).map(|()| lock))
+        .and_then(|lock| sys::lock_exclusive(&lock, CACHE_LOCK_LIMIT).map(|()| lock))
         .map_err(|source| Error::Path {
             context: "locking the cache",
             path: lock_path,
@@ -208,13 +208,42 @@ pub(super) fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Resul
     // ends when initdb's pipe to it closes).
     command.process_group(0);
     sys::kill_with_parent(&mut command);
-    match command.output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(Error::ServiceStart {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = command
+        .spawn()
+        .map_err(|e| not_found(&format!("initdb could not run: {e}")))?;
+    // A time limit: initdb runs as the server's user, who could stop it
+    // (SIGSTOP) and so hold the cache's lock, and every test, forever.
+    let group = child.id();
+    let waiting = std::thread::spawn(move || child.wait_with_output());
+    let until = std::time::Instant::now() + INITDB_LIMIT;
+    while !waiting.is_finished() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let timed_out = !waiting.is_finished();
+    if timed_out {
+        // Not reaped yet (its waiter holds it): the group is still its own.
+        sys::signal_group(group, sys::SIGKILL);
+    }
+    match waiting.join() {
+        Ok(Ok(out)) if out.status.success() && !timed_out => Ok(()),
+        Ok(Ok(out)) => Err(Error::ServiceStart {
             service: "postgres".to_owned(),
-            reason: format!("initdb failed ({})", out.status),
+            reason: if timed_out {
+                format!("initdb did not finish within {INITDB_LIMIT:?} and was killed")
+            } else {
+                format!("initdb failed ({})", out.status)
+            },
             log_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
         }),
-        Err(e) => Err(not_found(&format!("initdb could not run: {e}"))),
+        Ok(Err(e)) => Err(not_found(&format!("initdb could not be waited for: {e}"))),
+        Err(_) => Err(not_found("initdb's waiter panicked")),
     }
 }
+
+/// How long `initdb` may take (about 1 s here; 30 s on a slow disk).
+const INITDB_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How long a start waits for another process's `initdb` into the cache:
+/// its limit, and the copy after it.
+const CACHE_LOCK_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);

@@ -27,6 +27,7 @@ use super::private_dir::{self, Place};
 use crate::error::Result;
 use cluster::{Cluster, PostgresService, free_port, name_a_full_disk, new_database_name};
 use install::find_bin;
+use psql::Psql;
 
 /// The variable naming the directory of PostgreSQL's programs.
 pub const BIN_VAR: &str = "STAMPEDE_POSTGRES_BIN";
@@ -391,7 +392,10 @@ impl PostgresBuilder {
 
     fn new_cluster(&self, reuse: Option<String>) -> Result<Cluster> {
         if let Some(url) = reuse {
-            let psql = find_bin(self.bin_dir.as_deref())?.join("psql");
+            let psql = Psql {
+                path: find_bin(self.bin_dir.as_deref())?.join("psql"),
+                own: false,
+            };
             reuse::check(&psql, &url)?;
             return Ok(Cluster {
                 admin_url: url.clone(),
@@ -433,7 +437,10 @@ impl PostgresBuilder {
         let mut cluster = Cluster {
             client_url: admin_url.clone(),
             admin_url,
-            psql: bin.join("psql"),
+            psql: Psql {
+                path: bin.join("psql"),
+                own: true,
+            },
             running: Some(running),
             templates: Mutex::new(Vec::new()),
         };

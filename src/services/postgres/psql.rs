@@ -1,17 +1,38 @@
 //! Statements through `psql`, which ships with the server programs: the
 //! library needs no PostgreSQL client crate.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::url;
+use crate::sys;
+
+/// The `psql` program, and whose server it talks to.
+#[derive(Debug, Clone)]
+pub(super) struct Psql {
+    pub path: PathBuf,
+    /// A cluster of stampede's own: its socket is in a directory the
+    /// server's user owns, who could answer in the server's place, so
+    /// `psql` gets nothing of this process's environment or `~/.pgpass`
+    /// to give away (a `PGPASSWORD` of the CI job's). A reused server is
+    /// the user's: there `psql` keeps the environment, which may be how
+    /// the user reaches it.
+    pub own: bool,
+}
+
+impl Psql {
+    fn display(&self) -> std::path::Display<'_> {
+        self.path.display()
+    }
+}
 
 /// `psql` connecting to `url`, stopping at the first error. A password in
 /// the URL goes in the environment, which only this user can read, not on
 /// the command line, which every local user can.
-fn psql_command(psql: &Path, url: &str) -> Command {
+fn psql_command(psql: &Psql, url: &str) -> Command {
     let (url, password) = url::split_password(url);
-    let mut command = Command::new(psql);
+    let mut command = Command::new(&psql.path);
+    keep_secrets(&mut command, psql.own);
     command
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url])
         .env("PGCONNECT_TIMEOUT", "5");
@@ -21,9 +42,18 @@ fn psql_command(psql: &Path, url: &str) -> Command {
     command
 }
 
+/// For a cluster of stampede's own: no variable of this process (a
+/// `PGPASSWORD`, a token) and no `~/.pgpass` for the client to hand over.
+fn keep_secrets(command: &mut Command, own: bool) {
+    if own {
+        sys::environment_for_another_user(command);
+        command.env("PGPASSFILE", "/dev/null");
+    }
+}
+
 /// Runs `statements` with `psql`; its error output when it fails.
 pub(super) fn psql(
-    psql: &Path,
+    psql: &Psql,
     url: &str,
     statements: &[String],
 ) -> std::result::Result<String, String> {
@@ -44,7 +74,7 @@ pub(super) fn psql(
 
 /// Runs `script` with `psql -f -`, stopping at the first error; that
 /// error's output when it fails.
-pub(super) fn psql_script(psql: &Path, url: &str, script: &str) -> std::result::Result<(), String> {
+pub(super) fn psql_script(psql: &Psql, url: &str, script: &str) -> std::result::Result<(), String> {
     let mut child = psql_command(psql, url)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -67,5 +97,25 @@ pub(super) fn psql_script(psql: &Path, url: &str, script: &str) -> std::result::
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_of_an_own_cluster_gets_no_password_of_this_process() {
+        let env_of = |own| {
+            let mut command = Command::new("env");
+            command.env("PGPASSWORD", "the-ci-jobs-secret");
+            keep_secrets(&mut command, own);
+            String::from_utf8(command.output().unwrap().stdout).unwrap()
+        };
+        let own = env_of(true);
+        assert!(!own.contains("the-ci-jobs-secret"), "{own}");
+        assert!(own.contains("PGPASSFILE=/dev/null"), "{own}");
+        // A reused server is the user's: its client keeps what reaches it.
+        assert!(env_of(false).contains("PGPASSWORD=the-ci-jobs-secret"));
     }
 }

@@ -7,10 +7,9 @@
 //! and a counter. A sweep drops only databases of this boot whose process
 //! is gone, so runs on other machines sharing the server are left alone.
 
-use std::path::Path;
 use std::sync::Mutex;
 
-use super::psql::psql;
+use super::psql::{Psql, psql};
 use super::url::redacted;
 use crate::error::{Error, Result};
 use crate::sys;
@@ -32,7 +31,7 @@ pub(super) fn run_id() -> String {
 
 /// Checks that the server at `url` answers, then (once per process) drops
 /// the databases of gone runs.
-pub(super) fn check(psql_path: &Path, url: &str) -> Result<()> {
+pub(super) fn check(psql_path: &Psql, url: &str) -> Result<()> {
     let listed = psql(
         psql_path,
         url,

@@ -151,10 +151,26 @@ pub(crate) fn threads_asleep(pid: u32) -> bool {
 }
 
 /// Whether a process of process group `pgid` holds a socket listening on
-/// TCP `port` (IPv4 or IPv6, any local address): the one that answers
-/// there is the group's, not another user's who took the port first.
-pub(crate) fn group_listens_on(pgid: u32, port: u16) -> bool {
-    let port = format!(":{port:04X}");
+/// TCP `address`, or on its port at every address (`0.0.0.0`, `::`): the
+/// one that answers there is the group's, not another user's who took the
+/// address first (perhaps while the server bound another one).
+pub(crate) fn group_listens_on(pgid: u32, address: std::net::SocketAddr) -> bool {
+    let port = format!(":{:04X}", address.port());
+    let mut local = vec![
+        format!("00000000{port}"),
+        format!("{}{port}", "0".repeat(32)),
+    ];
+    match address.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let [a, b, c, d] = ip.octets();
+            let hex = format!("{d:02X}{c:02X}{b:02X}{a:02X}");
+            local.push(format!("{hex}{port}"));
+            local.push(format!("0000000000000000FFFF0000{hex}{port}"));
+        }
+        // An IPv6 address as /proc writes it (32-bit words in host order)
+        // is not matched exactly: its port is.
+        std::net::IpAddr::V6(_) => local.clear(),
+    }
     let mut listening: Vec<String> = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let table = fs::read_to_string(file).unwrap_or_default();
@@ -162,9 +178,13 @@ pub(crate) fn group_listens_on(pgid: u32, port: u16) -> bool {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // Column 1 is the local address, 3 the state (0A: LISTEN), 9
             // the socket's inode.
-            if let (Some(local), Some(&"0A"), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
-            {
-                if local.ends_with(&port) {
+            if let (Some(at), Some(&"0A"), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9)) {
+                let matches = if local.is_empty() {
+                    at.ends_with(&port)
+                } else {
+                    local.iter().any(|l| l.eq_ignore_ascii_case(at))
+                };
+                if matches {
                     listening.push(format!("socket:[{inode}]"));
                 }
             }

@@ -228,15 +228,20 @@ pub(crate) fn tmpfs_free_bytes(path: &Path) -> Option<u64> {
     (kind == tmpfs).then(|| free.saturating_mul(block))
 }
 
-/// Removes the System V shared memory segments process `pid` created:
-/// what a server killed with SIGKILL leaves, PostgreSQL's interlock segment
-/// among them. Only those nobody has attached, unless `attached_too` (a
-/// segment still attached goes when its last process detaches): the caller
-/// knows that `pid` is its server, not a reused pid, only while it has not
-/// been reaped. The ids of the segments removed.
-pub(crate) fn remove_shared_memory_of(pid: u32, attached_too: bool) -> Vec<i32> {
+/// Removes the System V shared memory segments the process `creator`
+/// names made: what a server killed with SIGKILL leaves, PostgreSQL's
+/// interlock segment among them. A segment counts as its only if its
+/// creator pid, creator uid and creation time (not before the process
+/// started) all fit: a segment an earlier process of that pid left (pids
+/// wrap, and another user can make them wrap) is not the server's. Only
+/// those nobody has attached, unless `attached_too` (a segment still
+/// attached goes when its last process detaches). The ids removed.
+pub(crate) fn remove_shared_memory_of(creator: &Identity, attached_too: bool) -> Vec<i32> {
     let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
-    segments_created_by(&table, pid)
+    let Some(started) = started_epoch_secs(creator.start) else {
+        return Vec::new();
+    };
+    segments_created_by(&table, creator.pid, creator.uid, started)
         .into_iter()
         .filter(|&(_, attached)| attached_too || attached == 0)
         .map(|(id, _)| id)
@@ -245,9 +250,26 @@ pub(crate) fn remove_shared_memory_of(pid: u32, attached_too: bool) -> Vec<i32> 
         .collect()
 }
 
+/// When a process that started `ticks` clock ticks after boot started, in
+/// whole seconds since the epoch (rounded down).
+fn started_epoch_secs(ticks: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0)?;
+    Some(boot + ticks / per_second)
+}
+
 /// The ids and attach counts in `/proc/sysvipc/shm`'s `table` of segments
-/// `pid` created.
-fn segments_created_by(table: &str, pid: u32) -> Vec<(i32, u64)> {
+/// process `pid` of user `uid` created at `started` (seconds since the
+/// epoch) or later.
+fn segments_created_by(table: &str, pid: u32, uid: u32, started: u64) -> Vec<(i32, u64)> {
     let mut lines = table.lines();
     let header: Vec<&str> = lines
         .next()
@@ -255,18 +277,24 @@ fn segments_created_by(table: &str, pid: u32) -> Vec<(i32, u64)> {
         .split_whitespace()
         .collect();
     let column = |name: &str| header.iter().position(|&h| h == name);
-    let (Some(id_at), Some(cpid_at), Some(nattch_at)) =
-        (column("shmid"), column("cpid"), column("nattch"))
-    else {
+    let (Some(id_at), Some(cpid_at), Some(nattch_at), Some(cuid_at), Some(ctime_at)) = (
+        column("shmid"),
+        column("cpid"),
+        column("nattch"),
+        column("cuid"),
+        column("ctime"),
+    ) else {
         return Vec::new();
     };
     lines
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let creator: u32 = fields.get(cpid_at)?.parse().ok()?;
+            let number = |at: usize| fields.get(at)?.parse::<u64>().ok();
             let id = fields.get(id_at)?.parse().ok()?;
-            let attached = fields.get(nattch_at)?.parse().ok()?;
-            (creator == pid).then_some((id, attached))
+            let ours = number(cpid_at)? == u64::from(pid)
+                && number(cuid_at)? == u64::from(uid)
+                && number(ctime_at)? >= started;
+            ours.then_some((id, number(nattch_at)?))
         })
         .collect()
 }
@@ -277,14 +305,27 @@ pub(crate) fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Takes an exclusive lock on `file`, waiting for it; released when the
-/// file is closed.
-pub(crate) fn lock_exclusive(file: &File) -> io::Result<()> {
+/// Takes an exclusive lock on `file`, waiting up to `limit` for it;
+/// released when the file is closed. An error of kind `TimedOut` when the
+/// holder kept it longer.
+pub(crate) fn lock_exclusive(file: &File, limit: std::time::Duration) -> io::Result<()> {
+    let until = std::time::Instant::now() + limit;
     loop {
         // SAFETY: flock on a descriptor the caller owns.
-        match check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other.map(drop),
+        let taken = check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) });
+        match taken {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= until {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("still held by another process after {limit:?}"),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -327,14 +368,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segments_are_found_by_their_creator() {
-        let table = "       key      shmid perms   size  cpid  lpid nattch\n\
-                     \x20   111029     163843   600     56 15159 15171      0\n\
-                     \x20 10050286      32776   600     56 25409 25413      1\n";
-        assert_eq!(segments_created_by(table, 25409), vec![(32776, 1)]);
-        assert_eq!(segments_created_by(table, 15159), vec![(163843, 0)]);
-        assert!(segments_created_by(table, 15171).is_empty());
-        assert!(segments_created_by("", 1).is_empty());
+    fn a_lock_held_elsewhere_is_waited_for_up_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let holder = File::create(&path).unwrap();
+        lock_exclusive(&holder, std::time::Duration::ZERO).unwrap();
+        let waiter = File::open(&path).unwrap();
+        let limit = std::time::Duration::from_millis(100);
+        let began = std::time::Instant::now();
+        let err = lock_exclusive(&waiter, limit).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(began.elapsed() >= limit, "gave up before its limit");
+        drop(holder);
+        lock_exclusive(&waiter, limit).unwrap();
+    }
+
+    #[test]
+    fn segments_are_found_by_their_creator_its_user_and_its_time() {
+        let table = "       key      shmid perms   size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime\n\
+                     \x20   111029     163843   600     56 15159 15171      0   101   104   101   104          0          0 1700000100\n\
+                     \x20 10050286      32776   600     56 25409 25413      1   101   104   101   104          0          0 1700000200\n\
+                     \x20 10050287      32777   600     56 25409 25413      0  1000  1000  1000  1000          0          0 1700000200\n\
+                     \x20 10050288      32778   600     56 25409 25413      0   101   104   101   104          0          0 1699999999\n";
+        assert_eq!(
+            segments_created_by(table, 25409, 101, 1_700_000_000),
+            vec![(32776, 1)]
+        );
+        assert_eq!(
+            segments_created_by(table, 15159, 101, 1_700_000_000),
+            vec![(163843, 0)]
+        );
+        // Another user's segment of the same pid, and one older than the
+        // process: a reused pid's.
+        assert!(segments_created_by(table, 25409, 1000, 1_700_000_300).is_empty());
+        assert!(segments_created_by(table, 15171, 101, 0).is_empty());
+        assert!(segments_created_by("", 1, 0, 0).is_empty());
     }
 
     #[test]
@@ -342,7 +410,23 @@ mod tests {
         // SAFETY: a private segment of one page, nothing attached.
         let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
         assert!(id >= 0, "shmget: {}", io::Error::last_os_error());
-        assert!(remove_shared_memory_of(std::process::id(), false).contains(&id));
+        let me = identity_of(std::process::id()).unwrap();
+        let before_me = Identity {
+            start: me.start.saturating_sub(1_000_000),
+            ..me.clone()
+        };
+        assert!(
+            remove_shared_memory_of(
+                &Identity {
+                    uid: me.uid + 1,
+                    ..me.clone()
+                },
+                false
+            )
+            .is_empty(),
+            "another user's"
+        );
+        assert!(remove_shared_memory_of(&before_me, false).contains(&id));
         let mut stat = MaybeUninit::<libc::shmid_ds>::zeroed();
         // SAFETY: IPC_STAT fills a buffer of its own type.
         let found = unsafe { libc::shmctl(id, libc::IPC_STAT, stat.as_mut_ptr()) };
