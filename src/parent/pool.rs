@@ -295,21 +295,9 @@ impl Pool<'_> {
         }
         // 3. Workers that ended: their call crashed; replace them.
         for slot in 0..self.slots.len() {
-            let Some(worker) = &self.slots[slot] else {
+            let Some(mut worker) = self.take_ended(slot, now) else {
                 continue;
             };
-            if worker.live.process.is_running() {
-                continue;
-            }
-            let drained = worker.live.outputs_closed();
-            let due = self.limits.due(&worker.times(), now);
-            if !drained && due != Some(WorkerDue::StopDraining) {
-                continue;
-            }
-            let mut worker = self.slots[slot].take().expect("checked above");
-            if !drained {
-                self.summary[slot].escaped.push(worker.live.process.pid());
-            }
             while !self.stopping {
                 let Some(done) = worker.take_complete(true) else {
                     break;
@@ -374,30 +362,36 @@ impl Pool<'_> {
         Ok(Some(Next::Wait(self.wake())))
     }
 
-    /// The end of a run: a worker goes once it ended and its output closed,
-    /// or the drain grace after its end ran out. A stream still open then
-    /// is held by a process that left the worker's group, which stampede
-    /// cannot kill: its summary says so.
+    /// The end of a run: every worker goes once it ended (see
+    /// [`take_ended`](Pool::take_ended)).
     fn end(&mut self, now: u64) -> Next {
         for slot in 0..self.slots.len() {
-            let Some(worker) = &self.slots[slot] else {
-                continue;
-            };
-            if worker.live.process.is_running() {
-                continue;
-            }
-            let drained = worker.live.outputs_closed();
-            if drained || self.limits.due(&worker.times(), now) == Some(WorkerDue::StopDraining) {
-                if !drained {
-                    self.summary[slot].escaped.push(worker.live.process.pid());
-                }
-                self.slots[slot] = None;
-            }
+            self.take_ended(slot, now);
         }
         if self.slots.iter().all(Option::is_none) {
             return Next::Done;
         }
         Next::Wait(self.wake())
+    }
+
+    /// The worker in `slot`, taken out once it ended and its output
+    /// closed, or the drain grace after its end ran out. A stream still
+    /// open then is held by a process that left the worker's group, which
+    /// stampede cannot kill: its summary says so.
+    fn take_ended(&mut self, slot: usize, now: u64) -> Option<Worker> {
+        let worker = self.slots[slot].as_ref()?;
+        if worker.live.process.is_running() {
+            return None;
+        }
+        let drained = worker.live.outputs_closed();
+        if !drained && self.limits.due(&worker.times(), now) != Some(WorkerDue::StopDraining) {
+            return None;
+        }
+        let worker = self.slots[slot].take()?;
+        if !drained {
+            self.summary[slot].escaped.push(worker.live.process.pid());
+        }
+        Some(worker)
     }
 
     /// When time next matters to any worker.
