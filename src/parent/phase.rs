@@ -201,6 +201,13 @@ impl WorkerLimits {
         }
     }
 
+    /// Whether a worker spawned at `spawned_ns` that said it was ready at
+    /// `ready_ns` (its clock is the parent's) was ready within its start's
+    /// limit: when the parent reads the report does not matter.
+    pub(crate) fn ready_in_time(&self, spawned_ns: u64, ready_ns: u64) -> bool {
+        ready_ns < spawned_ns.saturating_add(ns(self.start))
+    }
+
     /// What is due for a worker at `now_ns`, if anything.
     pub(crate) fn due(&self, w: &WorkerTimes, now_ns: u64) -> Option<WorkerDue> {
         self.next(w)
@@ -242,6 +249,15 @@ mod tests {
             LIMITS.due(&w, at),
             Some(WorkerDue::Kill(Kill::StartTimedOut))
         );
+        // A ready report stamped before the deadline counts, one stamped at
+        // or after it does not, whenever it is read.
+        assert!(LIMITS.ready_in_time(1_000 * MS, at - 1));
+        assert!(!LIMITS.ready_in_time(1_000 * MS, at));
+        let zero = WorkerLimits {
+            start: Duration::ZERO,
+            ..LIMITS
+        };
+        assert!(!zero.ready_in_time(1_000 * MS, 1_000 * MS + 1));
         let ready = WorkerTimes { ready: true, ..w };
         assert_eq!(
             LIMITS.next(&ready),

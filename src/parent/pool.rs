@@ -244,7 +244,7 @@ impl Role for Pool<'_> {
 
     fn take(&mut self, at: usize, report: Report, now: u64) {
         if let Some(worker) = &mut self.slots[at] {
-            worker.take(report, now);
+            worker.take(report, now, &self.limits);
         }
     }
 
@@ -527,9 +527,15 @@ impl Worker {
         }
     }
 
-    fn take(&mut self, report: Report, at_ns: u64) {
+    fn take(&mut self, report: Report, at_ns: u64, limits: &WorkerLimits) {
         match report {
-            Report::Ready { .. } if !self.ready => self.ready = true,
+            // Ready after its start's deadline is too late, however soon
+            // the parent reads it: the deadline rule kills it.
+            Report::Ready {
+                at_ns: ready_ns, ..
+            } if !self.ready => {
+                self.ready = limits.ready_in_time(self.live.spawned_ns, ready_ns);
+            }
             Report::Done {
                 call,
                 started_ns,
