@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::capture::Stream;
-use super::engine::{self, Live, Next, Role, nanos};
+use super::engine::{self, Live, Next, Role};
 use super::gate::{AtGate, Gate};
 use super::launcher::Launcher;
 use super::phase::{self, Clocked, Due, Kill, Phase};
 use super::process::Life;
 use super::release::{self, Release, Step};
-use super::schedule::{BLOCKED, Chooser, Diverged};
+use super::schedule::{self, BLOCKED, Chooser, Diverged};
 use super::{Job, Run, Settings, exit_of, limits, status_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -266,7 +266,7 @@ impl CallRun<'_> {
     /// In a scheduled run, when no child runs, lets the one the policy
     /// picks go on from its step: between two steps exactly one child
     /// runs. A child let go that has not reached its next step within
-    /// [`BLOCK_WAIT`], with all its threads asleep, is taken as blocked (by
+    /// [`schedule::BLOCK_WAIT`], with all its threads asleep, is taken as blocked (by
     /// a lock a held child keeps, say): the schedule records `<child>:!`
     /// and another goes on, so a lock held across a step never hangs the
     /// run, and a replay makes the same decision at the same place. A
@@ -283,21 +283,21 @@ impl CallRun<'_> {
             let position = self.passages.len();
             let running = self.live.iter().position(Child::runs);
             let any_held = self.live.iter().any(|c| c.at_step.is_some());
-            let due = |c: &Child| {
-                c.released_ns
-                    .map_or(now, |at| at.saturating_add(nanos(BLOCK_WAIT)))
-            };
             if let Some(expected) = chooser.expects_blocked(position) {
                 // The recording took this child as blocked here.
                 let Some(child) = self.live.iter_mut().find(|c| c.index == expected) else {
                     return Err(diverged(chooser.blocked_diverged(position, None)));
                 };
-                if child.at_step.is_some() || !child.runs() || child.released_ns.is_none() {
-                    let seen = child.at_step.clone();
-                    return Err(diverged(chooser.blocked_diverged(position, seen)));
-                }
-                if now < due(child) {
-                    return Ok(Some(due(child)));
+                let released = match child.released_ns {
+                    Some(at) if child.at_step.is_none() && child.runs() => at,
+                    _ => {
+                        let seen = child.at_step.clone();
+                        return Err(diverged(chooser.blocked_diverged(position, seen)));
+                    }
+                };
+                // As recorded: the wait alone decides.
+                if let Err(again) = schedule::blocked(released, now, || true) {
+                    return Ok(Some(again));
                 }
                 child.blocked = true;
                 self.passages.push((expected, BLOCKED.to_owned()));
@@ -306,16 +306,15 @@ impl CallRun<'_> {
             if let Some(at) = running {
                 let child = &mut self.live[at];
                 // A child before its first step is starting, not blocked.
-                if child.released_ns.is_none() {
+                let Some(released) = child.released_ns else {
                     return Ok(None);
-                }
+                };
                 if !any_held || chooser.is_replay() {
-                    return Ok(any_held.then(|| due(child)));
+                    return Ok(any_held.then(|| schedule::block_due(released)));
                 }
-                if now < due(child) || !sys::threads_asleep(child.live.process.pid()) {
-                    return Ok(Some(
-                        due(child).max(now.saturating_add(nanos(BLOCK_WAIT) / 4)),
-                    ));
+                let pid = child.live.process.pid();
+                if let Err(again) = schedule::blocked(released, now, || sys::threads_asleep(pid)) {
+                    return Ok(Some(again));
                 }
                 child.blocked = true;
                 self.passages.push((child.index, BLOCKED.to_owned()));
@@ -345,7 +344,7 @@ impl CallRun<'_> {
             // may block on one of them.
             let others_held = choices.len() > 1;
             self.choices.push(choices);
-            return Ok(others_held.then(|| now.saturating_add(nanos(BLOCK_WAIT))));
+            return Ok(others_held.then(|| schedule::block_due(now)));
         }
     }
 
@@ -554,10 +553,6 @@ fn waiting_note(
         }
     ))
 }
-
-/// How long a child let go from a step may take to reach its next one,
-/// all its threads asleep, before it counts as blocked by a held child.
-const BLOCK_WAIT: Duration = Duration::from_millis(25);
 
 /// The error of a replay that went another way than its recording.
 fn diverged(d: Diverged) -> Error {

@@ -3,8 +3,44 @@
 //! runs, asks the [`Chooser`] which held child goes on; so between two
 //! steps exactly one child runs.
 
+use std::time::Duration;
+
 /// The step name a schedule records for a child taken as blocked.
 pub(crate) const BLOCKED: &str = "!";
+
+/// How long a child let go from a step may take to reach its next one,
+/// all its threads asleep, before it counts as blocked by a held child.
+pub(crate) const BLOCK_WAIT: Duration = Duration::from_millis(25);
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// When a child let go at `released_ns` may first count as blocked.
+pub(crate) fn block_due(released_ns: u64) -> u64 {
+    released_ns.saturating_add(ns(BLOCK_WAIT))
+}
+
+/// The rule for a child let go at `released_ns` that has not reached its
+/// next step: `Ok` when at `now_ns` it counts as blocked ([`BLOCK_WAIT`]
+/// passed and `asleep()`: every thread waits, none runs or is ready to),
+/// else `Err` with when to look again. `asleep` is asked only once the
+/// wait is over (it reads `/proc`).
+pub(crate) fn blocked(
+    released_ns: u64,
+    now_ns: u64,
+    asleep: impl FnOnce() -> bool,
+) -> Result<(), u64> {
+    let due = block_due(released_ns);
+    if now_ns < due {
+        Err(due)
+    } else if asleep() {
+        Ok(())
+    } else {
+        // Lacking only CPU: look again soon.
+        Err(now_ns.saturating_add(ns(BLOCK_WAIT) / 4))
+    }
+}
 
 /// How a scheduled run picks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +355,21 @@ mod tests {
         assert_eq!(chooser.choose(3, &[(1, "s"), (2, "s")]), Ok(1));
         let mut lost = Chooser::new(Scheduling::Follow(vec![1]));
         assert_eq!(lost.choose(0, &[(0, "s")]).unwrap_err().child, 1);
+    }
+
+    #[test]
+    fn a_child_counts_as_blocked_after_the_wait_and_only_asleep() {
+        const MS: u64 = 1_000_000;
+        let due = 1_000 * MS + 25 * MS;
+        let never = || panic!("asked before the wait was over");
+        assert_eq!(blocked(1_000 * MS, due - 1, never), Err(due));
+        assert_eq!(blocked(1_000 * MS, due, || true), Ok(()));
+        assert_eq!(
+            blocked(1_000 * MS, due, || false),
+            Err(due + 25 * MS / 4),
+            "a child that lacks only CPU is looked at again a quarter wait later"
+        );
+        assert_eq!(block_due(1_000 * MS), due);
     }
 
     #[test]
