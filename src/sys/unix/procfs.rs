@@ -127,6 +127,13 @@ pub(crate) fn socket_endpoint(pid: u32, inode: u64) -> Option<String> {
         .map(|cols| format!("unix {}", cols.get(7).map_or("(unnamed)", String::as_str)))
 }
 
+/// A `/proc/<pid>/stat` line from its third field (the state) on. The
+/// command name before it may hold spaces and parentheses: it is cut at
+/// the last `)`.
+pub(crate) fn after_command(stat: &str) -> Option<&str> {
+    stat.rsplit_once(") ").map(|(_, rest)| rest)
+}
+
 /// Whether every thread of process `pid` is asleep (waiting on a lock, a
 /// socket, a timer), none running or ready to run: a process that lacks
 /// only CPU is not blocked. `false` when it cannot be read.
@@ -139,9 +146,7 @@ pub(crate) fn threads_asleep(pid: u32) -> bool {
         let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
             return false;
         };
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
+        let state = after_command(&stat).and_then(|rest| rest.chars().next());
         if !matches!(state, Some('S' | 'D')) {
             return false;
         }
@@ -197,9 +202,12 @@ pub(crate) fn group_listens_on(pgid: u32, address: std::net::SocketAddr) -> bool
         fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|stat| {
-                // After the command's closing parenthesis: state, ppid, pgrp.
-                let (_, rest) = stat.rsplit_once(") ")?;
-                rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                // From the state on: state, ppid, pgrp.
+                after_command(&stat)?
+                    .split_whitespace()
+                    .nth(2)?
+                    .parse::<u32>()
+                    .ok()
             })
             == Some(pgid)
     };

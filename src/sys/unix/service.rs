@@ -19,9 +19,7 @@ use super::check;
 /// start time name one process: a reused pid has another start time.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: cut at the last ')'.
-    let (_, rest) = stat.rsplit_once(") ")?;
-    let mut fields = rest.split_whitespace();
+    let mut fields = super::after_command(&stat)?.split_whitespace();
     if fields.next()? == "Z" {
         return None;
     }
