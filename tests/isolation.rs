@@ -106,7 +106,10 @@ fn children_hold_only_stdio_and_stampedes_descriptors() {
             "{fds:?}"
         );
         assert!(fds[3].1.starts_with("socket:"), "the channel: {fds:?}");
-        assert!(fds[4].1.starts_with("socket:"), "the gate: {fds:?}");
+        assert!(
+            fds[4].1.starts_with("/memfd:stampede-gate"),
+            "the gate: {fds:?}"
+        );
     }
     assert_eq!(
         flags() & libc::FD_CLOEXEC,

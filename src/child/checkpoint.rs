@@ -121,10 +121,12 @@ pub(crate) fn checkpoint() {
     let Some((gate, round, jitter_ns)) = report(true) else {
         return;
     };
-    let waited = wait(&gate, round as usize + 1);
-    if waited.is_ok() {
-        sleep_ns(jitter_ns);
+    if let Err(e) = wait(&gate, round + 1) {
+        // Never pass a checkpoint that was not released: the outcome says
+        // why instead.
+        panic!("stampede::checkpoint(): could not wait at the gate: {e}");
     }
+    sleep_ns(jitter_ns);
     let passed = sys::monotonic_ns();
     if let Some(state) = lock().as_mut() {
         state.passed_ns.push(passed);

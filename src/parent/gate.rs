@@ -1,9 +1,9 @@
 //! The gate every child of a call shares: the start barrier, then one round
-//! per `stampede::checkpoint()`. The parent releases round `r` by writing the
-//! socket's `r + 1`-th byte; children peek and never consume, so every child
-//! sees every byte, and children started later pass the rounds already
-//! released. A closed socket with too few bytes is the parent's death, never
-//! a release (see `sys::wait_gate`).
+//! per `stampede::checkpoint()`. The gate is a count of released rounds in
+//! memory the children map; the parent releases round `r` by raising it to
+//! `r + 1` and waking every child asleep on it, so children started later
+//! pass the rounds already released. The count never moves but by a
+//! release: a parent's death is never one (see `sys::wait_gate`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -23,7 +23,7 @@ pub(crate) enum AtGate {
 }
 
 pub(crate) struct Gate {
-    ours: OwnedFd,
+    ours: sys::GateCount,
     /// The end every child gets, numbered clear of the child's own layout.
     theirs: OwnedFd,
     enabled: bool,
@@ -38,10 +38,10 @@ pub(crate) struct Gate {
 impl Gate {
     /// A gate; a disabled one is never released and children do not wait.
     pub(crate) fn new(enabled: bool) -> io::Result<Gate> {
-        let (ours, theirs) = sys::socket_pair()?;
+        let ours = sys::GateCount::new()?;
         Ok(Gate {
+            theirs: sys::dup_at_least(ours.file(), FIRST_CLOSED_FD)?,
             ours,
-            theirs: sys::dup_at_least(&theirs, FIRST_CLOSED_FD)?,
             enabled,
             released_at: Vec::new(),
             first_arrival: Vec::new(),
@@ -85,12 +85,10 @@ impl Gate {
     }
 
     /// Releases the next round; returns when: the clock read just before
-    /// the byte is written, so that no child can be seen passing before it.
+    /// the release, so that no child can be seen passing before it.
     pub(crate) fn release(&mut self) -> io::Result<u64> {
         let at_ns = sys::monotonic_ns();
-        if sys::write_some(self.ours.as_raw_fd(), b"g")? != 1 {
-            return Err(io::Error::other("the gate's buffer is full"));
-        }
+        self.ours.release()?;
         self.released_at.push(at_ns);
         Ok(at_ns)
     }

@@ -1,11 +1,12 @@
 //! What a child does to itself at entry: die with its parent, close stray
-//! descriptors, take stampede's descriptors, wait at a gate.
+//! descriptors, take stampede's descriptors.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{check, getppid};
+use super::getppid;
 
 /// The signal a child gets when its parent dies. Its handler kills the
 /// child's whole process group — the child and everything it started — so
@@ -20,6 +21,16 @@ extern "C" fn on_parent_death(_: libc::c_int) {
     unsafe { libc::kill(0, libc::SIGKILL) };
 }
 
+/// The parent this child was started by, once `die_with_parent` knows it.
+static PARENT: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the parent this child was started by is gone (this process was
+/// handed to another).
+pub(crate) fn parent_gone() -> bool {
+    let parent = PARENT.load(Ordering::Relaxed);
+    parent != 0 && getppid() != parent
+}
+
 /// Kills this process's group, this process included. For a child that
 /// finds its parent gone.
 pub(crate) fn die_with_group() -> ! {
@@ -32,6 +43,7 @@ pub(crate) fn die_with_group() -> ! {
 /// (Linux: the parent-death signal, caught). If the parent is gone already,
 /// dies now.
 pub(crate) fn die_with_parent(parent: u32) {
+    PARENT.store(parent, Ordering::Relaxed);
     #[cfg(target_os = "linux")]
     // SAFETY: the handler only calls kill (async-signal-safe); sigaction
     // reads a valid struct; prctl only sets a process attribute.
@@ -75,66 +87,4 @@ pub(crate) fn take_fd(fd: RawFd) -> io::Result<File> {
     // SAFETY: the descriptor is open (checked above), was placed by the
     // parent for this process alone, and is wrapped once.
     Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// How a wait at a gate ended.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Gate {
-    /// The parent released it.
-    Released,
-    /// Every copy of the parent's end closed without releasing it: the
-    /// parent is gone. Never a release.
-    ParentGone,
-}
-
-/// Blocks until at least `count` bytes can be read from the gate socket
-/// `fd` — the parent writes one byte per release and never reads them back,
-/// and every child of a call shares the same socket — by peeking, so that
-/// every child sees every byte. Waits on an edge-triggered epoll, so bytes
-/// already there from earlier releases do not make it spin.
-pub(crate) fn wait_gate(fd: RawFd, count: usize) -> io::Result<Gate> {
-    let mut buf = vec![0u8; count.max(1)];
-    // SAFETY: epoll_create1 returns a new descriptor, closed below.
-    let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-    // SAFETY: `epoll` is ours (just created); wrapping it closes it on return.
-    let _epoll = unsafe { std::os::fd::OwnedFd::from_raw_fd(epoll) };
-    let mut event = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-        u64: 0,
-    };
-    // SAFETY: a valid epoll descriptor, a descriptor of ours, a valid event.
-    check(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) })?;
-    let mut hung_up = false;
-    loop {
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= count as isize {
-            return Ok(Gate::Released);
-        }
-        if n == 0 || (n > 0 && hung_up) {
-            return Ok(Gate::ParentGone);
-        }
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::WouldBlock && err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-            if hung_up {
-                return Ok(Gate::ParentGone);
-            }
-        }
-        let mut ready = libc::epoll_event { events: 0, u64: 0 };
-        // SAFETY: `ready` is valid for one event.
-        let got = unsafe { libc::epoll_wait(epoll, &mut ready, 1, -1) };
-        if got == 1 && ready.events & (libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
-            hung_up = true;
-        }
-    }
 }

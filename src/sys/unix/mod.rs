@@ -5,6 +5,7 @@
 mod child_side;
 mod fd;
 mod files;
+mod gate;
 mod limits;
 mod misc;
 mod process;
@@ -15,6 +16,7 @@ mod spawn;
 pub(crate) use child_side::*;
 pub(crate) use fd::*;
 pub(crate) use files::*;
+pub(crate) use gate::*;
 pub(crate) use limits::*;
 pub(crate) use misc::*;
 pub(crate) use process::*;
