@@ -381,3 +381,94 @@ fn a_child_blocked_by_a_held_one_is_taken_as_blocked_and_replayed_so() {
     replayed.assert_all_returned();
     assert_eq!(replayed.schedule().unwrap().to_string(), schedule);
 }
+
+/// `increment` in as many children as the run has (a shrunk replay has
+/// fewer); the invariant: every child counted.
+fn every_increment_counts(counter: &Path, run: &stampede::Run) -> Result<(), String> {
+    std::fs::write(counter, "0").unwrap();
+    let outcomes = run
+        .options()
+        .call_concurrently(8, increment, counter.to_path_buf())
+        .map_err(|e| e.to_string())?;
+    outcomes.assert_all_returned();
+    let total: usize = std::fs::read_to_string(counter).unwrap().parse().unwrap();
+    if total == outcomes.len() {
+        Ok(())
+    } else {
+        Err(format!("the counter is {total}, not {}", outcomes.len()))
+    }
+}
+
+#[test]
+fn a_hunts_failure_at_eight_is_replayed_then_shrunk_to_two_children_and_one_preemption() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter");
+    let failure = stampede::Hunt::runs(20)
+        .seed(7)
+        .strategy(Strategy::random())
+        .run(|run| every_increment_counts(&counter, run))
+        .expect_err("a random order of 8 read-then-writes loses an update");
+    let original = failure.schedule().expect("a scheduled run's schedule");
+    assert_eq!(original.children(), 8);
+    assert_eq!(failure.reproduced(), Some(true), "{failure}");
+    let shrunk = failure.shrunk().expect("a shrunk schedule").clone();
+    assert_eq!(shrunk.children(), 2, "{failure}");
+    // start, after-read, end for each of the two: 6 steps, one preemption
+    // (the second child reads between the first's read and its write).
+    assert_eq!(shrunk.passages().len(), 6, "{failure}");
+    let report = failure.to_string();
+    assert!(report.contains("fails again the same way"), "{report}");
+    assert!(
+        report.contains("shrunk (2 children, 1 preemption, 6 steps; "),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("Options::replay(\"{shrunk}\")` in a call of 2")),
+        "{report}"
+    );
+    // The shrunk schedule, replayed as printed, loses the update again.
+    for _ in 0..3 {
+        std::fs::write(&counter, "0").unwrap();
+        Options::new()
+            .replay(&shrunk.to_string())
+            .call_concurrently(2, increment, counter.clone())
+            .unwrap()
+            .assert_all_returned();
+        assert_eq!(std::fs::read_to_string(&counter).unwrap(), "1", "{shrunk}");
+    }
+}
+
+/// Fails in one run of three whatever the order: a failure the schedule
+/// does not decide.
+#[stampede::function]
+fn flip(path: PathBuf) -> bool {
+    stampede::step("look");
+    let runs: u32 = std::fs::read_to_string(&path).map_or(0, |s| s.trim().parse().unwrap());
+    std::fs::write(&path, (runs + 1).to_string()).unwrap();
+    runs % 3 == 2
+}
+
+#[test]
+fn a_failure_the_schedule_does_not_decide_is_reported_as_not_reproduced_and_not_shrunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let failure = stampede::Hunt::runs(10)
+        .strategy(Strategy::random())
+        .run(|run| {
+            let outcomes = run.options().call_concurrently(1, flip, runs.clone())?;
+            assert!(!outcomes.unwrap_all()[0], "the third run fails");
+            Ok::<(), Error>(())
+        })
+        .expect_err("the third run fails");
+    assert_eq!(failure.run(), Some(3));
+    assert_eq!(failure.reproduced(), Some(false), "{failure}");
+    assert_eq!(failure.shrunk(), None);
+    assert!(
+        failure
+            .to_string()
+            .contains("depends on more than the order"),
+        "{failure}"
+    );
+    // Exactly one replay: runs 1, 2, 3, then the replay (the 4th).
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "4");
+}

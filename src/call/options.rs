@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{self, Plan};
-use crate::error::Result;
-use crate::outcome::{Outcomes, RunResult, Schedule};
+use crate::error::{Error, Result};
+use crate::outcome::{Outcomes, Recorder, RunResult, Schedule};
 use crate::parent::{Release, Trigger};
 use crate::registry::Function;
 use crate::schedule::Strategy;
@@ -40,6 +40,11 @@ pub struct Options {
     pub(crate) on_checkpoint: Option<Trigger>,
     pub(crate) strategy: Option<Strategy>,
     pub(crate) replay: Option<String>,
+    /// A hunt's replay of a shrunk schedule: the number of children, which
+    /// overrides the scenario's.
+    pub(crate) children: Option<usize>,
+    /// A hunt's run: where scheduled calls leave their schedules.
+    pub(crate) record: Option<Recorder>,
 }
 
 impl fmt::Debug for Options {
@@ -63,7 +68,7 @@ impl fmt::Debug for Options {
             .field("on_checkpoint", &Callback(self.on_checkpoint.is_some()))
             .field("strategy", &self.strategy)
             .field("replay", &self.replay)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,6 +87,8 @@ impl Default for Options {
             on_checkpoint: None,
             strategy: None,
             replay: None,
+            children: None,
+            record: None,
         }
     }
 }
@@ -326,10 +333,15 @@ impl Options {
     where
         F: Function<M>,
     {
+        let n = self.children.unwrap_or(n);
         let plan = Plan::new(self)?;
         let function = plan::checked_name(&f)?;
         let job = plan.job(function, plan::encode_args(function, &args)?)?;
-        let run = plan.run(&[job], n)?;
+        let run = plan.run(&[job], n);
+        if let (Some(record), Err(Error::ScheduleDiverged { .. })) = (&self.record, &run) {
+            record.diverged();
+        }
+        let run = run?;
         if let (Some(strategy), Some(passages), None) =
             (&self.strategy, &run.passages, &self.replay)
         {
@@ -349,7 +361,13 @@ impl Options {
                 .collect(),
             seed: plan.reported_seed(),
             rounds: run.rounds,
-            schedule: run.passages.map(|passages| Schedule::new(n, passages)),
+            schedule: run.passages.map(|passages| {
+                let schedule = Schedule::new(n, passages);
+                if let Some(record) = &self.record {
+                    record.schedule(schedule.clone());
+                }
+                schedule
+            }),
         })
     }
 

@@ -12,6 +12,7 @@ mod timeline;
 pub(crate) use report::{
     children_list, summary, write_report, write_seed, write_stream, write_timeline,
 };
+pub(crate) use schedule::Recorder;
 pub use schedule::Schedule;
 pub(crate) use stages::{Round, human};
 pub use stages::{RoundStages, Spread, Stages};

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 /// The order in which a scheduled run's children passed their steps: child
 /// index and step name per passage. Its `Display` is one line that replays
@@ -96,6 +97,37 @@ impl FromStr for Schedule {
             passages.push((child, step.to_owned()));
         }
         Ok(Schedule { children, passages })
+    }
+}
+
+/// What the scheduled calls of one hunt run did, for the hunt to replay and
+/// shrink a failure: the last call's schedule, and whether a replay went
+/// another way than its recording.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recorder(Arc<Mutex<Recorded>>);
+
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    pub schedule: Option<Schedule>,
+    pub diverged: bool,
+}
+
+impl Recorder {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        // Plain fields: a panic while holding the lock leaves them whole.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn schedule(&self, schedule: Schedule) {
+        self.lock().schedule = Some(schedule);
+    }
+
+    pub(crate) fn diverged(&self) {
+        self.lock().diverged = true;
+    }
+
+    pub(crate) fn take(&self) -> Recorded {
+        std::mem::take(&mut *self.lock())
     }
 }
 

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use crate::call::Options;
 use crate::error::Error;
-use crate::outcome::RunResult;
+use crate::outcome::{Recorder, RunResult, Schedule};
 use crate::schedule::Strategy;
 use crate::{panic, seed};
+
+mod shrink;
 
 /// A loop that runs a concurrent scenario until it fails, up to a number of
 /// runs or a time budget.
@@ -155,9 +157,21 @@ impl Hunt {
 
     /// Schedules every run: [`Run::options`] carries `strategy`
     /// ([`Options::strategy`]), so each run's children go on from their
-    /// steps one at a time, and a failure's report prints the schedule
-    /// that replays it. With [`Strategy::exhaustive`] the hunt also ends,
-    /// passed, once every schedule within the preemption bound has run.
+    /// steps one at a time. With [`Strategy::exhaustive`] the hunt also
+    /// ends, passed, once every schedule within the preemption bound has run.
+    ///
+    /// **A failure is replayed, then shrunk.** The failing run's schedule
+    /// is replayed once (the scenario is called again with
+    /// [`Run::options`] replaying it) to check that it fails again the same
+    /// way: a panic at the same place, or an error. If it does, it is
+    /// shrunk — children removed, then preemptions undone, each change kept
+    /// while the replay still fails — within 200 replays, and the report
+    /// prints the original, the shrunk schedule and the line that replays
+    /// it ([`HuntFailure::schedule`], [`reproduced`](HuntFailure::reproduced),
+    /// [`shrunk`](HuntFailure::shrunk)). A shrunk replay may have fewer
+    /// children than the scenario asks for: check against
+    /// `outcomes.len()`, not a number written in the test, or every smaller
+    /// run fails for the wrong reason.
     ///
     /// ```no_run
     /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }
@@ -201,6 +215,7 @@ impl Hunt {
                 location: None,
                 panicked: false,
                 error: Some(error),
+                scheduled: None,
             })));
         }
         let began = Instant::now();
@@ -218,12 +233,27 @@ impl Hunt {
                     exhausted: None,
                 });
             }
+            let record = Recorder::default();
             let run = Run {
                 number,
                 seed: run_seed(hunt_seed, number),
                 strategy: self.strategy.clone(),
+                replay: None,
+                record: self.strategy.is_some().then(|| record.clone()),
             };
             if let Err((message, location, panicked)) = run_once(&mut scenario, &run) {
+                let failure = (location.clone(), panicked);
+                let scheduled = record.take().schedule.map(|schedule| {
+                    let mut fails = |s: &Schedule| replay_fails(&mut scenario, &run, s, &failure);
+                    let reproduced = fails(&schedule);
+                    let shrunk = reproduced
+                        .then(|| shrink::shrink(schedule.clone(), shrink::BUDGET, &mut fails));
+                    Scheduled {
+                        schedule,
+                        reproduced,
+                        shrunk,
+                    }
+                });
                 return Err(HuntFailure(Box::new(Failed {
                     run: Some(number),
                     passed,
@@ -234,6 +264,7 @@ impl Hunt {
                     location,
                     panicked,
                     error: None,
+                    scheduled,
                 })));
             }
             passed = number;
@@ -291,6 +322,10 @@ pub struct Run {
     number: u64,
     seed: u64,
     strategy: Option<Strategy>,
+    /// A replay of a failing run's schedule (or of a shrunk one), instead
+    /// of the strategy.
+    replay: Option<Schedule>,
+    record: Option<Recorder>,
 }
 
 impl Run {
@@ -308,11 +343,15 @@ impl Run {
     /// [`jitter`](Options::jitter) and the delays of every run are
     /// reproducible from the seeds in a failure report.
     pub fn options(&self) -> Options {
-        let options = Options::new().seed(self.seed);
-        match &self.strategy {
-            Some(strategy) => options.strategy(strategy.clone()),
-            None => options,
+        let mut options = Options::new().seed(self.seed);
+        if let Some(schedule) = &self.replay {
+            options = options.replay(&schedule.to_string());
+            options.children = Some(schedule.children());
+        } else if let Some(strategy) = &self.strategy {
+            options = options.strategy(strategy.clone());
         }
+        options.record = self.record.clone();
+        options
     }
 }
 
@@ -443,6 +482,15 @@ struct Failed {
     location: Option<String>,
     panicked: bool,
     error: Option<Error>,
+    scheduled: Option<Scheduled>,
+}
+
+/// A scheduled run's failure: its schedule, whether a replay of it failed
+/// the same way again, and the smallest schedule that still did.
+struct Scheduled {
+    schedule: Schedule,
+    reproduced: bool,
+    shrunk: Option<shrink::Shrunk>,
 }
 
 impl HuntFailure {
@@ -494,6 +542,31 @@ impl HuntFailure {
     pub fn error(&self) -> Option<&Error> {
         self.0.error.as_ref()
     }
+
+    /// The failing run's schedule, when the hunt had a
+    /// [`strategy`](Hunt::strategy) and the scenario called through
+    /// [`Run::options`]: [`Options::replay`] with its text replays the run.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        self.0.scheduled.as_ref().map(|s| &s.schedule)
+    }
+
+    /// Whether replaying [`schedule`](HuntFailure::schedule) failed again
+    /// the same way (a panic at the same place, or an error); `None` for a
+    /// run that was not scheduled. `false` means the failure depends on more
+    /// than the order of the steps (a race inside one step, time, or state
+    /// left by an earlier run).
+    pub fn reproduced(&self) -> Option<bool> {
+        self.0.scheduled.as_ref().map(|s| s.reproduced)
+    }
+
+    /// The smallest schedule found that still fails the same way: fewer
+    /// children, then fewer preemptions, within 200 replays. Its
+    /// [`children`](Schedule::children) may be fewer than the scenario's;
+    /// replay it in a call of that many.
+    pub fn shrunk(&self) -> Option<&Schedule> {
+        let scheduled = self.0.scheduled.as_ref()?;
+        scheduled.shrunk.as_ref().map(|s| &s.schedule)
+    }
 }
 
 impl fmt::Display for HuntFailure {
@@ -516,6 +589,9 @@ impl fmt::Display for HuntFailure {
                 self.0.hunt_seed
             )?;
         }
+        if let Some(scheduled) = &self.0.scheduled {
+            write_schedule(f, scheduled)?;
+        }
         match (&self.0.location, self.0.panicked) {
             (Some(location), true) => writeln!(f, "the scenario panicked at {location}:")?,
             (None, true) => writeln!(f, "the scenario panicked:")?,
@@ -537,6 +613,65 @@ impl std::error::Error for HuntFailure {
     }
 }
 
+/// The schedule lines of a failure report: the failing schedule, whether
+/// its replay failed again, and the shrunk one with the line that replays it.
+fn write_schedule(f: &mut fmt::Formatter<'_>, scheduled: &Scheduled) -> fmt::Result {
+    let schedule = &scheduled.schedule;
+    let again = if scheduled.reproduced {
+        "replayed once: it fails again the same way"
+    } else {
+        "replayed once: it passed, so the failure depends on more than the order of the \
+         steps (a race inside one step, time, or state an earlier run left)"
+    };
+    writeln!(f, "schedule ({again}):\n  {schedule}")?;
+    if let Some(shrunk) = &scheduled.shrunk {
+        let small = &shrunk.schedule;
+        let children = small.children();
+        writeln!(
+            f,
+            "shrunk ({children} {}, {} {}, {} steps; {} replays):\n  {small}",
+            if children == 1 { "child" } else { "children" },
+            shrink::preemptions(small),
+            if shrink::preemptions(small) == 1 {
+                "preemption"
+            } else {
+                "preemptions"
+            },
+            small.passages().len(),
+            shrunk.tries,
+        )?;
+        writeln!(
+            f,
+            "replay it: `Options::replay(\"{small}\")` in a call of {children}, or rerun the test \
+             with STAMPEDE_REPLAY='{small}' and {children} children"
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs the scenario with `schedule` replayed; whether it failed the same
+/// way as the original `(location, panicked)`: a panic at the same place,
+/// or an error, and never because the replay went another way.
+fn replay_fails<T: RunResult>(
+    scenario: &mut impl FnMut(&Run) -> T,
+    run: &Run,
+    schedule: &Schedule,
+    (location, panicked): &(Option<String>, bool),
+) -> bool {
+    let record = Recorder::default();
+    let replay = Run {
+        number: run.number,
+        seed: run.seed,
+        strategy: None,
+        replay: Some(schedule.clone()),
+        record: Some(record.clone()),
+    };
+    match run_once(scenario, &replay) {
+        Ok(()) => false,
+        Err((_, at, p)) => !record.take().diverged && p == *panicked && at == *location,
+    }
+}
+
 /// Runs the scenario once; `Err((message, location, panicked))` if it
 /// failed. Its panic is kept off stderr: the failure report prints it once,
 /// with the run it belongs to.
@@ -544,8 +679,8 @@ fn run_once<T: RunResult>(
     scenario: &mut impl FnMut(&Run) -> T,
     run: &Run,
 ) -> Result<(), (String, Option<String>, bool)> {
-    // After a panic the hunt stops and never calls the scenario again, so
-    // nothing it left half-updated is observed through us.
+    // After a panic the hunt calls the scenario again only to replay a
+    // scheduled run's failure; each call builds its run afresh.
     match panic::catch(true, || scenario(run).into_result()) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err((message, None, false)),
