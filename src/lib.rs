@@ -143,8 +143,10 @@ mod parent;
 // Front ends, then tools.
 mod call;
 mod flaky;
+pub mod history;
 mod hunt;
 mod load;
+pub mod model;
 mod schedule;
 pub mod services;
 
@@ -333,6 +335,21 @@ pub fn arrive() {
 /// written in the schedule's text).
 pub fn step(name: &str) {
     child::step(name);
+}
+
+/// This child's index in its call (from 0, as in
+/// [`Outcome::index`]); for a [`Load`] worker, its worker slot; `None`
+/// outside a child (in the test itself).
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn writer(dir: std::path::PathBuf) {
+///     let me = stampede::child_index().expect("in a child");
+///     std::fs::write(dir.join(format!("child-{me}")), b"hello").unwrap();
+/// }
+/// ```
+pub fn child_index() -> Option<usize> {
+    child::index()
 }
 
 /// Whether this process is a child started by stampede.

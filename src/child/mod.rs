@@ -8,11 +8,13 @@
 
 mod call;
 mod checkpoint;
+pub(crate) mod history;
 mod keeper;
 mod worker;
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::sync::OnceLock;
 
 pub(crate) use checkpoint::{arrive, checkpoint, step};
 
@@ -58,6 +60,14 @@ fn detect() -> Option<Context> {
     })
 }
 
+/// This child's index in its call (a worker's: its slot), once it serves.
+static INDEX: OnceLock<usize> = OnceLock::new();
+
+/// This child's index in its call; `None` outside a child.
+pub(crate) fn index() -> Option<usize> {
+    INDEX.get().copied()
+}
+
 fn run(context: Context) -> ! {
     // A keeper must outlive its parent long enough to stop its server and
     // remove its files; its lifeline is its channel's end instead.
@@ -82,6 +92,7 @@ fn serve(context: &Context) -> io::Result<()> {
     if context.role == Role::Keeper {
         return keeper::serve(channel);
     }
+    let _ = INDEX.set(usize::try_from(context.index).unwrap_or(usize::MAX));
     let gate = sys::take_fd(protocol::GATE_FD)?;
     io::stdout().write_all(protocol::MARKER)?;
     io::stdout().flush()?;

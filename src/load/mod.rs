@@ -552,6 +552,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                     notes: early.into_iter().collect(),
                     max_rss: None,
                     worker: Some(record.slot),
+                    history: Vec::new(),
                 });
                 if self.stop_at_first_failure {
                     self.stop_reason = Some(format!("call {} did not return", record.index));

@@ -4,11 +4,14 @@ use std::fmt;
 use std::time::Duration;
 
 mod assertions;
+mod history;
 mod report;
 mod schedule;
 mod stages;
 mod timeline;
 
+pub use history::{Ending, History, Operation, Value};
+pub(crate) use history::{from_events, span};
 pub(crate) use report::{
     children_list, summary, write_report, write_seed, write_stream, write_timeline,
 };
@@ -302,6 +305,8 @@ pub struct Outcome<R> {
     pub(crate) max_rss: Option<u64>,
     /// For a call of a [`Load`](crate::Load): the worker slot that ran it.
     pub(crate) worker: Option<usize>,
+    /// Its operations (`stampede::history`), in the order invoked.
+    pub(crate) history: Vec<Operation>,
 }
 
 impl<R> Outcome<R> {
@@ -421,6 +426,7 @@ impl<R> Outcome<R> {
             notes: self.notes,
             max_rss: self.max_rss,
             worker: self.worker,
+            history: self.history,
         }
     }
 }

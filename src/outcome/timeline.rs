@@ -257,6 +257,7 @@ mod tests {
             notes: Vec::new(),
             max_rss: None,
             worker: None,
+            history: Vec::new(),
         }
     }
 

@@ -18,9 +18,11 @@ use super::schedule::{self, BLOCKED, Chooser, Diverged};
 use super::{Job, Run, Settings, exit_of, limits, status_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::outcome::{CheckpointTiming, Exit, Outcome, Round, Status, Timings, children_list};
+use crate::outcome::{
+    self, CheckpointTiming, Exit, Outcome, Round, Status, Timings, children_list,
+};
 use crate::panic;
-use crate::protocol::{self, ChildResult, Order, Report};
+use crate::protocol::{self, ChildResult, OpEvent, Order, Report};
 use crate::sys;
 
 /// Runs `count` children, child `i` running `jobs[i % jobs.len()]`, and
@@ -586,6 +588,8 @@ struct Child {
     at_step: Option<String>,
     released_ns: Option<u64>,
     blocked: bool,
+    /// Its history's events, as they came (`stampede::history`).
+    operations: Vec<OpEvent>,
 }
 
 impl Child {
@@ -620,6 +624,7 @@ impl Child {
             at_step: None,
             released_ns: None,
             blocked: false,
+            operations: Vec::new(),
         })
     }
 
@@ -665,6 +670,9 @@ impl Child {
                 self.arrivals.push(at_ns);
                 self.clocked.enter(Phase::Running);
                 return Some((round, at_ns));
+            }
+            Report::Operation { event, .. } if self.done.is_none() => {
+                self.operations.push(event);
             }
             Report::Done {
                 started_ns,
@@ -834,6 +842,7 @@ impl Child {
             notes: self.notes,
             max_rss,
             worker: None,
+            history: outcome::from_events(self.index, self.operations),
         }
     }
 }

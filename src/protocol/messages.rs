@@ -199,6 +199,10 @@ pub(crate) enum Report {
         at_ns: u64,
         waits: bool,
     },
+    /// An operation of the function's history began or ended
+    /// (`stampede::history::invoke`), as it happened: a child that dies in
+    /// the middle leaves its operation indeterminate, not unknown.
+    Operation { call: u64, event: OpEvent },
     /// The function ran (or could not).
     Done {
         call: u64,
@@ -221,9 +225,36 @@ impl Report {
             Report::Ready { call, .. }
             | Report::Checkpoint { call, .. }
             | Report::Step { call, .. }
+            | Report::Operation { call, .. }
             | Report::Done { call, .. } => *call,
         }
     }
+}
+
+/// One end of an operation of a child's history; `id` pairs them.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpEvent {
+    Invoke {
+        id: u64,
+        name: String,
+        /// The input, encoded, and as `Debug` prints it.
+        #[serde(with = "byte_string")]
+        input: Vec<u8>,
+        input_text: String,
+        at_ns: u64,
+    },
+    /// Ended with a value (`ok`).
+    Ok {
+        id: u64,
+        #[serde(with = "byte_string")]
+        output: Vec<u8>,
+        output_text: String,
+        at_ns: u64,
+    },
+    /// Ended without taking effect (`fail`).
+    Fail { id: u64, error: String, at_ns: u64 },
+    /// Dropped without an end: it may or may not have taken effect.
+    Unknown { id: u64, at_ns: u64 },
 }
 
 #[derive(Serialize, Deserialize, Debug)]

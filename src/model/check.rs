@@ -1,0 +1,255 @@
+//! The linearizability search: one part of the history at a time (the
+//! model's [`key`](super::Model::key)), depth first over the operations that
+//! may go next, with a memo of the (operations done, state) pairs already
+//! explored, within a budget of model steps. Failed operations never took
+//! effect and are left out; indeterminate ones may go at any time after
+//! their invocation, or never.
+
+use std::collections::{HashMap, HashSet};
+
+use super::Model;
+use super::violation::{Found, Violation};
+use crate::clock::Timestamp;
+use crate::outcome::{History, Operation};
+use crate::panic;
+
+/// What a search of one part found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Search {
+    Linearizable,
+    NotLinearizable,
+    /// The budget ran out first.
+    GaveUp,
+    /// The model panicked on this operation, with this message.
+    ModelPanicked(usize, String),
+}
+
+pub(super) fn check<M: Model>(model: &M, history: &History, budget: u64) -> Result<(), Violation> {
+    let mut parts: HashMap<Option<Vec<u8>>, Vec<&Operation>> = HashMap::new();
+    let mut order = Vec::new();
+    for op in history.operations() {
+        if matches!(op.ending(), crate::outcome::Ending::Failed(_)) {
+            continue;
+        }
+        let key = panic::catch(true, || model.key(op))
+            .map_err(|caught| Violation::model_panicked(model, op, caught.message))?;
+        if !parts.contains_key(&key) {
+            order.push(key.clone());
+        }
+        parts.entry(key).or_default().push(op);
+    }
+    let mut left = budget;
+    for key in order {
+        let ops = &parts[&key];
+        let mut steps = left;
+        let found = search(model, ops, &mut steps);
+        left = steps;
+        match found {
+            Search::Linearizable => {}
+            Search::GaveUp => return Err(Violation::inconclusive(model, ops, budget)),
+            Search::ModelPanicked(at, message) => {
+                return Err(Violation::model_panicked(model, ops[at], message));
+            }
+            Search::NotLinearizable => {
+                let witness = smallest(model, ops);
+                let origin = ops[0].invoked();
+                return Err(Violation::found(
+                    model,
+                    Found::explain(model, &witness, origin),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Searches one part's operations (in invocation order) for a legal order;
+/// each model step spends one of `steps`.
+///
+/// An operation that may go now and leaves the state as it is (a read that
+/// sees the state, a claim that lost to an earlier one) goes at once,
+/// without branching: if any order from here works, one with it first
+/// does (nothing had to go before it, and it changes nothing for the
+/// others). That keeps barrier-shaped histories, where every operation
+/// overlaps every other, from exploring every subset of the losers.
+pub(super) fn search<M: Model>(model: &M, ops: &[&Operation], steps: &mut u64) -> Search {
+    let mut s = Searcher {
+        model,
+        ops,
+        steps,
+        done: vec![0u64; ops.len().div_ceil(64)],
+    };
+    let needed = ops.iter().filter(|op| op.returned().is_some()).count();
+    let init = match panic::catch(true, || model.init()) {
+        Ok(state) => state,
+        Err(caught) => return Search::ModelPanicked(0, caught.message),
+    };
+    let mut seen: HashSet<(Vec<u64>, M::State)> = HashSet::new();
+    let mut stack: Vec<Frame<M::State>> = Vec::new();
+    match s.frame(init, 0) {
+        Ok(frame) => stack.push(frame),
+        Err(end) => return end,
+    }
+    while let Some(frame) = stack.last_mut() {
+        if let Some(previous) = frame.chosen.take() {
+            s.set(previous, false);
+        }
+        if frame.determinate_done == needed {
+            return Search::Linearizable;
+        }
+        let Some(next) = frame.candidates.pop() else {
+            let frame = stack.pop().expect("the frame just looked at");
+            for i in frame.greedy {
+                s.set(i, false);
+            }
+            continue;
+        };
+        let after = match s.step(&frame.state, next) {
+            Ok(Some(state)) => state,
+            Ok(None) => continue,
+            Err(end) => return end,
+        };
+        s.set(next, true);
+        if !seen.insert((s.done.clone(), after.clone())) {
+            s.set(next, false);
+            continue;
+        }
+        frame.chosen = Some(next);
+        let determinate_done = frame.determinate_done + usize::from(ops[next].returned().is_some());
+        match s.frame(after, determinate_done) {
+            Ok(frame) => stack.push(frame),
+            Err(end) => return end,
+        }
+    }
+    Search::NotLinearizable
+}
+
+/// One depth of the search: the state there, and what may go next.
+struct Frame<S> {
+    state: S,
+    determinate_done: usize,
+    /// Operations still to try here, the earliest invoked last (popped first).
+    candidates: Vec<usize>,
+    /// The operation tried last, done while deeper frames run.
+    chosen: Option<usize>,
+    /// Operations taken without branching on the way into this frame.
+    greedy: Vec<usize>,
+}
+
+struct Searcher<'a, 'o, M> {
+    model: &'a M,
+    ops: &'a [&'o Operation],
+    steps: &'a mut u64,
+    done: Vec<u64>,
+}
+
+impl<M: Model> Searcher<'_, '_, M> {
+    fn is_done(&self, i: usize) -> bool {
+        self.done[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: usize, done: bool) {
+        if done {
+            self.done[i / 64] |= 1 << (i % 64);
+        } else {
+            self.done[i / 64] &= !(1 << (i % 64));
+        }
+    }
+
+    /// What may go next: not done, and invoked before every operation not
+    /// done has returned (one that returned before it was invoked goes
+    /// first). Earliest invoked last.
+    fn candidates(&self) -> Vec<usize> {
+        let pending = || (0..self.ops.len()).filter(|&i| !self.is_done(i));
+        let bound = pending()
+            .filter_map(|i| self.ops[i].returned())
+            .min()
+            .unwrap_or(Timestamp::from_nanos(u64::MAX));
+        let mut next: Vec<usize> = pending()
+            .filter(|&i| self.ops[i].invoked() <= bound)
+            .collect();
+        next.reverse();
+        next
+    }
+
+    /// One model step, spending one of the budget: the state after, `None`
+    /// if impossible, or the end of the search.
+    fn step(&mut self, state: &M::State, i: usize) -> Result<Option<M::State>, Search> {
+        if *self.steps == 0 {
+            return Err(Search::GaveUp);
+        }
+        *self.steps -= 1;
+        match panic::catch(true, || self.model.step(state, self.ops[i])) {
+            Ok(Ok(after)) => Ok(Some(after)),
+            Ok(Err(_)) => Ok(None),
+            Err(caught) => Err(Search::ModelPanicked(i, caught.message)),
+        }
+    }
+
+    /// The frame at `state`: first every operation that may go and changes
+    /// nothing goes (see `search`), then the rest are its candidates.
+    fn frame(
+        &mut self,
+        state: M::State,
+        mut determinate_done: usize,
+    ) -> Result<Frame<M::State>, Search> {
+        let mut greedy = Vec::new();
+        loop {
+            let mut took = false;
+            for i in self.candidates() {
+                if self.step(&state, i)?.as_ref() == Some(&state) {
+                    self.set(i, true);
+                    greedy.push(i);
+                    determinate_done += usize::from(self.ops[i].returned().is_some());
+                    took = true;
+                }
+            }
+            if !took {
+                break;
+            }
+        }
+        Ok(Frame {
+            candidates: self.candidates(),
+            state,
+            determinate_done,
+            chosen: None,
+            greedy,
+        })
+    }
+}
+
+/// The longest failing prefix whose operations are removed one at a time
+/// for a witness; above it, the prefix is the witness.
+const WITNESS_MAX: usize = 200;
+/// The steps each trial of the witness search may take.
+const TRIAL_BUDGET: u64 = 200_000;
+
+/// A smallest set of `ops` (which have no legal order) that still has
+/// none, blaming the right operation: the shortest failing prefix (in
+/// invocation order) ends at the first operation that cannot fit, the
+/// anchor; others are removed one at a time while the set still fails and
+/// would pass without the anchor.
+pub(super) fn smallest<'a, M: Model>(model: &M, ops: &[&'a Operation]) -> Vec<&'a Operation> {
+    let fails = |ops: &[&Operation]| {
+        let mut steps = TRIAL_BUDGET;
+        search(model, ops, &mut steps) == Search::NotLinearizable
+    };
+    let Some(end) = (1..=ops.len()).find(|&end| fails(&ops[..end])) else {
+        return ops.to_vec();
+    };
+    let mut witness: Vec<&Operation> = ops[..end].to_vec();
+    if witness.len() > WITNESS_MAX {
+        return witness;
+    }
+    let mut i = 0;
+    while i + 1 < witness.len() {
+        let mut without = witness.clone();
+        without.remove(i);
+        if fails(&without) && !fails(&without[..without.len() - 1]) {
+            witness = without;
+        } else {
+            i += 1;
+        }
+    }
+    witness
+}

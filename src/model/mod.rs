@@ -1,0 +1,182 @@
+//! Models: what a shared thing is allowed to do, for checking a
+//! history (`stampede::history`) instead of writing an invariant by hand.
+//!
+//! A history is **linearizable** under a model when its operations can be
+//! put in one order that respects their times (an operation that returned
+//! before another was invoked comes first) and in which every operation's
+//! result is what the model gives. [`Outcomes::check`](crate::Outcomes::check)
+//! searches for that order; when there is none it names the smallest set of
+//! operations that has none, and says why in a few lines.
+//!
+//! Shipped models: [`ClaimOnce`], [`Counter`], [`Register`], [`KeyValue`],
+//! [`Set`], [`Queue`]. A model of your own implements [`Model`].
+//!
+//! ```no_run
+//! # fn try_claim(job: u32) -> bool { true }
+//! #[stampede::function]
+//! fn worker(job: u32) -> bool {
+//!     let op = stampede::history::invoke("claim", &job);
+//!     let won = try_claim(job);
+//!     op.ok(&won);
+//!     won
+//! }
+//!
+//! let outcomes = stampede::call_concurrently(8, worker, 7)?;
+//! if let Err(violation) = outcomes.check(&stampede::model::ClaimOnce) {
+//!     panic!("{violation}"); // "child 5's claim(7) → true …: 7 was claimed already"
+//! }
+//! # Ok::<(), stampede::Error>(())
+//! ```
+
+mod check;
+mod models;
+mod violation;
+
+use std::fmt;
+use std::hash::Hash;
+
+pub use models::{ClaimOnce, Counter, KeyValue, Queue, Register, Set};
+pub use violation::Violation;
+
+use crate::outcome::{History, Operation, Outcomes};
+
+/// What a shared thing is allowed to do: a state machine over operations.
+///
+/// ```
+/// use stampede::history::Operation;
+/// use stampede::model::Model;
+///
+/// /// A flag that can be raised once; `raise` returns whether it was down.
+/// struct Flag;
+///
+/// impl Model for Flag {
+///     type State = bool;
+///     fn name(&self) -> String { "Flag".into() }
+///     fn init(&self) -> bool { false }
+///     fn step(&self, raised: &bool, op: &Operation) -> Result<bool, String> {
+///         match op.output().map(|v| v.decode::<bool>()).transpose()? {
+///             Some(true) if *raised => Err("the flag was up already".into()),
+///             Some(false) if !*raised => Err("the flag was down, so raising it succeeds".into()),
+///             _ => Ok(true), // raised now, or an indeterminate raise that took effect
+///         }
+///     }
+/// }
+/// ```
+pub trait Model {
+    /// The thing's state; equal states are explored once.
+    type State: Clone + Eq + Hash + fmt::Debug;
+
+    /// The model's name, for reports.
+    fn name(&self) -> String;
+
+    /// The state before any operation.
+    fn init(&self) -> Self::State;
+
+    /// The state after `op` in `state`, or why `op`'s result is not
+    /// possible there. An operation with no output (indeterminate:
+    /// [`Operation::output`] is `None`) is applied as if it took effect; the
+    /// checker also tries it as never having happened.
+    ///
+    /// # Errors
+    ///
+    /// Why the operation's result is impossible in `state`, in words a
+    /// report can quote ("7 was claimed already").
+    fn step(&self, state: &Self::State, op: &Operation) -> Result<Self::State, String>;
+
+    /// The part of the thing `op` touches, when operations on different
+    /// parts are independent (a key of a map, a job to claim): the history
+    /// is checked one part at a time, which keeps large histories fast.
+    /// `None` (the default): one part.
+    fn key(&self, op: &Operation) -> Option<Vec<u8>> {
+        let _ = op;
+        None
+    }
+
+    /// How `op` reads in a report; by default `name(input) → output`.
+    fn describe(&self, op: &Operation) -> String {
+        op.to_string()
+    }
+}
+
+/// How much searching a check may do before it gives up, inconclusive:
+/// steps of the model, over all parts.
+pub(crate) const STEP_BUDGET: u64 = 5_000_000;
+
+/// Checks `history` against `model`: `Ok` when it is linearizable.
+///
+/// # Errors
+///
+/// A [`Violation`]: the smallest set of operations found that no order
+/// allows, explained; or an inconclusive search (too large for the budget),
+/// which is never a pass; or a model that panicked.
+pub fn check<M: Model>(model: &M, history: &History) -> Result<(), Violation> {
+    check::check(model, history, STEP_BUDGET)
+}
+
+impl<R> Outcomes<R> {
+    /// Checks the call's [`history`](Outcomes::history) against `model`
+    /// (see [`model`](crate::model)).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn worker(job: u32) -> bool { true }
+    /// let outcomes = stampede::call_concurrently(8, worker, 7)?;
+    /// match outcomes.check(&stampede::model::ClaimOnce) {
+    ///     Ok(()) => {}
+    ///     Err(violation) => panic!("{violation}\n{}", outcomes.history()),
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`check`].
+    pub fn check<M: Model>(&self, model: &M) -> Result<(), Violation> {
+        check(model, &self.history())
+    }
+
+    /// Panics unless the call's history is linearizable under `model`,
+    /// with the violation explained, every child's operations, and every
+    /// child's report.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn worker(job: u32) -> bool { true }
+    /// stampede::call_concurrently(8, worker, 7)?.assert_linearizable(&stampede::model::ClaimOnce);
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When [`check`](Outcomes::check) finds a violation, gives up
+    /// inconclusive, or the model panics.
+    #[track_caller]
+    pub fn assert_linearizable<M: Model>(&self, model: &M) {
+        let history = self.history();
+        if let Err(violation) = check(model, &history) {
+            panic!(
+                "{violation}\n\nevery operation, by child:\n{history}\n{}",
+                self.report()
+            );
+        }
+    }
+
+    /// Every child's operations (`stampede::history::invoke`),
+    /// merged in the order they were invoked.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn worker(job: u32) -> bool { true }
+    /// let outcomes = stampede::call_concurrently(8, worker, 7)?;
+    /// println!("{}", outcomes.history()); // per child: times, name(input) → output
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn history(&self) -> History {
+        History::new(
+            self.items
+                .iter()
+                .flat_map(|o| o.history.iter().cloned())
+                .collect::<Vec<Operation>>(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

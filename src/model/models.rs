@@ -1,0 +1,361 @@
+//! The shipped models. Values are compared by their encoding, so a model
+//! needs the types only where it takes a value apart (a key and a value).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Model;
+use crate::outcome::{Operation, Value};
+
+fn unknown(model: &str, op: &Operation, knows: &str) -> String {
+    format!(
+        "{model} knows {knows}, not `{}` (the name given to history::invoke)",
+        op.name()
+    )
+}
+
+fn output<T: DeserializeOwned>(op: &Operation) -> Result<Option<T>, String> {
+    op.output().map(Value::decode::<T>).transpose()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    crate::protocol::encode(value).expect("a value that was decoded encodes again")
+}
+
+/// Things claimed at most once: `claim(thing) → bool`, `true` for the one
+/// claim that won. A claim that lost while the thing was still free is a
+/// violation too (the claim had to win). Checked one thing at a time.
+///
+/// ```no_run
+/// # fn try_claim(job: u32) -> bool { true }
+/// # #[stampede::function] fn worker(job: u32) -> bool {
+/// let op = stampede::history::invoke("claim", &job);
+/// let won = try_claim(job);
+/// op.ok(&won);
+/// # won }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClaimOnce;
+
+impl Model for ClaimOnce {
+    /// Whether the thing was claimed.
+    type State = bool;
+
+    fn name(&self) -> String {
+        "ClaimOnce".into()
+    }
+
+    fn init(&self) -> bool {
+        false
+    }
+
+    fn step(&self, claimed: &bool, op: &Operation) -> Result<bool, String> {
+        if op.name() != "claim" {
+            return Err(unknown("ClaimOnce", op, "`claim`"));
+        }
+        let thing = op.input();
+        match (output::<bool>(op)?, *claimed) {
+            (Some(true), true) => Err(format!(
+                "{thing} was claimed already; a thing can be claimed once"
+            )),
+            (Some(false), false) => Err(format!(
+                "{thing} was not claimed yet, so this claim had to win"
+            )),
+            _ => Ok(true),
+        }
+    }
+
+    fn key(&self, op: &Operation) -> Option<Vec<u8>> {
+        Some(op.input().bytes().to_vec())
+    }
+}
+
+/// A counter: `add(n: i64)` (its output is not checked) and
+/// `get() → i64`, from 0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counter;
+
+impl Model for Counter {
+    type State = i64;
+
+    fn name(&self) -> String {
+        "Counter".into()
+    }
+
+    fn init(&self) -> i64 {
+        0
+    }
+
+    fn step(&self, value: &i64, op: &Operation) -> Result<i64, String> {
+        match op.name() {
+            "add" => Ok(value.wrapping_add(op.input().decode::<i64>()?)),
+            "get" => match output::<i64>(op)? {
+                Some(seen) if seen != *value => {
+                    Err(format!("the counter was {value} there, not {seen}"))
+                }
+                _ => Ok(*value),
+            },
+            _ => Err(unknown("Counter", op, "`add` and `get`")),
+        }
+    }
+}
+
+/// One value: `write(v)`, `read() → v`, `cas((old, new)) → bool`, from the
+/// value given to [`Register::new`].
+pub struct Register<V> {
+    initial: Vec<u8>,
+    initial_text: String,
+    types: PhantomData<fn() -> V>,
+}
+
+impl<V: Serialize + fmt::Debug> Register<V> {
+    /// A register that starts at `initial`.
+    ///
+    /// ```
+    /// let model = stampede::model::Register::new(0i64);
+    /// ```
+    pub fn new(initial: V) -> Register<V> {
+        Register {
+            initial: encode(&initial),
+            initial_text: format!("{initial:?}"),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<V: Serialize + DeserializeOwned + fmt::Debug> Model for Register<V> {
+    /// The value's encoding.
+    type State = Vec<u8>;
+
+    fn name(&self) -> String {
+        format!("Register (from {})", self.initial_text)
+    }
+
+    fn init(&self) -> Vec<u8> {
+        self.initial.clone()
+    }
+
+    fn step(&self, value: &Vec<u8>, op: &Operation) -> Result<Vec<u8>, String> {
+        let text = |bytes: &[u8]| {
+            crate::protocol::decode::<V>(bytes).map_or_else(|_| "?".into(), |v| format!("{v:?}"))
+        };
+        match op.name() {
+            "write" => Ok(op.input().bytes().to_vec()),
+            "read" => match op.output() {
+                Some(seen) if seen.bytes() != value.as_slice() => {
+                    Err(format!("the value was {} there, not {seen}", text(value)))
+                }
+                _ => Ok(value.clone()),
+            },
+            "cas" => {
+                let (old, new) = op.input().decode::<(V, V)>()?;
+                let matches = encode(&old) == *value;
+                match output::<bool>(op)? {
+                    Some(true) if !matches => Err(format!(
+                        "the value was {}, not {old:?}, so the swap had to fail",
+                        text(value)
+                    )),
+                    Some(false) if matches => {
+                        Err(format!("the value was {old:?}, so the swap had to succeed"))
+                    }
+                    _ if matches => Ok(encode(&new)),
+                    _ => Ok(value.clone()),
+                }
+            }
+            _ => Err(unknown("Register", op, "`write`, `read` and `cas`")),
+        }
+    }
+}
+
+/// A map: `put((k, v))`, `get(k) → Option<v>`, `delete(k)`. Checked one key
+/// at a time.
+pub struct KeyValue<K, V> {
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> KeyValue<K, V> {
+    /// An empty map.
+    ///
+    /// ```
+    /// let model = stampede::model::KeyValue::<String, i64>::new();
+    /// ```
+    pub fn new() -> KeyValue<K, V> {
+        KeyValue { types: PhantomData }
+    }
+}
+
+impl<K, V> Default for KeyValue<K, V> {
+    fn default() -> Self {
+        KeyValue::new()
+    }
+}
+
+impl<K, V> Model for KeyValue<K, V>
+where
+    K: Serialize + DeserializeOwned + fmt::Debug,
+    V: Serialize + DeserializeOwned + fmt::Debug,
+{
+    /// The key's value, encoded, if it has one.
+    type State = Option<Vec<u8>>;
+
+    fn name(&self) -> String {
+        "KeyValue".into()
+    }
+
+    fn init(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn step(&self, value: &Option<Vec<u8>>, op: &Operation) -> Result<Option<Vec<u8>>, String> {
+        let text = |v: &Option<Vec<u8>>| match v {
+            Some(bytes) => crate::protocol::decode::<V>(bytes)
+                .map_or_else(|_| "?".into(), |v| format!("Some({v:?})")),
+            None => "None".into(),
+        };
+        match op.name() {
+            "put" => {
+                let (_, new) = op.input().decode::<(K, V)>()?;
+                Ok(Some(encode(&new)))
+            }
+            "delete" => Ok(None),
+            "get" => match output::<Option<V>>(op)? {
+                Some(seen) => {
+                    let seen = seen.map(|v| encode(&v));
+                    if seen == *value {
+                        Ok(value.clone())
+                    } else {
+                        Err(format!(
+                            "the key held {} there, not {}",
+                            text(value),
+                            text(&seen)
+                        ))
+                    }
+                }
+                None => Ok(value.clone()),
+            },
+            _ => Err(unknown("KeyValue", op, "`put`, `get` and `delete`")),
+        }
+    }
+
+    fn key(&self, op: &Operation) -> Option<Vec<u8>> {
+        match op.name() {
+            "put" => op.input().decode::<(K, V)>().ok().map(|(k, _)| encode(&k)),
+            _ => op.input().decode::<K>().ok().map(|k| encode(&k)),
+        }
+    }
+}
+
+/// A set: `add(v)`, `remove(v)`, `contains(v) → bool`. Checked one element
+/// at a time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Set;
+
+impl Model for Set {
+    /// Whether the element is in.
+    type State = bool;
+
+    fn name(&self) -> String {
+        "Set".into()
+    }
+
+    fn init(&self) -> bool {
+        false
+    }
+
+    fn step(&self, present: &bool, op: &Operation) -> Result<bool, String> {
+        let element = op.input();
+        match op.name() {
+            "add" => Ok(true),
+            "remove" => Ok(false),
+            "contains" => match output::<bool>(op)? {
+                Some(seen) if seen != *present => Err(format!(
+                    "{element} was {} the set there",
+                    if *present { "in" } else { "not in" }
+                )),
+                _ => Ok(*present),
+            },
+            _ => Err(unknown("Set", op, "`add`, `remove` and `contains`")),
+        }
+    }
+
+    fn key(&self, op: &Operation) -> Option<Vec<u8>> {
+        Some(op.input().bytes().to_vec())
+    }
+}
+
+/// A FIFO queue: `enqueue(v)`, `dequeue() → Option<v>` (`None`: it was
+/// empty). Every element is handed out once, in order.
+pub struct Queue<V> {
+    types: PhantomData<fn() -> V>,
+}
+
+impl<V> Queue<V> {
+    /// An empty queue.
+    ///
+    /// ```
+    /// let model = stampede::model::Queue::<u32>::new();
+    /// ```
+    pub fn new() -> Queue<V> {
+        Queue { types: PhantomData }
+    }
+}
+
+impl<V> Default for Queue<V> {
+    fn default() -> Self {
+        Queue::new()
+    }
+}
+
+impl<V: Serialize + DeserializeOwned + fmt::Debug> Model for Queue<V> {
+    /// The elements' encodings, front first.
+    type State = VecDeque<Vec<u8>>;
+
+    fn name(&self) -> String {
+        "Queue".into()
+    }
+
+    fn init(&self) -> VecDeque<Vec<u8>> {
+        VecDeque::new()
+    }
+
+    fn step(&self, queue: &VecDeque<Vec<u8>>, op: &Operation) -> Result<VecDeque<Vec<u8>>, String> {
+        let text = |bytes: &[u8]| {
+            crate::protocol::decode::<V>(bytes).map_or_else(|_| "?".into(), |v| format!("{v:?}"))
+        };
+        match op.name() {
+            "enqueue" => {
+                let mut queue = queue.clone();
+                queue.push_back(op.input().bytes().to_vec());
+                Ok(queue)
+            }
+            "dequeue" => {
+                let mut after = queue.clone();
+                let front = after.pop_front();
+                match output::<Option<V>>(op)? {
+                    None => Ok(after),
+                    Some(seen) => {
+                        let seen = seen.map(|v| encode(&v));
+                        if seen == front {
+                            Ok(after)
+                        } else {
+                            let expected = front
+                                .as_deref()
+                                .map_or("None (empty)".into(), |b| format!("Some({})", text(b)));
+                            let got = seen
+                                .as_deref()
+                                .map_or("None".into(), |b| format!("Some({})", text(b)));
+                            Err(format!(
+                                "the front of the queue was {expected} there, not {got}"
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => Err(unknown("Queue", op, "`enqueue` and `dequeue`")),
+        }
+    }
+}

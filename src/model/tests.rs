@@ -1,0 +1,333 @@
+//! The checker and the shipped models, on histories written by hand: each
+//! model with a planted bug it must flag and a correct history it must pass.
+
+use super::check::{Search, search};
+use super::*;
+use crate::outcome::{Ending, History, Operation, Value};
+
+use crate::clock::Timestamp;
+
+fn us(n: u64) -> Timestamp {
+    Timestamp::from_nanos(1_000_000 + n * 1_000)
+}
+
+/// `child` ran `name(input) → output` from `from` to `to` µs.
+fn op<I: serde::Serialize + fmt::Debug, O: serde::Serialize + fmt::Debug>(
+    child: usize,
+    name: &str,
+    input: I,
+    output: O,
+    from: u64,
+    to: u64,
+) -> Operation {
+    let ending = Ending::Ok(Value::of(&output));
+    Operation::new(
+        child,
+        name,
+        Value::of(&input),
+        ending,
+        us(from),
+        Some(us(to)),
+    )
+}
+
+fn unknown<I: serde::Serialize + fmt::Debug>(
+    child: usize,
+    name: &str,
+    input: I,
+    from: u64,
+) -> Operation {
+    Operation::new(
+        child,
+        name,
+        Value::of(&input),
+        Ending::Unknown,
+        us(from),
+        None,
+    )
+}
+
+fn history(ops: Vec<Operation>) -> History {
+    History::new(ops)
+}
+
+#[test]
+fn two_overlapping_winning_claims_are_a_violation_with_both_orders_explained() {
+    let h = history(vec![
+        op(0, "claim", 7u32, true, 10, 50),
+        op(1, "claim", 7u32, true, 20, 40),
+        op(2, "claim", 8u32, true, 15, 45),
+    ]);
+    let violation = check(&ClaimOnce, &h).unwrap_err();
+    assert_eq!(violation.witness().len(), 2, "{violation}");
+    assert!(
+        violation
+            .witness()
+            .iter()
+            .all(|op| op.input().text() == "7")
+    );
+    let text = violation.to_string();
+    assert!(
+        text.starts_with(
+            "not linearizable under ClaimOnce: no order of these 2 operations of 2 children"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("- after child 0's claim(7) → true, child 1's claim(7) → true is impossible: 7 was claimed already"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- after child 1's claim(7) → true, child 0's claim(7) → true is impossible"),
+        "{text}"
+    );
+}
+
+#[test]
+fn claims_are_judged_by_their_times() {
+    // Serial: the first wins, the next loses. Correct.
+    let serial = history(vec![
+        op(0, "claim", 1u8, true, 0, 10),
+        op(1, "claim", 1u8, false, 20, 30),
+    ]);
+    assert!(check(&ClaimOnce, &serial).is_ok());
+    // The loser returned before the winner was invoked: it lost to nobody.
+    let early_loss = history(vec![
+        op(1, "claim", 1u8, false, 0, 10),
+        op(0, "claim", 1u8, true, 20, 30),
+    ]);
+    let v = check(&ClaimOnce, &early_loss).unwrap_err();
+    assert!(
+        v.to_string()
+            .contains("was not claimed yet, so this claim had to win"),
+        "{v}"
+    );
+    // Overlapping, the same two are fine: the winner may have gone first.
+    let overlap = history(vec![
+        op(1, "claim", 1u8, false, 0, 30),
+        op(0, "claim", 1u8, true, 10, 20),
+    ]);
+    assert!(check(&ClaimOnce, &overlap).is_ok());
+}
+
+#[test]
+fn an_indeterminate_operation_may_have_taken_effect_and_a_failed_one_did_not() {
+    // A child died during its claim; another lost afterwards: the dead one's
+    // claim took effect.
+    let died = history(vec![
+        unknown(0, "claim", 5u8, 0),
+        op(1, "claim", 5u8, false, 10, 20),
+    ]);
+    assert!(check(&ClaimOnce, &died).is_ok());
+    // ... or it never did: a later winner is fine too.
+    let never = history(vec![
+        unknown(0, "claim", 5u8, 0),
+        op(1, "claim", 5u8, true, 10, 20),
+    ]);
+    assert!(check(&ClaimOnce, &never).is_ok());
+    // A failed claim is left out: the later loser lost to nobody.
+    let failed = Operation::new(
+        0,
+        "claim",
+        Value::of(&5u8),
+        Ending::Failed("refused".into()),
+        us(0),
+        Some(us(5)),
+    );
+    let h = history(vec![failed, op(1, "claim", 5u8, false, 10, 20)]);
+    assert!(check(&ClaimOnce, &h).is_err());
+}
+
+#[test]
+fn a_counter_read_must_see_exactly_the_adds_before_it() {
+    let lost = history(vec![
+        op(0, "add", 1i64, (), 0, 10),
+        op(1, "add", 1i64, (), 0, 10),
+        op(2, "get", (), 1i64, 20, 30),
+    ]);
+    let v = check(&Counter, &lost).unwrap_err();
+    assert!(
+        v.to_string().contains("the counter was 2 there, not 1"),
+        "{v}"
+    );
+    assert_eq!(v.witness().len(), 3);
+    let fine = history(vec![
+        op(0, "add", 1i64, (), 0, 10),
+        op(1, "add", 1i64, (), 0, 30),
+        op(2, "get", (), 1i64, 20, 30), // the second add may come after
+    ]);
+    assert!(check(&Counter, &fine).is_ok());
+}
+
+#[test]
+fn a_register_read_after_a_write_sees_it_and_cas_is_judged() {
+    let stale = history(vec![
+        op(0, "write", 1i64, (), 0, 10),
+        op(1, "read", (), 0i64, 20, 30),
+    ]);
+    let v = check(&Register::new(0i64), &stale).unwrap_err();
+    assert!(
+        v.to_string().contains("the value was 1 there, not 0"),
+        "{v}"
+    );
+    let cas = history(vec![
+        op(0, "cas", (0i64, 5i64), true, 0, 10),
+        op(1, "cas", (0i64, 6i64), true, 20, 30),
+    ]);
+    let v = check(&Register::new(0i64), &cas).unwrap_err();
+    assert!(
+        v.to_string()
+            .contains("the value was 5, not 0, so the swap had to fail"),
+        "{v}"
+    );
+    let fine = history(vec![
+        op(0, "cas", (0i64, 5i64), true, 0, 10),
+        op(1, "read", (), 5i64, 20, 30),
+    ]);
+    assert!(check(&Register::new(0i64), &fine).is_ok());
+}
+
+#[test]
+fn a_map_is_checked_per_key() {
+    let model = KeyValue::<String, i64>::new();
+    let mut ops = Vec::new();
+    for k in 0..50u64 {
+        let key = format!("k{k}");
+        ops.push(op(
+            0,
+            "put",
+            (key.clone(), k as i64),
+            (),
+            k * 10,
+            k * 10 + 5,
+        ));
+        ops.push(op(1, "get", key, Some(k as i64), k * 10 + 6, k * 10 + 9));
+    }
+    assert!(check(&model, &history(ops.clone())).is_ok());
+    ops.push(op(2, "get", "k3".to_owned(), None::<i64>, 1000, 1010));
+    let v = check(&model, &history(ops)).unwrap_err();
+    assert_eq!(v.witness().len(), 2, "{v}");
+    assert!(
+        v.to_string()
+            .contains("the key held Some(3) there, not None"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_set_and_a_queue_flag_their_planted_bugs() {
+    let set = history(vec![
+        op(0, "add", 4u8, (), 0, 10),
+        op(1, "contains", 4u8, false, 20, 30),
+    ]);
+    assert!(
+        check(&Set, &set)
+            .unwrap_err()
+            .to_string()
+            .contains("4 was in the set there")
+    );
+    let out_of_order = history(vec![
+        op(0, "enqueue", 1u32, (), 0, 10),
+        op(0, "enqueue", 2u32, (), 20, 30),
+        op(1, "dequeue", (), Some(2u32), 40, 50),
+    ]);
+    let v = check(&Queue::<u32>::new(), &out_of_order).unwrap_err();
+    assert!(
+        v.to_string()
+            .contains("the front of the queue was Some(1) there, not Some(2)"),
+        "{v}"
+    );
+    let twice = history(vec![
+        op(0, "enqueue", 1u32, (), 0, 10),
+        op(1, "dequeue", (), Some(1u32), 20, 30),
+        op(2, "dequeue", (), Some(1u32), 20, 30),
+    ]);
+    assert!(check(&Queue::<u32>::new(), &twice).is_err());
+    let fine = history(vec![
+        op(0, "enqueue", 1u32, (), 0, 10),
+        op(1, "enqueue", 2u32, (), 0, 10),
+        op(2, "dequeue", (), Some(2u32), 20, 30), // the enqueues overlapped
+        op(2, "dequeue", (), Some(1u32), 40, 50),
+        op(2, "dequeue", (), None::<u32>, 60, 70),
+    ]);
+    assert!(check(&Queue::<u32>::new(), &fine).is_ok());
+}
+
+/// A barrier-shaped history: `n` claims of one job, all concurrent.
+fn barrier_claims(n: usize, winners: usize) -> History {
+    history(
+        (0..n)
+            .map(|c| op(c, "claim", 1u32, c < winners, 0, 1000 + c as u64))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_thousand_concurrent_claims_check_and_a_double_claim_is_two_operations() {
+    assert!(check(&ClaimOnce, &barrier_claims(1000, 1)).is_ok());
+    let v = check(&ClaimOnce, &barrier_claims(64, 2)).unwrap_err();
+    assert_eq!(v.witness().len(), 2, "{v}");
+    let none = check(&ClaimOnce, &barrier_claims(1000, 0)).unwrap_err();
+    assert_eq!(none.witness().len(), 1, "{none}");
+}
+
+#[test]
+fn a_search_out_of_budget_is_inconclusive_never_a_pass() {
+    let h = barrier_claims(10, 1);
+    let ops: Vec<&Operation> = h.operations().iter().collect();
+    // 10 steps find no loser possible first, 1 takes the winner, 9 take
+    // the losers without branching: 20, and 19 is one short.
+    let mut steps = 19;
+    assert_eq!(search(&ClaimOnce, &ops, &mut steps), Search::GaveUp);
+    let mut steps = 20;
+    assert_eq!(search(&ClaimOnce, &ops, &mut steps), Search::Linearizable);
+    assert_eq!(steps, 0);
+    let v = check::check(&ClaimOnce, &h, 3).unwrap_err();
+    assert!(v.is_inconclusive());
+    assert!(v.to_string().contains("inconclusive under ClaimOnce: the search gave up after 3 steps on a part of 10 operations"), "{v}");
+}
+
+struct Panicky;
+
+impl Model for Panicky {
+    type State = u8;
+    fn name(&self) -> String {
+        "Panicky".into()
+    }
+    fn init(&self) -> u8 {
+        0
+    }
+    fn step(&self, _: &u8, op: &Operation) -> Result<u8, String> {
+        if op.name() == "boom" {
+            panic!("no rule for boom");
+        }
+        Ok(0)
+    }
+}
+
+#[test]
+fn a_model_that_panics_is_named_with_the_operation() {
+    let h = history(vec![
+        op(0, "fine", (), (), 0, 1),
+        op(3, "boom", 9u8, (), 2, 3),
+    ]);
+    let v = check(&Panicky, &h).unwrap_err();
+    let text = v.to_string();
+    assert!(
+        text.starts_with("the model Panicky panicked on child 3's boom(9) → ok: no rule for boom"),
+        "{text}"
+    );
+    assert!(!v.is_inconclusive());
+    assert!(v.witness().is_empty());
+}
+
+#[test]
+fn an_operation_a_model_does_not_know_is_named() {
+    let h = history(vec![op(0, "take", 1u8, true, 0, 1)]);
+    let v = check(&ClaimOnce, &h).unwrap_err();
+    assert!(
+        v.to_string()
+            .contains("ClaimOnce knows `claim`, not `take`"),
+        "{v}"
+    );
+}

@@ -1,0 +1,236 @@
+//! What a failed check says: the smallest set of operations that no order
+//! allows, each order tried and why it fails; or that the search gave up,
+//! or that the model panicked.
+
+use std::fmt;
+
+use super::Model;
+use crate::clock::Timestamp;
+use crate::outcome::{Operation, span};
+
+/// Why a history is not accepted by a model (see
+/// [`Outcomes::check`](crate::Outcomes::check)). `Display` explains it in a
+/// few lines.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    model: String,
+    /// Boxed: a `Result<(), Violation>` stays small.
+    kind: Box<Kind>,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// No order of these operations is allowed.
+    NotLinearizable(Found),
+    /// The search ran out of budget on a part with this many operations.
+    Inconclusive {
+        operations: Vec<Operation>,
+        budget: u64,
+    },
+    /// The model panicked on this operation.
+    ModelPanicked {
+        operation: Operation,
+        message: String,
+    },
+}
+
+/// A witness and what each order of it runs into.
+#[derive(Debug, Clone)]
+pub(super) struct Found {
+    /// Times are shown from here: the part's first invocation.
+    origin: Timestamp,
+    witness: Vec<Operation>,
+    descriptions: Vec<String>,
+    /// Per order tried (up to a few): the order (as witness positions) and
+    /// the position whose result was impossible, and why.
+    orders: Vec<(Vec<usize>, usize, String)>,
+}
+
+/// Orders of a witness spelled out, at most.
+const ORDERS_SHOWN: usize = 4;
+/// A witness above this size is not enumerated order by order.
+const ENUMERATE_MAX: usize = 6;
+
+impl Found {
+    pub(super) fn explain<M: Model>(model: &M, witness: &[&Operation], origin: Timestamp) -> Found {
+        let mut orders = Vec::new();
+        if witness.len() <= ENUMERATE_MAX {
+            let mut order = Vec::new();
+            let mut used = vec![false; witness.len()];
+            enumerate(
+                model,
+                witness,
+                &mut order,
+                &mut used,
+                &model.init(),
+                &mut orders,
+            );
+        }
+        Found {
+            origin,
+            witness: witness.iter().map(|op| (*op).clone()).collect(),
+            descriptions: witness.iter().map(|op| model.describe(op)).collect(),
+            orders,
+        }
+    }
+}
+
+/// Every order of `witness` that respects real time, each up to its first
+/// impossible result, into `out` (at most `ORDERS_SHOWN`).
+fn enumerate<M: Model>(
+    model: &M,
+    witness: &[&Operation],
+    order: &mut Vec<usize>,
+    used: &mut [bool],
+    state: &M::State,
+    out: &mut Vec<(Vec<usize>, usize, String)>,
+) {
+    if out.len() >= ORDERS_SHOWN {
+        return;
+    }
+    let bound = (0..witness.len())
+        .filter(|&i| !used[i])
+        .filter_map(|i| witness[i].returned())
+        .min();
+    for i in 0..witness.len() {
+        if used[i] || bound.is_some_and(|b| witness[i].invoked() > b) {
+            continue;
+        }
+        order.push(i);
+        match model.step(state, witness[i]) {
+            Ok(next) => {
+                used[i] = true;
+                enumerate(model, witness, order, used, &next, out);
+                used[i] = false;
+            }
+            Err(why) => {
+                if out.len() < ORDERS_SHOWN {
+                    out.push((order.clone(), i, why));
+                }
+            }
+        }
+        order.pop();
+    }
+}
+
+impl Violation {
+    pub(super) fn found<M: Model>(model: &M, found: Found) -> Violation {
+        Violation {
+            model: model.name(),
+            kind: Box::new(Kind::NotLinearizable(found)),
+        }
+    }
+
+    pub(super) fn inconclusive<M: Model>(model: &M, ops: &[&Operation], budget: u64) -> Violation {
+        Violation {
+            model: model.name(),
+            kind: Box::new(Kind::Inconclusive {
+                operations: ops.iter().map(|op| (*op).clone()).collect(),
+                budget,
+            }),
+        }
+    }
+
+    pub(super) fn model_panicked<M: Model>(
+        model: &M,
+        op: &Operation,
+        message: String,
+    ) -> Violation {
+        Violation {
+            model: model.name(),
+            kind: Box::new(Kind::ModelPanicked {
+                operation: op.clone(),
+                message,
+            }),
+        }
+    }
+
+    /// The model's name.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The smallest set of operations found that no order allows; empty
+    /// when the check was inconclusive or the model panicked.
+    pub fn witness(&self) -> &[Operation] {
+        match &*self.kind {
+            Kind::NotLinearizable(found) => &found.witness,
+            _ => &[],
+        }
+    }
+
+    /// Whether the search gave up before deciding (too large a history for
+    /// its budget): nothing was found wrong, and nothing was proven.
+    pub fn is_inconclusive(&self) -> bool {
+        matches!(*self.kind, Kind::Inconclusive { .. })
+    }
+}
+
+fn who(op: &Operation, description: &str) -> String {
+    format!("child {}'s {description}", op.child())
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let model = &self.model;
+        match &*self.kind {
+            Kind::NotLinearizable(found) => {
+                let n = found.witness.len();
+                let children = {
+                    let mut c: Vec<usize> = found.witness.iter().map(Operation::child).collect();
+                    c.sort_unstable();
+                    c.dedup();
+                    c.len()
+                };
+                writeln!(
+                    f,
+                    "not linearizable under {model}: no order of these {n} operations of {children} \
+                     {} that respects their times is allowed:",
+                    if children == 1 { "child" } else { "children" }
+                )?;
+                for (op, description) in found.witness.iter().zip(&found.descriptions) {
+                    writeln!(
+                        f,
+                        "  child {}  {}  {description}",
+                        op.child(),
+                        span(op, found.origin)
+                    )?;
+                }
+                for (order, at, why) in &found.orders {
+                    let before: Vec<String> = order[..order.len() - 1]
+                        .iter()
+                        .map(|&i| who(&found.witness[i], &found.descriptions[i]))
+                        .collect();
+                    let failing = who(&found.witness[*at], &found.descriptions[*at]);
+                    if before.is_empty() {
+                        writeln!(f, "- first, {failing} is impossible: {why}")?;
+                    } else {
+                        writeln!(
+                            f,
+                            "- after {}, {failing} is impossible: {why}",
+                            before.join(", then ")
+                        )?;
+                    }
+                }
+                Ok(())
+            }
+            Kind::Inconclusive { operations, budget } => write!(
+                f,
+                "inconclusive under {model}: the search gave up after {budget} steps on a part \
+                 of {} operations (first: {}); nothing was found wrong, and nothing was proven. \
+                 Give the model a `key` that splits the history, or record fewer operations",
+                operations.len(),
+                operations
+                    .first()
+                    .map_or_else(String::new, |op| op.to_string())
+            ),
+            Kind::ModelPanicked { operation, message } => write!(
+                f,
+                "the model {model} panicked on child {}'s {operation}: {message}",
+                operation.child()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
