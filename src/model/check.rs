@@ -5,12 +5,12 @@
 //! effect and are left out; indeterminate ones may go at any time after
 //! their invocation, or never.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::Model;
 use super::violation::{Found, Violation};
 use crate::clock::Timestamp;
-use crate::outcome::{History, Operation};
+use crate::outcome::{Ending, History, Operation};
 use crate::panic;
 
 /// What a search of one part found.
@@ -78,7 +78,16 @@ pub(super) fn search<M: Model>(model: &M, ops: &[&Operation], steps: &mut u64) -
         ops,
         steps,
         done: vec![0u64; ops.len().div_ceil(64)],
+        class: classes(ops),
+        class_seen: vec![0; ops.len()],
+        generation: 0,
+        pending_returns: BTreeMap::new(),
     };
+    for op in ops {
+        if let Some(r) = op.returned() {
+            *s.pending_returns.entry(r).or_insert(0) += 1;
+        }
+    }
     let needed = ops.iter().filter(|op| op.returned().is_some()).count();
     let init = match panic::catch(true, || model.init()) {
         Ok(state) => state,
@@ -141,6 +150,42 @@ struct Searcher<'a, 'o, M> {
     ops: &'a [&'o Operation],
     steps: &'a mut u64,
     done: Vec<u64>,
+    /// Each operation's class (see `classes`).
+    class: Vec<usize>,
+    /// Per class, the `generation` of `candidates` that last took one.
+    class_seen: Vec<u64>,
+    generation: u64,
+    /// The return times of the operations not done, counted.
+    pending_returns: BTreeMap<Timestamp, usize>,
+}
+
+/// Classes of interchangeable operations: the same name, input and ending,
+/// and the same place among the others in time — the same operations
+/// returned before it was invoked, and the same were invoked by the time
+/// it returned. Swapping two of a class in any order gives an order just
+/// as legal, with the same states, so the search tries one of each class
+/// (the first not done) where it would try them all: 1,000 overlapping
+/// `add(1)`s are one choice per depth, not 1,000.
+fn classes(ops: &[&Operation]) -> Vec<usize> {
+    let mut invoked: Vec<Timestamp> = ops.iter().map(|op| op.invoked()).collect();
+    invoked.sort_unstable();
+    let mut returned: Vec<Timestamp> = ops.iter().filter_map(|op| op.returned()).collect();
+    returned.sort_unstable();
+    type Class<'a> = (&'a str, &'a [u8], &'a Ending, usize, usize);
+    let mut ids: HashMap<Class<'_>, usize> = HashMap::new();
+    ops.iter()
+        .map(|op| {
+            // How many returned before it was invoked; how many were
+            // invoked by the time it returned (all, if it never did).
+            let before = returned.partition_point(|&r| r < op.invoked());
+            let after = op
+                .returned()
+                .map_or(ops.len(), |r| invoked.partition_point(|&i| i <= r));
+            let next = ids.len();
+            *ids.entry((op.name(), op.input().bytes(), op.ending(), before, after))
+                .or_insert(next)
+        })
+        .collect()
 }
 
 impl<M: Model> Searcher<'_, '_, M> {
@@ -149,25 +194,55 @@ impl<M: Model> Searcher<'_, '_, M> {
     }
 
     fn set(&mut self, i: usize, done: bool) {
+        let returned = self.ops[i].returned();
         if done {
             self.done[i / 64] |= 1 << (i % 64);
+            if let Some(r) = returned {
+                match self.pending_returns.get_mut(&r) {
+                    Some(1) | None => {
+                        self.pending_returns.remove(&r);
+                    }
+                    Some(count) => *count -= 1,
+                }
+            }
         } else {
             self.done[i / 64] &= !(1 << (i % 64));
+            if let Some(r) = returned {
+                *self.pending_returns.entry(r).or_insert(0) += 1;
+            }
         }
     }
 
     /// What may go next: not done, and invoked before every operation not
     /// done has returned (one that returned before it was invoked goes
-    /// first). Earliest invoked last.
-    fn candidates(&self) -> Vec<usize> {
-        let pending = || (0..self.ops.len()).filter(|&i| !self.is_done(i));
-        let bound = pending()
-            .filter_map(|i| self.ops[i].returned())
-            .min()
+    /// first); with `one_per_class`, only the first of each class.
+    /// Earliest invoked last.
+    fn candidates(&mut self, one_per_class: bool) -> Vec<usize> {
+        let bound = self
+            .pending_returns
+            .keys()
+            .next()
+            .copied()
             .unwrap_or(Timestamp::from_nanos(u64::MAX));
-        let mut next: Vec<usize> = pending()
-            .filter(|&i| self.ops[i].invoked() <= bound)
-            .collect();
+        self.generation += 1;
+        let mut next = Vec::new();
+        // Sorted by invocation: the candidates are a prefix of the rest.
+        for i in 0..self.ops.len() {
+            if self.ops[i].invoked() > bound {
+                break;
+            }
+            if self.is_done(i) {
+                continue;
+            }
+            if one_per_class {
+                let seen = &mut self.class_seen[self.class[i]];
+                if *seen == self.generation {
+                    continue;
+                }
+                *seen = self.generation;
+            }
+            next.push(i);
+        }
         next.reverse();
         next
     }
@@ -194,10 +269,22 @@ impl<M: Model> Searcher<'_, '_, M> {
         mut determinate_done: usize,
     ) -> Result<Frame<M::State>, Search> {
         let mut greedy = Vec::new();
+        // Whether each class changes nothing here: one step tells for all
+        // its members (the state does not move while they go).
+        let mut no_op: Vec<(usize, bool)> = Vec::new();
         loop {
             let mut took = false;
-            for i in self.candidates() {
-                if self.step(&state, i)?.as_ref() == Some(&state) {
+            for i in self.candidates(false) {
+                let class = self.class[i];
+                let verdict = match no_op.iter().find(|(c, _)| *c == class) {
+                    Some(&(_, verdict)) => verdict,
+                    None => {
+                        let verdict = self.step(&state, i)?.as_ref() == Some(&state);
+                        no_op.push((class, verdict));
+                        verdict
+                    }
+                };
+                if verdict {
                     self.set(i, true);
                     greedy.push(i);
                     determinate_done += usize::from(self.ops[i].returned().is_some());
@@ -209,7 +296,7 @@ impl<M: Model> Searcher<'_, '_, M> {
             }
         }
         Ok(Frame {
-            candidates: self.candidates(),
+            candidates: self.candidates(true),
             state,
             determinate_done,
             chosen: None,
@@ -220,13 +307,13 @@ impl<M: Model> Searcher<'_, '_, M> {
 
 /// The longest failing prefix whose operations are removed one at a time
 /// for a witness; above it, the prefix is the witness.
-const WITNESS_MAX: usize = 200;
+const WITNESS_MAX: usize = 64;
 /// The steps each trial of the witness search may take.
 const TRIAL_BUDGET: u64 = 200_000;
 
-/// A smallest set of `ops` (which have no legal order) that still has
-/// none, blaming the right operation: the shortest failing prefix (in
-/// invocation order) ends at the first operation that cannot fit, the
+/// A small set of `ops` (which have no legal order) that still has none,
+/// blaming the right operation: a short failing prefix (in invocation
+/// order, found by bisection) ends at an operation that cannot fit, the
 /// anchor; others are removed one at a time while the set still fails and
 /// would pass without the anchor.
 pub(super) fn smallest<'a, M: Model>(model: &M, ops: &[&'a Operation]) -> Vec<&'a Operation> {
@@ -234,11 +321,20 @@ pub(super) fn smallest<'a, M: Model>(model: &M, ops: &[&'a Operation]) -> Vec<&'
         let mut steps = TRIAL_BUDGET;
         search(model, ops, &mut steps) == Search::NotLinearizable
     };
-    let Some(end) = (1..=ops.len()).find(|&end| fails(&ops[..end])) else {
-        return ops.to_vec();
-    };
-    let mut witness: Vec<&Operation> = ops[..end].to_vec();
-    if witness.len() > WITNESS_MAX {
+    // Bisect for the first failing prefix length, taking the whole as
+    // failing; a later operation can make an earlier prefix fit, so this
+    // finds a short failing prefix, not always the shortest.
+    let (mut passes, mut fails_at) = (0, ops.len());
+    while fails_at - passes > 1 {
+        let mid = passes + (fails_at - passes) / 2;
+        if fails(&ops[..mid]) {
+            fails_at = mid;
+        } else {
+            passes = mid;
+        }
+    }
+    let mut witness: Vec<&Operation> = ops[..fails_at].to_vec();
+    if witness.len() > WITNESS_MAX || !fails(&witness) {
         return witness;
     }
     let mut i = 0;

@@ -275,11 +275,12 @@ fn a_thousand_concurrent_claims_check_and_a_double_claim_is_two_operations() {
 fn a_search_out_of_budget_is_inconclusive_never_a_pass() {
     let h = barrier_claims(10, 1);
     let ops: Vec<&Operation> = h.operations().iter().collect();
-    // 10 steps find no loser possible first, 1 takes the winner, 9 take
-    // the losers without branching: 20, and 19 is one short.
-    let mut steps = 19;
+    // One step per class tells: the winner's class changes the state, the
+    // losers' is impossible (2); the winner goes (1); the losers' class is
+    // a no-op now, and all 9 go without branching (1): 4, and 3 is short.
+    let mut steps = 3;
     assert_eq!(search(&ClaimOnce, &ops, &mut steps), Search::GaveUp);
-    let mut steps = 20;
+    let mut steps = 4;
     assert_eq!(search(&ClaimOnce, &ops, &mut steps), Search::Linearizable);
     assert_eq!(steps, 0);
     let v = check::check(&ClaimOnce, &h, 3).unwrap_err();

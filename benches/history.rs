@@ -1,0 +1,299 @@
+//! What checking a history costs: barrier-shaped histories of 1,000
+//! children (every operation overlaps every other: the worst case for the
+//! search), valid and violating, and a long `Load`-shaped history of
+//! mostly sequential operations over many keys.
+//!
+//! Run with `cargo bench --bench history`. Times are printed against a
+//! baseline from the same run — building the same history (`History::new`
+//! sorts it), the least any check must do — and against absolute targets;
+//! a missed target is a line that says MISS, never a failed assertion.
+//!
+//! Environment: `HISTORY_ROUNDS` (default 30).
+
+#[path = "common/machine.rs"]
+mod machine;
+#[path = "common/stats.rs"]
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use stampede::Timestamp;
+use stampede::history::{Ending, History, Operation, Value};
+use stampede::model::{self, ClaimOnce, Counter, KeyValue};
+use stats::Stats;
+
+const CHILDREN: usize = 1000;
+const LONG: usize = 100_000;
+const KEYS: usize = 100;
+const BARRIER_TARGET: Duration = Duration::from_millis(10);
+const THROUGHPUT_TARGET: f64 = 100_000.0;
+
+fn op(
+    t0: Timestamp,
+    child: usize,
+    name: &str,
+    input: Value,
+    output: Value,
+    from_us: u64,
+    to_us: u64,
+) -> Operation {
+    let at = |us| t0.later_by(Duration::from_micros(us));
+    Operation::new(
+        child,
+        name,
+        input,
+        Ending::Ok(output),
+        at(from_us),
+        Some(at(to_us)),
+    )
+}
+
+/// `CHILDREN` claims of one job, all overlapping; `winners` return true.
+fn claims(t0: Timestamp, winners: usize) -> Vec<Operation> {
+    (0..CHILDREN)
+        .map(|c| {
+            let won = Value::of(&(c < winners));
+            op(
+                t0,
+                c,
+                "claim",
+                Value::of(&1u32),
+                won,
+                c as u64 % 7,
+                1_000 + c as u64,
+            )
+        })
+        .collect()
+}
+
+/// `CHILDREN` overlapping adds of 1, then a read of `seen`.
+fn counter(t0: Timestamp, seen: i64) -> Vec<Operation> {
+    let mut ops: Vec<Operation> = (0..CHILDREN)
+        .map(|c| {
+            op(
+                t0,
+                c,
+                "add",
+                Value::of(&1i64),
+                Value::of(&()),
+                0,
+                1_000 + c as u64,
+            )
+        })
+        .collect();
+    ops.push(op(
+        t0,
+        0,
+        "get",
+        Value::of(&()),
+        Value::of(&seen),
+        5_000,
+        5_001,
+    ));
+    ops
+}
+
+/// Per child, a write of its own key, overlapping everything, then a read
+/// (of `off` more than written for child 0: the violation).
+fn registers(t0: Timestamp, off: i64) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    for c in 0..CHILDREN {
+        let key = format!("k{c}");
+        ops.push(op(
+            t0,
+            c,
+            "put",
+            Value::of(&(key.clone(), c as i64)),
+            Value::of(&()),
+            0,
+            1_000,
+        ));
+        let seen = c as i64 + if c == 0 { off } else { 0 };
+        ops.push(op(
+            t0,
+            c,
+            "get",
+            Value::of(&key),
+            Value::of(&Some(seen)),
+            2_000,
+            3_000,
+        ));
+    }
+    ops
+}
+
+/// A `Load`'s history: `LONG` operations, 8 workers, each call 10 µs,
+/// over `KEYS` keys, a put then reads of each key.
+fn long(t0: Timestamp) -> Vec<Operation> {
+    (0..LONG)
+        .map(|i| {
+            let worker = i % 8;
+            let from = (i / 8) as u64 * 10;
+            let key = format!("k{}", (i / 8) % KEYS);
+            if (i / 8) < KEYS || worker != 0 {
+                let value = ((i / 8) % KEYS) as i64;
+                if (i / 8) < KEYS && worker == 0 {
+                    op(
+                        t0,
+                        worker,
+                        "put",
+                        Value::of(&(key, value)),
+                        Value::of(&()),
+                        from,
+                        from + 9,
+                    )
+                } else if (i / 8) < KEYS {
+                    // Reads overlapping the put: either answer is fine.
+                    op(
+                        t0,
+                        worker,
+                        "get",
+                        Value::of(&key),
+                        Value::of(&Some(value)),
+                        from + 10,
+                        from + 19,
+                    )
+                } else {
+                    op(
+                        t0,
+                        worker,
+                        "get",
+                        Value::of(&key),
+                        Value::of(&Some(value)),
+                        from,
+                        from + 9,
+                    )
+                }
+            } else {
+                let value = ((i / 8) % KEYS) as i64;
+                op(
+                    t0,
+                    worker,
+                    "get",
+                    Value::of(&key),
+                    Value::of(&Some(value)),
+                    from,
+                    from + 9,
+                )
+            }
+        })
+        .collect()
+}
+
+struct Case {
+    name: &'static str,
+    ops: Vec<Operation>,
+    valid: bool,
+    check: fn(&History) -> Result<(), model::Violation>,
+}
+
+fn main() {
+    let rounds: usize = std::env::var("HISTORY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let t0 = Timestamp::now();
+    let cases = [
+        Case {
+            name: "claim-once, 1 winner (valid)",
+            ops: claims(t0, 1),
+            valid: true,
+            check: |h| model::check(&ClaimOnce, h),
+        },
+        Case {
+            name: "claim-once, 2 winners (violating)",
+            ops: claims(t0, 2),
+            valid: false,
+            check: |h| model::check(&ClaimOnce, h),
+        },
+        Case {
+            name: "counter, 1000 adds then 1000 (valid)",
+            ops: counter(t0, CHILDREN as i64),
+            valid: true,
+            check: |h| model::check(&Counter, h),
+        },
+        Case {
+            name: "counter, 1000 adds then 999 (violating)",
+            ops: counter(t0, CHILDREN as i64 - 1),
+            valid: false,
+            check: |h| model::check(&Counter, h),
+        },
+        Case {
+            name: "register per key (valid)",
+            ops: registers(t0, 0),
+            valid: true,
+            check: |h| model::check(&KeyValue::<String, i64>::new(), h),
+        },
+        Case {
+            name: "register per key (violating)",
+            ops: registers(t0, 1),
+            valid: false,
+            check: |h| model::check(&KeyValue::<String, i64>::new(), h),
+        },
+    ];
+    println!("\n## history checking\n");
+    println!("machine: {}", machine::machine());
+    println!(
+        "rounds: {rounds}; barrier histories: {CHILDREN} children, every operation overlapping\n"
+    );
+    println!("| history | check | baseline (build it) | ratio | target |");
+    println!("|---|---|---|---|---|");
+    let mut verdicts = Vec::new();
+    for case in &cases {
+        let (mut checks, mut builds) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let began = Instant::now();
+            let history = History::new(case.ops.clone());
+            builds.push(began.elapsed());
+            let began = Instant::now();
+            let result = (case.check)(&history);
+            checks.push(began.elapsed());
+            assert_eq!(result.is_ok(), case.valid, "{}: {result:?}", case.name);
+            if let Err(v) = &result {
+                assert!(!v.is_inconclusive(), "{}: {v}", case.name);
+            }
+        }
+        let (c, b) = (Stats::of(&checks), Stats::of(&builds));
+        println!(
+            "| {} | {:?} ({:?}) | {:?} | {} | ≤ {:?} |",
+            case.name,
+            c.median,
+            c.min,
+            b.median,
+            c.ratios(&b),
+            BARRIER_TARGET
+        );
+        verdicts.push((
+            format!("{} within {BARRIER_TARGET:?}", case.name),
+            c.median <= BARRIER_TARGET,
+        ));
+    }
+    let long = long(t0);
+    let (mut checks, mut builds) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.div_ceil(10) {
+        let began = Instant::now();
+        let history = History::new(long.clone());
+        builds.push(began.elapsed());
+        let began = Instant::now();
+        let result = model::check(&KeyValue::<String, i64>::new(), &history);
+        checks.push(began.elapsed());
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let (c, b) = (Stats::of(&checks), Stats::of(&builds));
+    let per_second = LONG as f64 / c.median.as_secs_f64();
+    println!(
+        "| Load-shaped, {LONG} operations over {KEYS} keys | {:?} ({:.0} ops/s) | {:?} | {} | ≥ {THROUGHPUT_TARGET:.0} ops/s |",
+        c.median,
+        per_second,
+        b.median,
+        c.ratios(&b)
+    );
+    verdicts.push((
+        format!("{LONG} operations at ≥ {THROUGHPUT_TARGET:.0} ops/s"),
+        per_second >= THROUGHPUT_TARGET,
+    ));
+    println!("\n### targets\n");
+    for (what, ok) in verdicts {
+        println!("{} {what}", if ok { "PASS" } else { "MISS" });
+    }
+}
