@@ -46,6 +46,8 @@ pub(super) struct Found {
     orders: Vec<(Vec<usize>, usize, String)>,
 }
 
+/// Operations of a witness listed, at most.
+const WITNESS_SHOWN: usize = 12;
 /// Orders of a witness spelled out, at most.
 const ORDERS_SHOWN: usize = 4;
 /// A witness above this size is not enumerated order by order.
@@ -188,12 +190,20 @@ impl fmt::Display for Violation {
                      {} that respects their times is allowed:",
                     if children == 1 { "child" } else { "children" }
                 )?;
-                for (op, description) in found.witness.iter().zip(&found.descriptions) {
+                let shown = n.min(WITNESS_SHOWN);
+                for (op, description) in found.witness.iter().zip(&found.descriptions).take(shown) {
                     writeln!(
                         f,
                         "  child {}  {}  {description}",
                         op.child(),
                         span(op, found.origin)
+                    )?;
+                }
+                if n > shown {
+                    writeln!(
+                        f,
+                        "  … and {} more (`Violation::witness` has them all)",
+                        n - shown
                     )?;
                 }
                 for (order, at, why) in &found.orders {
