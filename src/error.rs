@@ -88,6 +88,14 @@ pub enum Error {
         /// (it had ended, or was still running).
         seen: Option<String>,
     },
+    /// [`Options::on_checkpoint`](crate::Options::on_checkpoint) was set,
+    /// but no child reached [`checkpoint()`](crate::checkpoint), so the
+    /// trigger never ran: a fan-out test would pass without its event ever
+    /// being sent. The children ran to their end.
+    TriggerNeverRan {
+        /// What each child did (the outcomes' report).
+        report: String,
+    },
     /// The children planned at once do not fit a limit of this system (open
     /// descriptors, processes, the cgroup's pids); nothing was started. The
     /// message names the limit and how to lift it.
@@ -237,6 +245,13 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Limit(message) => write!(f, "{message}"),
+            Error::TriggerNeverRan { report } => write!(
+                f,
+                "on_checkpoint was set, but no child reached stampede::checkpoint(), so the \
+                 trigger never ran; call stampede::checkpoint() in the function where the \
+                 children should wait for it (a child that ends before it is not waited for). \
+                 What the children did:\n{report}"
+            ),
             Error::ScheduleDiverged {
                 position,
                 child,

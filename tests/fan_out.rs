@@ -343,3 +343,41 @@ fn a_thousand_children_beyond_the_limits_is_an_error_before_any_starts() {
         "thousand_beyond_limits_inner",
     );
 }
+
+#[stampede::function]
+fn returns_without_a_checkpoint() -> u8 {
+    2
+}
+
+#[test]
+fn a_trigger_no_child_ever_reached_is_a_failure_that_says_so() {
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let err = Options::new()
+        .on_checkpoint(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .call_concurrently(3, returns_without_a_checkpoint, ())
+        .unwrap_err();
+    assert!(
+        matches!(err, stampede::Error::TriggerNeverRan { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("on_checkpoint was set, but no child reached stampede::checkpoint(), so the trigger never ran"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("What the children did:\n3 children: 3 returned"),
+        "{text}"
+    );
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    // Children that reach it are enough for the trigger to run, though
+    // one returned before it: no error.
+    let outcomes = Options::new()
+        .on_checkpoint(|| ())
+        .call_concurrently(4, one_returns_early, 2)
+        .unwrap();
+    assert_eq!(outcomes.stages().checkpoints[0].reached, 3);
+    assert!(outcomes.stages().checkpoints[0].trigger.is_some());
+}

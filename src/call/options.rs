@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::plan::{self, Plan};
 use crate::error::{Error, Result};
-use crate::outcome::{Outcomes, Recorder, RunResult, Schedule};
+use crate::outcome::{Outcome, Outcomes, Recorder, RunResult, Schedule};
 use crate::parent::{Release, Trigger};
 use crate::registry::Function;
 use crate::schedule::Strategy;
@@ -259,6 +259,11 @@ impl Options {
     /// them are ready: each client connects and subscribes, then calls
     /// `checkpoint()`; the trigger publishes; the clients go on to read.
     ///
+    /// If no child reaches `checkpoint()`, the trigger never runs, and the
+    /// call fails with [`Error::TriggerNeverRan`](crate::Error::TriggerNeverRan)
+    /// and what the children did: a fan-out test must not pass without its
+    /// event.
+    ///
     /// `trigger` returns `()` or `Result<(), E: Display>`. Its panic or
     /// error does not stop the call: every child is released anyway, and the
     /// failure is a line of the outcomes' report (and in
@@ -353,7 +358,7 @@ impl Options {
                 .collect();
             strategy.observe(&chosen, &run.held);
         }
-        Ok(Outcomes {
+        let outcomes = Outcomes {
             items: run
                 .outcomes
                 .into_iter()
@@ -368,7 +373,14 @@ impl Options {
                 }
                 schedule
             }),
-        })
+        };
+        let reached = |o: &Outcome<F::Output>| !o.timings.checkpoints.is_empty();
+        if self.on_checkpoint.is_some() && !outcomes.items.iter().any(reached) {
+            return Err(Error::TriggerNeverRan {
+                report: outcomes.report(),
+            });
+        }
+        Ok(outcomes)
     }
 
     /// Schedules the run: each child reports its steps (its start, each

@@ -227,11 +227,12 @@ impl<R> fmt::Display for LoadReport<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "load of `{}`: {} of {} calls over {} workers, {} returned, {} failed, {:.2} s, {:.0} calls/s",
+            "load of `{}`: {} of {} calls over {} {}, {} returned, {} failed, {:.2} s, {:.0} calls/s",
             self.function,
             self.calls(),
             self.planned,
             self.workers.len(),
+            if self.workers.len() == 1 { "worker" } else { "workers" },
             self.returned(),
             self.failed(),
             self.elapsed.as_secs_f64(),
