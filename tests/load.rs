@@ -162,7 +162,9 @@ fn a_call_that_closes_stdout_still_returns_and_the_worker_goes_on() {
     assert_eq!(report.values().copied().collect::<Vec<u64>>(), [0, 1, 2, 3]);
     assert_eq!(report.workers()[0].pids.len(), 1, "{report}");
     assert!(
-        report.to_string().contains(": 4 of 4 calls over 1 worker, 4 returned"),
+        report
+            .to_string()
+            .contains(": 4 of 4 calls over 1 worker, 4 returned"),
         "{report}"
     );
 }

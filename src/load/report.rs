@@ -232,7 +232,11 @@ impl<R> fmt::Display for LoadReport<R> {
             self.calls(),
             self.planned,
             self.workers.len(),
-            if self.workers.len() == 1 { "worker" } else { "workers" },
+            if self.workers.len() == 1 {
+                "worker"
+            } else {
+                "workers"
+            },
             self.returned(),
             self.failed(),
             self.elapsed.as_secs_f64(),

@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn a_round_opens_on_its_own_release_only_for_every_copy_of_one_gate_only() {
         let gate = GateCount::new().unwrap();
-        let copy = crate::sys::dup_at_least(gate.file(), 10).unwrap();
+        let copy = super::super::dup_at_least(gate.file(), 10).unwrap();
         let first = waiter(gate.file().as_raw_fd(), 1);
         let second = waiter(copy.as_raw_fd(), 2);
         // Longer than PARENT_CHECK: a timed-out sleep is not a release.
