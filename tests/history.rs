@@ -180,3 +180,32 @@ fn child_index_is_the_outcomes_index_and_none_in_the_test_and_invoke_there_recor
     }
     assert!(outcomes.history().is_empty());
 }
+
+/// Claims `job`, always winning: right when every job is claimed once.
+#[stampede::function]
+fn claim_always_wins(job: u32) -> bool {
+    let op = history::invoke("claim", &job);
+    op.ok(&true);
+    true
+}
+
+#[test]
+fn a_loads_history_has_every_call_and_a_job_claimed_twice_is_found() {
+    let report = stampede::Load::new(200)
+        .workers(4)
+        .run_with(claim_always_wins, |i| i as u32)
+        .unwrap();
+    let history = report.history();
+    assert_eq!(history.len(), 200);
+    assert!(history.operations().iter().all(|op| op.child() < 4));
+    stampede::model::check(&ClaimOnce, history).unwrap();
+    // Jobs 0..50 come round twice: a double claim, two operations apart.
+    let report = stampede::Load::new(200)
+        .workers(4)
+        .run_with(claim_always_wins, |i| (i % 150) as u32)
+        .unwrap();
+    let violation = stampede::model::check(&ClaimOnce, report.history()).unwrap_err();
+    let witness = violation.witness();
+    assert_eq!(witness.len(), 2, "{violation}");
+    assert_eq!(witness[0].input(), witness[1].input());
+}

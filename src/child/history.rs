@@ -2,8 +2,9 @@
 //! to the parent on the call's channel as it happens.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use super::checkpoint;
+use super::{Channel, checkpoint};
 use crate::protocol::{OpEvent, Report};
 use crate::sys;
 
@@ -39,15 +40,45 @@ pub(crate) fn end(id: u64, how: Result<Option<(Vec<u8>, String)>, String>) {
     });
 }
 
-/// Sends `event` on the running call's channel; `false` outside a call. If
-/// the parent is gone, the death signal ends this process: a failed send
-/// only means there is nobody left to tell.
+/// A `Load` worker's channel while it runs call `.1`: the worker lends it
+/// for the call's length (see `lend`).
+static WORKER: Mutex<Option<(Channel, u64)>> = Mutex::new(None);
+
+/// Lends `channel` to the history for call `call` of a worker; the worker
+/// takes it back with [`take_back`].
+pub(super) fn lend(channel: Channel, call: u64) {
+    *lock() = Some((channel, call));
+}
+
+/// The channel lent by [`lend`].
+pub(super) fn take_back() -> Channel {
+    lock().take().expect("the channel was lent").0
+}
+
+fn lock() -> MutexGuard<'static, Option<(Channel, u64)>> {
+    // Plain fields: a panic while holding the lock leaves them whole.
+    WORKER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends `event` on the running call's channel (a concurrent call's, or a
+/// worker's); `false` outside a call. If the parent is gone, the death
+/// signal ends this process: a failed send only means there is nobody left
+/// to tell.
 fn send(event: OpEvent) -> bool {
-    checkpoint::with_state(|state| {
+    let sent = checkpoint::with_state(|state| {
         let _ = state.channel.send(&Report::Operation {
             call: state.call,
-            event,
+            event: event.clone(),
         });
-    })
-    .is_some()
+    });
+    if sent.is_some() {
+        return true;
+    }
+    match &mut *lock() {
+        Some((channel, call)) => {
+            let _ = channel.send(&Report::Operation { call: *call, event });
+            true
+        }
+        None => false,
+    }
 }

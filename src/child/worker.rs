@@ -32,6 +32,7 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
             return Ok(());
         };
         let started_ns = sys::monotonic_ns();
+        super::history::lend(channel, call);
         let result = match registration.prepare(&args) {
             Err(reason) => ChildResult::Failed(reason),
             Ok(prepared) => match panic::catch(false, prepared) {
@@ -44,6 +45,7 @@ pub(super) fn serve(mut channel: Channel, request: Request) -> io::Result<()> {
             },
         };
         let finished_ns = sys::monotonic_ns();
+        channel = super::history::take_back();
         drop(args);
         mark_end(call)?;
         let sample = sample.then(take_sample);

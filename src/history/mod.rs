@@ -23,9 +23,10 @@
 //! parent and children share: a child that crashes or times out in the
 //! middle leaves its operation **indeterminate** (it may or may not have
 //! taken effect), never forgotten. `fail(&error)` says the operation did
-//! not take effect; the checker leaves it out. Outside a child's call (in
-//! the parent, in a `Load` worker) `invoke` records nothing and its guard
-//! does nothing.
+//! not take effect; the checker leaves it out. In a `Load` worker each
+//! call's operations go to the report ([`LoadReport::history`](crate::LoadReport::history)).
+//! Outside a child's call (in the test itself) `invoke` records nothing and
+//! its guard does nothing.
 
 use std::fmt;
 

@@ -16,7 +16,7 @@ pub use leaks::{Leak, LeakKind};
 pub use report::{LoadReport, WorkerFigures};
 
 use crate::error::{Error, Result};
-use crate::outcome::{Outcome, Status, Timings};
+use crate::outcome::{self, History, Operation, Outcome, Status, Timings};
 use crate::parent::{self, CallRecord, Dispatch, Flow, PoolSettings, Sampling};
 use crate::protocol::{self, Request};
 use crate::registry::Function;
@@ -453,6 +453,8 @@ struct Collector<R> {
     output_kept: usize,
     output_budget: usize,
     outputs_cut: u64,
+    /// Every call's operations (`stampede::history`), as calls end.
+    history: Vec<Operation>,
 }
 
 impl<R: serde::de::DeserializeOwned> Collector<R> {
@@ -474,10 +476,14 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             output_kept: 0,
             output_budget: load.failure_output,
             outputs_cut: 0,
+            history: Vec::new(),
         }
     }
 
-    fn take(&mut self, record: CallRecord) -> Flow {
+    fn take(&mut self, mut record: CallRecord) -> Flow {
+        let operations = std::mem::take(&mut record.operations);
+        self.history
+            .extend(outcome::from_events(record.slot, operations));
         let early = record.early_output.then(|| {
             format!(
                 "worker {} (pid {}) printed before `stampede::init()` ran: code before `init()` \
@@ -616,6 +622,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             stopped_early,
             notes: self.notes,
             parent_peak_rss: sys::own_peak_rss_bytes(),
+            history: History::new(self.history),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::latency::Latency;
 use super::leaks::Leak;
-use crate::outcome::Outcome;
+use crate::outcome::{History, Outcome};
 
 /// What one worker slot did over the run.
 ///
@@ -87,9 +87,27 @@ pub struct LoadReport<R> {
     pub(crate) stopped_early: Option<String>,
     pub(crate) notes: Vec<String>,
     pub(crate) parent_peak_rss: u64,
+    pub(crate) history: History,
 }
 
 impl<R> LoadReport<R> {
+    /// Every call's operations ([`history::invoke`](crate::history::invoke)
+    /// in the function), merged in the order they were invoked; an
+    /// operation's [`child`](crate::history::Operation::child) is the slot
+    /// of the worker that ran it. Check it with
+    /// [`model::check`](crate::model::check).
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn put(key: u32) {}
+    /// let report = stampede::Load::new(10_000).workers(8).run_with(put, |i| (i % 100) as u32)?;
+    /// let model = stampede::model::KeyValue::<u32, u32>::new();
+    /// stampede::model::check(&model, report.history()).expect("linearizable");
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
     /// How many calls ran (returned or not).
     pub fn calls(&self) -> u64 {
         self.returned() + self.failed()

@@ -25,7 +25,7 @@ use super::phase::{self, Kill, WorkerDue, WorkerLimits, WorkerTimes};
 use super::process::Life;
 use crate::error::{Error, Result};
 use crate::outcome::{Captured, Exit, Status};
-use crate::protocol::{self, ChildResult, Order, Report, Sample};
+use crate::protocol::{self, ChildResult, OpEvent, Order, Report, Sample};
 
 /// Workers that die before their first call, in a row, before the run gives up.
 const START_FAILURES: u32 = 3;
@@ -100,6 +100,8 @@ pub(crate) struct CallRecord {
     /// The worker wrote before stampede's entry (a plain binary's code
     /// before `init()`); that output is in this call's.
     pub early_output: bool,
+    /// Its history's events (`stampede::history`), as they came.
+    pub operations: Vec<OpEvent>,
 }
 
 /// What the front end says after each record.
@@ -137,6 +139,7 @@ struct Reported {
     result: ChildResult,
     sample: Option<Sample>,
     at_ns: u64,
+    operations: Vec<OpEvent>,
 }
 
 struct Worker {
@@ -154,6 +157,8 @@ struct Worker {
     /// Calls sent since the last one sampled, and when that one was sent.
     since_sample: u64,
     sampled_ns: u64,
+    /// History events of the call running now, until its report.
+    operations: Vec<OpEvent>,
 }
 
 /// Runs calls from `next` through `settings.workers` workers (each started
@@ -479,6 +484,7 @@ impl Worker {
             service_ns: None,
             since_sample: 0,
             sampled_ns: 0,
+            operations: Vec::new(),
         })
     }
 
@@ -536,6 +542,14 @@ impl Worker {
             } if !self.ready => {
                 self.ready = limits.ready_in_time(self.live.spawned_ns, ready_ns);
             }
+            Report::Operation { call, event }
+                if self
+                    .in_flight
+                    .get(self.reported.len())
+                    .is_some_and(|f| f.index == call) =>
+            {
+                self.operations.push(event);
+            }
             Report::Done {
                 call,
                 started_ns,
@@ -560,6 +574,7 @@ impl Worker {
                     result,
                     sample,
                     at_ns,
+                    operations: std::mem::take(&mut self.operations),
                 });
             }
             other => self
@@ -606,6 +621,7 @@ impl Worker {
             result,
             sample,
             at_ns: done_ns,
+            operations,
         } = self.reported.pop_front().expect("checked above");
         let status = super::status_of(result);
         let seq = self.seq;
@@ -630,6 +646,7 @@ impl Worker {
             seq,
             sample: sample.filter(|_| flight.sample),
             early_output: self.early_output(),
+            operations,
         })
     }
 
@@ -671,6 +688,9 @@ impl Worker {
             seq,
             sample: None,
             early_output: self.early_output(),
+            // The ended call's operations: those without an end stay
+            // indeterminate.
+            operations: std::mem::take(&mut self.operations),
         })
     }
 
