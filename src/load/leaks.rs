@@ -29,10 +29,15 @@ pub(crate) struct Details {
 }
 
 impl Details {
-    /// What process `pid` holds now, stampede's own descriptors left out.
+    /// What worker `pid` holds now, stampede's own descriptors left out.
     pub(crate) fn of(pid: u32) -> Details {
+        Details::from(pid, FIRST_CLOSED_FD)
+    }
+
+    /// What any process `pid` holds now, from descriptor `first` up.
+    pub(crate) fn from(pid: u32, first: i32) -> Details {
         Details {
-            fds: sys::descriptors_of(pid, FIRST_CLOSED_FD)
+            fds: sys::descriptors_of(pid, first)
                 .into_iter()
                 .map(|(_, target)| target)
                 .collect(),
@@ -80,7 +85,9 @@ pub enum LeakKind {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leak {
-    pub(crate) worker: usize,
+    /// The worker's slot, or `None` for a process watched with
+    /// [`Load::watch`](crate::Load::watch).
+    pub(crate) worker: Option<usize>,
     pub(crate) pid: u32,
     pub(crate) kind: LeakKind,
     pub(crate) per_call: f64,
@@ -89,12 +96,20 @@ pub struct Leak {
 }
 
 impl Leak {
-    /// The worker's slot, from 0.
+    /// The worker's slot, from 0; for a process watched with
+    /// [`Load::watch`](crate::Load::watch) (a server), `usize::MAX`: see
+    /// [`watched`](Leak::watched).
     pub fn worker(&self) -> usize {
-        self.worker
+        self.worker.unwrap_or(usize::MAX)
     }
 
-    /// The worker process's id.
+    /// Whether the leak is in a process watched with
+    /// [`Load::watch`](crate::Load::watch), not in a worker.
+    pub fn watched(&self) -> bool {
+        self.worker.is_none()
+    }
+
+    /// The process's id (the worker's, or the watched one's).
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -125,7 +140,10 @@ impl Leak {
 /// → 127.0.0.1:5432 ESTABLISHED, first after call 4`
 impl fmt::Display for Leak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "worker {} (pid {}): ", self.worker, self.pid)?;
+        match self.worker {
+            Some(worker) => write!(f, "worker {worker} (pid {}): ", self.pid)?,
+            None => write!(f, "watched process {}: ", self.pid)?,
+        }
         match self.kind {
             LeakKind::Memory => write!(f, "+{} of memory per call", bytes(self.per_call))?,
             kind => {
@@ -174,7 +192,7 @@ const MAX_STEP: usize = 3;
 
 /// One worker process under watch.
 pub(crate) struct Watch {
-    worker: usize,
+    worker: Option<usize>,
     pid: u32,
     rules: Rules,
     baseline: Option<(u64, Sample, Details)>,
@@ -200,7 +218,7 @@ const COUNTED: [LeakKind; 3] = [
 ];
 
 impl Watch {
-    pub(crate) fn new(worker: usize, pid: u32, rules: Rules) -> Self {
+    pub(crate) fn new(worker: Option<usize>, pid: u32, rules: Rules) -> Self {
         Self {
             worker,
             pid,
@@ -422,13 +440,13 @@ mod tests {
 
     #[test]
     fn a_descriptor_per_call_is_found_three_calls_after_the_warmup() {
-        let mut watch = Watch::new(2, 4711, RULES);
+        let mut watch = Watch::new(Some(2), 4711, RULES);
         let leaks: Vec<(u64, LeakKind)> = run(&mut watch, |seq| 5 + seq as usize, 20)
             .into_iter()
             .map(|l| (l.first_after_call, l.kind))
             .collect();
         assert_eq!(leaks, [(3, LeakKind::Descriptors)]);
-        let mut again = Watch::new(2, 4711, RULES);
+        let mut again = Watch::new(Some(2), 4711, RULES);
         let leak = run(&mut again, |seq| 5 + seq as usize, 6).pop().unwrap();
         assert_eq!(leak.per_call, 1.0);
         assert_eq!(
@@ -441,7 +459,7 @@ mod tests {
     fn a_leak_is_declared_at_the_window_th_growth_not_before() {
         // Warm-up 3: the baseline is the sample after call 2; the window of
         // 3 growths is complete after call 5, and the verdict comes then.
-        let mut watch = Watch::new(0, 1, RULES);
+        let mut watch = Watch::new(Some(0), 1, RULES);
         let declared: Vec<u64> = (0..12u64)
             .filter(|&seq| {
                 let n = 5 + seq as usize;
@@ -452,13 +470,13 @@ mod tests {
             .collect();
         assert_eq!(declared, [2 + RULES.window as u64]);
         // Two growths and then a flat count: no leak at all.
-        let mut short = Watch::new(0, 1, RULES);
+        let mut short = Watch::new(Some(0), 1, RULES);
         assert!(run(&mut short, |seq| 5 + seq.min(4) as usize, 30).is_empty());
     }
 
     #[test]
     fn a_descriptor_every_second_call_is_found_too() {
-        let mut watch = Watch::new(0, 1, RULES);
+        let mut watch = Watch::new(Some(0), 1, RULES);
         let leaks = run(&mut watch, |seq| 5 + seq as usize / 2, 12);
         assert_eq!(leaks.len(), 1, "{leaks:?}");
         assert!((leaks[0].per_call - 0.5).abs() < 0.2, "{leaks:?}");
@@ -466,15 +484,15 @@ mod tests {
 
     #[test]
     fn a_pool_that_fills_during_the_warmup_then_holds_is_no_leak() {
-        let mut watch = Watch::new(0, 1, RULES);
+        let mut watch = Watch::new(Some(0), 1, RULES);
         assert!(run(&mut watch, |seq| 5 + seq.min(2) as usize, 40).is_empty());
-        let mut noisy = Watch::new(0, 1, RULES);
+        let mut noisy = Watch::new(Some(0), 1, RULES);
         assert!(run(&mut noisy, |seq| 5 + (seq % 2) as usize, 40).is_empty());
     }
 
     #[test]
     fn threads_are_named_and_memory_is_judged_by_its_slope() {
-        let mut watch = Watch::new(0, 1, RULES);
+        let mut watch = Watch::new(Some(0), 1, RULES);
         let leaks: Vec<Leak> = (0..10u64)
             .flat_map(|seq| {
                 let mut s = sample(5, 1 + seq as usize);

@@ -74,6 +74,8 @@ pub struct Load {
     capture_limit: usize,
     failure_output: usize,
     worker_descriptor_limit: Option<u64>,
+    /// Processes watched for leaks beside the workers (`watch`).
+    watched: Vec<u32>,
 }
 
 /// How much of a failed call's stdout and stderr is kept, each, once the
@@ -107,6 +109,7 @@ impl Load {
             capture_limit: 64 * 1024,
             failure_output: 16 << 20,
             worker_descriptor_limit: None,
+            watched: Vec::new(),
         }
     }
 
@@ -180,6 +183,33 @@ impl Load {
     /// ```
     pub fn stop_at_first_failure(mut self, stop: bool) -> Load {
         self.stop_at_first_failure = stop;
+        self
+    }
+
+    /// Watches process `pid` for leaks too, beside the workers: a server
+    /// the calls talk to (e.g. [`Running::server_pid`](crate::services::Running::server_pid),
+    /// or the pid of a binary the test started). Each time a worker is
+    /// sampled, the parent reads what `pid` holds (descriptors, threads,
+    /// child processes, resident memory, from `/proc`); the same rules name
+    /// its leaks in [`LoadReport::leaks`], as a watched process
+    /// ([`Leak::watched`](crate::Leak::watched)) with the calls of the whole
+    /// run as its count: `watched process 4711: +1 descriptor per call —
+    /// socket TCP 127.0.0.1:38722 → 127.0.0.1:5432 ESTABLISHED`. If it ends
+    /// during the run, a note of the report says after which call.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// # let server = std::process::Command::new("true").spawn().unwrap();
+    /// let report = stampede::Load::new(2_500).workers(100).watch(server.id()).run(fetch, 8080)?;
+    /// for leak in report.leaks().iter().filter(|l| l.watched()) {
+    ///     println!("the server leaks: {leak}");
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn watch(mut self, pid: u32) -> Load {
+        if !self.watched.contains(&pid) {
+            self.watched.push(pid);
+        }
         self
     }
 
@@ -455,6 +485,10 @@ struct Collector<R> {
     outputs_cut: u64,
     /// Every call's operations (`stampede::history`), as calls end.
     history: Vec<Operation>,
+    /// Watched processes (`Load::watch`): their watch, or `None` once gone.
+    watched: Vec<(u32, Option<Watch>)>,
+    /// Calls ended so far: a watched process's count.
+    ended: u64,
 }
 
 impl<R: serde::de::DeserializeOwned> Collector<R> {
@@ -477,6 +511,43 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             output_budget: load.failure_output,
             outputs_cut: 0,
             history: Vec::new(),
+            watched: load
+                .watched
+                .iter()
+                .map(|&pid| {
+                    (
+                        pid,
+                        load.leak_detection
+                            .then(|| Watch::new(None, pid, load.rules)),
+                    )
+                })
+                .collect(),
+            ended: 0,
+        }
+    }
+
+    /// Samples every watched process after call `call`; a process gone
+    /// is noted once and not watched any more.
+    fn sample_watched(&mut self, call: u64) {
+        for (pid, watch) in &mut self.watched {
+            let Some(w) = watch else { continue };
+            let Some((fds, threads, children, rss_bytes)) = sys::holdings_of(*pid) else {
+                self.notes.push(format!(
+                    "watched process {pid} ended during the load (seen gone after call {call})"
+                ));
+                *watch = None;
+                continue;
+            };
+            let sample = protocol::Sample {
+                fds,
+                threads,
+                children,
+                rss_bytes,
+            };
+            let pid = *pid;
+            let inspect = move || Details::from(pid, 0);
+            let seq = self.ended.saturating_sub(1);
+            self.leaks.extend(w.observe(seq, call, sample, &inspect));
         }
     }
 
@@ -498,6 +569,10 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                 self.notes.push(note.clone());
             }
         }
+        self.ended += 1;
+        if record.sample.is_some() {
+            self.sample_watched(record.index);
+        }
         let figures = self.figures.entry(record.slot).or_default();
         figures.0 += 1;
         self.latency
@@ -509,7 +584,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             let watch = self
                 .watches
                 .entry(record.pid)
-                .or_insert_with(|| Watch::new(record.slot, record.pid, rules));
+                .or_insert_with(|| Watch::new(Some(record.slot), record.pid, rules));
             // What the worker holds is read now, while it may already run
             // its next call: the watch names the oldest new descriptor.
             let pid = record.pid;

@@ -40,34 +40,65 @@ pub(crate) fn thread_names_of(pid: u32) -> Vec<String> {
 /// How many descriptors this process has open (the one reading the
 /// directory included).
 pub(crate) fn own_descriptor_count() -> u32 {
-    fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count() as u32)
+    descriptor_count("/proc/self").unwrap_or(0)
 }
 
 /// How many threads this process has.
 pub(crate) fn own_thread_count() -> u32 {
-    fs::read_dir("/proc/self/task").map_or(0, |dir| dir.count() as u32)
+    thread_count("/proc/self").unwrap_or(0)
 }
 
 /// How many child processes this process has (all its threads').
 pub(crate) fn own_child_count() -> u32 {
-    let Ok(dir) = fs::read_dir("/proc/self/task") else {
+    child_count("/proc/self")
+}
+
+/// This process's resident memory in bytes.
+pub(crate) fn own_rss_bytes() -> u64 {
+    rss_bytes("/proc/self").unwrap_or(0)
+}
+
+/// What process `pid` holds now: `(descriptors, threads, child processes,
+/// resident bytes)`; `None` once it is gone (or its `/proc` is closed to
+/// this user).
+pub(crate) fn holdings_of(pid: u32) -> Option<(u32, u32, u32, u64)> {
+    let dir = format!("/proc/{pid}");
+    let fds = descriptor_count(&dir)?;
+    let threads = thread_count(&dir)?;
+    let rss = rss_bytes(&dir)?;
+    Some((fds, threads, child_count(&dir), rss))
+}
+
+fn descriptor_count(dir: &str) -> Option<u32> {
+    fs::read_dir(format!("{dir}/fd"))
+        .ok()
+        .map(|d| d.count() as u32)
+}
+
+fn thread_count(dir: &str) -> Option<u32> {
+    fs::read_dir(format!("{dir}/task"))
+        .ok()
+        .map(|d| d.count() as u32)
+}
+
+fn child_count(dir: &str) -> u32 {
+    let Ok(tasks) = fs::read_dir(format!("{dir}/task")) else {
         return 0;
     };
-    dir.flatten()
+    tasks
+        .flatten()
         .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
         .map(|list| list.split_whitespace().count() as u32)
         .sum()
 }
 
-/// This process's resident memory in bytes.
-pub(crate) fn own_rss_bytes() -> u64 {
-    let pages: u64 = fs::read_to_string("/proc/self/statm")
+fn rss_bytes(dir: &str) -> Option<u64> {
+    let pages: u64 = fs::read_to_string(format!("{dir}/statm"))
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())?;
     // SAFETY: sysconf only reads a system setting.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    pages * page
+    Some(pages * page)
 }
 
 /// This process's peak resident memory in bytes (`VmHWM`).

@@ -1,0 +1,130 @@
+//! `Load::watch`: the leak detector watches a server the calls talk to, a
+//! separate process, and names what it leaks.
+
+#[path = "common/procs.rs"]
+mod procs;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Duration;
+
+use stampede::{LeakKind, Load};
+
+stampede::entry!();
+
+/// One request: a line out, a line back.
+#[stampede::function]
+fn ask(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    stream.write_all(b"hello\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line
+}
+
+/// The server: answers each connection's line; with `LEAK` set it keeps
+/// every connection open (the leak of a server that forgets to close).
+/// Writes its port to `$DIR/port`.
+#[test]
+#[ignore = "run as a server by the tests below"]
+fn server_inner() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = PathBuf::from(std::env::var("DIR").unwrap());
+    let port = listener.local_addr().unwrap().port();
+    std::fs::write(dir.join("port.tmp"), port.to_string()).unwrap();
+    std::fs::rename(dir.join("port.tmp"), dir.join("port")).unwrap();
+    let leak = std::env::var_os("LEAK").is_some();
+    let mut kept = Vec::new();
+    for stream in listener.incoming() {
+        let mut stream = stream.unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        stream.write_all(b"ok\n").unwrap();
+        if leak {
+            kept.push(stream);
+        }
+    }
+}
+
+fn start_server(dir: &std::path::Path, leak: bool) -> (Child, u16) {
+    let exe = std::env::current_exe().unwrap();
+    let mut env = vec![("DIR", dir.to_str().unwrap())];
+    if leak {
+        env.push(("LEAK", "1"));
+    }
+    let server = procs::start_ignored_test(&exe, "server_inner", &env);
+    let port_file = dir.join("port");
+    assert!(procs::wait_until(Duration::from_secs(30), || port_file.exists()));
+    let port = std::fs::read_to_string(port_file).unwrap().parse().unwrap();
+    (server, port)
+}
+
+#[test]
+fn a_server_that_keeps_each_connection_is_named_with_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = start_server(dir.path(), true);
+    let report = Load::new(600)
+        .workers(2)
+        .watch(server.id())
+        .run(ask, port)
+        .unwrap();
+    report.assert_all_returned();
+    let watched: Vec<_> = report.leaks().iter().filter(|l| l.watched()).collect();
+    assert_eq!(watched.len(), 1, "{report}");
+    let leak = watched[0];
+    assert_eq!(leak.kind(), LeakKind::Descriptors);
+    assert_eq!(leak.pid(), server.id());
+    assert!((leak.per_call() - 1.0).abs() < 0.2, "{leak}");
+    let text = leak.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "watched process {}: +1 descriptor per call — socket TCP 127.0.0.1:{port} → 127.0.0.1:",
+            server.id()
+        )),
+        "{text}"
+    );
+    // The workers themselves hold nothing more.
+    assert!(report.leaks().iter().all(|l| l.watched()), "{report}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_server_that_closes_each_connection_is_no_leak_and_one_that_dies_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = start_server(dir.path(), false);
+    let report = Load::new(600)
+        .workers(2)
+        .watch(server.id())
+        .run(ask, port)
+        .unwrap();
+    report.assert_all_returned();
+    assert!(report.leaks().is_empty(), "{report}");
+    assert!(
+        report
+            .to_string()
+            .lines()
+            .all(|l| !l.contains("watched process")),
+        "{report}"
+    );
+    // Watching a process that is gone: a note, never a leak, and the load
+    // runs on (its calls fail, since nothing answers).
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let gone = server.id();
+    let report = Load::new(300)
+        .workers(1)
+        .watch(gone)
+        .run(ask, port)
+        .unwrap();
+    assert!(report.leaks().is_empty(), "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!(
+            "note: watched process {gone} ended during the load (seen gone after call "
+        )),
+        "{text}"
+    );
+}
