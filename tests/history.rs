@@ -62,6 +62,23 @@ fn a_double_claim_is_found_by_the_model_and_explained_in_two_operations() {
         message.contains("every operation, by child:\nchild 0:"),
         "{message}"
     );
+    let page = message
+        .lines()
+        .find_map(|l| l.strip_prefix("drawn as a page: "))
+        .unwrap_or_else(|| panic!("no page named: {message}"));
+    // Under cargo's target directory, whatever its name.
+    let dir = std::path::Path::new(page).parent().unwrap();
+    assert!(
+        page.ends_with(".html") && dir.ends_with("stampede"),
+        "{page}"
+    );
+    assert!(
+        dir.parent().unwrap().join("CACHEDIR.TAG").is_file(),
+        "{page}"
+    );
+    let html = std::fs::read_to_string(page).unwrap();
+    assert_eq!(html.matches(r#"<g class="op witness">"#).count(), 2);
+    std::fs::remove_file(page).unwrap();
 }
 
 #[test]

@@ -30,10 +30,12 @@
 
 mod check;
 mod models;
+mod page;
 mod violation;
 
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use models::{ClaimOnce, Counter, KeyValue, Queue, Register, Set};
 pub use violation::Violation;
@@ -135,7 +137,9 @@ impl<R> Outcomes<R> {
     }
 
     /// Panics unless the call's history is linearizable under `model`,
-    /// with the violation explained, every child's operations, and every
+    /// with the violation explained, the path of the page that draws it
+    /// (under the cargo target directory: `target/stampede/violation-*.html`,
+    /// see [`Violation::html`]), every child's operations, and every
     /// child's report.
     ///
     /// ```no_run
@@ -152,8 +156,23 @@ impl<R> Outcomes<R> {
     pub fn assert_linearizable<M: Model>(&self, model: &M) {
         let history = self.history();
         if let Err(violation) = check(model, &history) {
+            let drawn = match page::directory() {
+                Some(dir) => {
+                    static PAGES: AtomicU64 = AtomicU64::new(0);
+                    let name = format!(
+                        "violation-{}-{}",
+                        std::process::id(),
+                        PAGES.fetch_add(1, Ordering::Relaxed)
+                    );
+                    match page::write(&dir, &name, &violation.html(&history)) {
+                        Ok(path) => format!("drawn as a page: {}", path.display()),
+                        Err(why) => format!("(the page could not be written: {why})"),
+                    }
+                }
+                None => "(no page: this program is not in a cargo target directory)".to_owned(),
+            };
             panic!(
-                "{violation}\n\nevery operation, by child:\n{history}\n{}",
+                "{violation}\n{drawn}\n\nevery operation, by child:\n{history}\n{}",
                 self.report()
             );
         }

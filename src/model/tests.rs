@@ -332,3 +332,33 @@ fn an_operation_a_model_does_not_know_is_named() {
         "{v}"
     );
 }
+
+#[test]
+fn the_page_draws_a_lane_per_child_and_marks_the_witness() {
+    let h = history(vec![
+        op(0, "claim", "<7>", true, 10, 50),
+        op(1, "claim", "<7>", true, 20, 40),
+        op(2, "claim", "<8>", true, 15, 45),
+        unknown(3, "claim", "<9>", 30),
+    ]);
+    let violation = check(&ClaimOnce, &h).unwrap_err();
+    let page = violation.html(&h);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert_eq!(
+        page.matches(r#"<g class="op witness">"#).count(),
+        2,
+        "{page}"
+    );
+    assert_eq!(page.matches(r#"<g class="op">"#).count(), 2, "{page}");
+    for child in 0..4 {
+        assert!(page.contains(&format!(">child {child}</text>")), "{page}");
+    }
+    // Inputs are escaped, and the operation that never returned is dashed.
+    assert!(
+        page.contains("claim(&quot;&lt;7&gt;&quot;) → true"),
+        "{page}"
+    );
+    assert!(!page.contains("\"<7>\""));
+    assert_eq!(page.matches("stroke-dasharray").count(), 1);
+    assert!(page.contains("not linearizable under ClaimOnce"));
+}

@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::Model;
 use crate::clock::Timestamp;
-use crate::outcome::{Operation, span};
+use crate::outcome::{History, Operation, span};
 
 /// Why a history is not accepted by a model (see
 /// [`Outcomes::check`](crate::Outcomes::check)). `Display` explains it in a
@@ -159,6 +159,29 @@ impl Violation {
             Kind::NotLinearizable(found) => &found.witness,
             _ => &[],
         }
+    }
+
+    /// The violation drawn as an HTML page over `history` (the one it was
+    /// found in): one lane per child, each operation a bar from its
+    /// invocation to its return, the witness in red, this explanation
+    /// above. [`Outcomes::assert_linearizable`](crate::Outcomes::assert_linearizable)
+    /// writes it under the cargo target directory and names it.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn worker(job: u32) -> bool { true }
+    /// let outcomes = stampede::call_concurrently(8, worker, 7)?;
+    /// if let Err(violation) = outcomes.check(&stampede::model::ClaimOnce) {
+    ///     std::fs::write("violation.html", violation.html(&outcomes.history())).unwrap();
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn html(&self, history: &History) -> String {
+        super::page::html(
+            &format!("{}: not accepted", self.model),
+            &self.to_string(),
+            history,
+            self.witness(),
+        )
     }
 
     /// Whether the search gave up before deciding (too large a history for

@@ -1,0 +1,139 @@
+//! A violation drawn as a page: one lane per child, each operation a bar
+//! from its invocation to its return on one time axis, the witness in red,
+//! the explanation above. Plain HTML with an inline SVG: it opens in any
+//! browser, offline, and survives as a CI artifact.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::clock::Timestamp;
+use crate::outcome::{History, Operation};
+
+const LANE: f64 = 34.0;
+const BAR: f64 = 22.0;
+const LEFT: f64 = 90.0;
+const WIDTH: f64 = 1100.0;
+const TOP: f64 = 30.0;
+
+/// `s` with `&`, `<`, `>` and `"` escaped for HTML text and attributes.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The page for `explanation` over `history`, the operations of `witness`
+/// marked.
+pub(super) fn html(
+    title: &str,
+    explanation: &str,
+    history: &History,
+    witness: &[Operation],
+) -> String {
+    let ops = history.operations();
+    let origin = ops.first().map(Operation::invoked).unwrap_or_default();
+    let end = ops
+        .iter()
+        .map(|op| op.returned().unwrap_or(op.invoked()))
+        .max()
+        .unwrap_or(origin);
+    let span_ns = end.duration_since(origin).as_nanos().max(1) as f64;
+    let x = |t: Timestamp| {
+        LEFT + (WIDTH - LEFT - 10.0) * t.duration_since(origin).as_nanos() as f64 / span_ns
+    };
+    let mut children: Vec<usize> = ops.iter().map(Operation::child).collect();
+    children.sort_unstable();
+    children.dedup();
+    let lane_of = |child: usize| children.binary_search(&child).unwrap_or(0);
+    let height = TOP + LANE * children.len() as f64 + 30.0;
+
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="monospace" font-size="11">"#
+    );
+    for (lane, child) in children.iter().enumerate() {
+        let y = TOP + LANE * lane as f64;
+        let _ = write!(
+            svg,
+            r##"<text x="4" y="{:.1}">child {child}</text><line x1="{LEFT}" x2="{WIDTH}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            y + BAR * 0.7,
+            y + BAR + 4.0,
+            y + BAR + 4.0
+        );
+    }
+    for op in ops {
+        let y = TOP + LANE * lane_of(op.child()) as f64;
+        let x0 = x(op.invoked());
+        let (x1, open) = match op.returned() {
+            Some(r) => (x(r), false),
+            None => (WIDTH - 10.0, true),
+        };
+        let violating = witness.contains(op);
+        let (fill, class) = if violating {
+            ("#e03131", "op witness")
+        } else {
+            ("#74c0fc", "op")
+        };
+        let dash = if open {
+            r#" stroke-dasharray="4 3""#
+        } else {
+            ""
+        };
+        let label = escape(&op.to_string());
+        let _ = write!(
+            svg,
+            r##"<g class="{class}"><title>child {} {label}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR}" fill="{fill}" fill-opacity="0.8" stroke="#333"{dash}/><text x="{:.1}" y="{:.1}">{label}</text></g>"##,
+            op.child(),
+            (x1 - x0).max(2.0),
+            x0 + 2.0,
+            y + BAR * 0.7,
+        );
+    }
+    let total_ms = span_ns / 1e6;
+    let _ = write!(
+        svg,
+        r#"<text x="{LEFT}" y="{:.1}">0 ms</text><text x="{:.1}" y="{:.1}" text-anchor="end">{total_ms:.3} ms</text></svg>"#,
+        height - 8.0,
+        WIDTH - 10.0,
+        height - 8.0
+    );
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>body{{font-family:sans-serif;margin:20px}}pre{{background:#f6f6f6;padding:10px;white-space:pre-wrap}}</style>\
+         </head><body><h1>{}</h1><pre>{}</pre>\
+         <p>One lane per child; each bar runs from an operation's invocation to its return \
+         (dashed: it never returned). Red: the operations no order allows.</p>\n{svg}\n</body></html>\n",
+        escape(title),
+        escape(title),
+        escape(explanation)
+    )
+}
+
+/// Where pages go: `<cargo target dir>/stampede/`, the target directory
+/// being the nearest ancestor of this executable that holds cargo's
+/// `CACHEDIR.TAG`. `None` outside a cargo build.
+pub(super) fn directory() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map(|target| target.join("stampede"))
+}
+
+/// Writes `page` as `<dir>/<name>.html`, never through a link planted
+/// there; its path, or why not.
+pub(super) fn write(dir: &Path, name: &str, page: &str) -> Result<PathBuf, String> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.html"));
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(page.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
