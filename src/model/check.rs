@@ -66,12 +66,14 @@ pub(super) fn check<M: Model>(model: &M, history: &History, budget: u64) -> Resu
 /// Searches one part's operations (in invocation order) for a legal order;
 /// each model step spends one of `steps`.
 ///
-/// An operation that may go now and leaves the state as it is (a read that
-/// sees the state, a claim that lost to an earlier one) goes at once,
-/// without branching: if any order from here works, one with it first
-/// does (nothing had to go before it, and it changes nothing for the
-/// others). That keeps barrier-shaped histories, where every operation
-/// overlaps every other, from exploring every subset of the losers.
+/// An operation the model calls read-only (wherever possible, it leaves
+/// the state as it is: a read, a claim that lost) goes at once when it may
+/// go now and fits, without branching: if any order from here works, one
+/// with it first does (nothing had to go before it, and it changes nothing
+/// for the others in any state). That keeps barrier-shaped histories,
+/// where every operation overlaps every other, from exploring every subset
+/// of the losers. An operation that only happens to change nothing now (a
+/// write of the value already there) is not one: later it may.
 pub(super) fn search<M: Model>(model: &M, ops: &[&Operation], steps: &mut u64) -> Search {
     let mut s = Searcher {
         model,
@@ -79,6 +81,7 @@ pub(super) fn search<M: Model>(model: &M, ops: &[&Operation], steps: &mut u64) -
         steps,
         done: vec![0u64; ops.len().div_ceil(64)],
         class: classes(ops),
+        read_only: ops.iter().map(|op| model.read_only(op)).collect(),
         class_seen: vec![0; ops.len()],
         generation: 0,
         pending_returns: BTreeMap::new(),
@@ -152,6 +155,8 @@ struct Searcher<'a, 'o, M> {
     done: Vec<u64>,
     /// Each operation's class (see `classes`).
     class: Vec<usize>,
+    /// Whether the model calls each operation read-only.
+    read_only: Vec<bool>,
     /// Per class, the `generation` of `candidates` that last took one.
     class_seen: Vec<u64>,
     generation: u64,
@@ -275,6 +280,9 @@ impl<M: Model> Searcher<'_, '_, M> {
         loop {
             let mut took = false;
             for i in self.candidates(false) {
+                if !self.read_only[i] {
+                    continue;
+                }
                 let class = self.class[i];
                 let verdict = match no_op.iter().find(|(c, _)| *c == class) {
                     Some(&(_, verdict)) => verdict,

@@ -72,6 +72,11 @@ impl Model for ClaimOnce {
     fn key(&self, op: &Operation) -> Option<Vec<u8>> {
         Some(op.input().bytes().to_vec())
     }
+
+    /// A claim that lost: possible only once claimed, and it stays so.
+    fn read_only(&self, op: &Operation) -> bool {
+        output::<bool>(op).ok().flatten() == Some(false)
+    }
 }
 
 /// A counter: `add(n: i64)` (its output is not checked) and
@@ -101,6 +106,10 @@ impl Model for Counter {
             },
             _ => Err(unknown("Counter", op, "`add` and `get`")),
         }
+    }
+
+    fn read_only(&self, op: &Operation) -> bool {
+        op.name() == "get"
     }
 }
 
@@ -168,6 +177,12 @@ impl<V: Serialize + DeserializeOwned + fmt::Debug> Model for Register<V> {
             }
             _ => Err(unknown("Register", op, "`write`, `read` and `cas`")),
         }
+    }
+
+    /// A read; a swap that failed (it changes nothing wherever it can fail).
+    fn read_only(&self, op: &Operation) -> bool {
+        op.name() == "read"
+            || (op.name() == "cas" && output::<bool>(op).ok().flatten() == Some(false))
     }
 }
 
@@ -241,6 +256,10 @@ where
         }
     }
 
+    fn read_only(&self, op: &Operation) -> bool {
+        op.name() == "get"
+    }
+
     fn key(&self, op: &Operation) -> Option<Vec<u8>> {
         match op.name() {
             "put" => op.input().decode::<(K, V)>().ok().map(|(k, _)| encode(&k)),
@@ -280,6 +299,10 @@ impl Model for Set {
             },
             _ => Err(unknown("Set", op, "`add`, `remove` and `contains`")),
         }
+    }
+
+    fn read_only(&self, op: &Operation) -> bool {
+        op.name() == "contains"
     }
 
     fn key(&self, op: &Operation) -> Option<Vec<u8>> {
@@ -357,5 +380,15 @@ impl<V: Serialize + DeserializeOwned + fmt::Debug> Model for Queue<V> {
             }
             _ => Err(unknown("Queue", op, "`enqueue` and `dequeue`")),
         }
+    }
+
+    /// A dequeue that found the queue empty (an indeterminate one may have
+    /// taken an element: not read-only).
+    fn read_only(&self, op: &Operation) -> bool {
+        op.name() == "dequeue"
+            && output::<Option<V>>(op)
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.is_none())
     }
 }
