@@ -106,3 +106,55 @@ fn children_that_never_reach_the_checkpoint_are_waited_for_until_they_end() {
         "the checkpoint opened when the other child ended"
     );
 }
+
+/// Child 0 uses up every descriptor it may open, then meets child 1 at the
+/// checkpoint; child 1 arrives 300 ms later. Returns `(arrived, passed)`.
+#[stampede::function]
+fn out_of_descriptors_at_the_checkpoint() -> (u64, u64) {
+    let mut held = Vec::new();
+    if stampede::child_index() == Some(0) {
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            held.push(file);
+        }
+    } else {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let arrived = now_ns();
+    stampede::checkpoint();
+    let passed = now_ns();
+    drop(held);
+    (arrived, passed)
+}
+
+#[test]
+fn a_child_out_of_descriptors_still_waits_for_the_release() {
+    let times = stampede::call_concurrently(2, out_of_descriptors_at_the_checkpoint, ())
+        .unwrap()
+        .unwrap_all();
+    let (_, passed_0) = times[0];
+    let (arrived_1, _) = times[1];
+    assert!(
+        passed_0 >= arrived_1,
+        "child 0 passed at {passed_0}, before child 1 arrived at {arrived_1}"
+    );
+}
+
+/// Closes its channel (descriptor 3), then reaches the checkpoint.
+#[stampede::function]
+fn closes_its_channel_then_checkpoints() {
+    // SAFETY: closing a descriptor number this process owns.
+    unsafe { libc::close(3) };
+    stampede::checkpoint();
+}
+
+#[test]
+fn a_checkpoint_whose_report_cannot_go_out_is_a_panic_not_a_pass() {
+    let outcomes = stampede::call_concurrently(1, closes_its_channel_then_checkpoints, ()).unwrap();
+    let outcome = outcomes.iter().next().unwrap();
+    assert!(!outcome.is_returned(), "{outcomes}");
+    let report = outcomes.to_string();
+    assert!(
+        report.contains("stampede::checkpoint(): could not tell the parent (descriptor 3)"),
+        "{report}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::Channel;
 use super::checkpoint::{self, CallState};
@@ -52,7 +52,7 @@ pub(super) fn serve(
         at_ns: sys::monotonic_ns(),
     })?;
     if request.barrier && !request.steps {
-        wait(&gate, 1)?;
+        wait(gate.as_raw_fd(), 1)?;
     }
     let jitter_ns = seed::jitter_ns(request.seed, index, request.jitter_max_ns);
     sleep_ns(jitter_ns);
@@ -113,8 +113,8 @@ pub(super) fn serve(
 
 /// Waits at the gate until the parent's `count`-th release. A gate whose
 /// parent is gone never opens: the child dies with its group instead.
-pub(super) fn wait(gate: &File, count: u32) -> io::Result<()> {
-    match sys::wait_gate(gate.as_raw_fd(), count)? {
+pub(super) fn wait(gate: RawFd, count: u32) -> io::Result<()> {
+    match sys::wait_gate(gate, count)? {
         sys::Gate::Released => Ok(()),
         sys::Gate::ParentGone => sys::die_with_group(),
     }

@@ -3,6 +3,7 @@
 //! is the start barrier.
 
 use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 
 use super::Channel;
@@ -44,8 +45,10 @@ pub(super) fn end() -> (Channel, Vec<u64>) {
 }
 
 /// Reports the next round; `Some(gate, round, jitter)` when the caller
-/// must wait at it.
-fn report(waits: bool) -> Option<(File, u32, u64)> {
+/// must wait at it. A checkpoint whose report cannot go out panics: the
+/// parent would never count it as arrived, and passing unreleased would
+/// break the one promise of a checkpoint.
+fn report(waits: bool) -> Option<(RawFd, u32, u64)> {
     let mut guard = lock();
     let state = guard.as_mut()?;
     state.round += 1;
@@ -55,14 +58,23 @@ fn report(waits: bool) -> Option<(File, u32, u64)> {
         at_ns: sys::monotonic_ns(),
         waits,
     };
-    // If the parent is gone, the death signal ends this process; an error
-    // here only means there is nobody left to wait for.
-    if state.channel.send(&report).is_err() || !waits || !state.barrier {
+    let sent = state.channel.send(&report);
+    if !waits || !state.barrier {
         state.passed_ns.push(sys::monotonic_ns());
         return None;
     }
-    let gate = state.gate.try_clone().ok()?;
-    Some((gate, state.round, state.jitter_ns))
+    if let Err(e) = sent {
+        drop(guard);
+        // If the parent is gone, its death signal ends this process first.
+        panic!(
+            "stampede::checkpoint(): could not tell the parent (descriptor {}): {e}; did the \
+             code under test close it?",
+            crate::protocol::CHANNEL_FD
+        );
+    }
+    // The gate stays open in the call's state for the call's length: its
+    // number is enough to wait on, and needs no new descriptor.
+    Some((state.gate.as_raw_fd(), state.round, state.jitter_ns))
 }
 
 /// The child's side of `stampede::step(name)`: in a scheduled run, reports
@@ -121,7 +133,7 @@ pub(crate) fn checkpoint() {
     let Some((gate, round, jitter_ns)) = report(true) else {
         return;
     };
-    if let Err(e) = wait(&gate, round + 1) {
+    if let Err(e) = wait(gate, round + 1) {
         // Never pass a checkpoint that was not released: the outcome says
         // why instead.
         panic!("stampede::checkpoint(): could not wait at the gate: {e}");

@@ -10,7 +10,7 @@
 //! | 0 | `/dev/null` |
 //! | 1, 2 | pipes the parent reads (its stdout and stderr) |
 //! | [`CHANNEL_FD`] (3) | its own socket to the parent: a [`Request`] in, [`Report`]s out |
-//! | [`GATE_FD`] (4) | a socket shared by every child of the call: the parent writes one byte per release |
+//! | [`GATE_FD`] (4) | a memory file shared by every child of the call: a count of released rounds |
 //!
 //! and every other descriptor closed ([`FIRST_CLOSED_FD`]).
 
