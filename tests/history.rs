@@ -226,3 +226,28 @@ fn a_loads_history_has_every_call_and_a_job_claimed_twice_is_found() {
     assert_eq!(witness.len(), 2, "{violation}");
     assert_eq!(witness[0].input(), witness[1].input());
 }
+
+/// Claims with an input larger than the test's `result_limit` allows a
+/// frame: the report of its invocation cannot arrive.
+#[stampede::function]
+fn claim_with_a_large_input() -> bool {
+    let op = history::invoke("claim", &"x".repeat(4096));
+    op.ok(&true);
+    true
+}
+
+#[test]
+fn a_history_that_could_not_all_arrive_is_inconclusive_never_a_pass() {
+    let outcomes = Options::new()
+        .result_limit(1024)
+        .call_concurrently(2, claim_with_a_large_input, ())
+        .unwrap();
+    let violation = outcomes.check(&ClaimOnce).unwrap_err();
+    assert!(violation.is_inconclusive(), "{violation}");
+    assert!(
+        violation
+            .to_string()
+            .starts_with("inconclusive under ClaimOnce: the history is incomplete: children 0, 1"),
+        "{violation}"
+    );
+}

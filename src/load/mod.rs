@@ -634,6 +634,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                     max_rss: None,
                     worker: Some(record.slot),
                     history: Vec::new(),
+                    history_complete: true,
                 });
                 if self.stop_at_first_failure {
                     self.stop_reason = Some(format!("call {} did not return", record.index));

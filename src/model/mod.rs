@@ -145,6 +145,15 @@ impl<R> Outcomes<R> {
     ///
     /// As [`check`].
     pub fn check<M: Model>(&self, model: &M) -> Result<(), Violation> {
+        let incomplete: Vec<usize> = self
+            .items
+            .iter()
+            .filter(|o| !o.history_complete)
+            .map(|o| o.index)
+            .collect();
+        if !incomplete.is_empty() {
+            return Err(Violation::incomplete(model, incomplete));
+        }
         check(model, &self.history())
     }
 
@@ -167,7 +176,7 @@ impl<R> Outcomes<R> {
     #[track_caller]
     pub fn assert_linearizable<M: Model>(&self, model: &M) {
         let history = self.history();
-        if let Err(violation) = check(model, &history) {
+        if let Err(violation) = self.check(model) {
             let drawn = match page::directory() {
                 Some(dir) => {
                     static PAGES: AtomicU64 = AtomicU64::new(0);

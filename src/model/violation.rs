@@ -32,6 +32,9 @@ enum Kind {
         operation: Operation,
         message: String,
     },
+    /// These children could not report every operation: nothing can be
+    /// concluded.
+    Incomplete { children: Vec<usize> },
 }
 
 /// A witness and what each order of it runs into.
@@ -147,6 +150,13 @@ impl Violation {
         }
     }
 
+    pub(super) fn incomplete<M: Model>(model: &M, children: Vec<usize>) -> Violation {
+        Violation {
+            model: model.name(),
+            kind: Box::new(Kind::Incomplete { children }),
+        }
+    }
+
     /// The model's name.
     pub fn model(&self) -> &str {
         &self.model
@@ -184,10 +194,14 @@ impl Violation {
         )
     }
 
-    /// Whether the search gave up before deciding (too large a history for
-    /// its budget): nothing was found wrong, and nothing was proven.
+    /// Whether nothing was decided: the search gave up (too large a
+    /// history for its budget), or some children could not report all
+    /// their operations. Nothing was found wrong, and nothing was proven.
     pub fn is_inconclusive(&self) -> bool {
-        matches!(*self.kind, Kind::Inconclusive { .. })
+        matches!(
+            *self.kind,
+            Kind::Inconclusive { .. } | Kind::Incomplete { .. }
+        )
     }
 }
 
@@ -256,6 +270,23 @@ impl fmt::Display for Violation {
                 operations
                     .first()
                     .map_or_else(String::new, |op| op.to_string())
+            ),
+            Kind::Incomplete { children } => write!(
+                f,
+                "inconclusive under {model}: the history is incomplete: {} could not report \
+                 every operation (the channel to the parent broke, or was closed by the code \
+                 under test; see each child's outcome); a check of what arrived could pass \
+                 for the wrong reason",
+                match children.as_slice() {
+                    [one] => format!("child {one}"),
+                    many => format!(
+                        "children {}",
+                        many.iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
             ),
             Kind::ModelPanicked { operation, message } => write!(
                 f,

@@ -307,6 +307,8 @@ pub struct Outcome<R> {
     pub(crate) worker: Option<usize>,
     /// Its operations (`stampede::history`), in the order invoked.
     pub(crate) history: Vec<Operation>,
+    /// Whether every operation it reported arrived (its channel held).
+    pub(crate) history_complete: bool,
 }
 
 impl<R> Outcome<R> {
@@ -427,6 +429,7 @@ impl<R> Outcome<R> {
             max_rss: self.max_rss,
             worker: self.worker,
             history: self.history,
+            history_complete: self.history_complete,
         }
     }
 }

@@ -258,6 +258,7 @@ mod tests {
             max_rss: None,
             worker: None,
             history: Vec::new(),
+            history_complete: true,
         }
     }
 

@@ -756,6 +756,11 @@ impl Child {
                     .into(),
             );
         }
+        // Its operations all arrived unless its channel broke, or it ended
+        // of itself without its report (it closed its channel, or exited
+        // early): then any that came after are lost.
+        let history_complete = self.live.conversation.broken().is_none()
+            && (self.done.is_some() || !matches!(exit, Exit::Code(_)));
         let (started, passed, finished, status) = match self.done.take() {
             Some((started, passed, finished, result)) => {
                 let status = match result {
@@ -843,6 +848,7 @@ impl Child {
             max_rss,
             worker: None,
             history: outcome::from_events(self.index, self.operations),
+            history_complete,
         }
     }
 }
