@@ -122,6 +122,9 @@ pub(super) fn search<M: Model>(model: &M, ops: &[&Operation], steps: &mut u64) -
             Err(end) => return end,
         };
         s.set(next, true);
+        if seen.len() >= MEMO_MAX {
+            return Search::GaveUp;
+        }
         if !seen.insert((s.done.clone(), after.clone())) {
             s.set(next, false);
             continue;
@@ -312,6 +315,10 @@ impl<M: Model> Searcher<'_, '_, M> {
         })
     }
 }
+
+/// The most (operations done, state) pairs a search remembers: past it,
+/// it gives up (inconclusive) rather than grow without bound.
+pub(super) const MEMO_MAX: usize = 500_000;
 
 /// The longest failing prefix whose operations are removed one at a time
 /// for a witness; above it, the prefix is the witness.

@@ -37,7 +37,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use models::{ClaimOnce, Counter, KeyValue, Queue, Register, Set};
+pub use models::{ClaimOnce, Counter, Held, KeyValue, Queue, Register, Set};
 pub use violation::Violation;
 
 use crate::outcome::{History, Operation, Outcomes};

@@ -4,12 +4,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Model;
-use crate::outcome::{Operation, Value};
+use crate::outcome::{Operation, Value, digest};
 
 fn unknown(model: &str, op: &Operation, knows: &str) -> String {
     format!(
@@ -24,6 +25,75 @@ fn output<T: DeserializeOwned>(op: &Operation) -> Result<Option<T>, String> {
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     crate::protocol::encode(value).expect("a value that was decoded encodes again")
+}
+
+/// A value a model holds in its state: a 128-bit digest of its encoding
+/// (equal values of one type encode equally) and the start of its `Debug`
+/// text, for reports. A state made of these stays small however large the
+/// values are, so the search's memo does too; two different values
+/// mistaken for one would take a digest collision (about 2^-64 for four
+/// billion values in one check).
+#[derive(Clone)]
+pub struct Held {
+    digest: u128,
+    text: Arc<str>,
+}
+
+/// The longest text a [`Held`] keeps.
+const HELD_TEXT: usize = 60;
+
+impl Held {
+    fn of<T: Serialize + fmt::Debug>(value: &T) -> Held {
+        Held::new(digest(&[&encode(value)]), &format!("{value:?}"))
+    }
+
+    /// `value` as recorded (its digest computed once per value).
+    fn recorded(value: &Value) -> Held {
+        Held::new(value.digests().0, value.text())
+    }
+
+    /// `Some(value)`, for comparing with an `Option` recorded as an output.
+    fn recorded_some(value: &Value) -> Held {
+        Held::new(value.digests().1, value.text())
+    }
+
+    fn new(digest: u128, text: &str) -> Held {
+        let text = match text.char_indices().nth(HELD_TEXT) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_owned(),
+        };
+        Held {
+            digest,
+            text: text.into(),
+        }
+    }
+}
+
+// Equality is the digest's: the text is for reports only.
+impl PartialEq for Held {
+    fn eq(&self, other: &Held) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for Held {}
+
+impl std::hash::Hash for Held {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
+    }
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Display for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Things claimed at most once: `claim(thing) → bool`, `true` for the one
@@ -116,8 +186,7 @@ impl Model for Counter {
 /// One value: `write(v)`, `read() → v`, `cas((old, new)) → bool`, from the
 /// value given to [`Register::new`].
 pub struct Register<V> {
-    initial: Vec<u8>,
-    initial_text: String,
+    initial: Held,
     types: PhantomData<fn() -> V>,
 }
 
@@ -129,49 +198,44 @@ impl<V: Serialize + fmt::Debug> Register<V> {
     /// ```
     pub fn new(initial: V) -> Register<V> {
         Register {
-            initial: encode(&initial),
-            initial_text: format!("{initial:?}"),
+            initial: Held::of(&initial),
             types: PhantomData,
         }
     }
 }
 
 impl<V: Serialize + DeserializeOwned + fmt::Debug> Model for Register<V> {
-    /// The value's encoding.
-    type State = Vec<u8>;
+    /// The value.
+    type State = Held;
 
     fn name(&self) -> String {
-        format!("Register (from {})", self.initial_text)
+        format!("Register (from {})", self.initial)
     }
 
-    fn init(&self) -> Vec<u8> {
+    fn init(&self) -> Held {
         self.initial.clone()
     }
 
-    fn step(&self, value: &Vec<u8>, op: &Operation) -> Result<Vec<u8>, String> {
-        let text = |bytes: &[u8]| {
-            crate::protocol::decode::<V>(bytes).map_or_else(|_| "?".into(), |v| format!("{v:?}"))
-        };
+    fn step(&self, value: &Held, op: &Operation) -> Result<Held, String> {
         match op.name() {
-            "write" => Ok(op.input().bytes().to_vec()),
+            "write" => Ok(Held::recorded(op.input())),
             "read" => match op.output() {
-                Some(seen) if seen.bytes() != value.as_slice() => {
-                    Err(format!("the value was {} there, not {seen}", text(value)))
+                Some(seen) if Held::recorded(seen) != *value => {
+                    Err(format!("the value was {value} there, not {seen}"))
                 }
                 _ => Ok(value.clone()),
             },
             "cas" => {
                 let (old, new) = op.input().decode::<(V, V)>()?;
-                let matches = encode(&old) == *value;
+                let matches = Held::of(&old) == *value;
                 match output::<bool>(op)? {
                     Some(true) if !matches => Err(format!(
-                        "the value was {}, not {old:?}, so the swap had to fail",
-                        text(value)
+                        "the value was {value}, not {old:?}, so the swap had to fail"
                     )),
                     Some(false) if matches => {
                         Err(format!("the value was {old:?}, so the swap had to succeed"))
                     }
-                    _ if matches => Ok(encode(&new)),
+                    _ if matches => Ok(Held::of(&new)),
                     _ => Ok(value.clone()),
                 }
             }
@@ -214,32 +278,31 @@ where
     K: Serialize + DeserializeOwned + fmt::Debug,
     V: Serialize + DeserializeOwned + fmt::Debug,
 {
-    /// The key's value, encoded, if it has one.
-    type State = Option<Vec<u8>>;
+    /// The key's value, if it has one.
+    type State = Option<Held>;
 
     fn name(&self) -> String {
         "KeyValue".into()
     }
 
-    fn init(&self) -> Option<Vec<u8>> {
+    fn init(&self) -> Option<Held> {
         None
     }
 
-    fn step(&self, value: &Option<Vec<u8>>, op: &Operation) -> Result<Option<Vec<u8>>, String> {
-        let text = |v: &Option<Vec<u8>>| match v {
-            Some(bytes) => crate::protocol::decode::<V>(bytes)
-                .map_or_else(|_| "?".into(), |v| format!("Some({v:?})")),
+    fn step(&self, value: &Option<Held>, op: &Operation) -> Result<Option<Held>, String> {
+        let text = |v: &Option<Held>| match v {
+            Some(held) => format!("Some({held})"),
             None => "None".into(),
         };
         match op.name() {
             "put" => {
                 let (_, new) = op.input().decode::<(K, V)>()?;
-                Ok(Some(encode(&new)))
+                Ok(Some(Held::of(&new)))
             }
             "delete" => Ok(None),
             "get" => match output::<Option<V>>(op)? {
                 Some(seen) => {
-                    let seen = seen.map(|v| encode(&v));
+                    let seen = seen.map(|v| Held::of(&v));
                     if seen == *value {
                         Ok(value.clone())
                     } else {
@@ -334,48 +397,41 @@ impl<V> Default for Queue<V> {
 }
 
 impl<V: Serialize + DeserializeOwned + fmt::Debug> Model for Queue<V> {
-    /// The elements' encodings, front first.
-    type State = VecDeque<Vec<u8>>;
+    /// The elements, front first.
+    type State = VecDeque<Held>;
 
     fn name(&self) -> String {
         "Queue".into()
     }
 
-    fn init(&self) -> VecDeque<Vec<u8>> {
+    fn init(&self) -> VecDeque<Held> {
         VecDeque::new()
     }
 
-    fn step(&self, queue: &VecDeque<Vec<u8>>, op: &Operation) -> Result<VecDeque<Vec<u8>>, String> {
-        let text = |bytes: &[u8]| {
-            crate::protocol::decode::<V>(bytes).map_or_else(|_| "?".into(), |v| format!("{v:?}"))
-        };
+    fn step(&self, queue: &VecDeque<Held>, op: &Operation) -> Result<VecDeque<Held>, String> {
         match op.name() {
             "enqueue" => {
                 let mut queue = queue.clone();
-                queue.push_back(op.input().bytes().to_vec());
+                queue.push_back(Held::recorded_some(op.input()));
                 Ok(queue)
             }
             "dequeue" => {
                 let mut after = queue.clone();
                 let front = after.pop_front();
-                match output::<Option<V>>(op)? {
-                    None => Ok(after),
-                    Some(seen) => {
-                        let seen = seen.map(|v| encode(&v));
-                        if seen == front {
-                            Ok(after)
-                        } else {
-                            let expected = front
-                                .as_deref()
-                                .map_or("None (empty)".into(), |b| format!("Some({})", text(b)));
-                            let got = seen
-                                .as_deref()
-                                .map_or("None".into(), |b| format!("Some({})", text(b)));
-                            Err(format!(
-                                "the front of the queue was {expected} there, not {got}"
-                            ))
-                        }
-                    }
+                let Some(out) = op.output() else {
+                    return Ok(after);
+                };
+                // `None` encodes to one 0 byte; `Some(v)` is compared by digest.
+                let seen = (out.bytes() != [0]).then(|| Held::recorded(out));
+                if seen == front {
+                    Ok(after)
+                } else {
+                    let expected =
+                        front.map_or("None (empty)".into(), |held| format!("Some({held})"));
+                    let got = seen.map_or("None".into(), |held| held.to_string());
+                    Err(format!(
+                        "the front of the queue was {expected} there, not {got}"
+                    ))
                 }
             }
             _ => Err(unknown("Queue", op, "`enqueue` and `dequeue`")),

@@ -2,6 +2,7 @@
 //! history of a call, built from the events its children reported.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::clock::Timestamp;
 
@@ -12,11 +13,50 @@ use crate::protocol::{self, OpEvent};
 
 /// An input or output as recorded: its encoding (for a model to
 /// [`decode`](Value::decode)) and its `Debug` text (for reports).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Value {
     bytes: Vec<u8>,
     text: String,
+    /// `digest` of the bytes, and of the bytes as `Some` of them, once
+    /// asked: a model compares values by these, once per value, not once
+    /// per step of its search.
+    digests: OnceLock<(u128, u128)>,
 }
+
+// A value is its bytes and text; the digests are a cache.
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        self.bytes == other.bytes && self.text == other.text
+    }
+}
+
+impl Eq for Value {}
+
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+        self.text.hash(state);
+    }
+}
+
+/// A 128-bit digest of `parts`, in order (two SipHash halves): equal for
+/// equal bytes, and two different values mistaken for one would take a
+/// collision of about 2^-64 among four billion values.
+pub(crate) fn digest(parts: &[&[u8]]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        for part in parts {
+            h.write(part);
+        }
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+/// What `Some(x)` adds in front of `x`'s encoding.
+const SOME_TAG: [u8; 1] = [1];
 
 impl Value {
     /// Decodes it as a `T`; the error says what was recorded.
@@ -44,22 +84,47 @@ impl Value {
         &self.text
     }
 
+    /// `digest` of its bytes, and of `Some` of it (what an `Option`'s
+    /// `Some` encodes to), computed once.
+    pub(crate) fn digests(&self) -> (u128, u128) {
+        *self
+            .digests
+            .get_or_init(|| (digest(&[&self.bytes]), digest(&[&SOME_TAG, &self.bytes])))
+    }
+
     /// A value as `history::invoke` would record `value`.
     ///
     /// # Panics
     ///
     /// When `value` cannot be encoded.
     pub fn of<T: Serialize + fmt::Debug + ?Sized>(value: &T) -> Value {
+        Value::new(
+            protocol::encode(value).expect("an encodable value"),
+            format!("{value:?}"),
+        )
+    }
+}
+
+impl Value {
+    pub(crate) fn new(bytes: Vec<u8>, text: String) -> Value {
         Value {
-            bytes: protocol::encode(value).expect("an encodable value"),
-            text: format!("{value:?}"),
+            bytes,
+            text,
+            digests: OnceLock::new(),
         }
     }
 }
 
+/// The longest text a report shows of a value.
+const SHOWN: usize = 200;
+
+/// Prints its text, or for a long one its start and its length.
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        match self.text.char_indices().nth(SHOWN) {
+            Some((cut, _)) => write!(f, "{}… ({} bytes)", &self.text[..cut], self.text.len()),
+            None => f.write_str(&self.text),
+        }
     }
 }
 
@@ -160,9 +225,11 @@ impl Operation {
 impl fmt::Display for Operation {
     /// `claim(7) → true`, `put(("a", 1)) failed: …`, `claim(7) → ?`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let input = self.input.text();
-        let input = if input == "()" { "" } else { input };
-        write!(f, "{}({input})", self.name)?;
+        if self.input.text() == "()" {
+            write!(f, "{}()", self.name)?;
+        } else {
+            write!(f, "{}({})", self.name, self.input)?;
+        }
         match &self.ending {
             Ending::Ok(value) if value.text() == "()" => write!(f, " → ok"),
             Ending::Ok(value) => write!(f, " → {value}"),
@@ -249,10 +316,7 @@ pub(crate) fn from_events(child: usize, events: Vec<OpEvent>) -> Vec<Operation> 
                 input_text,
                 at_ns,
             } => {
-                let input = Value {
-                    bytes: input,
-                    text: input_text,
-                };
+                let input = Value::new(input, input_text);
                 let op = Operation::new(child, &name, input, Ending::Unknown, since(at_ns), None);
                 operations.push((id, op));
                 continue;
@@ -263,10 +327,7 @@ pub(crate) fn from_events(child: usize, events: Vec<OpEvent>) -> Vec<Operation> 
                 output_text,
                 at_ns,
             } => {
-                let value = Value {
-                    bytes: output,
-                    text: output_text,
-                };
+                let value = Value::new(output, output_text);
                 (id, Ending::Ok(value), at_ns)
             }
             OpEvent::Fail { id, error, at_ns } => (id, Ending::Failed(error), at_ns),

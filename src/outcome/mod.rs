@@ -11,7 +11,7 @@ mod stages;
 mod timeline;
 
 pub use history::{Ending, History, Operation, Value};
-pub(crate) use history::{from_events, span};
+pub(crate) use history::{digest, from_events, span};
 pub(crate) use report::{
     children_list, summary, write_report, write_seed, write_stream, write_timeline,
 };
