@@ -179,7 +179,8 @@ fn classes(ops: &[&Operation]) -> Vec<usize> {
     invoked.sort_unstable();
     let mut returned: Vec<Timestamp> = ops.iter().filter_map(|op| op.returned()).collect();
     returned.sort_unstable();
-    type Class<'a> = (&'a str, &'a [u8], &'a Ending, usize, usize);
+    // Name, input, how it ended (kind and bytes), its place in time.
+    type Class<'a> = (&'a str, &'a [u8], u8, &'a [u8], usize, usize);
     let mut ids: HashMap<Class<'_>, usize> = HashMap::new();
     ops.iter()
         .map(|op| {
@@ -190,7 +191,12 @@ fn classes(ops: &[&Operation]) -> Vec<usize> {
                 .returned()
                 .map_or(ops.len(), |r| invoked.partition_point(|&i| i <= r));
             let next = ids.len();
-            *ids.entry((op.name(), op.input().bytes(), op.ending(), before, after))
+            let (kind, ended): (u8, &[u8]) = match op.ending() {
+                Ending::Ok(value) => (0, value.bytes()),
+                Ending::Failed(error) => (1, error.as_bytes()),
+                Ending::Unknown => (2, &[]),
+            };
+            *ids.entry((op.name(), op.input().bytes(), kind, ended, before, after))
                 .or_insert(next)
         })
         .collect()
