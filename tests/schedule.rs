@@ -472,3 +472,30 @@ fn a_failure_the_schedule_does_not_decide_is_reported_as_not_reproduced_and_not_
     // Exactly one replay: runs 1, 2, 3, then the replay (the 4th).
     assert_eq!(std::fs::read_to_string(&runs).unwrap(), "4");
 }
+
+#[test]
+fn a_run_of_two_scheduled_calls_is_reported_but_neither_replayed_nor_shrunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter");
+    let failure = stampede::Hunt::runs(20)
+        .seed(7)
+        .strategy(Strategy::random())
+        .run(|run| {
+            run.options()
+                .call_concurrently(2, no_steps, ())
+                .map_err(|e| e.to_string())?
+                .assert_all_returned();
+            every_increment_counts(&counter, run)
+        })
+        .expect_err("the second call loses an update");
+    assert_eq!(failure.reproduced(), Some(false), "{failure}");
+    assert_eq!(failure.shrunk(), None);
+    assert_eq!(failure.schedule().map(|s| s.children()), Some(8));
+    assert!(
+        failure.to_string().contains(
+            "the last of the run's 2 scheduled calls; not replayed or shrunk: a replay is of one \
+             call, so make one scheduled call per run"
+        ),
+        "{failure}"
+    );
+}

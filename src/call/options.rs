@@ -343,8 +343,9 @@ impl Options {
         let function = plan::checked_name(&f)?;
         let job = plan.job(function, plan::encode_args(function, &args)?)?;
         let run = plan.run(&[job], n);
-        if let (Some(record), Err(Error::ScheduleDiverged { .. })) = (&self.record, &run) {
-            record.diverged();
+        if let (Some(record), Err(diverged @ Error::ScheduleDiverged { .. })) = (&self.record, &run)
+        {
+            record.diverged(diverged.to_string());
         }
         let run = run?;
         if let (Some(strategy), Some(passages), None) =

@@ -243,14 +243,28 @@ impl Hunt {
             };
             if let Err((message, location, panicked)) = run_once(&mut scenario, &run) {
                 let failure = (location.clone(), panicked);
-                let scheduled = record.take().schedule.map(|schedule| {
-                    let mut fails = |s: &Schedule| replay_fails(&mut scenario, &run, s, &failure);
-                    let reproduced = fails(&schedule);
-                    let shrunk = reproduced
-                        .then(|| shrink::shrink(schedule.clone(), shrink::BUDGET, &mut fails));
+                let recorded = record.take();
+                let scheduled = recorded.schedule.map(|schedule| {
+                    if recorded.calls > 1 {
+                        // A replay is of one call: which would it be?
+                        return Scheduled {
+                            schedule,
+                            replayed: Replayed::NotTried {
+                                calls: recorded.calls,
+                            },
+                            shrunk: None,
+                        };
+                    }
+                    let replayed = replay(&mut scenario, &run, &schedule, &failure);
+                    let shrunk = (replayed == Replayed::Failed).then(|| {
+                        let mut fails = |s: &Schedule| {
+                            replay(&mut scenario, &run, s, &failure) == Replayed::Failed
+                        };
+                        shrink::shrink(schedule.clone(), shrink::BUDGET, &mut fails)
+                    });
                     Scheduled {
                         schedule,
-                        reproduced,
+                        replayed,
                         shrunk,
                     }
                 });
@@ -489,8 +503,21 @@ struct Failed {
 /// the same way again, and the smallest schedule that still did.
 struct Scheduled {
     schedule: Schedule,
-    reproduced: bool,
+    replayed: Replayed,
     shrunk: Option<shrink::Shrunk>,
+}
+
+/// What the replay of a failing schedule did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Replayed {
+    /// It failed again the same way.
+    Failed,
+    /// It passed, or failed another way.
+    Passed,
+    /// It went another way than recorded, at this error.
+    Diverged(String),
+    /// Not tried: the run made this many scheduled calls.
+    NotTried { calls: usize },
 }
 
 impl HuntFailure {
@@ -556,7 +583,10 @@ impl HuntFailure {
     /// than the order of the steps (a race inside one step, time, or state
     /// left by an earlier run).
     pub fn reproduced(&self) -> Option<bool> {
-        self.0.scheduled.as_ref().map(|s| s.reproduced)
+        self.0
+            .scheduled
+            .as_ref()
+            .map(|s| s.replayed == Replayed::Failed)
     }
 
     /// The smallest schedule found that still fails the same way: fewer
@@ -617,11 +647,20 @@ impl std::error::Error for HuntFailure {
 /// its replay failed again, and the shrunk one with the line that replays it.
 fn write_schedule(f: &mut fmt::Formatter<'_>, scheduled: &Scheduled) -> fmt::Result {
     let schedule = &scheduled.schedule;
-    let again = if scheduled.reproduced {
-        "replayed once: it fails again the same way"
-    } else {
-        "replayed once: it passed, so the failure depends on more than the order of the \
-         steps (a race inside one step, time, or state an earlier run left)"
+    let again = match &scheduled.replayed {
+        Replayed::Failed => "replayed once: it fails again the same way".to_owned(),
+        Replayed::Passed => "replayed once: it passed (or failed elsewhere), so the failure \
+             depends on more than the order of the steps (a race inside one step, time, or \
+             state an earlier run left)"
+            .to_owned(),
+        Replayed::Diverged(how) => format!(
+            "replayed once: it went another way than recorded, so the program has \
+             nondeterminism outside its steps: {how}"
+        ),
+        Replayed::NotTried { calls } => format!(
+            "the last of the run's {calls} scheduled calls; not replayed or shrunk: a replay \
+             is of one call, so make one scheduled call per run"
+        ),
     };
     writeln!(f, "schedule ({again}):\n  {schedule}")?;
     if let Some(shrunk) = &scheduled.shrunk {
@@ -649,15 +688,15 @@ fn write_schedule(f: &mut fmt::Formatter<'_>, scheduled: &Scheduled) -> fmt::Res
     Ok(())
 }
 
-/// Runs the scenario with `schedule` replayed; whether it failed the same
-/// way as the original `(location, panicked)`: a panic at the same place,
-/// or an error, and never because the replay went another way.
-fn replay_fails<T: RunResult>(
+/// Runs the scenario with `schedule` replayed: whether it failed the same
+/// way as the original `(location, panicked)` (a panic at the same place,
+/// or an error), passed, or went another way than recorded.
+fn replay<T: RunResult>(
     scenario: &mut impl FnMut(&Run) -> T,
     run: &Run,
     schedule: &Schedule,
     (location, panicked): &(Option<String>, bool),
-) -> bool {
+) -> Replayed {
     let record = Recorder::default();
     let replay = Run {
         number: run.number,
@@ -666,9 +705,13 @@ fn replay_fails<T: RunResult>(
         replay: Some(schedule.clone()),
         record: Some(record.clone()),
     };
-    match run_once(scenario, &replay) {
-        Ok(()) => false,
-        Err((_, at, p)) => !record.take().diverged && p == *panicked && at == *location,
+    let result = run_once(scenario, &replay);
+    if let Some(how) = record.take().diverged {
+        return Replayed::Diverged(how);
+    }
+    match result {
+        Err((_, at, p)) if p == *panicked && at == *location => Replayed::Failed,
+        _ => Replayed::Passed,
     }
 }
 

@@ -109,7 +109,10 @@ pub(crate) struct Recorder(Arc<Mutex<Recorded>>);
 #[derive(Debug, Default)]
 pub(crate) struct Recorded {
     pub schedule: Option<Schedule>,
-    pub diverged: bool,
+    /// How a replay went another way than recorded, if it did.
+    pub diverged: Option<String>,
+    /// Scheduled calls made.
+    pub calls: usize,
 }
 
 impl Recorder {
@@ -119,11 +122,13 @@ impl Recorder {
     }
 
     pub(crate) fn schedule(&self, schedule: Schedule) {
-        self.lock().schedule = Some(schedule);
+        let mut recorded = self.lock();
+        recorded.schedule = Some(schedule);
+        recorded.calls += 1;
     }
 
-    pub(crate) fn diverged(&self) {
-        self.lock().diverged = true;
+    pub(crate) fn diverged(&self, how: String) {
+        self.lock().diverged = Some(how);
     }
 
     pub(crate) fn take(&self) -> Recorded {
