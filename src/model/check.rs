@@ -333,14 +333,25 @@ const WITNESS_MAX: usize = 64;
 const TRIAL_BUDGET: u64 = 200_000;
 
 /// A small set of `ops` (which have no legal order) that still has none,
-/// blaming the right operation: a short failing prefix (in invocation
+/// blaming the right operations. A short failing prefix (in invocation
 /// order, found by bisection) ends at an operation that cannot fit, the
 /// anchor; others are removed one at a time while the set still fails and
-/// would pass without the anchor.
+/// would pass without the anchor. When the prefix would pass with its
+/// times ignored (the violation is one of order: a read after a remove had
+/// returned), a removal must keep that so: removing the `add` that made a
+/// later `contains → true` possible would blame the `contains` alone.
 pub(super) fn smallest<'a, M: Model>(model: &M, ops: &[&'a Operation]) -> Vec<&'a Operation> {
     let fails = |ops: &[&Operation]| {
         let mut steps = TRIAL_BUDGET;
         search(model, ops, &mut steps) == Search::NotLinearizable
+    };
+    // Passes, for sure, with its times ignored (a search that gives up
+    // proves nothing either way).
+    let passes_untimed = |ops: &[&Operation]| {
+        let untimed = untimed(ops);
+        let refs: Vec<&Operation> = untimed.iter().collect();
+        let mut steps = TRIAL_BUDGET;
+        search(model, &refs, &mut steps) == Search::Linearizable
     };
     // Bisect for the first failing prefix length, taking the whole as
     // failing; a later operation can make an earlier prefix fit, so this
@@ -358,15 +369,38 @@ pub(super) fn smallest<'a, M: Model>(model: &M, ops: &[&'a Operation]) -> Vec<&'
     if witness.len() > WITNESS_MAX || !fails(&witness) {
         return witness;
     }
+    let of_order = passes_untimed(&witness);
     let mut i = 0;
     while i + 1 < witness.len() {
         let mut without = witness.clone();
         without.remove(i);
-        if fails(&without) && !fails(&without[..without.len() - 1]) {
+        if fails(&without)
+            && !fails(&without[..without.len() - 1])
+            && (!of_order || passes_untimed(&without))
+        {
             witness = without;
         } else {
             i += 1;
         }
     }
     witness
+}
+
+/// `ops` with their times made to overlap: each invoked at the earliest
+/// invocation, each that returned returning at the latest return.
+fn untimed(ops: &[&Operation]) -> Vec<Operation> {
+    let first = ops.iter().map(|op| op.invoked()).min().unwrap_or_default();
+    let last = ops.iter().filter_map(|op| op.returned()).max();
+    ops.iter()
+        .map(|op| {
+            Operation::new(
+                op.child(),
+                op.name(),
+                op.input().clone(),
+                op.ending().clone(),
+                first,
+                op.returned().and(last),
+            )
+        })
+        .collect()
 }

@@ -536,3 +536,25 @@ fn large_values_and_many_orders_end_inconclusive_within_bounded_memory() {
     );
     assert!(began.elapsed() < std::time::Duration::from_secs(120));
 }
+
+#[test]
+fn a_violation_of_order_keeps_the_operations_that_made_the_result_possible() {
+    // contains → true after the remove had returned: the add that made
+    // `true` possible stays in the witness, and the remove that makes it
+    // impossible.
+    let set = history(vec![
+        op(0, "add", 5u8, (), 0, 10),
+        op(1, "remove", 5u8, (), 20, 30),
+        op(2, "contains", 5u8, true, 40, 50),
+    ]);
+    let v = check(&Set, &set).unwrap_err();
+    let names: Vec<&str> = v.witness().iter().map(Operation::name).collect();
+    assert_eq!(names, ["add", "remove", "contains"], "{v}");
+    // A read of a value nobody wrote is wrong whatever the times: alone.
+    let nobody = history(vec![
+        op(0, "write", 1i64, (), 0, 10),
+        op(1, "read", (), 7i64, 20, 30),
+    ]);
+    let v = check(&Register::new(0i64), &nobody).unwrap_err();
+    assert_eq!(v.witness().len(), 1, "{v}");
+}
