@@ -430,6 +430,9 @@ pub mod guide {
 
     #[doc = include_str!("../docs/recipes.md")]
     pub mod recipes {}
+
+    #[doc = include_str!("../docs/scheduling.md")]
+    pub mod scheduling {}
 }
 
 /// Compiles the README's Rust snippets as doctests, so they keep working.
