@@ -251,3 +251,77 @@ fn a_history_that_could_not_all_arrive_is_inconclusive_never_a_pass() {
         "{violation}"
     );
 }
+
+/// A fresh SQLite database with one free ticket.
+fn ticket_db(dir: &std::path::Path, run: u64) -> PathBuf {
+    let path = dir.join(format!("tickets-{run}.db"));
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE tickets (id INTEGER PRIMARY KEY, holder INTEGER);
+         INSERT INTO tickets VALUES (1, NULL);",
+    )
+    .unwrap();
+    path
+}
+
+/// The claim of the guide, inside `BEGIN IMMEDIATE` when `immediate`:
+/// read, step, write.
+#[stampede::function]
+fn sqlite_claim(db: PathBuf, immediate: bool) -> bool {
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let op = history::invoke("claim", &1u32);
+    if immediate {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    }
+    let holder: Option<u32> = conn
+        .query_row("SELECT holder FROM tickets WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    stampede::step("after-select");
+    let won = holder.is_none()
+        && conn
+            .execute(
+                "UPDATE tickets SET holder = ?1 WHERE id = 1",
+                [std::process::id()],
+            )
+            .unwrap()
+            == 1;
+    if immediate {
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    op.ok(&won);
+    won
+}
+
+#[test]
+fn the_guides_sqlite_claim_fails_the_model_and_begin_immediate_passes_every_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let hunt = |immediate: bool| {
+        stampede::Hunt::runs(30)
+            .seed(3)
+            .strategy(Strategy::exhaustive())
+            .run(|run| {
+                let db = ticket_db(dir.path(), run.number());
+                run.options()
+                    .call_concurrently(2, sqlite_claim, (db, immediate))?
+                    .assert_linearizable(&ClaimOnce);
+                Ok::<(), stampede::Error>(())
+            })
+    };
+    let failure = hunt(false).expect_err("the naive claim wins twice in some order");
+    assert!(
+        failure
+            .message()
+            .contains("not linearizable under ClaimOnce"),
+        "{failure}"
+    );
+    let summary = hunt(true).expect("BEGIN IMMEDIATE holds in every order");
+    assert!(
+        summary
+            .to_string()
+            .contains("every schedule within 2 preemptions"),
+        "{summary}"
+    );
+}
