@@ -127,54 +127,19 @@ fn registers(t0: Timestamp, off: i64) -> Vec<Operation> {
 fn long(t0: Timestamp) -> Vec<Operation> {
     (0..LONG)
         .map(|i| {
-            let worker = i % 8;
-            let from = (i / 8) as u64 * 10;
-            let key = format!("k{}", (i / 8) % KEYS);
-            if (i / 8) < KEYS || worker != 0 {
-                let value = ((i / 8) % KEYS) as i64;
-                if (i / 8) < KEYS && worker == 0 {
-                    op(
-                        t0,
-                        worker,
-                        "put",
-                        Value::of(&(key, value)),
-                        Value::of(&()),
-                        from,
-                        from + 9,
-                    )
-                } else if (i / 8) < KEYS {
-                    // Reads overlapping the put: either answer is fine.
-                    op(
-                        t0,
-                        worker,
-                        "get",
-                        Value::of(&key),
-                        Value::of(&Some(value)),
-                        from + 10,
-                        from + 19,
-                    )
-                } else {
-                    op(
-                        t0,
-                        worker,
-                        "get",
-                        Value::of(&key),
-                        Value::of(&Some(value)),
-                        from,
-                        from + 9,
-                    )
-                }
+            let (round, worker) = (i / 8, i % 8);
+            let from = round as u64 * 10;
+            let key = format!("k{}", round % KEYS);
+            let value = (round % KEYS) as i64;
+            let first_round = round < KEYS;
+            if first_round && worker == 0 {
+                let input = Value::of(&(key, value));
+                op(t0, worker, "put", input, Value::of(&()), from, from + 9)
             } else {
-                let value = ((i / 8) % KEYS) as i64;
-                op(
-                    t0,
-                    worker,
-                    "get",
-                    Value::of(&key),
-                    Value::of(&Some(value)),
-                    from,
-                    from + 9,
-                )
+                // In its key's first round, a read starts after the put returned.
+                let from = if first_round { from + 10 } else { from };
+                let seen = Value::of(&Some(value));
+                op(t0, worker, "get", Value::of(&key), seen, from, from + 9)
             }
         })
         .collect()

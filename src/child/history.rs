@@ -65,15 +65,20 @@ fn lock() -> MutexGuard<'static, Option<(Channel, u64)>> {
 /// signal ends this process: a failed send only means there is nobody left
 /// to tell.
 fn send(event: OpEvent) -> bool {
-    let sent = checkpoint::with_state(|state| {
-        let _ = state.channel.send(&Report::Operation {
-            call: state.call,
-            event: event.clone(),
-        });
+    // Moved, not copied: an input may be large.
+    let mut event = Some(event);
+    checkpoint::with_state(|state| {
+        if let Some(event) = event.take() {
+            let _ = state.channel.send(&Report::Operation {
+                call: state.call,
+                event,
+            });
+        }
     });
-    if sent.is_some() {
+    // Taken: it went on a concurrent call's channel.
+    let Some(event) = event else {
         return true;
-    }
+    };
     match &mut *lock() {
         Some((channel, call)) => {
             let _ = channel.send(&Report::Operation { call: *call, event });

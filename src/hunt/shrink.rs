@@ -67,6 +67,31 @@ pub(crate) fn fewer_preemptions(schedule: &Schedule) -> Vec<Schedule> {
         .collect()
 }
 
+/// Replaces `best` by the first of its `candidates` that `fails`, again
+/// from the new one's candidates, until none fails or `tries` reaches
+/// `budget`.
+fn improve(
+    best: &mut Schedule,
+    tries: &mut usize,
+    budget: usize,
+    candidates: impl Fn(&Schedule) -> Vec<Schedule>,
+    fails: &mut impl FnMut(&Schedule) -> bool,
+) {
+    'again: while *tries < budget {
+        for candidate in candidates(best) {
+            if *tries == budget {
+                return;
+            }
+            *tries += 1;
+            if fails(&candidate) {
+                *best = candidate;
+                continue 'again;
+            }
+        }
+        return;
+    }
+}
+
 /// Shrinks `schedule`, which fails, while `fails` says a candidate still
 /// fails the same way, within `budget` calls of `fails`: children are
 /// removed one at a time (the highest first, again from the top after each
@@ -78,35 +103,14 @@ pub(crate) fn shrink(
 ) -> Shrunk {
     let mut best = schedule;
     let mut tries = 0;
-    'children: while tries < budget {
-        for child in (0..best.children()).rev() {
-            let Some(candidate) = without_child(&best, child) else {
-                break 'children;
-            };
-            if tries == budget {
-                break 'children;
-            }
-            tries += 1;
-            if fails(&candidate) {
-                best = candidate;
-                continue 'children;
-            }
-        }
-        break;
-    }
-    'preemptions: while tries < budget {
-        for candidate in fewer_preemptions(&best) {
-            if tries == budget {
-                break 'preemptions;
-            }
-            tries += 1;
-            if fails(&candidate) {
-                best = candidate;
-                continue 'preemptions;
-            }
-        }
-        break;
-    }
+    let children = |s: &Schedule| {
+        (0..s.children())
+            .rev()
+            .filter_map(|child| without_child(s, child))
+            .collect()
+    };
+    improve(&mut best, &mut tries, budget, children, &mut fails);
+    improve(&mut best, &mut tries, budget, fewer_preemptions, &mut fails);
     Shrunk {
         schedule: best,
         tries,
