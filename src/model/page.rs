@@ -121,11 +121,17 @@ pub(super) fn directory() -> Option<PathBuf> {
         .map(|target| target.join("stampede"))
 }
 
-/// Writes `page` as `<dir>/<name>.html`, never through a link planted
-/// there; its path, or why not.
+/// Writes `page` as `<dir>/<name>.html`; its path, or why not. The
+/// directory must be this user's and private, and so must every directory
+/// above it be root's or this user's (a target directory may sit under
+/// `/tmp`, where another user could have planted `stampede`), and
+/// the file is created anew, never through a link.
 pub(super) fn write(dir: &Path, name: &str, page: &str) -> Result<PathBuf, String> {
     use std::io::Write as _;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let parent = dir.parent().unwrap_or(dir);
+    crate::services::private_dir::check_ancestors(parent)
+        .and_then(|()| crate::services::private_dir::ensure(dir, 0o700))
+        .map_err(|e| e.to_string())?;
     let path = dir.join(format!("{name}.html"));
     let _ = std::fs::remove_file(&path);
     let mut file = std::fs::OpenOptions::new()

@@ -558,3 +558,23 @@ fn a_violation_of_order_keeps_the_operations_that_made_the_result_possible() {
     let v = check(&Register::new(0i64), &nobody).unwrap_err();
     assert_eq!(v.witness().len(), 1, "{v}");
 }
+
+#[test]
+fn a_page_is_never_written_through_a_planted_link() {
+    let base = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let planted = base.path().join("stampede");
+    std::os::unix::fs::symlink(elsewhere.path(), &planted).unwrap();
+    let refused = super::page::write(&planted, "violation-1-0", "<html>").unwrap_err();
+    assert!(refused.contains("it is a symlink"), "{refused}");
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    // Its own directory: made private, the page written.
+    let own = base.path().join("own");
+    let path = super::page::write(&own, "violation-1-0", "<html>").unwrap();
+    assert_eq!(std::fs::read_to_string(path).unwrap(), "<html>");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&own).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}

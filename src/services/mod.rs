@@ -41,7 +41,7 @@ pub mod cli;
 mod instance;
 mod keeper;
 mod postgres;
-mod private_dir;
+pub(crate) mod private_dir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

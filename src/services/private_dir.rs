@@ -159,7 +159,7 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
 /// that others may write in must have the sticky bit (`/tmp` has it). A
 /// symbolic link on the way must be root's or this user's too, and the
 /// directories it leads to pass the same checks. `/` itself is not judged.
-fn check_ancestors(dir: &Path) -> Result<()> {
+pub(crate) fn check_ancestors(dir: &Path) -> Result<()> {
     let uid = sys::effective_uid();
     let check = |path: &Path| -> Result<()> {
         let mut walked = PathBuf::new();
