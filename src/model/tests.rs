@@ -578,3 +578,22 @@ fn a_page_is_never_written_through_a_planted_link() {
         0o700
     );
 }
+
+#[test]
+fn a_long_witness_lists_twelve_operations_and_counts_the_rest() {
+    // 20 overlapping adds and a read short by one: every add is needed.
+    let mut ops: Vec<Operation> = (0..20).map(|c| op(c, "add", 1i64, (), 0, 100)).collect();
+    ops.push(op(20, "get", (), 19i64, 200, 210));
+    let v = check(&Counter, &history(ops)).unwrap_err();
+    assert_eq!(v.witness().len(), 21, "{v}");
+    let text = v.to_string();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("  child ")).count(),
+        12,
+        "{text}"
+    );
+    assert!(
+        text.contains("  … and 9 more (`Violation::witness` has them all)"),
+        "{text}"
+    );
+}
