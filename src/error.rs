@@ -153,6 +153,17 @@ pub enum Error {
         /// The client's message.
         message: String,
     },
+    /// A variable meant to name a server to reuse (`STAMPEDE_REDIS_URL`)
+    /// holds something that is not a URL of that service. Nothing was
+    /// started in its place.
+    ServiceUrl {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A command on a running service failed (creating, resetting or
     /// dropping a test's database).
     ServiceCommand {
@@ -163,6 +174,14 @@ pub enum Error {
         /// The client's message.
         message: String,
     },
+}
+
+/// The service a reuse variable names: `STAMPEDE_REDIS_URL` is `redis`.
+fn service_of(variable: &str) -> String {
+    variable
+        .trim_start_matches("STAMPEDE_")
+        .trim_end_matches("_URL")
+        .to_ascii_lowercase()
 }
 
 /// `text`, indented, after a heading line; empty text says so.
@@ -319,8 +338,21 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{variable} is set to `{url}`, but nothing answers there ({message}); start \
-                 that server (`eval \"$(stampede-services up postgres)\"`) or unset {variable} \
-                 to start a private one"
+                 that server (`eval \"$(stampede-services up {})\"`) or unset {variable} \
+                 to start a private one",
+                service_of(variable)
+            ),
+            Error::ServiceUrl {
+                variable,
+                url,
+                message,
+            } => write!(
+                f,
+                "{variable} is set to `{url}`, which is not a {} URL stampede can use \
+                 ({message}); set it to a running server's URL (`eval \"$(stampede-services \
+                 up {})\"` prints one) or unset {variable} to start a private one",
+                service_of(variable),
+                service_of(variable)
             ),
             Error::ServiceCommand {
                 service,

@@ -27,7 +27,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use procs::{is_gone, start_ignored_test, wait_until};
-use stampede::services::Postgres;
+use stampede::services::{Postgres, Redis};
 
 stampede::entry!();
 
@@ -108,6 +108,7 @@ impl Sandbox {
             ("TMPDIR".into(), self.path().display().to_string()),
             ("XDG_RUNTIME_DIR".into(), String::new()),
             ("STAMPEDE_POSTGRES_URL".into(), String::new()),
+            ("STAMPEDE_REDIS_URL".into(), String::new()),
             (
                 "STAMPEDE_POSTGRES_BIN".into(),
                 pg_bin().0.display().to_string(),
@@ -380,6 +381,19 @@ fn boot_line() -> String {
 // ---------------------------------------------------------------------------
 // The code under test, in processes of their own
 // ---------------------------------------------------------------------------
+
+/// Starts a fixture of each service, as the environment says: whether
+/// each was reused (no directory of its own) and the Redis database.
+#[stampede::function]
+fn start_both_fixtures() -> Result<(bool, bool, u32), String> {
+    let pg = Postgres::start().map_err(|e| e.to_string())?;
+    let redis = Redis::start().map_err(|e| e.to_string())?;
+    Ok((
+        pg.directory().is_none(),
+        redis.directory().is_none(),
+        redis.db(),
+    ))
+}
 
 /// Starts a fixture: its directory, or the error's text.
 #[stampede::function]
@@ -1097,6 +1111,75 @@ fn concurrent_ups_share_one_server_and_down_says_unset() {
         "down left {}",
         up_dir.display()
     );
+    sandbox.assert_nothing_runs();
+}
+
+#[test]
+fn up_starts_every_service_and_fixtures_reuse_them_through_their_variables() {
+    let _one_at_a_time = SERVICES_CLI.lock().unwrap_or_else(|e| e.into_inner());
+    let sandbox = Sandbox::new();
+    let env = sandbox.env();
+    let _down = DownAtEnd(env.clone());
+    let up = services(&env, &["up"]);
+    let stdout = String::from_utf8_lossy(&up.stdout).into_owned();
+    let exported = |variable: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {variable}='")))
+            .and_then(|rest| rest.strip_suffix('\''))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("`up` exported no {variable}: {}", show(&up)))
+    };
+    assert!(up.status.success(), "{}", show(&up));
+    let pg_url = exported("STAMPEDE_POSTGRES_URL");
+    let redis_url = exported("STAMPEDE_REDIS_URL");
+    assert!(redis_url.starts_with("redis+unix://"), "{redis_url}");
+    let (pg_reused, redis_reused, db) = sandbox
+        .run(
+            &[
+                ("STAMPEDE_POSTGRES_URL", &pg_url),
+                ("STAMPEDE_REDIS_URL", &redis_url),
+            ],
+            start_both_fixtures,
+            (),
+        )
+        .unwrap();
+    assert!(
+        pg_reused && redis_reused,
+        "a fixture started a server of its own"
+    );
+    assert_eq!(db, 1, "the first claim on a fresh server is database 1");
+    let status = services(&env, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    for part in ["postgres: running", "redis: running", &redis_url] {
+        assert!(text.contains(part), "{part}: {}", show(&status));
+    }
+    let unknown = services(&env, &["up", "mysql"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", show(&unknown));
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        said.contains("no service `mysql`") && said.contains("postgres and redis"),
+        "{said}"
+    );
+    let down = services(&env, &["down", "redis"]);
+    let text = String::from_utf8_lossy(&down.stdout);
+    assert_eq!(text.trim(), "unset STAMPEDE_REDIS_URL", "{}", show(&down));
+    assert!(
+        wait_until(Duration::from_secs(20), || !sandbox
+            .base()
+            .join("redis-up")
+            .exists()),
+        "down left redis-up"
+    );
+    let status = services(&env, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("redis: not running") && text.contains("postgres: running"),
+        "down redis stopped more or less than redis: {}",
+        show(&status)
+    );
+    let down = services(&env, &["down"]);
+    assert!(down.status.success(), "{}", show(&down));
     sandbox.assert_nothing_runs();
 }
 

@@ -406,6 +406,27 @@ fn a_reuse_url_that_does_not_answer_names_the_variable() {
     let text = err.to_string();
     assert!(matches!(err, Error::ServiceUnreachable { .. }), "{text}");
     assert!(text.contains("STAMPEDE_POSTGRES_URL"), "{text}");
+    assert!(text.contains("stampede-services up postgres"), "{text}");
+}
+
+#[test]
+fn a_reuse_url_that_is_not_a_url_says_so_not_that_nothing_answers() {
+    let err = Postgres::builder()
+        .reuse_url("not a url")
+        .start()
+        .err()
+        .expect("not a URL");
+    let text = err.to_string();
+    assert!(matches!(err, Error::ServiceUrl { .. }), "{text}");
+    for part in [
+        "STAMPEDE_POSTGRES_URL is set to `not a url`",
+        "not a postgres URL",
+        "postgresql://",
+        "unset STAMPEDE_POSTGRES_URL",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    assert!(!text.contains("nothing answers"), "{text}");
 }
 
 #[test]

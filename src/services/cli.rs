@@ -1,24 +1,77 @@
 //! The `stampede-services` command's work. Used by that command, not
 //! public API.
 //!
-//! Every command takes a lock beside the long-lived instance's directory,
-//! so that two `up`s at once start one server and print the same line, and
-//! a `down` never races an `up`.
+//! Every built-in service (PostgreSQL, Redis) has a long-lived instance of
+//! its own, `<base>/<name>-up/`, with a `url` file beside its registry.
+//! Every command takes one lock in the base, so that two `up`s at once
+//! start one server each and print the same lines, and a `down` never
+//! races an `up`.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::Running;
 use super::instance::{self as keeper, Record};
-use super::postgres;
-use super::postgres::URL_VAR;
 use super::private_dir::{self, Place};
+use super::{postgres, redis};
 use crate::error::{Error, Result};
 use crate::sys::{self, Open};
 
-/// The long-lived instance's directory's name in the base.
-const UP: &str = "postgres-up";
+/// A service the command can start.
+struct Builtin {
+    /// Its name on the command line and its directory's (`<name>-up`).
+    name: &'static str,
+    /// The variable that tests read to reuse it.
+    variable: &'static str,
+    /// Starts it detached: its handle and URL.
+    start: fn() -> Result<(Running, String)>,
+    /// The users its processes may run as, besides this one.
+    server_user: fn() -> Option<u32>,
+}
+
+/// Every service the command knows, in the order it starts them.
+const BUILTINS: [Builtin; 2] = [
+    Builtin {
+        name: "postgres",
+        variable: postgres::URL_VAR,
+        start: postgres::start_detached,
+        server_user: || postgres::server_user().map(|u| u.0),
+    },
+    Builtin {
+        name: "redis",
+        variable: redis::URL_VAR,
+        start: redis::start_detached,
+        server_user: || None,
+    },
+];
+
+/// The names the command knows, for its usage line.
+pub fn names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|b| b.name).collect()
+}
+
+/// The services `names` asks for (all when empty); an error naming the
+/// ones the command does not know.
+fn chosen(names: &[&str]) -> Result<Vec<&'static Builtin>> {
+    if names.is_empty() {
+        return Ok(BUILTINS.iter().collect());
+    }
+    let mut chosen: Vec<&'static Builtin> = Vec::new();
+    for name in names {
+        let builtin = BUILTINS.iter().find(|b| b.name == *name).ok_or_else(|| {
+            Error::InvalidOptions(format!(
+                "stampede-services knows no service `{name}`; it starts {}",
+                self::names().join(" and ")
+            ))
+        })?;
+        if !chosen.iter().any(|c| c.name == builtin.name) {
+            chosen.push(builtin);
+        }
+    }
+    Ok(chosen)
+}
 
 /// What a command prints: `shell` on standard output (for `eval`), `note`
 /// on standard error (for people), and its exit code.
@@ -71,11 +124,11 @@ fn state(dir: &Path) -> State {
     }
 }
 
-/// The base, its long-lived instance's directory, and the lock held while
-/// a command looks at it or changes it.
-fn locked() -> Result<(PathBuf, PathBuf, File)> {
+/// The base and the lock held while a command looks at the instances or
+/// changes them.
+fn locked() -> Result<(PathBuf, File)> {
     let base = private_dir::base(Place::Detached)?;
-    let path = base.join(format!("{UP}.lock"));
+    let path = base.join("services-up.lock");
     let lock = sys::open_no_follow(&path, Open::Keep(0o600))
         .and_then(|lock| sys::lock_exclusive(&lock, Duration::from_secs(60)).map(|()| lock))
         .map_err(|source| Error::Path {
@@ -83,50 +136,74 @@ fn locked() -> Result<(PathBuf, PathBuf, File)> {
             path,
             source,
         })?;
-    let dir = base.join(UP);
-    Ok((base, dir, lock))
+    Ok((base, lock))
 }
 
-fn export(url: &str) -> String {
-    format!("export {URL_VAR}='{url}'\n")
+fn dir_of(base: &Path, builtin: &Builtin) -> PathBuf {
+    base.join(format!("{}-up", builtin.name))
 }
 
-fn damaged(dir: &Path, why: &str) -> String {
+fn export(builtin: &Builtin, url: &str) -> String {
+    format!("export {}='{url}'\n", builtin.variable)
+}
+
+fn damaged(builtin: &Builtin, dir: &Path, why: &str) -> String {
     format!(
-        "postgres: damaged: {}: {why}; `stampede-services down` stops what it can prove is its \
+        "{}: damaged: {}: {why}; `stampede-services down` stops what it can prove is its \
          own and removes the directory\n",
+        builtin.name,
         dir.join("registry").display()
     )
 }
 
-/// Starts a PostgreSQL server that outlives this process, or finds the one
-/// running; the `export` line.
-pub fn up() -> Result<Said> {
-    let (base, dir, _lock) = locked()?;
-    match state(&dir) {
-        State::Running(url) => {
-            return Ok(Said {
-                shell: export(&url),
-                note: "postgres: already running\n".to_owned(),
-                code: 0,
-            });
+/// Starts the services `names` asks for (all when empty) so that they
+/// outlive this process, or finds them running; an `export` line for each
+/// that runs. One that cannot start is said on standard error (exit code
+/// 1) and does not keep the others from starting.
+pub fn up(names: &[&str]) -> Result<Said> {
+    let chosen = chosen(names)?;
+    let (base, _lock) = locked()?;
+    let mut said = Said::default();
+    for builtin in chosen {
+        match up_one(builtin, &base) {
+            Ok((url, note)) => {
+                said.shell.push_str(&export(builtin, &url));
+                said.note.push_str(&format!("{}: {note}\n", builtin.name));
+            }
+            Err(e) => {
+                said.note.push_str(&format!("{}: {e}\n", builtin.name));
+                said.code = 1;
+            }
         }
+    }
+    if !said.shell.is_empty() {
+        said.note
+            .push_str("stop them with `eval \"$(stampede-services down)\"`\n");
+    }
+    Ok(said)
+}
+
+/// Starts one service, or finds it running: its URL, and what was done.
+fn up_one(builtin: &Builtin, base: &Path) -> Result<(String, String)> {
+    let dir = dir_of(base, builtin);
+    match state(&dir) {
+        State::Running(url) => return Ok((url, "already running".to_owned())),
         State::Damaged(why) => {
             return Err(Error::ServiceCommand {
-                service: "postgres".to_owned(),
+                service: builtin.name.to_owned(),
                 action: "up".to_owned(),
                 message: format!(
-                    "{} is damaged ({why}); run `stampede-services down` first: it stops what it \
-                     can prove is its own and removes the directory",
+                    "{} is damaged ({why}); run `stampede-services down` first: it stops \
+                     what it can prove is its own and removes the directory",
                     dir.display()
                 ),
             });
         }
         // What a killed keeper left.
-        State::Stale => drop(keeper::sweep(&base)),
+        State::Stale => drop(keeper::sweep(base)),
         State::Absent => {}
     }
-    let (running, url) = postgres::start_detached()?;
+    let (running, url) = (builtin.start)()?;
     let path = running.dir().join("url");
     sys::open_no_follow(&path, Open::New(0o600))
         .and_then(|mut file| std::io::Write::write_all(&mut file, url.as_bytes()))
@@ -135,56 +212,67 @@ pub fn up() -> Result<Said> {
             path,
             source,
         })?;
+    let note = format!("started (keeper pid {})", running.keeper_pid());
     running.release();
-    Ok(Said {
-        shell: export(&url),
-        note: "postgres: started\n".to_owned(),
-        code: 0,
-    })
+    Ok((url, note))
 }
 
-/// Whether it runs, and its URL.
+/// Whether each service runs, and its URL.
 pub fn status() -> Result<Said> {
-    let (_, dir, _lock) = locked()?;
-    Ok(match state(&dir) {
-        State::Running(url) => Said {
-            shell: format!("postgres: running\n{}", export(&url)),
-            ..Said::default()
-        },
-        State::Absent => Said {
-            shell: "postgres: not running\n".to_owned(),
-            ..Said::default()
-        },
-        State::Stale => Said {
-            shell: "postgres: not running\n".to_owned(),
-            note: format!(
-                "its keeper was killed; `stampede-services down` removes what is left in {}\n",
-                dir.display()
-            ),
-            code: 0,
-        },
-        State::Damaged(why) => Said {
-            shell: String::new(),
-            note: damaged(&dir, &why),
-            code: 1,
-        },
-    })
+    let (base, _lock) = locked()?;
+    let mut said = Said::default();
+    for builtin in &BUILTINS {
+        let dir = dir_of(&base, builtin);
+        let name = builtin.name;
+        match state(&dir) {
+            State::Running(url) => {
+                said.shell.push_str(&format!("{name}: running\n"));
+                said.shell.push_str(&export(builtin, &url));
+            }
+            State::Absent => said.shell.push_str(&format!("{name}: not running\n")),
+            State::Stale => {
+                said.shell.push_str(&format!("{name}: not running\n"));
+                said.note.push_str(&format!(
+                    "{name}: its keeper was killed; `stampede-services down` removes what is \
+                     left in {}\n",
+                    dir.display()
+                ));
+            }
+            State::Damaged(why) => {
+                said.note.push_str(&damaged(builtin, &dir, &why));
+                said.code = 1;
+            }
+        }
+    }
+    Ok(said)
 }
 
-/// Stops it and removes its files; the `unset` line, so that `eval` clears
-/// the shell too.
-pub fn down() -> Result<Said> {
-    let (_, dir, _lock) = locked()?;
-    let unset = format!("unset {URL_VAR}\n");
-    if state(&dir) == State::Absent {
-        return Ok(Said {
-            shell: unset,
-            note: "postgres: not running\n".to_owned(),
-            code: 0,
-        });
+/// Stops the services `names` asks for (all when empty) and removes their
+/// files; an `unset` line each, so that `eval` clears the shell too.
+pub fn down(names: &[&str]) -> Result<Said> {
+    let chosen = chosen(names)?;
+    let (base, _lock) = locked()?;
+    let mut said = Said::default();
+    for builtin in chosen {
+        let dir = dir_of(&base, builtin);
+        said.shell
+            .push_str(&format!("unset {}\n", builtin.variable));
+        if state(&dir) == State::Absent {
+            said.note
+                .push_str(&format!("{}: not running\n", builtin.name));
+            continue;
+        }
+        stop(builtin, &dir, &mut said.note);
+        let _ = std::fs::remove_dir_all(&dir);
+        said.note.push_str(&format!("{}: stopped\n", builtin.name));
     }
-    let record = Record::parse(&keeper::read_registry(&dir).unwrap_or_default());
-    let mut note = String::new();
+    Ok(said)
+}
+
+/// Stops the instance in `dir`: through its keeper when its registry names
+/// one, else every process provably its own.
+fn stop(builtin: &Builtin, dir: &Path, note: &mut String) {
+    let record = Record::parse(&keeper::read_registry(dir).unwrap_or_default());
     match (&record.keeper, record.damage()) {
         (Some(keeper), None) => {
             // SIGTERM is the keeper's word to stop its server and clean up.
@@ -198,24 +286,15 @@ pub fn down() -> Result<Said> {
         }
         (_, damage) => {
             let why = damage.unwrap_or_else(|| "it names no keeper".to_owned());
-            note.push_str(&damaged(&dir, &why));
-            let users = [
-                Some(sys::effective_uid()),
-                postgres::server_user().map(|u| u.0),
-            ];
-            let stopped = keeper::stop_processes_in(&dir, &users);
+            note.push_str(&damaged(builtin, dir, &why));
+            let users = [Some(sys::effective_uid()), (builtin.server_user)()];
+            let stopped = keeper::stop_processes_in(dir, &users);
             note.push_str(&format!(
-                "postgres: stopped {} process(es) working in {}\n",
+                "{}: stopped {} process(es) working in {}\n",
+                builtin.name,
                 stopped.len(),
                 dir.display()
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    note.push_str("postgres: stopped\n");
-    Ok(Said {
-        shell: unset,
-        note,
-        code: 0,
-    })
 }

@@ -24,6 +24,9 @@ use crate::sys::{self, Identity, Open};
 /// the server runs as another user.
 pub(crate) const SERVER_DIR: &str = "server";
 
+/// The longest Unix socket path the kernel takes (`sun_path`, less its NUL).
+pub(crate) const SOCKET_PATH_MAX: usize = 107;
+
 /// A new instance directory, with its registry naming this process.
 pub(crate) struct Instance {
     path: PathBuf,

@@ -129,9 +129,16 @@ impl Keeper {
 
     /// `Ok` while the server runs; `Error::ServiceDied` once it does not.
     pub(crate) fn check(&self) -> Result<()> {
+        self.check_within(Duration::ZERO)
+    }
+
+    /// [`check`](Keeper::check), waiting up to `wait` for the keeper's word:
+    /// after a refused connection, the server may have died a moment ago
+    /// and its keeper not yet said so (it looks every 50 ms).
+    pub(crate) fn check_within(&self, wait: Duration) -> Result<()> {
         let mut died = self.died.lock().unwrap_or_else(|e| e.into_inner());
         if died.is_none() {
-            *died = self.look();
+            *died = self.look(wait);
         }
         match &*died {
             None => Ok(()),
@@ -144,10 +151,11 @@ impl Keeper {
     }
 
     /// Whether the keeper said the server died, or is gone itself.
-    fn look(&self) -> Option<(String, String)> {
+    fn look(&self, wait: Duration) -> Option<(String, String)> {
         let channel = self.channel.as_ref()?;
         let mut fds = [sys::poll_fd(channel.as_raw_fd(), sys::POLLIN)];
-        if sys::poll(&mut fds, 0).is_err() || fds[0].revents == 0 {
+        let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+        if sys::poll(&mut fds, wait_ms).is_err() || fds[0].revents == 0 {
             return None;
         }
         let mut reader = channel;

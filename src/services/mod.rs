@@ -42,13 +42,15 @@ mod instance;
 mod keeper;
 mod postgres;
 pub(crate) mod private_dir;
+mod redis;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use postgres::{Postgres, PostgresBuilder};
+pub use redis::{Redis, RedisBuilder};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::protocol::{KeeperSpec, Readiness};
 use keeper::Keeper;
 use private_dir::Place;
@@ -288,10 +290,16 @@ impl Running {
     ///
     /// # Errors
     ///
-    /// [`Error::ServiceDied`](crate::Error::ServiceDied), with the end of the server's log, when it is
+    /// [`Error::ServiceDied`], with the end of the server's log, when it is
     /// not.
     pub fn check(&self) -> Result<()> {
         self.keeper.check()
+    }
+
+    /// [`check`](Running::check), giving the keeper up to `wait` to say
+    /// that the server died: for a command the server just refused.
+    pub(crate) fn check_within(&self, wait: Duration) -> Result<()> {
+        self.keeper.check_within(wait)
     }
 
     /// Lets the server run on after this process exits, until its keeper
@@ -321,9 +329,9 @@ impl Running {
 ///
 /// # Errors
 ///
-/// [`Error::MissingEntry`](crate::Error::MissingEntry) when this binary has no `stampede::entry!()` or
+/// [`Error::MissingEntry`] when this binary has no `stampede::entry!()` or
 /// `stampede::init()` (the keeper enters through it);
-/// [`Error::ServiceStart`](crate::Error::ServiceStart) when the server exits during start or is not
+/// [`Error::ServiceStart`] when the server exits during start or is not
 /// ready in time, with the end of its log; the errors of
 /// [`Service::launch`]. Nothing is left running or on disk after an error.
 pub fn start<S: Service + ?Sized>(service: &S) -> Result<Running> {
@@ -465,6 +473,33 @@ impl Service for Server {
     fn launch(&self, _dir: &Path) -> Result<Launch> {
         Ok(self.launch.clone())
     }
+}
+
+/// A password of 128 random bits, as 32 hex digits (nothing to quote in a
+/// URL, a config file or SQL).
+pub(crate) fn random_password() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| {
+            use std::io::Read;
+            random.read_exact(&mut bytes)
+        })
+        .map_err(|source| Error::Io {
+            context: "reading /dev/urandom for a server's password",
+            source,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A TCP port nobody listens on right now.
+pub(crate) fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|source| Error::Io {
+            context: "finding a free TCP port",
+            source,
+        })
 }
 
 /// `name` reduced to `[a-z0-9-]`, at most 20 characters.

@@ -13,12 +13,9 @@ use super::install::{cached_data_dir, server_user};
 use super::psql::{Psql, psql, psql_script};
 use super::{SUPERUSER, reuse, url};
 use crate::error::{Error, Result};
-use crate::services::instance;
+use crate::services::instance::{self, SOCKET_PATH_MAX};
 use crate::services::{Launch, Ready, Running, Service};
 use crate::sys::{self, Open};
-
-/// The longest Unix socket path the kernel takes (`sun_path`, less its NUL).
-const SOCKET_PATH_MAX: usize = 107;
 
 /// The line PostgreSQL logs when it accepts connections.
 const READY_LINE: &str = "database system is ready to accept connections";
@@ -65,7 +62,7 @@ impl Cluster {
     /// URL that carries it. The statement travels on `psql`'s standard
     /// input, not its command line.
     pub(super) fn protect_tcp(&self, port: u16) -> Result<String> {
-        let password = random_password()?;
+        let password = crate::services::random_password()?;
         psql_script(
             &self.psql,
             &self.admin_url,
@@ -290,22 +287,6 @@ host  all all 127.0.0.1/32   scram-sha-256
 host  all all ::1/128        scram-sha-256
 ";
 
-/// A password of 128 random bits, as 32 hex digits (nothing to quote in a
-/// URL or in SQL).
-fn random_password() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut random| {
-            use std::io::Read;
-            random.read_exact(&mut bytes)
-        })
-        .map_err(|source| Error::Io {
-            context: "reading /dev/urandom for the cluster's password",
-            source,
-        })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// `error`, saying so when the file system holding `dir` is full: the
 /// server's own message is then a crash or a failed write, far from the
 /// cause.
@@ -344,15 +325,4 @@ pub(super) fn name_a_full_disk(error: Error, dir: &Path) -> Error {
 pub(super) fn port_was_taken(error: &Error) -> bool {
     matches!(error, Error::ServiceStart { log_tail, .. }
         if log_tail.contains("could not bind") && log_tail.contains("Address already in use"))
-}
-
-/// A TCP port nobody listens on right now.
-pub(super) fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|source| Error::Io {
-            context: "finding a free TCP port",
-            source,
-        })
 }

@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Running;
+use super::free_port;
 use super::instance::{self, Instance};
 use super::private_dir::{self, Place};
 use crate::error::Result;
-use cluster::{Cluster, PostgresService, free_port, name_a_full_disk, new_database_name};
+use cluster::{Cluster, PostgresService, name_a_full_disk, new_database_name};
 use install::find_bin;
 use psql::Psql;
 

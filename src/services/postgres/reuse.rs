@@ -32,6 +32,13 @@ pub(super) fn run_id() -> String {
 /// Checks that the server at `url` answers, then (once per process) drops
 /// the databases of gone runs.
 pub(super) fn check(psql_path: &Psql, url: &str) -> Result<()> {
+    if let Some(message) = not_a_url(url) {
+        return Err(Error::ServiceUrl {
+            variable: URL_VAR,
+            url: redacted(url),
+            message,
+        });
+    }
     let listed = psql(
         psql_path,
         url,
@@ -62,6 +69,21 @@ pub(super) fn check(psql_path: &Psql, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// What is wrong with `url`, when libpq could not take it as a server to
+/// connect to: neither a URL nor `key=value` pairs.
+fn not_a_url(url: &str) -> Option<String> {
+    let url = url.trim();
+    let uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
+    if uri || url.contains('=') {
+        return None;
+    }
+    Some(
+        "a PostgreSQL URL starts with `postgresql://` (`postgresql://user@host:5432/db`), or \
+         is libpq's `host=… dbname=…`"
+            .to_owned(),
+    )
+}
+
 /// Whether `name` is a fixture database of this boot whose process is gone.
 fn is_gone(name: &str, boot: &str) -> bool {
     let Some(rest) = name.strip_prefix(PREFIX) else {
@@ -80,6 +102,18 @@ fn is_gone(name: &str, boot: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_libpq_cannot_take_is_not_a_url() {
+        assert!(not_a_url("not a url").unwrap().contains("postgresql://"));
+        assert!(not_a_url("localhost:5432").is_some());
+        assert_eq!(
+            not_a_url("postgresql://postgres@127.0.0.1:5432/postgres"),
+            None
+        );
+        assert_eq!(not_a_url("postgres://h/db"), None);
+        assert_eq!(not_a_url("host=/tmp dbname=postgres"), None);
+    }
 
     #[test]
     fn only_this_boots_databases_of_gone_processes_are_swept() {
