@@ -29,7 +29,7 @@ mod machine;
 #[path = "common/stats.rs"]
 mod stats;
 
-use stats::Stats;
+use stats::{Stats, fmt};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,7 @@ impl Bench {
             let _ = writeln!(
                 w,
                 "| {label} | {} | {} | {target} |",
-                stats.wall(),
+                stats.table_cell(),
                 stats.ratios(&base)
             );
         }
@@ -198,18 +198,4 @@ fn main() {
     }
     drop(shared);
     print!("{}", bench.report(rounds, began.elapsed()));
-}
-
-impl Stats {
-    fn wall(&self) -> String {
-        format!("{} ({})", fmt(self.median), fmt(self.min))
-    }
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{:.0} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
 }

@@ -33,6 +33,11 @@ impl Stats {
         self.median.as_secs_f64() / base.median.as_secs_f64()
     }
 
+    /// `median (min)`, for a wall-clock table.
+    pub fn table_cell(&self) -> String {
+        format!("{} ({})", fmt(self.median), fmt(self.min))
+    }
+
     /// `median ratio× (min ratio×)` against `base`.
     pub fn ratios(&self, base: &Stats) -> String {
         format!(
@@ -40,5 +45,17 @@ impl Stats {
             self.median_ratio(base),
             self.min.as_secs_f64() / base.min.as_secs_f64()
         )
+    }
+}
+
+/// A duration for a table: milliseconds (one decimal below 100 ms) or
+/// seconds.
+pub fn fmt(d: Duration) -> String {
+    if d < Duration::from_millis(100) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else if d < Duration::from_secs(1) {
+        format!("{:.0} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
     }
 }

@@ -16,8 +16,12 @@ use std::time::Duration;
 
 use stampede::Timestamp;
 
+#[path = "delivery.rs"]
+mod delivery;
 #[path = "loopback.rs"]
 mod loopback;
+
+pub use delivery::{Received, check_delivery};
 
 /// How long a subscriber waits for a line before it gives up with a
 /// reason, rather than hanging until the call's timeout.
@@ -125,10 +129,6 @@ impl Broker {
     }
 }
 
-/// What one subscriber saw: the message (`None`: the stream ended without
-/// one) and when it read it.
-pub type Received = Option<(String, Timestamp)>;
-
 /// The subscriber's side: connect and subscribe (setup, at its own pace),
 /// wait at the checkpoint until every subscriber is on the list, then read
 /// the message.
@@ -152,26 +152,4 @@ pub fn subscribe_and_wait(addr: &str) -> Received {
         0 => None,
         _ => Some((line.trim_end().to_owned(), Timestamp::now())),
     }
-}
-
-/// `Ok` when every subscriber returned `message`; else the failure, naming
-/// the subscribers (by child index) that did not get it.
-pub fn check_delivery(
-    outcomes: &stampede::Outcomes<Received>,
-    message: &str,
-) -> Result<(), String> {
-    let missed: Vec<String> = outcomes
-        .iter()
-        .filter(|o| !matches!(o.value(), Some(Some((m, _))) if m == message))
-        .map(|o| o.index().to_string())
-        .collect();
-    if missed.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "{} of {} subscribers did not receive {message:?}: subscribers {}\n{outcomes}",
-        missed.len(),
-        outcomes.len(),
-        missed.join(", ")
-    ))
 }
