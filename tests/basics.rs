@@ -48,6 +48,11 @@ fn my_pid() -> u32 {
 }
 
 #[stampede::function]
+fn boom_by_index() {
+    panic!("boom {}", stampede::child_index().unwrap());
+}
+
+#[stampede::function]
 fn boom(message: String) -> u8 {
     panic!("{message}")
 }
@@ -170,15 +175,35 @@ fn unwrap_all_panics_with_a_report_of_every_failed_child() {
     let outcomes = stampede::call_concurrently(3, boom, "no seats left".to_string()).unwrap();
     let report = std::panic::catch_unwind(|| outcomes.unwrap_all()).unwrap_err();
     let report = report.downcast_ref::<String>().expect("a formatted report");
-    assert!(report.starts_with("3 children: 3 panicked\n"), "{report}");
-    for i in 0..3 {
-        assert!(report.contains(&format!("child {i} (pid ")), "{report}");
-    }
+    assert!(
+        report.starts_with(
+            "3 children: 3 panicked\nstart spread: the 3 children entered the function within "
+        ),
+        "{report}"
+    );
+    // The first in full, the two that panicked the same way on one line.
+    assert!(report.contains("child 0 (pid "), "{report}");
+    assert!(report.contains("\nchildren 1, 2 (pids "), "{report}");
+    assert!(
+        report.contains(": no seats left too; their output is left out"),
+        "{report}"
+    );
     assert_eq!(
         report.matches("no seats left").count(),
-        6,
-        "headline and stderr per child: {report}"
+        3,
+        "child 0's headline and stderr, and the folded line: {report}"
     );
+}
+
+#[test]
+fn children_that_panic_differently_each_get_their_own_report() {
+    let outcomes = stampede::call_concurrently(3, boom_by_index, ()).unwrap();
+    let report = outcomes.to_string();
+    for i in 0..3 {
+        assert!(report.contains(&format!("child {i} (pid ")), "{report}");
+        assert!(report.contains(&format!("boom {i}")), "{report}");
+    }
+    assert!(!report.contains("their output is left out"), "{report}");
 }
 
 #[test]

@@ -367,8 +367,10 @@ fn a_trigger_no_child_ever_reached_is_a_failure_that_says_so() {
         "{text}"
     );
     assert!(
-        text.trim_end()
-            .ends_with("What the children did:\n3 children: 3 returned"),
+        text.contains(
+            "What the children did:\n3 children: 3 returned\nstart spread: the 3 children \
+             entered the function within "
+        ),
         "{text}"
     );
     assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));

@@ -17,7 +17,9 @@ const WIDTH: usize = 60;
 pub(crate) const REPORT_MAX_CHILDREN: usize = 32;
 
 /// Each child's life as one line of characters, all to the same time scale
-/// (from the start of the call to the last child's end). `Display` draws it:
+/// (from the start of the call to the last child's end), and a `^` under
+/// each moment the children were let go (from the start barrier, from each
+/// checkpoint round). `Display` draws it:
 ///
 /// ```text
 /// timeline: 1 column = 100 µs
@@ -27,6 +29,7 @@ pub(crate) const REPORT_MAX_CHILDREN: usize = 32;
 /// child 1    ···rrrrrr=====-P                                             panicked
 /// child 2     ······x                                                     crashed
 /// child 10     ··rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrT  timed out
+/// let go              ^              ^
 ///           · starting, r ready at the barrier, = running, c at a checkpoint, | let go from it,
 ///           - exiting; the end: o returned, P panicked, x crashed, T timed out, F failed
 /// ```
@@ -166,6 +169,29 @@ impl Timeline {
     }
 }
 
+impl Timeline {
+    /// A `^` under each moment the gate let the children go: from the
+    /// start barrier (the first child's entry into the function), then
+    /// each checkpoint round's release.
+    fn releases(&self) -> Vec<char> {
+        let mut line = vec![' '; WIDTH];
+        let timings = || self.rows.iter().map(|r| &r.timings);
+        if let Some(start) = timings().filter_map(|t| t.started).min() {
+            line[self.col(start)] = '^';
+        }
+        let depth = timings().map(|t| t.checkpoints.len()).max().unwrap_or(0);
+        for round in 0..depth {
+            let released = timings()
+                .filter_map(|t| t.checkpoints.get(round).and_then(|c| c.released))
+                .min();
+            if let Some(released) = released {
+                line[self.col(released)] = '^';
+            }
+        }
+        line
+    }
+}
+
 /// What a child was doing at `at`.
 fn phase(t: &Timings, at: Duration) -> char {
     let before = |moment: Option<Duration>| moment.is_none_or(|m| at < m);
@@ -223,6 +249,16 @@ impl fmt::Display for Timeline {
                 row.index,
                 self.bar(row),
                 row.end.word()
+            )?;
+        }
+        let releases = self.releases();
+        if releases.iter().any(|&c| c != ' ') {
+            let label_width = margin.len();
+            writeln!(
+                f,
+                "{:<label_width$}{}",
+                "let go",
+                releases.iter().collect::<String>().trim_end()
             )?;
         }
         writeln!(
@@ -340,6 +376,7 @@ child 0   ··rrrrrrrr==========ccccc|====--o                             return
 child 1    ···rrrrrr=====-P                                             panicked
 child 2     ······x                                                     crashed
 child 10     ··rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrT  timed out
+let go              ^              ^
           · starting, r ready at the barrier, = running, c at a checkpoint, | let go from it,
           - exiting; the end: o returned, P panicked, x crashed, T timed out, F failed
 "
