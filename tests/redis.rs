@@ -294,7 +294,11 @@ fn a_reused_server_lends_each_database_to_one_fixture_at_a_time() {
         .err()
         .expect("a third fixture on two databases");
     let text = err.to_string();
-    for part in ["all 2 databases", "`databases` setting"] {
+    for part in [
+        "none of the 2 databases",
+        "2 held by fixtures of live test processes",
+        "`databases` setting",
+    ] {
         assert!(text.contains(part), "{part}: {text}");
     }
     let mut cb = connect(b.url());
@@ -322,16 +326,20 @@ fn a_claim_of_a_gone_process_is_taken_over_and_a_live_ones_is_not() {
         .filter(|c| *c != '-')
         .take(8)
         .collect();
+    let namespace = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let namespace = namespace.to_string_lossy();
+    let namespace = namespace.trim_start_matches("pid:[").trim_end_matches(']');
+    let here = format!("{boot}_{namespace}");
     // Database 1: held by pid 1, alive; database 2: by a process gone.
     let init_start = procs_start_time(1);
     let _: () = redis::cmd("SET")
         .arg("stampede:claim:1")
-        .arg(format!("{boot}_1_{init_start}"))
+        .arg(format!("{here}_1_{init_start}"))
         .query(&mut c0)
         .unwrap();
     let _: () = redis::cmd("SET")
         .arg("stampede:claim:2")
-        .arg(format!("{boot}_1_{}", init_start + 1))
+        .arg(format!("{here}_1_{}", init_start + 1))
         .query(&mut c0)
         .unwrap();
     let mut c2 = connect(&format!("{admin}?db=2"));
@@ -346,4 +354,122 @@ fn procs_start_time(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_unclaimed_database_holding_keys_is_someones_data_and_is_left_alone() {
+    let server = small_server();
+    let admin = server.url().replace("?db=0", "");
+    let mut theirs = connect(&format!("{admin}?db=1"));
+    set(&mut theirs, "their-key", 42);
+    let fixture = Redis::builder().reuse_url(&admin).start().unwrap();
+    assert_eq!(fixture.db(), 2, "database 1 holds someone's keys");
+    assert_eq!(
+        get(&mut theirs, "their-key"),
+        Some(42),
+        "their key was flushed"
+    );
+    let err = Redis::builder()
+        .reuse_url(&admin)
+        .start()
+        .err()
+        .expect("no free database");
+    let text = err.to_string();
+    for part in [
+        "1 held by fixtures of live test processes",
+        "1 unclaimed but holding keys (someone's data: left alone)",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    drop(fixture);
+    assert_eq!(get(&mut theirs, "their-key"), Some(42));
+}
+
+#[test]
+fn settings_that_would_take_the_server_out_of_the_keepers_hands_are_refused() {
+    for (name, value) in [("daemonize", "yes"), ("requirepass", ""), ("dir", "/")] {
+        let err = Redis::builder()
+            .setting(name, value)
+            .start()
+            .err()
+            .unwrap_or_else(|| panic!("{name} was taken"));
+        assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+        assert!(err.to_string().contains("is stampede's own"), "{err}");
+    }
+}
+
+/// Run by `a_server_started_through_a_wrapper_script_is_swept_by_its_real_program`
+/// in a fresh process, whose first start sweeps.
+#[test]
+#[ignore = "run by another test"]
+fn start_and_drop_a_private_instance() {
+    drop(Redis::builder().private_instance(true).start().unwrap());
+    println!("INNER-OK");
+}
+
+#[test]
+fn a_server_started_through_a_wrapper_script_is_swept_by_its_real_program() {
+    use std::os::unix::fs::PermissionsExt;
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v redis-server"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+    let shims = tempfile::tempdir().unwrap();
+    let shim = shims.path().join("redis-server");
+    std::fs::write(&shim, format!("#!/bin/sh\nexec {real} \"$@\"\n")).unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let redis = Redis::builder().program(shims.path()).start().unwrap();
+    let dir = redis.directory().unwrap().to_owned();
+    let server = redis.server_pid().unwrap();
+    let keeper = redis.keeper_pid().unwrap();
+    let registry = std::fs::read_to_string(dir.join("registry")).unwrap();
+    let real_exe = std::fs::canonicalize(&real).unwrap();
+    assert!(
+        registry
+            .lines()
+            .any(|l| l.starts_with(&format!("server {server} "))
+                && l.ends_with(&real_exe.display().to_string())),
+        "the registry does not name the program that runs ({}):\n{registry}",
+        real_exe.display()
+    );
+    // The keeper dies; the server outlives it until the next start sweeps.
+    // SAFETY: signalling a child of this process that we have not reaped.
+    unsafe { libc::kill(keeper as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(10), || is_gone(keeper)));
+    assert!(
+        !is_gone(server),
+        "the server should outlive its killed keeper"
+    );
+    std::mem::forget(redis);
+    let exe = std::env::current_exe().unwrap();
+    procs::assert_ignored_test_passes(&exe, "start_and_drop_a_private_instance");
+    assert_all_gone(&dir, &[server]);
+}
+
+#[test]
+fn a_server_that_answers_an_endless_line_is_refused_not_read_for_ever() {
+    use std::io::Write as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut request = [0u8; 64];
+                let _ = std::io::Read::read(&mut stream, &mut request);
+                let _ = stream.write_all(b"+");
+                let spam = vec![b'A'; 1 << 16];
+                // Endless: until the client hangs up.
+                while stream.write_all(&spam).is_ok() {}
+            });
+        }
+    });
+    let err = Redis::builder()
+        .reuse_url(format!("redis://127.0.0.1:{port}"))
+        .start()
+        .err()
+        .expect("a server that never ends its line");
+    let text = err.to_string();
+    assert!(matches!(err, Error::ServiceUnreachable { .. }), "{text}");
+    assert!(text.contains("a line longer than 65536 bytes"), "{text}");
 }

@@ -75,9 +75,19 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
             return report(channel, &failed(spec, reason));
         }
     };
-    let server_identity = record(spec, "server", server.id());
+    let mut server_identity = record(spec, "server", server.id());
     let end = match wait_ready(channel, spec, &mut server) {
         Ok(()) => {
+            // A wrapper script (a version manager's shim) has exec'd the
+            // real server by now: its program changed under the same pid
+            // and start time, and the registry must name what runs, or a
+            // sweep after this keeper's death would leave it alone.
+            let now = sys::identity_of(server.id());
+            if now.is_some()
+                && now.as_ref().map(|n| &n.exe) != server_identity.as_ref().map(|s| &s.exe)
+            {
+                server_identity = record(spec, "server", server.id());
+            }
             report(
                 channel,
                 &KeeperReport::Ready {
@@ -129,8 +139,9 @@ fn start_server(spec: &KeeperSpec) -> io::Result<Child> {
 /// (the report, if any, is sent).
 fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> Result<(), End> {
     let deadline = Instant::now() + Duration::from_millis(spec.ready_timeout_ms);
+    let mut log = LogScan::default();
     loop {
-        if is_ready(spec, server.id()) {
+        if is_ready(spec, server.id(), &mut log) {
             return Ok(());
         }
         if let Some(status) = server.try_wait().ok().flatten() {
@@ -161,19 +172,53 @@ const READY_POLL: Duration = Duration::from_millis(2);
 /// Whether the server is ready. A port counts only once the server's own
 /// process group listens there: a port another local user took first
 /// answers too, and must not be handed to the test as the server.
-fn is_ready(spec: &KeeperSpec, server: u32) -> bool {
+fn is_ready(spec: &KeeperSpec, server: u32, log: &mut LogScan) -> bool {
     match &spec.ready {
         Readiness::Tcp(address) => address.parse().is_ok_and(|address: SocketAddr| {
             sys::group_listens_on(server, address)
                 && std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100))
                     .is_ok()
         }),
-        Readiness::LogLine(line) => {
-            let mut log = String::new();
-            sys::open_no_follow(Path::new(&spec.log), Open::Read)
-                .and_then(|mut file| file.read_to_string(&mut log))
-                .is_ok_and(|_| log.contains(line.as_str()))
+        Readiness::LogLine(line) => log.found(Path::new(&spec.log), line),
+    }
+}
+
+/// A search of a growing log for a line: each look reads only what was
+/// written since the last, keeping just enough of it for a match that
+/// spans two reads. A server that writes gigabytes before it is ready
+/// costs reads, not memory.
+#[derive(Default)]
+struct LogScan {
+    /// Bytes of the log read so far.
+    offset: u64,
+    /// The end of what was read, as long as the text looked for.
+    carry: Vec<u8>,
+}
+
+/// The most read in one look; the rest waits for the next.
+const LOG_READ_MAX: u64 = 1 << 20;
+
+impl LogScan {
+    fn found(&mut self, path: &Path, text: &str) -> bool {
+        use std::io::{Seek, SeekFrom};
+        let Ok(mut file) = sys::open_no_follow(path, Open::Read) else {
+            return false;
+        };
+        let mut fresh = Vec::new();
+        let read = file
+            .seek(SeekFrom::Start(self.offset))
+            .and_then(|_| (&mut file).take(LOG_READ_MAX).read_to_end(&mut fresh));
+        if read.is_err() {
+            return false;
         }
+        self.offset += fresh.len() as u64;
+        let mut window = std::mem::take(&mut self.carry);
+        window.extend_from_slice(&fresh);
+        let needle = text.as_bytes();
+        let hit = needle.is_empty() || window.windows(needle.len()).any(|w| w == needle);
+        let keep = needle.len().saturating_sub(1).min(window.len());
+        self.carry = window[window.len() - keep..].to_vec();
+        hit
     }
 }
 
@@ -271,4 +316,43 @@ fn remove_dir(dir: &Path) {
         return;
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_log_is_read_once_and_a_line_split_between_two_looks_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        let mut log = std::fs::File::create(&path).unwrap();
+        let mut scan = LogScan::default();
+        let ready = "Ready to accept connections";
+        assert!(!scan.found(&path, ready), "an empty log");
+        log.write_all(b"starting\nReady to acc").unwrap();
+        assert!(!scan.found(&path, ready));
+        assert_eq!(scan.offset, 21);
+        // Up to the text's length less one: enough for a match that ends
+        // in a later look (here all 21 bytes, under 26).
+        assert_eq!(scan.carry, b"starting\nReady to acc");
+        log.write_all(b"ept connections\n").unwrap();
+        assert!(scan.found(&path, ready), "the line split between two looks");
+        assert_eq!(scan.carry.len(), ready.len() - 1, "only the carry is kept");
+    }
+
+    #[test]
+    fn one_look_reads_at_most_a_mebibyte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        let spam = vec![b'y'; (LOG_READ_MAX + 10) as usize];
+        std::fs::write(&path, &spam).unwrap();
+        let mut scan = LogScan::default();
+        assert!(!scan.found(&path, "ready"));
+        assert_eq!(scan.offset, LOG_READ_MAX);
+        assert!(!scan.found(&path, "ready"));
+        assert_eq!(scan.offset, LOG_READ_MAX + 10);
+        assert_eq!(scan.carry, b"yyyy");
+    }
 }

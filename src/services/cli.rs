@@ -171,7 +171,13 @@ pub fn up(names: &[&str]) -> Result<Said> {
                 said.note.push_str(&format!("{}: {note}\n", builtin.name));
             }
             Err(e) => {
-                said.note.push_str(&format!("{}: {e}\n", builtin.name));
+                // Once, not "redis: redis: up failed".
+                let text = e.to_string();
+                let named = text.starts_with(&format!("{}: ", builtin.name));
+                match named {
+                    true => said.note.push_str(&format!("{text}\n")),
+                    false => said.note.push_str(&format!("{}: {text}\n", builtin.name)),
+                }
                 said.code = 1;
             }
         }

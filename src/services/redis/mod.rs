@@ -141,9 +141,14 @@ impl Host {
                 })?
             }
         };
-        if let Err(e) = self.flush(db, "emptying a fixture's database") {
-            self.give_back(db);
-            return Err(e);
+        // A reused server's database was empty, or emptied of a gone
+        // fixture's keys, when claimed; never flush one that may hold
+        // someone's data.
+        if self.reused.is_none() {
+            if let Err(e) = self.flush(db, "emptying a fixture's database") {
+                self.give_back(db);
+                return Err(e);
+            }
         }
         Ok(db)
     }

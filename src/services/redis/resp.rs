@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::url::{Address, Target};
 
@@ -37,39 +37,102 @@ impl Reply {
     }
 }
 
-trait Stream: io::Read + io::Write {}
-impl<T: io::Read + io::Write> Stream for T {}
+/// A connection's socket.
+enum Socket {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Socket {
+    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Socket::Unix(s) => s
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| s.set_write_timeout(Some(timeout))),
+            Socket::Tcp(s) => s
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| s.set_write_timeout(Some(timeout))),
+        }
+    }
+}
+
+impl io::Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Unix(s) => s.read(buf),
+            Socket::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Unix(s) => s.write(buf),
+            Socket::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A socket read and written within a deadline for the whole command: a
+/// server that trickles a byte at a time does not hold a test for ever.
+struct Timed {
+    socket: Socket,
+    deadline: Instant,
+}
+
+impl Timed {
+    fn arm(&self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the server did not answer within {TIMEOUT:?}"),
+            ));
+        }
+        self.socket.set_timeouts(left)
+    }
+}
+
+impl io::Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.socket.read(buf)
+    }
+}
 
 /// A connection, authenticated and on its database.
 pub(super) struct Connection {
-    stream: BufReader<Box<dyn Stream>>,
+    stream: BufReader<Timed>,
 }
 
 impl Connection {
     /// Connects to `target`, then `AUTH` (when it has a password) and
     /// `SELECT` its database.
     pub(super) fn open(target: &Target) -> io::Result<Connection> {
-        let stream: Box<dyn Stream> = match &target.address {
-            Address::Unix(path) => {
-                let stream = UnixStream::connect(path)?;
-                stream.set_read_timeout(Some(TIMEOUT))?;
-                stream.set_write_timeout(Some(TIMEOUT))?;
-                Box::new(stream)
-            }
+        let socket = match &target.address {
+            Address::Unix(path) => Socket::Unix(UnixStream::connect(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("connecting to {}: {e}", path.display()))
+            })?),
             Address::Tcp { host, port } => {
                 let address = (host.as_str(), *port)
                     .to_socket_addrs()?
                     .next()
                     .ok_or_else(|| io::Error::other(format!("{host} has no address")))?;
                 let stream = TcpStream::connect_timeout(&address, TIMEOUT)?;
-                stream.set_read_timeout(Some(TIMEOUT))?;
-                stream.set_write_timeout(Some(TIMEOUT))?;
                 stream.set_nodelay(true)?;
-                Box::new(stream)
+                Socket::Tcp(stream)
             }
         };
         let mut connection = Connection {
-            stream: BufReader::new(stream),
+            stream: BufReader::new(Timed {
+                socket,
+                deadline: Instant::now() + TIMEOUT,
+            }),
         };
         if let Some(password) = &target.password {
             match &target.user {
@@ -91,7 +154,10 @@ impl Connection {
             frame.extend_from_slice(word.as_bytes());
             frame.extend_from_slice(b"\r\n");
         }
-        self.stream.get_mut().write_all(&frame)?;
+        let timed = self.stream.get_mut();
+        timed.deadline = Instant::now() + TIMEOUT;
+        timed.arm()?;
+        timed.socket.write_all(&frame)?;
         read_reply(&mut self.stream, 0)
     }
 
@@ -113,9 +179,15 @@ const MAX_DEPTH: usize = 4;
 /// Nor is a bulk string or an array longer than this.
 const MAX_LEN: i64 = 1 << 20;
 
+/// Nor is a line longer than this.
+const MAX_LINE: u64 = 64 << 10;
+
 fn read_reply(stream: &mut impl BufRead, depth: usize) -> io::Result<Reply> {
     let mut line = Vec::new();
-    stream.read_until(b'\n', &mut line)?;
+    io::Read::take(&mut *stream, MAX_LINE).read_until(b'\n', &mut line)?;
+    if line.len() as u64 == MAX_LINE && !line.ends_with(b"\n") {
+        return Err(bad(&format!("a line longer than {MAX_LINE} bytes")));
+    }
     if !line.ends_with(b"\r\n") {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -212,6 +284,17 @@ mod tests {
         assert!(parse(b"$5\r\nab").is_err());
         assert!(parse(b"HTTP/1.1 400\r\n").is_err());
         assert!(parse(b":x\r\n").is_err());
+    }
+
+    #[test]
+    fn a_line_is_bounded_at_its_limit() {
+        let mut at_limit = vec![b'+'; MAX_LINE as usize - 2];
+        at_limit.extend_from_slice(b"\r\n");
+        assert!(parse(&at_limit).is_ok(), "a line of exactly the limit");
+        let mut past = vec![b'+'; MAX_LINE as usize - 1];
+        past.extend_from_slice(b"\r\n");
+        let e = parse(&past).unwrap_err();
+        assert!(e.to_string().contains("a line longer than"), "{e}");
     }
 
     #[test]

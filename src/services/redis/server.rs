@@ -120,9 +120,35 @@ fn quoted(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The settings stampede writes itself, which keep the server in its
+/// directory, in the keeper's hands (not daemonized, where stopping its
+/// group misses it) and behind its password: refused from users.
+const RESERVED: [&str; 14] = [
+    "daemonize",
+    "pidfile",
+    "logfile",
+    "dir",
+    "unixsocket",
+    "unixsocketperm",
+    "port",
+    "bind",
+    "requirepass",
+    "protected-mode",
+    "include",
+    "user",
+    "aclfile",
+    "supervised",
+];
+
 /// Checks a setting before it reaches the file: a name of letters, digits
-/// and `-`, a value on one line.
+/// and `-`, not one of stampede's own, a value on one line.
 pub(super) fn check_setting(name: &str, value: &str) -> Result<()> {
+    if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(Error::InvalidOptions(format!(
+            "Redis setting `{name}` is stampede's own: it keeps the server in its private \
+             directory, under its keeper and behind its password (use `tcp(true)` for a port)"
+        )));
+    }
     let name_ok = !name.is_empty()
         && name
             .chars()
@@ -214,5 +240,13 @@ mod tests {
         assert!(e.to_string().contains("letters, digits"), "{e}");
         let e = check_setting("maxmemory", "1\nrequirepass x").unwrap_err();
         assert!(e.to_string().contains("spans lines"), "{e}");
+        for reserved in RESERVED {
+            let e = check_setting(reserved, "x").unwrap_err();
+            assert!(e.to_string().contains("is stampede's own"), "{e}");
+        }
+        assert!(
+            check_setting("Daemonize", "yes").is_err(),
+            "names are not case-sensitive"
+        );
     }
 }

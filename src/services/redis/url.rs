@@ -89,8 +89,9 @@ impl Target {
                 None => (Some(decode(credentials)?), None),
             },
         };
+        let bracketed_alone = host_port.starts_with('[') && host_port.ends_with(']');
         let (host, port) = match host_port.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (
+            Some((host, port)) if !bracketed_alone => (
                 host,
                 port.parse::<u16>()
                     .map_err(|_| format!("its port `{port}` is not a number from 1 to 65535"))?,
@@ -161,7 +162,29 @@ pub(super) fn redacted(url: &str) -> String {
             target.password = Some(MARKER.to_owned());
             target.to_string().replace(MARKER, "***")
         }
-        _ => url.to_owned(),
+        Ok(target) => target.to_string(),
+        // Not a URL it can read: blank whatever could be a password, the
+        // user part of an authority and any `pass=` or `password=` value.
+        Err(_) => {
+            let mut shown = url.to_owned();
+            if let Some(scheme_end) = shown.find("://") {
+                let rest = &shown[scheme_end + 3..];
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                if let Some(at) = rest[..authority_end].rfind('@') {
+                    shown.replace_range(scheme_end + 3..scheme_end + 3 + at, "***");
+                }
+            }
+            for key in ["pass=", "password="] {
+                let mut from = 0;
+                while let Some(found) = shown[from..].find(key) {
+                    let start = from + found + key.len();
+                    let end = shown[start..].find('&').map_or(shown.len(), |e| start + e);
+                    shown.replace_range(start..end, "***");
+                    from = start + 3;
+                }
+            }
+            shown
+        }
     }
 }
 
@@ -230,6 +253,14 @@ mod tests {
         assert_eq!(t.user, None);
         assert_eq!(t.db, 0);
         assert!(matches!(t.address, Address::Tcp { port: 6379, .. }));
+        let t = Target::parse("redis://[::1]").unwrap();
+        assert_eq!(
+            t.address,
+            Address::Tcp {
+                host: "::1".into(),
+                port: 6379
+            }
+        );
         let t = Target::parse("redis://app:secret@[::1]:7000/2").unwrap();
         assert_eq!(t.user.as_deref(), Some("app"));
         assert_eq!(
@@ -287,5 +318,15 @@ mod tests {
         assert_eq!(redacted("redis://:hunter2@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redacted("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(redacted("nonsense"), "nonsense");
+        // Not readable as a URL, and still no password shown.
+        assert_eq!(redacted("redis://:hunter2@h:1/x"), "redis://***@h:1/x");
+        assert_eq!(
+            redacted("redis://:hunter2@h:99999/0"),
+            "redis://***@h:99999/0"
+        );
+        assert_eq!(
+            redacted("redis+unix:///s?pass=hunter2&timeout=1"),
+            "redis+unix:///s?pass=***&timeout=1"
+        );
     }
 }
