@@ -226,8 +226,19 @@ fn a_connection_leaked_per_call_is_named_with_its_endpoints_within_ten_calls() {
     assert!(leak.per_call() >= 0.9, "{leak}");
     let line = leak.to_string();
     assert!(
-        line.contains("+1 descriptor per call — socket TCP 127.0.0.1:")
+        line.contains("+1 descriptor per call — ")
+            && line.contains("socket TCP 127.0.0.1:")
             && line.contains(&format!("→ 127.0.0.1:{port} ESTABLISHED")),
+        "{line}"
+    );
+    // A socket per call, counted by the worker after each of its calls:
+    // exactly as many more by the end as calls after the warm-up.
+    let grown = leak.grown_by_end();
+    assert!(grown >= 10, "{line}");
+    assert!(
+        line.ends_with(&format!(
+            "; {grown} more held by the end, over its {grown} calls after the warm-up"
+        )),
         "{line}"
     );
     let panic = std::panic::catch_unwind(|| {

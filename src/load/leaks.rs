@@ -93,6 +93,9 @@ pub struct Leak {
     pub(crate) per_call: f64,
     pub(crate) example: String,
     pub(crate) first_after_call: u64,
+    /// How much more the process held at its last sample than after the
+    /// warm-up (bytes for memory), and after how many of its calls.
+    pub(crate) by_end: (u64, u64),
 }
 
 impl Leak {
@@ -130,9 +133,18 @@ impl Leak {
         &self.example
     }
 
-    /// The index of the call after which it first grew.
+    /// The index of the call after which it first grew: the run's call
+    /// index (from 0, in the order calls were handed out), not a count of
+    /// the worker's own calls.
     pub fn first_after_call(&self) -> u64 {
         self.first_after_call
+    }
+
+    /// How much more the process held at the end of the run than after the
+    /// warm-up: descriptors, threads or child processes, or bytes of
+    /// memory.
+    pub fn grown_by_end(&self) -> u64 {
+        self.by_end.0
     }
 }
 
@@ -163,7 +175,18 @@ impl fmt::Display for Leak {
         if !self.example.is_empty() {
             write!(f, " — {}", self.example)?;
         }
-        write!(f, ", first after call {}", self.first_after_call)
+        write!(f, "; first after the run's call {}", self.first_after_call)?;
+        let (grown, calls) = self.by_end;
+        let calls = match self.worker {
+            Some(_) => format!("its {calls} calls after the warm-up"),
+            None => format!("{calls} calls after the warm-up"),
+        };
+        match self.kind {
+            LeakKind::Memory => {
+                write!(f, "; {} more by the end, over {calls}", bytes(grown as f64))
+            }
+            _ => write!(f, "; {grown} more held by the end, over {calls}"),
+        }
     }
 }
 
@@ -201,6 +224,8 @@ pub(crate) struct Watch {
     /// `(calls since baseline, rss)` for memory's slope.
     memory: Vec<(f64, f64)>,
     found: Vec<LeakKind>,
+    /// The last sample's counts and memory, and calls since the baseline.
+    last: Option<([u64; 3], u64, u64)>,
 }
 
 fn counts(sample: &Sample) -> [u64; 3] {
@@ -227,6 +252,31 @@ impl Watch {
             recent: VecDeque::new(),
             memory: Vec::new(),
             found: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// How much more of `kind` the process held at its last sample than at
+    /// the baseline, and over how many calls since.
+    pub(crate) fn grown(&self, kind: LeakKind) -> Option<(u64, u64)> {
+        let (_, base, _) = self.baseline.as_ref()?;
+        let (counts_now, rss, calls) = self.last?;
+        let grown = match kind {
+            LeakKind::Memory => rss.saturating_sub(base.rss_bytes),
+            kind => {
+                let i = COUNTED.iter().position(|k| *k == kind)?;
+                counts_now[i].saturating_sub(counts(base)[i])
+            }
+        };
+        Some((grown, calls))
+    }
+
+    /// Brings each of `leaks` (this process's) up to its last sample.
+    pub(crate) fn update(&self, leaks: &mut [Leak]) {
+        for leak in leaks.iter_mut().filter(|l| l.pid == self.pid) {
+            if let Some(by_end) = self.grown(leak.kind) {
+                leak.by_end = by_end;
+            }
         }
     }
 
@@ -250,6 +300,7 @@ impl Watch {
             return Vec::new();
         };
         let since = (seq - base_seq) as f64;
+        self.last = Some((counts(&sample), sample.rss_bytes, seq - base_seq));
         self.memory.push((since, sample.rss_bytes as f64));
         self.recent.push_back((call, counts(&sample)));
         let keep = self.rules.window * MAX_STEP + 1;
@@ -280,6 +331,7 @@ impl Watch {
                 per_call: (now - base_count) as f64 / since.max(1.0),
                 example: self.example(*kind, base_details, now_details),
                 first_after_call: first,
+                by_end: (now - base_count, seq - base_seq),
             });
         }
         if !self.found.contains(&LeakKind::Memory) && self.memory.len() >= MEMORY_SAMPLES {
@@ -297,6 +349,10 @@ impl Watch {
                         bytes(sample.rss_bytes as f64)
                     ),
                     first_after_call: call,
+                    by_end: (
+                        sample.rss_bytes.saturating_sub(base.rss_bytes),
+                        seq - base_seq,
+                    ),
                 });
             }
         }
@@ -334,10 +390,7 @@ impl Watch {
                         new.push(target);
                     }
                 }
-                let Some(first) = new.first() else {
-                    return String::new();
-                };
-                describe(self.pid, first)
+                describe_new(self.pid, &new)
             }
             LeakKind::Threads => {
                 let mut old = base.threads.clone();
@@ -371,6 +424,71 @@ fn kind_of(target: &str) -> &str {
     "file"
 }
 
+/// The new descriptors by kind, sockets first, each kind with its count
+/// and its first one named: `1 socket TCP … → 127.0.0.1:5432 (PostgreSQL)
+/// ESTABLISHED, 2 × anon_inode:[eventfd]`.
+fn describe_new(pid: u32, new: &[&String]) -> String {
+    let mut kinds: Vec<(&str, usize, &String)> = Vec::new();
+    for target in new {
+        let kind = kind_of(target);
+        match kinds.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some((_, count, _)) => *count += 1,
+            None => kinds.push((kind, 1, target)),
+        }
+    }
+    // Sockets say the most about a leak, then files; event descriptors
+    // and pipes come with clients' runtimes.
+    let rank = |kind: &str| match kind {
+        "socket" => 0,
+        "file" => 1,
+        "pipe" => 3,
+        _ => 2,
+    };
+    kinds.sort_by_key(|(kind, _, _)| rank(kind));
+    kinds
+        .iter()
+        .map(|(_, count, first)| match count {
+            1 => describe(pid, first),
+            n => format!("{n} × {}", describe(pid, first)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The service usually behind a TCP port, for a reader.
+fn well_known(port: u16) -> Option<&'static str> {
+    Some(match port {
+        5432 => "PostgreSQL",
+        6379 => "Redis",
+        3306 => "MySQL",
+        27017 => "MongoDB",
+        11211 => "memcached",
+        9092 => "Kafka",
+        5672 => "RabbitMQ",
+        80 | 8080 => "HTTP",
+        443 => "HTTPS",
+        _ => return None,
+    })
+}
+
+/// `endpoint` with the service behind a well-known remote port named:
+/// `TCP a → 127.0.0.1:5432 (PostgreSQL) ESTABLISHED`.
+fn name_service(endpoint: String) -> String {
+    let Some((local, rest)) = endpoint.split_once(" → ") else {
+        return endpoint;
+    };
+    let (remote, state) = rest.split_once(' ').unwrap_or((rest, ""));
+    let service = remote
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .and_then(well_known);
+    match service {
+        Some(service) if state.is_empty() => format!("{local} → {remote} ({service})"),
+        Some(service) => format!("{local} → {remote} ({service}) {state}"),
+        None => endpoint,
+    }
+}
+
 /// A descriptor as a reader wants it: a socket with its endpoints, a file
 /// with its path.
 fn describe(pid: u32, target: &str) -> String {
@@ -380,7 +498,7 @@ fn describe(pid: u32, target: &str) -> String {
         .and_then(|s| s.parse::<u64>().ok())
     {
         return match sys::socket_endpoint(pid, inode) {
-            Some(endpoint) => format!("socket {endpoint}"),
+            Some(endpoint) => format!("socket {}", name_service(endpoint)),
             None => format!("socket (inode {inode})"),
         };
     }
@@ -451,8 +569,63 @@ mod tests {
         assert_eq!(leak.per_call, 1.0);
         assert_eq!(
             leak.to_string(),
-            "worker 2 (pid 4711): +1 descriptor per call — file /tmp/f7, first after call 3"
+            "worker 2 (pid 4711): +1 descriptor per call — 3 × file /tmp/f7; first after the \
+             run's call 3; 3 more held by the end, over its 3 calls after the warm-up"
         );
+    }
+
+    #[test]
+    fn a_leak_is_brought_up_to_the_end_of_the_run() {
+        let mut watch = Watch::new(Some(2), 4711, RULES);
+        let mut leaks = run(&mut watch, |seq| 5 + seq as usize, 20);
+        assert_eq!(leaks[0].grown_by_end(), 3, "as found, after call 5");
+        watch.update(&mut leaks);
+        // The baseline (after call 2) held 7; the last sample (call 19) 24.
+        assert_eq!(leaks[0].by_end, (17, 17));
+        assert!(
+            leaks[0]
+                .to_string()
+                .ends_with("; 17 more held by the end, over its 17 calls after the warm-up"),
+            "{}",
+            leaks[0]
+        );
+        // Another process's leaks are left as they are.
+        let mut other = leaks.clone();
+        other[0].pid = 1;
+        Watch::new(Some(0), 4711, RULES).update(&mut other);
+        assert_eq!(other[0].by_end, (17, 17));
+    }
+
+    #[test]
+    fn every_kind_of_new_descriptor_is_named_sockets_first() {
+        let new = [
+            "anon_inode:[eventpoll]".to_owned(),
+            "anon_inode:[eventfd]".to_owned(),
+            "anon_inode:[eventfd]".to_owned(),
+            "socket:[999999999]".to_owned(),
+            "/tmp/log".to_owned(),
+        ];
+        let refs: Vec<&String> = new.iter().collect();
+        assert_eq!(
+            describe_new(u32::MAX, &refs),
+            "socket (inode 999999999), file /tmp/log, anon_inode:[eventpoll], \
+             2 × anon_inode:[eventfd]"
+        );
+    }
+
+    #[test]
+    fn a_well_known_remote_port_names_its_service() {
+        assert_eq!(
+            name_service("TCP 127.0.0.1:40412 → 127.0.0.1:5432 ESTABLISHED".into()),
+            "TCP 127.0.0.1:40412 → 127.0.0.1:5432 (PostgreSQL) ESTABLISHED"
+        );
+        assert_eq!(
+            name_service("TCP [::1]:40412 → [::1]:6379 CLOSE_WAIT".into()),
+            "TCP [::1]:40412 → [::1]:6379 (Redis) CLOSE_WAIT"
+        );
+        let unknown = "TCP 127.0.0.1:40412 → 127.0.0.1:37119 ESTABLISHED";
+        assert_eq!(name_service(unknown.into()), unknown);
+        assert_eq!(name_service("unix /run/x".into()), "unix /run/x");
     }
 
     #[test]

@@ -654,6 +654,14 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         stopped_early: Option<String>,
     ) -> LoadReport<R> {
         self.failures.sort_by_key(|o| o.index);
+        // Each leak as it stands at the end, not when it was found.
+        for watch in self
+            .watches
+            .values()
+            .chain(self.watched.iter().filter_map(|(_, w)| w.as_ref()))
+        {
+            watch.update(&mut self.leaks);
+        }
         if self.outputs_cut > 0 {
             self.notes.push(format!(
                 "the output of {} failed calls was cut to its last {CUT_TO} bytes of stdout and \
