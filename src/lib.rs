@@ -121,8 +121,9 @@
 // Lets `#[stampede::function]` be used in this crate's own unit tests.
 extern crate self as stampede;
 
-// Leaves: import nothing of the crate (sys, protocol, error, panic) or
-// only the clock (outcome).
+// Leaves: import nothing of the crate (sys, protocol, error, panic,
+// addresses) or only the clock (outcome).
+mod addresses;
 mod clock;
 mod error;
 mod outcome;

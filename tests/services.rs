@@ -487,6 +487,38 @@ fn a_generic_server_is_ready_when_its_port_answers() {
     assert_all_gone(&dir, &pids);
 }
 
+#[test]
+fn servers_with_a_free_port_each_get_their_own_even_started_together() {
+    let exe = std::env::current_exe().unwrap();
+    let server = Server::new(&exe)
+        .name("echo")
+        .args(["echo_server", "--exact", "--ignored", "--nocapture"])
+        .env("ECHO_PORT", "{port}")
+        .free_port();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| server.start().unwrap());
+        let b = s.spawn(|| server.start().unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (pa, pb) = (a.port().unwrap(), b.port().unwrap());
+    assert_ne!(pa, pb, "two servers on one port");
+    assert_eq!(a.addresses()[0], format!("127.0.0.1:{pa}"));
+    assert!(
+        a.dir()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("echo-")
+    );
+    for port in [pa, pb] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping", "port {port}");
+    }
+}
+
 /// Bug: a port another local user took first answered the readiness check,
 /// and the test was handed that user's listener as its server.
 #[test]

@@ -271,6 +271,26 @@ impl Watch {
         Some((grown, calls))
     }
 
+    /// Takes a last sample after the run, when nothing is in flight: it
+    /// moves the end that [`grown`](Watch::grown) measures to, not the
+    /// verdicts.
+    pub(crate) fn settle(&mut self, sample: &Sample) {
+        if let Some((_, _, calls)) = self.last {
+            self.last = Some((counts(sample), sample.rss_bytes, calls));
+        }
+    }
+
+    /// Whether this watch is of process `pid`.
+    pub(crate) fn watches(&self, pid: u32) -> bool {
+        self.pid == pid
+    }
+
+    /// How much a counted kind must have grown by the end to stay a leak:
+    /// as many as the growths that declared it.
+    pub(crate) fn confirms(&self, leak: &Leak) -> bool {
+        leak.kind == LeakKind::Memory || leak.by_end.0 >= self.rules.window as u64
+    }
+
     /// Brings each of `leaks` (this process's) up to its last sample.
     pub(crate) fn update(&self, leaks: &mut [Leak]) {
         for leak in leaks.iter_mut().filter(|l| l.pid == self.pid) {
@@ -311,12 +331,14 @@ impl Watch {
         let mut leaks = Vec::new();
         let mut details: Option<Details> = None;
         for (i, kind) in COUNTED.iter().enumerate() {
-            if self.found.contains(kind) || !self.grows(i) {
+            let base_count = counts(base)[i];
+            let now = counts(&sample)[i];
+            // Growth back up to where the baseline was is no leak: a busy
+            // server's threads fall after a burst and climb again.
+            if self.found.contains(kind) || !self.grows(i) || now <= base_count {
                 continue;
             }
             let now_details = details.get_or_insert_with(inspect);
-            let base_count = counts(base)[i];
-            let now = counts(&sample)[i];
             let first = self
                 .recent
                 .iter()
@@ -478,10 +500,13 @@ fn name_service(endpoint: String) -> String {
         return endpoint;
     };
     let (remote, state) = rest.split_once(' ').unwrap_or((rest, ""));
-    let service = remote
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
-        .and_then(well_known);
+    let service = crate::addresses::what_is(remote).or_else(|| {
+        remote
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .and_then(well_known)
+            .map(str::to_owned)
+    });
     match service {
         Some(service) if state.is_empty() => format!("{local} → {remote} ({service})"),
         Some(service) => format!("{local} → {remote} ({service}) {state}"),
@@ -597,6 +622,33 @@ mod tests {
     }
 
     #[test]
+    fn a_leak_stays_one_only_if_the_end_holds_a_window_more_than_the_baseline() {
+        let mut watch = Watch::new(None, 4711, RULES);
+        let found = run(&mut watch, |seq| 5 + seq as usize, 6);
+        assert_eq!(found.len(), 1);
+        // The baseline (after call 2) held 7 descriptors; after the run,
+        // with nothing in flight, the process holds `held`.
+        let verdict = |held: usize| {
+            let mut watch = Watch::new(None, 4711, RULES);
+            let mut leaks = run(&mut watch, |seq| 5 + seq as usize, 6);
+            watch.settle(&sample(held, 1));
+            watch.update(&mut leaks);
+            (leaks[0].by_end.0, watch.confirms(&leaks[0]))
+        };
+        assert_eq!(
+            verdict(7),
+            (0, false),
+            "back to the baseline: calls in flight"
+        );
+        assert_eq!(verdict(9), (2, false), "one short of the window");
+        assert_eq!(verdict(10), (3, true), "the window exactly");
+        // A settle before any baseline changes nothing.
+        let mut fresh = Watch::new(None, 1, RULES);
+        fresh.settle(&sample(50, 1));
+        assert_eq!(fresh.grown(LeakKind::Descriptors), None);
+    }
+
+    #[test]
     fn every_kind_of_new_descriptor_is_named_sockets_first() {
         let new = [
             "anon_inode:[eventpoll]".to_owned(),
@@ -625,6 +677,12 @@ mod tests {
         );
         let unknown = "TCP 127.0.0.1:40412 → 127.0.0.1:37119 ESTABLISHED";
         assert_eq!(name_service(unknown.into()), unknown);
+        // A server this process started, on a port of its own.
+        crate::addresses::remember("127.0.0.1:37120", "PostgreSQL of services::Postgres");
+        assert_eq!(
+            name_service("TCP 127.0.0.1:40412 → 127.0.0.1:37120 ESTABLISHED".into()),
+            "TCP 127.0.0.1:40412 → 127.0.0.1:37120 (PostgreSQL of services::Postgres) ESTABLISHED"
+        );
         assert_eq!(name_service("unix /run/x".into()), "unix /run/x");
     }
 
@@ -645,6 +703,24 @@ mod tests {
         // Two growths and then a flat count: no leak at all.
         let mut short = Watch::new(Some(0), 1, RULES);
         assert!(run(&mut short, |seq| 5 + seq.min(4) as usize, 30).is_empty());
+    }
+
+    #[test]
+    fn a_count_that_climbs_back_below_its_baseline_is_no_leak() {
+        // The baseline (after call 2) caught a burst of 40; the count fell
+        // to 10, then climbs by one per call, still under 40 at the end.
+        let mut watch = Watch::new(Some(0), 1, RULES);
+        let fds = |seq: u64| match seq {
+            0..=1 => 5,
+            2 => 40,
+            s => 10 + s as usize,
+        };
+        assert!(run(&mut watch, fds, 25).is_empty());
+        // Past the baseline, it is one.
+        let mut watch = Watch::new(Some(0), 1, RULES);
+        let leaks = run(&mut watch, fds, 35);
+        assert_eq!(leaks.len(), 1, "{leaks:?}");
+        assert_eq!(leaks[0].first_after_call, 31, "the first sample above 40");
     }
 
     #[test]

@@ -76,6 +76,45 @@ pub struct Load {
     worker_descriptor_limit: Option<u64>,
     /// Processes watched for leaks beside the workers (`watch`).
     watched: Vec<u32>,
+    progress_every: Duration,
+}
+
+/// When a long load says how far it got: a pure rule on the calls' own
+/// end times (monotonic nanoseconds), so that it reads no clock.
+#[derive(Debug)]
+struct Progress {
+    origin: u64,
+    every: u64,
+    next: u64,
+    planned: u64,
+}
+
+impl Progress {
+    fn new(origin: u64, every: Duration, planned: u64) -> Progress {
+        let every = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+        Progress {
+            origin,
+            every,
+            next: origin.saturating_add(every),
+            planned,
+        }
+    }
+
+    /// The line to write after a call that ended at `now`, `done` calls
+    /// and `failed` failures in, when one is due.
+    fn after(&mut self, now: u64, done: u64, failed: u64) -> Option<String> {
+        if self.every == 0 || now < self.next {
+            return None;
+        }
+        // The next one a whole period after this, however late this was.
+        self.next = now.saturating_add(self.every);
+        let secs = now.saturating_sub(self.origin) as f64 / 1e9;
+        Some(format!(
+            "stampede load: {done} of {} calls in {secs:.1} s ({:.0} calls/s), {failed} failed\n",
+            self.planned,
+            done as f64 / secs.max(1e-9)
+        ))
+    }
 }
 
 /// How much of a failed call's stdout and stderr is kept, each, once the
@@ -110,7 +149,26 @@ impl Load {
             failure_output: 16 << 20,
             worker_descriptor_limit: None,
             watched: Vec::new(),
+            progress_every: Duration::from_secs(5),
         }
+    }
+
+    /// How often to write a progress line to stderr during a long load
+    /// (default 5 s): calls done of those planned, the rate, the failures
+    /// so far. `Duration::ZERO` turns progress lines off.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn fetch(port: u16) -> u16 { 200 }
+    /// use std::time::Duration;
+    /// // "stampede load: 12000 of 25000 calls in 10.0 s (1200 calls/s), 0 failed"
+    /// let report = stampede::Load::new(25_000)
+    ///     .progress_every(Duration::from_secs(10))
+    ///     .run(fetch, 8080)?;
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn progress_every(mut self, every: Duration) -> Load {
+        self.progress_every = every;
+        self
     }
 
     /// How many worker processes run calls at once (default 1: serial).
@@ -489,6 +547,7 @@ struct Collector<R> {
     watched: Vec<(u32, Option<Watch>)>,
     /// Calls ended so far: a watched process's count.
     ended: u64,
+    progress: Progress,
 }
 
 impl<R: serde::de::DeserializeOwned> Collector<R> {
@@ -523,6 +582,7 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
                 })
                 .collect(),
             ended: 0,
+            progress: Progress::new(origin, load.progress_every, load.calls),
         }
     }
 
@@ -570,6 +630,15 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
             }
         }
         self.ended += 1;
+        let returned = matches!(record.status, Status::Returned(_));
+        let failed_so_far = self.failures.len() as u64 + u64::from(!returned);
+        if let Some(line) = self
+            .progress
+            .after(record.done_ns, self.ended, failed_so_far)
+        {
+            // Not `eprintln!`: the test harness would capture it until the test ends.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        }
         if record.sample.is_some() {
             self.sample_watched(record.index);
         }
@@ -654,14 +723,42 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         stopped_early: Option<String>,
     ) -> LoadReport<R> {
         self.failures.sort_by_key(|o| o.index);
-        // Each leak as it stands at the end, not when it was found.
-        for watch in self
+        // A watched server's last sample, with no call in flight.
+        for (pid, watch) in &mut self.watched {
+            if let (Some(w), Some((fds, threads, children, rss_bytes))) =
+                (watch.as_mut(), sys::holdings_of(*pid))
+            {
+                w.settle(&protocol::Sample {
+                    fds,
+                    threads,
+                    children,
+                    rss_bytes,
+                });
+            }
+        }
+        // Each leak as it stands at the end, not when it was found; one
+        // whose count came back down (calls in flight at its samples) is
+        // no leak, and a note says so.
+        let watches: Vec<&Watch> = self
             .watches
             .values()
             .chain(self.watched.iter().filter_map(|(_, w)| w.as_ref()))
-        {
+            .collect();
+        for watch in &watches {
             watch.update(&mut self.leaks);
         }
+        let notes = &mut self.notes;
+        self.leaks.retain(|leak| {
+            let watch = watches.iter().find(|w| w.watches(leak.pid));
+            if watch.is_none_or(|w| w.confirms(leak)) {
+                return true;
+            }
+            notes.push(format!(
+                "not a leak: {leak} (it grew at each of its samples, but not by the end: calls \
+                 in flight)"
+            ));
+            false
+        });
         if self.outputs_cut > 0 {
             self.notes.push(format!(
                 "the output of {} failed calls was cut to its last {CUT_TO} bytes of stdout and \
@@ -754,6 +851,42 @@ impl<R> InOrder<R> {
     fn finish(mut self) -> Vec<R> {
         self.ready.extend(self.waiting.into_values().flatten());
         self.ready
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_progress_line_comes_at_each_period_and_not_before() {
+        let mut p = Progress::new(100 * S, Duration::from_secs(5), 1000);
+        assert_eq!(
+            p.after(100 * S + 5 * S - 1, 10, 0),
+            None,
+            "one nanosecond early"
+        );
+        assert_eq!(
+            p.after(105 * S, 500, 2).as_deref(),
+            Some("stampede load: 500 of 1000 calls in 5.0 s (100 calls/s), 2 failed\n")
+        );
+        assert_eq!(
+            p.after(109 * S, 900, 2),
+            None,
+            "the next is 5 s after this one"
+        );
+        // Late (a long call): the next one is a whole period after it.
+        assert!(p.after(117 * S, 950, 2).is_some());
+        assert_eq!(p.after(121 * S, 960, 2), None);
+        assert!(p.after(122 * S, 970, 2).is_some());
+    }
+
+    #[test]
+    fn a_zero_period_turns_progress_off() {
+        let mut p = Progress::new(0, Duration::ZERO, 10);
+        assert_eq!(p.after(u64::MAX, 10, 0), None);
     }
 }
 

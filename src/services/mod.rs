@@ -271,6 +271,16 @@ impl Running {
         &self.addresses
     }
 
+    /// The port of its first address (`127.0.0.1:<port>`), if it has one:
+    /// the one [`Server::free_port`] chose.
+    pub fn port(&self) -> Option<u16> {
+        self.addresses
+            .first()?
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.port())
+    }
+
     /// The instance's private directory (the server's files and its log).
     pub fn dir(&self) -> &Path {
         self.keeper.dir()
@@ -372,6 +382,14 @@ pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result
         detached,
     };
     let keeper = Keeper::start(dir, spec)?;
+    for address in &launch.addresses {
+        if address.parse::<std::net::SocketAddr>().is_ok() {
+            crate::addresses::remember(
+                address,
+                &format!("{}, started by stampede", service.name()),
+            );
+        }
+    }
     Ok(Running {
         keeper,
         addresses: launch.addresses,
@@ -411,6 +429,8 @@ pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result
 pub struct Server {
     name: String,
     launch: Launch,
+    free_port: bool,
+    ready_set: bool,
 }
 
 impl Server {
@@ -425,7 +445,39 @@ impl Server {
         Server {
             name: sanitize(&name),
             launch: Launch::new(program, Ready::LogLine(String::new())),
+            free_port: false,
+            ready_set: false,
         }
+    }
+
+    /// Gives the server a TCP port on `127.0.0.1` that nobody listens on,
+    /// chosen at each start: `{port}` in its arguments and in its
+    /// environment's values becomes that number, it is ready once the port
+    /// answers (unless [`ready`](Server::ready) says otherwise), and the
+    /// port is its first address ([`Running::port`]). Tests running in
+    /// parallel never collide on a port; a port taken between the choice
+    /// and the server's bind is chosen again, up to three times.
+    ///
+    /// ```no_run
+    /// use stampede::services::Server;
+    ///
+    /// let http = Server::new("python3")
+    ///     .args(["-m", "http.server", "{port}", "--bind", "127.0.0.1"])
+    ///     .free_port()
+    ///     .start()?;
+    /// let port = http.port().unwrap();
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    pub fn free_port(mut self) -> Server {
+        self.free_port = true;
+        self
+    }
+
+    /// A name for its directory and messages (default: the program's
+    /// file name), reduced to `[a-z0-9-]`.
+    pub fn name(mut self, name: &str) -> Server {
+        self.name = sanitize(name);
+        self
     }
 
     /// Adds arguments.
@@ -446,6 +498,7 @@ impl Server {
             self.launch = self.launch.address(format!("127.0.0.1:{port}"));
         }
         self.launch.ready = ready;
+        self.ready_set = true;
         self
     }
 
@@ -461,7 +514,17 @@ impl Server {
     ///
     /// As [`start`].
     pub fn start(&self) -> Result<Running> {
-        start(self)
+        let mut tries = 0;
+        loop {
+            match start(self) {
+                Err(Error::ServiceStart { log_tail, .. })
+                    if self.free_port && tries < 3 && log_tail.contains("in use") =>
+                {
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
     }
 }
 
@@ -471,7 +534,23 @@ impl Service for Server {
     }
 
     fn launch(&self, _dir: &Path) -> Result<Launch> {
-        Ok(self.launch.clone())
+        if !self.free_port {
+            return Ok(self.launch.clone());
+        }
+        let port = free_port()?;
+        let number = port.to_string();
+        let mut launch = self.launch.clone();
+        for arg in &mut launch.args {
+            *arg = arg.replace("{port}", &number);
+        }
+        for (_, value) in &mut launch.env {
+            *value = value.replace("{port}", &number);
+        }
+        if !self.ready_set {
+            launch.ready = Ready::Port(port);
+        }
+        launch.addresses.insert(0, format!("127.0.0.1:{port}"));
+        Ok(launch)
     }
 }
 

@@ -447,6 +447,10 @@ impl PostgresBuilder {
         };
         if let Some(port) = tcp_port {
             cluster.client_url = cluster.protect_tcp(port)?;
+            crate::addresses::remember(
+                &format!("127.0.0.1:{port}"),
+                "PostgreSQL, services::Postgres",
+            );
         }
         Ok(cluster)
     }

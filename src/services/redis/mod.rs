@@ -400,6 +400,9 @@ impl RedisBuilder {
                 Ok(running) => break running,
             }
         };
+        if let Some((port, _)) = &service.tcp {
+            crate::addresses::remember(&format!("127.0.0.1:{port}"), "Redis, services::Redis");
+        }
         Ok(own_host(running, service.tcp))
     }
 }
