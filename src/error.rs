@@ -176,6 +176,17 @@ pub enum Error {
     },
 }
 
+/// Whether a type's name is a function pointer's (`fn(u32) -> bool`,
+/// `unsafe extern "C" fn()`), as `std::any::type_name` writes it.
+fn is_fn_pointer(name: &str) -> bool {
+    let rest = name.trim_start_matches("unsafe ");
+    let rest = match rest.strip_prefix("extern ") {
+        Some(abi) => abi.split_once(' ').map_or("", |(_, r)| r),
+        None => rest,
+    };
+    rest.starts_with("fn(")
+}
+
 /// The service a reuse variable names: `STAMPEDE_REDIS_URL` is `redis`.
 fn service_of(variable: &str) -> String {
     variable
@@ -203,6 +214,14 @@ impl fmt::Display for Error {
                 f,
                 "`{name}` is a closure, and a child process cannot find a closure by name; \
                  move its body into a plain `fn` marked `#[stampede::function]` and pass that"
+            ),
+            Error::NotRegistered { name } if is_fn_pointer(name) => write!(
+                f,
+                "`{name}` is a function pointer: a child finds a function by the name of its \
+                 item, and a pointer has none, even one made from a `#[stampede::function]`; \
+                 pass the function itself (`claim`, not `claim as {name}` or a variable of \
+                 that type), or pick among registered functions with a `match` that calls each \
+                 by name"
             ),
             Error::NotRegistered { name } => write!(
                 f,
@@ -393,3 +412,25 @@ impl std::error::Error for Error {
 /// # let _ = all_answer(4);
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_pointer_types_are_told_apart_from_items_and_closures() {
+        assert!(is_fn_pointer("fn(u8) -> u8"));
+        assert!(is_fn_pointer("fn()"));
+        assert!(is_fn_pointer("unsafe fn(i32)"));
+        assert!(is_fn_pointer("unsafe extern \"C\" fn(i32) -> i32"));
+        assert!(!is_fn_pointer("errors::not_marked"));
+        assert!(!is_fn_pointer("errors::fn_like::{{closure}}"));
+        assert!(!is_fn_pointer("my::fn(x)"));
+    }
+
+    #[test]
+    fn a_reuse_variable_names_its_service() {
+        assert_eq!(service_of("STAMPEDE_REDIS_URL"), "redis");
+        assert_eq!(service_of("STAMPEDE_POSTGRES_URL"), "postgres");
+    }
+}

@@ -78,8 +78,8 @@ async fn fails_after_an_await(limit: u32) -> u32 {
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Call 1 starts a task that ticks forever and returns; later calls in the
-/// same worker count the ticks seen while they sleep: with a runtime per
-/// call, the task died with its call's runtime.
+/// same worker count the ticks seen while they sleep: the worker's one
+/// runtime runs the task again whenever a call awaits.
 #[stampede::function]
 async fn start_ticking() -> u64 {
     let before = TICKS.load(Ordering::SeqCst);
@@ -147,10 +147,78 @@ fn a_panic_inside_the_future_is_the_childs_panic() {
 }
 
 #[test]
-fn tasks_spawned_by_one_call_do_not_outlive_it_in_a_worker() {
+fn tasks_spawned_by_one_call_live_on_in_the_workers_runtime() {
     let report = Load::new(3).workers(1).run(start_ticking, ()).unwrap();
     report.assert_all_returned();
-    assert_eq!(report.values().copied().collect::<Vec<u64>>(), [0, 0, 0]);
+    let ticks: Vec<u64> = report.values().copied().collect();
+    assert_eq!(ticks[0], 0, "nothing ticks before call 1 starts it");
+    assert!(
+        ticks[1] > 0 && ticks[2] > 0,
+        "call 1's task stopped: {ticks:?}"
+    );
+}
+
+/// A client made by the first call of a worker and kept for the next ones,
+/// as long-lived workers invite.
+static CLIENT: tokio::sync::OnceCell<tokio_postgres::Client> = tokio::sync::OnceCell::const_new();
+
+/// Counts a visit through the worker's one client; the count.
+#[stampede::function]
+async fn visit_with_a_kept_client(url: String) -> i64 {
+    let client = CLIENT
+        .get_or_init(|| async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connecting to the fixture");
+            tokio::spawn(connection);
+            client
+        })
+        .await;
+    client
+        .query_one("UPDATE visits SET n = n + 1 RETURNING n", &[])
+        .await
+        .expect("the kept client answers every call")
+        .get(0)
+}
+
+#[test]
+fn a_client_kept_across_calls_answers_every_one_of_them() {
+    let pg = stampede::services::Postgres::builder()
+        .template_sql("CREATE TABLE visits (n bigint); INSERT INTO visits VALUES (0);")
+        .start()
+        .unwrap();
+    let report = Load::new(20)
+        .workers(2)
+        .run(visit_with_a_kept_client, pg.url().to_owned())
+        .unwrap();
+    report.assert_all_returned().assert_no_leaks();
+    let mut counts: Vec<i64> = report.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=20).collect::<Vec<i64>>());
+}
+
+#[stampede::function]
+async fn registered_async() -> u8 {
+    1
+}
+
+#[test]
+fn a_registered_async_fn_called_inside_a_runtime_says_what_is_wrong() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async { registered_async() })
+    }))
+    .unwrap_err();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    for part in [
+        "`async_fn::registered_async` is a registered `async fn`",
+        "inside a tokio runtime",
+        "stampede::call_concurrently",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
 }
 
 /// Each child adds a row through tokio-postgres, then counts them.

@@ -100,7 +100,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
 
 /// An `async fn` becomes a plain `fn` of the same name, signature and
 /// attributes that runs the original body, now a nested `async fn`, to
-/// completion on a tokio runtime of its own (`::stampede::__private::block_on`,
+/// completion on the process's tokio runtime (`::stampede::__private::block_on`,
 /// present with stampede-test's `tokio` feature, which turns this crate's on).
 fn async_wrapper(func: &ItemFn) -> TokenStream {
     let mut outer = func.sig.clone();
@@ -119,11 +119,15 @@ fn async_wrapper(func: &ItemFn) -> TokenStream {
     let attrs = &func.attrs;
     let vis = &func.vis;
     let block = &func.block;
+    let name = func.sig.ident.to_string();
     quote! {
         #(#attrs)*
         #vis #outer {
             #inner #block
-            ::stampede::__private::block_on(#inner_name(#(#forwarded),*))
+            ::stampede::__private::block_on(
+                ::core::concat!(::core::module_path!(), "::", #name),
+                #inner_name(#(#forwarded),*),
+            )
         }
     }
 }
