@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use procs::{is_gone, start_ignored_test, wait_until};
 use stampede::Error;
-use stampede::services::{Postgres, Ready, Server};
+use stampede::services::{Postgres, Ready, Server, Services};
 
 stampede::entry!();
 
@@ -363,8 +363,7 @@ fn failed_starts() {
         .ready(Ready::LogLine("never printed".into()))
         .ready_timeout(Duration::from_millis(300))
         .start()
-        .err()
-        .expect("never ready");
+        .expect_err("never ready");
     let text = err.to_string();
     assert!(matches!(err, Error::ServiceStart { .. }), "{text}");
     assert!(text.contains("not ready after 300 ms"), "{text}");
@@ -530,8 +529,7 @@ fn a_port_someone_else_listens_on_does_not_make_a_server_ready() {
         .ready(Ready::Port(port))
         .ready_timeout(Duration::from_millis(1500))
         .start()
-        .err()
-        .expect("the squatter's port is not the server's");
+        .expect_err("the squatter's port is not the server's");
     assert!(
         matches!(err, Error::ServiceStart { ref reason, .. } if reason.contains("not ready after 1500 ms")),
         "{err}"
@@ -552,8 +550,7 @@ fn a_server_listening_at_another_address_than_the_squatter_is_not_ready() {
         .ready(Ready::Port(port))
         .ready_timeout(Duration::from_millis(1500))
         .start()
-        .err()
-        .expect("the port at 127.0.0.1 is the squatter's");
+        .expect_err("the port at 127.0.0.1 is the squatter's");
     assert!(matches!(err, Error::ServiceStart { .. }), "{err}");
 }
 
@@ -592,4 +589,154 @@ fn instance_base() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     let uid = std::fs::metadata("/proc/self").unwrap().uid();
     PathBuf::from(format!("/tmp/stampede-{uid}"))
+}
+
+/// The echo server as a project would declare it: a free port each start.
+fn echo_api() -> Server {
+    Server::new(std::env::current_exe().unwrap())
+        .args(["echo_server", "--exact", "--ignored", "--nocapture"])
+        .env("ECHO_PORT", "{port}")
+        .free_port()
+}
+
+/// A project's own `stampede-services`: the built-ins and `echo-api`.
+#[stampede::function]
+fn project_command(words: Vec<String>) -> (String, String, u8) {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let said = Services::new().server("echo-api", echo_api()).run(&words);
+    (said.shell, said.note, said.code)
+}
+
+/// `echo-api` reused through its variable, or started: its address,
+/// whether it was reused; or the error's text.
+#[stampede::function]
+fn echo_api_for_a_test() -> Result<(String, bool), String> {
+    let started = echo_api()
+        .start_or_reuse("STAMPEDE_ECHO_API_URL")
+        .map_err(|e| e.to_string())?;
+    Ok((started.address().to_owned(), started.running().is_none()))
+}
+
+fn in_child<F, M>(tmp: &Path, extra: &[(&str, &str)], f: F, args: F::Args) -> F::Output
+where
+    F: stampede::Function<M>,
+{
+    let mut options = stampede::Options::new()
+        .timeout(Duration::from_secs(60))
+        .env("TMPDIR", tmp)
+        .env("XDG_RUNTIME_DIR", "");
+    for (k, v) in extra {
+        options = options.env(k, v);
+    }
+    options
+        .call_concurrently(1, f, args)
+        .unwrap()
+        .unwrap_all()
+        .remove(0)
+}
+
+#[test]
+fn a_projects_own_server_is_started_exported_reused_and_stopped_by_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let command = |words: &[&str]| {
+        let words: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+        in_child(tmp.path(), &[], project_command, words)
+    };
+    let (shell, note, code) = command(&["up", "echo-api"]);
+    assert_eq!(code, 0, "{note}");
+    let address = shell
+        .strip_prefix("export STAMPEDE_ECHO_API_URL='")
+        .and_then(|rest| rest.strip_suffix("'\n"))
+        .unwrap_or_else(|| panic!("not one export: {shell}"))
+        .to_owned();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert!(note.starts_with("echo-api: started (keeper pid "), "{note}");
+    // A test with the variable set reuses it; without, starts its own.
+    let with = [("STAMPEDE_ECHO_API_URL", address.as_str())];
+    let reused = in_child(tmp.path(), &with, echo_api_for_a_test, ()).unwrap();
+    assert_eq!(reused, (address.clone(), true));
+    let own = in_child(
+        tmp.path(),
+        &[("STAMPEDE_ECHO_API_URL", "")],
+        echo_api_for_a_test,
+        (),
+    )
+    .unwrap();
+    assert!(!own.1 && own.0 != address, "{own:?}");
+    let (shell, _, code) = command(&["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        shell.contains("postgres: not running\n")
+            && shell.contains("redis: not running\n")
+            && shell.contains(&format!(
+                "echo-api: running\nexport STAMPEDE_ECHO_API_URL='{address}'"
+            )),
+        "{shell}"
+    );
+    let (shell, _, code) = command(&["down"]);
+    assert_eq!(code, 0);
+    assert!(shell.contains("unset STAMPEDE_ECHO_API_URL\n"), "{shell}");
+    let up_dir = tmp
+        .path()
+        .join(format!("stampede-{}", euid()))
+        .join("echo-api-up");
+    assert_all_gone(&up_dir, &[]);
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "{address} still answers"
+    );
+    // Set, but nothing answers there any more: an error, not a new server.
+    let gone = in_child(tmp.path(), &with, echo_api_for_a_test, ()).unwrap_err();
+    assert!(
+        gone.contains("STAMPEDE_ECHO_API_URL is set to") && gone.contains("nothing answers"),
+        "{gone}"
+    );
+    let not_an_address = [("STAMPEDE_ECHO_API_URL", "echo please")];
+    let bad = in_child(tmp.path(), &not_an_address, echo_api_for_a_test, ()).unwrap_err();
+    assert!(bad.contains("names no host and port"), "{bad}");
+}
+
+fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+#[test]
+fn declared_services_with_a_taken_or_bad_name_stop_the_command_before_it_starts() {
+    let said = Services::new().server("redis", echo_api()).run(&["up"]);
+    assert_eq!(said.code, 2);
+    assert!(
+        said.note.contains("two services are named `redis`")
+            && said.note.contains("STAMPEDE_REDIS_URL"),
+        "{}",
+        said.note
+    );
+    let said = Services::new()
+        .server("api", echo_api())
+        .server("api", echo_api())
+        .run(&["status"]);
+    assert_eq!(said.code, 2);
+    assert!(
+        said.note.contains("two services are named `api`"),
+        "{}",
+        said.note
+    );
+    let said = Services::new()
+        .server("My API", echo_api())
+        .run(&["status"]);
+    assert_eq!(said.code, 2);
+    assert!(
+        said.note.contains("`My API` is not 1 to 20"),
+        "{}",
+        said.note
+    );
+    let said = Services::new().run(&["up", "mysql"]);
+    assert_eq!(said.code, 1);
+    assert!(
+        said.note
+            .contains("no service `mysql`; it starts postgres and redis"),
+        "{}",
+        said.note
+    );
+    assert!(said.shell.is_empty());
 }

@@ -1,7 +1,8 @@
 //! The `stampede-services` command's work. Used by that command, not
 //! public API.
 //!
-//! Every built-in service (PostgreSQL, Redis) has a long-lived instance of
+//! Every service (the built-in PostgreSQL and Redis, and a user's own
+//! declared with [`Services`](super::Services)) has a long-lived instance of
 //! its own, `<base>/<name>-up/`, with a `url` file beside its registry.
 //! Every command takes one lock in the base, so that two `up`s at once
 //! start one server each and print the same lines, and a `down` never
@@ -12,62 +13,107 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::Running;
 use super::instance::{self as keeper, Record};
 use super::private_dir::{self, Place};
+use super::{Running, Server};
 use super::{postgres, redis};
 use crate::error::{Error, Result};
 use crate::sys::{self, Open};
 
 /// A service the command can start.
-struct Builtin {
+pub struct Entry {
     /// Its name on the command line and its directory's (`<name>-up`).
-    name: &'static str,
+    name: String,
     /// The variable that tests read to reuse it.
-    variable: &'static str,
+    variable: String,
     /// Starts it detached: its handle and URL.
-    start: fn() -> Result<(Running, String)>,
-    /// The users its processes may run as, besides this one.
+    start: Box<dyn Fn() -> Result<(Running, String)>>,
+    /// The user its processes may run as, besides this one.
     server_user: fn() -> Option<u32>,
 }
 
-/// Every service the command knows, in the order it starts them.
-const BUILTINS: [Builtin; 2] = [
-    Builtin {
-        name: "postgres",
-        variable: postgres::URL_VAR,
-        start: postgres::start_detached,
-        server_user: || postgres::server_user().map(|u| u.0),
-    },
-    Builtin {
-        name: "redis",
-        variable: redis::URL_VAR,
-        start: redis::start_detached,
-        server_user: || None,
-    },
-];
+impl Entry {
+    /// Its name on the command line.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
 
-/// The names the command knows, for its usage line.
-pub fn names() -> Vec<&'static str> {
-    BUILTINS.iter().map(|b| b.name).collect()
+    /// A user's own server, named `name`, reused through
+    /// `STAMPEDE_<NAME>_URL`; its URL is its first address.
+    pub(crate) fn server(name: &str, server: Server) -> Entry {
+        let server = server.name(name);
+        let shown = name.to_owned();
+        Entry {
+            name: name.to_owned(),
+            variable: variable_for(name),
+            start: Box::new(move || {
+                let running = super::start_in(&server, Place::Detached)?;
+                let Some(address) = running.addresses().first().cloned() else {
+                    running.stop();
+                    return Err(Error::InvalidOptions(format!(
+                        "the service `{shown}` has no address to export: give its server a \
+                         port (`Server::free_port()` or `ready(Ready::Port(..))`)"
+                    )));
+                };
+                Ok((running, address))
+            }),
+            server_user: || None,
+        }
+    }
+}
+
+/// `STAMPEDE_<NAME>_URL`, `-` as `_`.
+pub(crate) fn variable_for(name: &str) -> String {
+    format!(
+        "STAMPEDE_{}_URL",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The services every command knows, in the order it starts them.
+pub(crate) fn builtins() -> Vec<Entry> {
+    vec![
+        Entry {
+            name: "postgres".to_owned(),
+            variable: postgres::URL_VAR.to_owned(),
+            start: Box::new(postgres::start_detached),
+            server_user: || postgres::server_user().map(|u| u.0),
+        },
+        Entry {
+            name: "redis".to_owned(),
+            variable: redis::URL_VAR.to_owned(),
+            start: Box::new(redis::start_detached),
+            server_user: || None,
+        },
+    ]
+}
+
+/// The names of `entries`, for messages.
+fn names(entries: &[Entry]) -> String {
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "nothing".to_owned(),
+    }
 }
 
 /// The services `names` asks for (all when empty); an error naming the
 /// ones the command does not know.
-fn chosen(names: &[&str]) -> Result<Vec<&'static Builtin>> {
+fn chosen<'a>(entries: &'a [Entry], names: &[&str]) -> Result<Vec<&'a Entry>> {
     if names.is_empty() {
-        return Ok(BUILTINS.iter().collect());
+        return Ok(entries.iter().collect());
     }
-    let mut chosen: Vec<&'static Builtin> = Vec::new();
+    let mut chosen: Vec<&Entry> = Vec::new();
     for name in names {
-        let builtin = BUILTINS.iter().find(|b| b.name == *name).ok_or_else(|| {
+        let entry = entries.iter().find(|e| e.name == *name).ok_or_else(|| {
             Error::InvalidOptions(format!(
                 "stampede-services knows no service `{name}`; it starts {}",
-                self::names().join(" and ")
+                self::names(entries)
             ))
         })?;
-        if !chosen.iter().any(|c| c.name == builtin.name) {
-            chosen.push(builtin);
+        if !chosen.iter().any(|c| c.name == entry.name) {
+            chosen.push(entry);
         }
     }
     Ok(chosen)
@@ -139,15 +185,15 @@ fn locked() -> Result<(PathBuf, File)> {
     Ok((base, lock))
 }
 
-fn dir_of(base: &Path, builtin: &Builtin) -> PathBuf {
+fn dir_of(base: &Path, builtin: &Entry) -> PathBuf {
     base.join(format!("{}-up", builtin.name))
 }
 
-fn export(builtin: &Builtin, url: &str) -> String {
+fn export(builtin: &Entry, url: &str) -> String {
     format!("export {}='{url}'\n", builtin.variable)
 }
 
-fn damaged(builtin: &Builtin, dir: &Path, why: &str) -> String {
+fn damaged(builtin: &Entry, dir: &Path, why: &str) -> String {
     format!(
         "{}: damaged: {}: {why}; `stampede-services down` stops what it can prove is its \
          own and removes the directory\n",
@@ -160,8 +206,8 @@ fn damaged(builtin: &Builtin, dir: &Path, why: &str) -> String {
 /// outlive this process, or finds them running; an `export` line for each
 /// that runs. One that cannot start is said on standard error (exit code
 /// 1) and does not keep the others from starting.
-pub fn up(names: &[&str]) -> Result<Said> {
-    let chosen = chosen(names)?;
+pub fn up(entries: &[Entry], names: &[&str]) -> Result<Said> {
+    let chosen = chosen(entries, names)?;
     let (base, _lock) = locked()?;
     let mut said = Said::default();
     for builtin in chosen {
@@ -190,7 +236,7 @@ pub fn up(names: &[&str]) -> Result<Said> {
 }
 
 /// Starts one service, or finds it running: its URL, and what was done.
-fn up_one(builtin: &Builtin, base: &Path) -> Result<(String, String)> {
+fn up_one(builtin: &Entry, base: &Path) -> Result<(String, String)> {
     let dir = dir_of(base, builtin);
     match state(&dir) {
         State::Running(url) => return Ok((url, "already running".to_owned())),
@@ -224,12 +270,12 @@ fn up_one(builtin: &Builtin, base: &Path) -> Result<(String, String)> {
 }
 
 /// Whether each service runs, and its URL.
-pub fn status() -> Result<Said> {
+pub fn status(entries: &[Entry]) -> Result<Said> {
     let (base, _lock) = locked()?;
     let mut said = Said::default();
-    for builtin in &BUILTINS {
+    for builtin in entries {
         let dir = dir_of(&base, builtin);
-        let name = builtin.name;
+        let name = &builtin.name;
         match state(&dir) {
             State::Running(url) => {
                 said.shell.push_str(&format!("{name}: running\n"));
@@ -255,8 +301,8 @@ pub fn status() -> Result<Said> {
 
 /// Stops the services `names` asks for (all when empty) and removes their
 /// files; an `unset` line each, so that `eval` clears the shell too.
-pub fn down(names: &[&str]) -> Result<Said> {
-    let chosen = chosen(names)?;
+pub fn down(entries: &[Entry], names: &[&str]) -> Result<Said> {
+    let chosen = chosen(entries, names)?;
     let (base, _lock) = locked()?;
     let mut said = Said::default();
     for builtin in chosen {
@@ -277,7 +323,7 @@ pub fn down(names: &[&str]) -> Result<Said> {
 
 /// Stops the instance in `dir`: through its keeper when its registry names
 /// one, else every process provably its own.
-fn stop(builtin: &Builtin, dir: &Path, note: &mut String) {
+fn stop(builtin: &Entry, dir: &Path, note: &mut String) {
     let record = Record::parse(&keeper::read_registry(dir).unwrap_or_default());
     match (&record.keeper, record.damage()) {
         (Some(keeper), None) => {

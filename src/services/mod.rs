@@ -38,6 +38,7 @@
 
 #[doc(hidden)]
 pub mod cli;
+mod command;
 mod instance;
 mod keeper;
 mod postgres;
@@ -46,6 +47,8 @@ mod redis;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use command::Services;
 
 pub use postgres::{Postgres, PostgresBuilder};
 pub use redis::{Redis, RedisBuilder};
@@ -528,6 +531,113 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The server `variable` names (`STAMPEDE_API_URL`, as a
+    /// [`Services`] command exports it), checked to answer, or else one of
+    /// this test's own, started as [`start`](Server::start) does.
+    ///
+    /// The variable holds an address (`127.0.0.1:41234`) or a URL with a
+    /// host and port (`http://127.0.0.1:41234/`); set but empty counts as
+    /// unset.
+    ///
+    /// ```no_run
+    /// use stampede::services::Server;
+    ///
+    /// let api = Server::new("target/debug/api")
+    ///     .args(["--port", "{port}"])
+    ///     .free_port()
+    ///     .start_or_reuse("STAMPEDE_API_URL")?;
+    /// println!("the API answers at {}", api.address());
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ServiceUrl`] when the variable holds no host and port;
+    /// [`Error::ServiceUnreachable`] when nothing answers there (nothing
+    /// is started in its place); as [`start`](Server::start) otherwise.
+    pub fn start_or_reuse(&self, variable: &str) -> Result<Started> {
+        let value = std::env::var(variable).unwrap_or_default();
+        if value.trim().is_empty() {
+            let running = self.start()?;
+            let address = running.addresses().first().cloned().unwrap_or_default();
+            return Ok(Started {
+                address,
+                running: Some(running),
+            });
+        }
+        // The variable's name lives as long as the error may.
+        let name: &'static str = Box::leak(variable.to_owned().into_boxed_str());
+        let Some(target) = host_and_port(&value) else {
+            return Err(Error::ServiceUrl {
+                variable: name,
+                url: value,
+                message: "it names no host and port (`127.0.0.1:41234` or \
+                          `http://127.0.0.1:41234/`)"
+                    .to_owned(),
+            });
+        };
+        let answers = std::net::ToSocketAddrs::to_socket_addrs(&target.as_str())
+            .map_err(|e| e.to_string())
+            .and_then(|mut addresses| {
+                let address = addresses.next().ok_or("it resolves to no address")?;
+                std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))
+                    .map_err(|e| e.to_string())
+            });
+        match answers {
+            Ok(_) => Ok(Started {
+                address: value,
+                running: None,
+            }),
+            Err(message) => Err(Error::ServiceUnreachable {
+                variable: name,
+                url: value,
+                message,
+            }),
+        }
+    }
+}
+
+/// `host:port` of an address or a URL: `127.0.0.1:41234`,
+/// `http://user@[::1]:8080/path`.
+fn host_and_port(value: &str) -> Option<String> {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = host_port.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    (!host.is_empty()).then(|| host_port.to_owned())
+}
+
+/// A server of a test: one it started, or one reused through a variable.
+#[derive(Debug)]
+pub struct Started {
+    address: String,
+    running: Option<Running>,
+}
+
+impl Started {
+    /// Where it answers: its first address, or the variable's value.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The server this test started; `None` when it is reused.
+    pub fn running(&self) -> Option<&Running> {
+        self.running.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addresses", &self.addresses)
+            .field("dir", &self.dir())
+            .field("server_pid", &self.server_pid())
+            .finish()
+    }
+}
+
 impl Service for Server {
     fn name(&self) -> &str {
         &self.name
@@ -599,6 +709,21 @@ fn sanitize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reuse_variable_gives_its_host_and_port() {
+        assert_eq!(
+            host_and_port("127.0.0.1:41234").as_deref(),
+            Some("127.0.0.1:41234")
+        );
+        assert_eq!(
+            host_and_port("http://user@[::1]:8080/path?x").as_deref(),
+            Some("[::1]:8080")
+        );
+        assert_eq!(host_and_port("http://localhost/"), None, "no port");
+        assert_eq!(host_and_port("not an address"), None);
+        assert_eq!(host_and_port(":80"), None, "no host");
+    }
 
     #[test]
     fn service_names_are_safe_for_directories() {
