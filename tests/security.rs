@@ -989,10 +989,24 @@ fn down_stops_a_server_whose_registry_is_damaged() {
         "up failed: {}",
         show(&up)
     );
+    // Two keepers outlive `up`: PostgreSQL's, working in `postgres-up`,
+    // and the anchor's.
     let keepers = services_processes_of(sandbox.path());
-    let [keeper] = keepers[..] else {
-        panic!("not one stampede-services process outlives `up`: {keepers:?}");
+    let in_dir = |name: &str| -> Vec<u32> {
+        keepers
+            .iter()
+            .copied()
+            .filter(|&p| fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|c| c.ends_with(name)))
+            .collect()
     };
+    let (postgres, anchor) = (in_dir("postgres-up"), in_dir("anchor-up"));
+    let ([keeper], [_], 2) = (&postgres[..], &anchor[..], keepers.len()) else {
+        panic!(
+            "not one keeper for postgres and one for the anchor outlive `up`: {keepers:?} \
+             (postgres {postgres:?}, anchor {anchor:?})"
+        );
+    };
+    let keeper = *keeper;
     let mut leftovers = Leftovers::default();
     leftovers.0.extend(process_tree(keeper));
     // The server: the keeper's process started with `-D <…>/postgres-up/…`.
@@ -1181,6 +1195,52 @@ fn up_starts_every_service_and_fixtures_reuse_them_through_their_variables() {
     let down = services(&env, &["down"]);
     assert!(down.status.success(), "{}", show(&down));
     sandbox.assert_nothing_runs();
+}
+
+#[test]
+fn killing_the_one_pid_up_names_stops_every_service_it_started() {
+    let _one_at_a_time = SERVICES_CLI.lock().unwrap_or_else(|e| e.into_inner());
+    let sandbox = Sandbox::new();
+    let env = sandbox.env();
+    let _down = DownAtEnd(env.clone());
+    let up = services(&env, &["up"]);
+    assert!(up.status.success(), "{}", show(&up));
+    let note = String::from_utf8_lossy(&up.stderr).into_owned();
+    let pid: u32 = note
+        .lines()
+        .find_map(|l| {
+            l.split_once(", or `kill ")?
+                .1
+                .strip_suffix('`')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("`up` names no pid to kill: {note}"));
+    let status = services(&env, &["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stderr)
+            .contains(&format!("`kill {pid}` stops every service")),
+        "{}",
+        show(&status)
+    );
+    let dirs = ["postgres-up", "redis-up", "anchor-up"].map(|d| sandbox.base().join(d));
+    assert!(dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
+    // SAFETY: the anchor is a `sleep` this test's `up` started, as this user.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let stopped = wait_until(Duration::from_secs(30), || dirs.iter().all(|d| !d.exists()));
+    assert!(
+        stopped,
+        "left after the anchor was killed: {:?}",
+        dirs.iter().filter(|d| d.exists()).collect::<Vec<_>>()
+    );
+    sandbox.assert_nothing_runs();
+    let status = services(&env, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("postgres: not running") && text.contains("redis: not running"),
+        "{}",
+        show(&status)
+    );
 }
 
 /// Bug: `initdb` for a cold cache ran as a plain child of the test

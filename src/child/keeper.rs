@@ -157,7 +157,7 @@ fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> R
             let _ = report(channel, &failed(spec, reason));
             return Err(End::Stop);
         }
-        if told_to_stop(channel, READY_POLL, spec.detached) {
+        if told_to_stop(channel, READY_POLL, spec) {
             return Err(End::Stop);
         }
     }
@@ -226,7 +226,7 @@ impl LogScan {
 /// server dies.
 fn watch(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> End {
     loop {
-        if told_to_stop(channel, TICK, spec.detached) {
+        if told_to_stop(channel, TICK, spec) {
             return End::Stop;
         }
         if let Some(status) = server.try_wait().ok().flatten() {
@@ -243,14 +243,18 @@ fn watch(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> End {
 }
 
 /// Waits up to `wait` on the channel; whether the keeper must stop: its
-/// channel ended (unless `detached`) or a stop signal is pending.
-fn told_to_stop(channel: &mut Channel, wait: Duration, detached: bool) -> bool {
+/// channel ended (unless detached), a stop signal is pending, or its
+/// anchor (if any) is gone.
+fn told_to_stop(channel: &mut Channel, wait: Duration, spec: &KeeperSpec) -> bool {
     if sys::take_stop_signal().is_some() {
         return true;
     }
-    if detached {
+    if spec.detached {
         std::thread::sleep(wait);
-        return sys::take_stop_signal().is_some();
+        let anchor_gone = spec
+            .anchor
+            .is_some_and(|(pid, start)| !sys::process_alive(pid, start));
+        return anchor_gone || sys::take_stop_signal().is_some();
     }
     let fd = channel.file.as_raw_fd();
     let mut fds = [sys::poll_fd(fd, sys::POLLIN)];

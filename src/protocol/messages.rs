@@ -80,6 +80,10 @@ pub(crate) struct KeeperSpec {
     /// Keep running after the channel ends, until SIGTERM
     /// (`stampede-services up`).
     pub detached: bool,
+    /// For a detached keeper: the process (pid, start time) whose end
+    /// stops it too, so that killing that one process stops every service
+    /// an `up` started.
+    pub anchor: Option<(u32, u64)>,
 }
 
 /// How a keeper knows its server is ready.

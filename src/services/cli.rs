@@ -88,6 +88,64 @@ pub(crate) fn builtins() -> Vec<Entry> {
     ]
 }
 
+/// The anchor the keepers started now are to watch: the server (pid,
+/// start time) of `<base>/anchor-up`.
+static ANCHOR: std::sync::Mutex<Option<(u32, u64)>> = std::sync::Mutex::new(None);
+
+/// The anchor for keepers this process starts detached from now on.
+pub(crate) fn anchor() -> Option<(u32, u64)> {
+    *ANCHOR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The anchor: one process whose end stops every service `up` started.
+/// Each detached keeper watches it (by pid and start time) beside its stop
+/// signal, so `kill <anchor pid>`, even `kill -9`, stops them all. It is a
+/// `sleep` under a detached keeper of its own, in `<base>/anchor-up`, whose
+/// `url` file holds its pid and start time.
+fn anchor_entry() -> Entry {
+    Entry {
+        name: "anchor".to_owned(),
+        variable: String::new(),
+        start: Box::new(|| {
+            let running = super::start_in(
+                &Server::new("sleep").name("anchor").args(["2147483647"]),
+                Place::Detached,
+            )?;
+            let pid = running.server_pid();
+            let start = sys::process_start_time(pid).unwrap_or(0);
+            Ok((running, format!("{pid} {start}")))
+        }),
+        server_user: || None,
+    }
+}
+
+/// The running anchor of `base`, started if there is none; from now on,
+/// keepers this process starts detached watch it. Its pid.
+fn ensure_anchor(base: &Path) -> Result<u32> {
+    // The anchor's own keeper watches no anchor.
+    *ANCHOR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let entry = anchor_entry();
+    let (text, _) = up_one(&entry, base)?;
+    let mut words = text.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(pid)), Some(Ok(start))) = (words.next(), words.next()) else {
+        return Err(Error::InvalidOptions(format!(
+            "the anchor's record in {} is damaged; run `stampede-services down` first",
+            dir_of(base, &entry).display()
+        )));
+    };
+    let pid = u32::try_from(pid).unwrap_or(0);
+    *ANCHOR.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, start));
+    Ok(pid)
+}
+
+/// The anchor's pid, when it runs.
+fn anchor_pid(base: &Path) -> Option<u32> {
+    match state(&dir_of(base, &anchor_entry())) {
+        State::Running(text) => text.split_whitespace().next()?.parse().ok(),
+        _ => None,
+    }
+}
+
 /// The names of `entries`, for messages.
 fn names(entries: &[Entry]) -> String {
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -210,6 +268,7 @@ pub fn up(entries: &[Entry], names: &[&str]) -> Result<Said> {
     let chosen = chosen(entries, names)?;
     let (base, _lock) = locked()?;
     let mut said = Said::default();
+    let anchor = ensure_anchor(&base)?;
     for builtin in chosen {
         match up_one(builtin, &base) {
             Ok((url, note)) => {
@@ -229,8 +288,9 @@ pub fn up(entries: &[Entry], names: &[&str]) -> Result<Said> {
         }
     }
     if !said.shell.is_empty() {
-        said.note
-            .push_str("stop them with `eval \"$(stampede-services down)\"`\n");
+        said.note.push_str(&format!(
+            "stop them all with `eval \"$(stampede-services down)\"`, or `kill {anchor}`\n"
+        ));
     }
     Ok(said)
 }
@@ -296,6 +356,10 @@ pub fn status(entries: &[Entry]) -> Result<Said> {
             }
         }
     }
+    if let Some(pid) = anchor_pid(&base) {
+        said.note
+            .push_str(&format!("`kill {pid}` stops every service `up` started\n"));
+    }
     Ok(said)
 }
 
@@ -317,6 +381,16 @@ pub fn down(entries: &[Entry], names: &[&str]) -> Result<Said> {
         stop(builtin, &dir, &mut said.note);
         let _ = std::fs::remove_dir_all(&dir);
         said.note.push_str(&format!("{}: stopped\n", builtin.name));
+    }
+    // The anchor goes with the last service.
+    let none_left = entries
+        .iter()
+        .all(|e| matches!(state(&dir_of(&base, e)), State::Absent | State::Stale));
+    let anchor = anchor_entry();
+    let anchor_dir = dir_of(&base, &anchor);
+    if none_left && state(&anchor_dir) != State::Absent {
+        stop(&anchor, &anchor_dir, &mut said.note);
+        let _ = std::fs::remove_dir_all(&anchor_dir);
     }
     Ok(said)
 }

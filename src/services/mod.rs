@@ -383,6 +383,7 @@ pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result
         stop_grace_ms: launch.stop_grace.as_millis() as u64,
         addresses: launch.addresses.clone(),
         detached,
+        anchor: if detached { cli::anchor() } else { None },
     };
     let keeper = Keeper::start(dir, spec)?;
     for address in &launch.addresses {
