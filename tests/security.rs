@@ -1,5 +1,5 @@
 //! Security: what a hostile local user (`nobody`) can do to a root test
-//! that uses `services::Postgres` or `stampede-services`, pinned shut.
+//! that uses `services::Postgres`, `services::Redis` or `stampede-services`, pinned shut.
 //!
 //! Each test gives the code under test a `TMPDIR` of its own (sticky and
 //! world-writable, as /tmp is, so `nobody` can plant in it) and runs that
@@ -1195,6 +1195,89 @@ fn up_starts_every_service_and_fixtures_reuse_them_through_their_variables() {
     let down = services(&env, &["down"]);
     assert!(down.status.success(), "{}", show(&down));
     sandbox.assert_nothing_runs();
+}
+
+/// `redis-cli <args>` as `nobody`, with `env` only; its output.
+fn redis_cli_as_nobody(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new("redis-cli")
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .envs(env.iter().copied())
+        .current_dir("/")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli as nobody")
+}
+
+#[test]
+fn a_redis_server_lets_no_other_user_in() {
+    if !can_act_as_nobody("a_redis_server_lets_no_other_user_in") {
+        return;
+    }
+    let redis = Redis::builder().tcp(true).start().unwrap();
+    let url = redis.url().to_owned();
+    let (password, rest) = url
+        .strip_prefix("redis://:")
+        .and_then(|r| r.split_once('@'))
+        .expect("a password in a TCP fixture's URL");
+    let port = rest
+        .split('/')
+        .next()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    let dir = redis.directory().unwrap().to_owned();
+    let socket = dir.join("server/redis.sock").display().to_string();
+    let said = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // The control: with the password, nobody gets in over TCP.
+    let with = redis_cli_as_nobody(
+        &["-h", "127.0.0.1", "-p", &port, "ping"],
+        &[("REDISCLI_AUTH", password)],
+    );
+    assert!(
+        said(&with).contains("PONG"),
+        "the control failed: {}",
+        show(&with)
+    );
+    let without = redis_cli_as_nobody(&["-h", "127.0.0.1", "-p", &port, "ping"], &[]);
+    assert!(
+        !said(&without).contains("PONG") && said(&without).contains("NOAUTH"),
+        "nobody got in over TCP without the password: {}",
+        show(&without)
+    );
+    let by_socket = redis_cli_as_nobody(&["-s", &socket, "ping"], &[("REDISCLI_AUTH", password)]);
+    assert!(
+        !said(&by_socket).contains("PONG"),
+        "nobody reached the socket: {}",
+        show(&by_socket)
+    );
+    // The password is in no file nobody can read.
+    let config = dir.join("redis.conf").display().to_string();
+    let read = Command::new("cat")
+        .arg(&config)
+        .env_clear()
+        .current_dir("/")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert!(
+        !read.status.success() && read.stdout.is_empty(),
+        "nobody read {config}: {}",
+        show(&read)
+    );
 }
 
 #[test]

@@ -36,8 +36,12 @@ fn server_inner() {
     std::fs::write(dir.join("port.tmp"), port.to_string()).unwrap();
     std::fs::rename(dir.join("port.tmp"), dir.join("port")).unwrap();
     let leak = std::env::var_os("LEAK").is_some();
+    let exit_after: Option<usize> = std::env::var("EXIT_AFTER").ok().map(|n| n.parse().unwrap());
     let mut kept = Vec::new();
-    for stream in listener.incoming() {
+    for (served, stream) in listener.incoming().enumerate() {
+        if exit_after == Some(served) {
+            std::process::exit(0);
+        }
         let mut stream = stream.unwrap();
         let mut line = String::new();
         BufReader::new(&stream).read_line(&mut line).unwrap();
@@ -49,10 +53,19 @@ fn server_inner() {
 }
 
 fn start_server(dir: &std::path::Path, leak: bool) -> (Child, u16) {
+    start_server_with(dir, leak, None)
+}
+
+/// The server, ending after `exit_after` connections if given.
+fn start_server_with(dir: &std::path::Path, leak: bool, exit_after: Option<usize>) -> (Child, u16) {
     let exe = std::env::current_exe().unwrap();
     let mut env = vec![("DIR", dir.to_str().unwrap())];
     if leak {
         env.push(("LEAK", "1"));
+    }
+    let exit_after = exit_after.map(|n| n.to_string());
+    if let Some(n) = &exit_after {
+        env.push(("EXIT_AFTER", n));
     }
     let server = procs::start_ignored_test(&exe, "server_inner", &env);
     let port_file = dir.join("port");
@@ -119,22 +132,54 @@ fn a_server_that_closes_each_connection_is_no_leak_and_one_that_dies_is_noted() 
             .all(|l| !l.contains("watched process")),
         "{report}"
     );
-    // Watching a process that is gone: a note, never a leak, and the load
-    // runs on (its calls fail, since nothing answers).
+    // Watching a process that is gone before the load: an error before
+    // any worker starts, naming it.
     server.kill().unwrap();
     server.wait().unwrap();
     let gone = server.id();
-    let report = Load::new(300)
+    let err = Load::new(300)
         .workers(1)
         .watch(gone)
         .run(ask, port)
-        .unwrap();
-    assert!(report.leaks().is_empty(), "{report}");
-    let text = report.to_string();
+        .unwrap_err();
+    let text = err.to_string();
     assert!(
-        text.contains(&format!(
-            "note: watched process {gone} ended during the load (seen gone after call "
-        )),
+        matches!(err, stampede::Error::InvalidOptions(_))
+            && text.contains(&format!("Load::watch({gone}): no process {gone} runs")),
         "{text}"
     );
+}
+
+/// A request that tolerates a server that is gone: the status, or 0.
+#[stampede::function]
+fn ask_or_zero(port: u16) -> u16 {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = stream.write_all(b"hello\n");
+    let mut line = String::new();
+    let _ = BufReader::new(stream).read_line(&mut line);
+    u16::from(line == "ok\n")
+}
+
+#[test]
+fn a_watched_server_that_ends_during_the_load_is_a_note_naming_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = start_server_with(dir.path(), false, Some(20));
+    let pid = server.id();
+    let report = Load::new(200)
+        .workers(1)
+        .watch(pid)
+        .run(ask_or_zero, port)
+        .unwrap();
+    server.wait().unwrap();
+    report.assert_all_returned();
+    let answered = report.values().filter(|v| **v == 1).count();
+    assert_eq!(answered, 20, "the server answers 20 connections, then ends");
+    assert!(report.leaks().is_empty(), "{report}");
+    let text = report.to_string();
+    // Seen at a sample during the load, or at the last one, after it.
+    let note = format!("note: watched process {pid} ended during the load (seen gone ");
+    assert!(text.contains(&note), "no note of its end: {text}");
+    assert_eq!(text.matches(&note).count(), 1, "noted once: {text}");
 }

@@ -443,6 +443,23 @@ impl Load {
                     .into(),
             ));
         }
+        for &pid in &self.watched {
+            if sys::holdings_of(pid).is_some() {
+                continue;
+            }
+            let message = match sys::process_start_time(pid) {
+                None => format!(
+                    "Load::watch({pid}): no process {pid} runs; watch the server under test \
+                     while it runs (a services::Server's is `Running::server_pid()`)"
+                ),
+                Some(_) => format!(
+                    "Load::watch({pid}): what process {pid} holds cannot be read (/proc/{pid} \
+                     is closed to this user: another user's process?); watch a process of \
+                     this user's, or run as its user"
+                ),
+            };
+            return Err(Error::InvalidOptions(message));
+        }
         if self.call_timeout.is_zero() {
             return Err(Error::InvalidOptions(
                 "call_timeout(0) would time out every call; give a call the time it needs, \
@@ -723,17 +740,25 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         stopped_early: Option<String>,
     ) -> LoadReport<R> {
         self.failures.sort_by_key(|o| o.index);
-        // A watched server's last sample, with no call in flight.
+        // A watched server's last sample, with no call in flight; one gone
+        // since its last sample is noted now.
         for (pid, watch) in &mut self.watched {
-            if let (Some(w), Some((fds, threads, children, rss_bytes))) =
-                (watch.as_mut(), sys::holdings_of(*pid))
-            {
-                w.settle(&protocol::Sample {
+            let Some(w) = watch.as_mut() else { continue };
+            match sys::holdings_of(*pid) {
+                Some((fds, threads, children, rss_bytes)) => w.settle(&protocol::Sample {
                     fds,
                     threads,
                     children,
                     rss_bytes,
-                });
+                }),
+                None => {
+                    self.notes.push(format!(
+                        "watched process {pid} ended during the load (seen gone when the load \
+                         ended, after {} calls)",
+                        self.ended
+                    ));
+                    *watch = None;
+                }
             }
         }
         // Each leak as it stands at the end, not when it was found; one

@@ -59,9 +59,11 @@ pub(crate) fn own_rss_bytes() -> u64 {
 }
 
 /// What process `pid` holds now: `(descriptors, threads, child processes,
-/// resident bytes)`; `None` once it is gone (or its `/proc` is closed to
-/// this user).
+/// resident bytes)`; `None` once it is gone, a zombie included (or its
+/// `/proc` is closed to this user).
 pub(crate) fn holdings_of(pid: u32) -> Option<(u32, u32, u32, u64)> {
+    // A zombie has ended: what its /proc still shows is nothing it holds.
+    super::service::process_start_time(pid)?;
     let dir = format!("/proc/{pid}");
     let fds = descriptor_count(&dir)?;
     let threads = thread_count(&dir)?;
