@@ -5,11 +5,11 @@
 #[path = "common/procs.rs"]
 mod procs;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
-use procs::{is_gone, start_ignored_test, wait_until};
+use procs::{is_gone, wait_until};
 use stampede::Error;
 use stampede::services::Redis;
 
@@ -197,18 +197,7 @@ fn hold_a_redis_until_killed() {
 #[test]
 fn the_keeper_cleans_up_after_its_test_process_is_killed() {
     let exe = std::env::current_exe().unwrap();
-    let mut holder = start_ignored_test(&exe, "hold_a_redis_until_killed", &[]);
-    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
-    let line = lines
-        .find_map(|l| Some(l.ok()?.split_once("REDIS ")?.1.to_owned()))
-        .unwrap_or_else(|| {
-            let mut err = String::new();
-            let _ = holder.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("the holder did not start a server: {err}")
-        });
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let dir = PathBuf::from(words[0]);
-    let pids: Vec<u32> = words[1..].iter().map(|w| w.parse().unwrap()).collect();
+    let (mut holder, dir, pids) = procs::start_holder(&exe, "hold_a_redis_until_killed", "REDIS");
     assert!(dir.is_dir());
     holder.kill().unwrap(); // SIGKILL
     holder.wait().unwrap();

@@ -245,23 +245,8 @@ fn hold_a_cluster_until_killed() {
 #[test]
 fn the_keeper_cleans_up_after_its_test_process_is_killed() {
     let exe = std::env::current_exe().unwrap();
-    let mut holder = start_ignored_test(&exe, "hold_a_cluster_until_killed", &[]);
-    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
-    let line = lines
-        .find_map(|l| Some(l.ok()?.split_once("CLUSTER ")?.1.to_owned()))
-        .unwrap_or_else(|| {
-            let mut err = String::new();
-            holder
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("the holder did not start a cluster: {err}")
-        });
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let dir = PathBuf::from(words[0]);
-    let pids: Vec<u32> = words[1..].iter().map(|w| w.parse().unwrap()).collect();
+    let (mut holder, dir, pids) =
+        procs::start_holder(&exe, "hold_a_cluster_until_killed", "CLUSTER");
     assert!(dir.is_dir());
     holder.kill().unwrap(); // SIGKILL
     holder.wait().unwrap();

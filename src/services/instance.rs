@@ -25,7 +25,25 @@ use crate::sys::{self, Identity, Open};
 pub(crate) const SERVER_DIR: &str = "server";
 
 /// The longest Unix socket path the kernel takes (`sun_path`, less its NUL).
-pub(crate) const SOCKET_PATH_MAX: usize = 107;
+const SOCKET_PATH_MAX: usize = 107;
+
+/// An error unless `socket`, the Unix socket `service` will listen on, fits
+/// in the kernel's limit on a socket's path.
+pub(crate) fn check_socket_path(service: &str, socket: &Path) -> Result<()> {
+    let length = socket.as_os_str().len();
+    if length <= SOCKET_PATH_MAX {
+        return Ok(());
+    }
+    Err(Error::ServiceStart {
+        service: service.to_owned(),
+        reason: format!(
+            "its Unix socket's path, {}, is {length} bytes, over the {SOCKET_PATH_MAX} the \
+             kernel allows; set TMPDIR to a shorter directory",
+            socket.display()
+        ),
+        log_tail: String::new(),
+    })
+}
 
 /// A new instance directory, with its registry naming this process.
 pub(crate) struct Instance {
@@ -486,5 +504,22 @@ mod tests {
         assert!(proven.signal(sys::SIGKILL, "test"));
         let status = sleeper.wait().unwrap();
         assert!(!status.success());
+    }
+}
+
+#[cfg(test)]
+mod socket_path_tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_path_of_107_bytes_is_taken_and_one_of_108_refused() {
+        let path = |len: usize| PathBuf::from(format!("/{}", "s".repeat(len - 1)));
+        assert!(check_socket_path("redis", &path(107)).is_ok());
+        let e = check_socket_path("redis", &path(108)).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("is 108 bytes, over the 107") && text.contains("set TMPDIR"),
+            "{text}"
+        );
     }
 }

@@ -48,6 +48,27 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     pids
 }
 
+/// Starts the ignored test `name` of `exe`, which holds a service and
+/// prints `<marker> <directory> <pid>…`, and waits for that line: the
+/// running holder, the directory and the pids.
+pub fn start_holder(exe: &Path, name: &str, marker: &str) -> (Child, std::path::PathBuf, Vec<u32>) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut holder = start_ignored_test(exe, name, &[]);
+    let prefix = format!("{marker} ");
+    let line = BufReader::new(holder.stdout.take().unwrap())
+        .lines()
+        .find_map(|l| Some(l.ok()?.split_once(prefix.as_str())?.1.to_owned()))
+        .unwrap_or_else(|| {
+            let mut err = String::new();
+            let _ = holder.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("{name} printed no `{marker}` line: {err}")
+        });
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let dir = std::path::PathBuf::from(words[0]);
+    let pids = words[1..].iter().map(|w| w.parse().unwrap()).collect();
+    (holder, dir, pids)
+}
+
 /// Starts `exe` (this test binary, or a copy) on the ignored test `name`
 /// alone, with extra environment variables.
 pub fn start_ignored_test(exe: &Path, name: &str, env: &[(&str, &str)]) -> Child {

@@ -13,7 +13,7 @@ use super::install::{cached_data_dir, server_user};
 use super::psql::{Psql, psql, psql_script};
 use super::{SUPERUSER, reuse, url};
 use crate::error::{Error, Result};
-use crate::services::instance::{self, SOCKET_PATH_MAX};
+use crate::services::instance;
 use crate::services::{Launch, Ready, Running, Service};
 use crate::sys::{self, Open};
 
@@ -202,18 +202,7 @@ impl Service for PostgresService {
         let server_dir = instance::server_dir(dir)?;
         let port = self.tcp_port.unwrap_or(5432);
         let socket = server_dir.join(format!(".s.PGSQL.{port}"));
-        if socket.as_os_str().len() > SOCKET_PATH_MAX {
-            return Err(Error::ServiceStart {
-                service: "postgres".to_owned(),
-                reason: format!(
-                    "its Unix socket's path, {}, is {} bytes, over the {SOCKET_PATH_MAX} the \
-                     kernel allows; set TMPDIR to a shorter directory",
-                    socket.display(),
-                    socket.as_os_str().len()
-                ),
-                log_tail: String::new(),
-            });
-        }
+        instance::check_socket_path("postgres", &socket)?;
         let data = server_dir.join("data");
         let io = |context, path: &Path| {
             let path = path.to_owned();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::services::instance::{self, SOCKET_PATH_MAX};
+use crate::services::instance;
 use crate::services::{Launch, Ready, Service};
 use crate::sys::{self, Open};
 
@@ -46,18 +46,7 @@ impl Service for RedisService {
         // Its own directory (data, socket) is closed to every other user.
         let server_dir = instance::server_dir(dir)?;
         let socket = socket_path(dir);
-        if socket.as_os_str().len() > SOCKET_PATH_MAX {
-            return Err(Error::ServiceStart {
-                service: "redis".to_owned(),
-                reason: format!(
-                    "its Unix socket's path, {}, is {} bytes, over the {SOCKET_PATH_MAX} the \
-                     kernel allows; set TMPDIR to a shorter directory",
-                    socket.display(),
-                    socket.as_os_str().len()
-                ),
-                log_tail: String::new(),
-            });
-        }
+        instance::check_socket_path("redis", &socket)?;
         let config = dir.join("redis.conf");
         let text = config_text(&server_dir, &socket, self.tcp.as_ref(), &self.settings);
         // The password is in this file (this user's alone), never on the
