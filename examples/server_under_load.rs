@@ -13,10 +13,11 @@
 //!    request must succeed and nothing may leak, in the workers or in the
 //!    server.
 //! 2. The bug the harness exists for: a server that opens a connection per
-//!    request and keeps it. Its descriptor limit is 256, as a production
-//!    server's `ulimit -n` would be, so it would fail after about 250
-//!    requests; the leak detector names its socket to PostgreSQL within a
-//!    dozen.
+//!    request and keeps it. The leak detector names its socket to
+//!    PostgreSQL within a dozen requests. Without it, the leak shows the way
+//!    production finds it, later: the server's descriptor limit (256, as a
+//!    production `ulimit -n` would be) or PostgreSQL's `max_connections`
+//!    runs out, and requests fail.
 //!
 //! Needs PostgreSQL's server programs (Debian: `apt-get install postgresql`).
 
@@ -109,6 +110,33 @@ fn main() {
     assert!(
         report.leaks().iter().all(|l| l.watched()),
         "the workers leak nothing:\n{report}"
+    );
+    leaky.stop();
+
+    // Without the detector, the leak is found the way production finds
+    // it, only later: the server runs out (of descriptors, or PostgreSQL
+    // of connections) and requests start failing.
+    let leaky = start_server(&pg, "leak");
+    let port = leaky.port().unwrap();
+    let blind = Load::new(1_000)
+        .workers(1)
+        .leak_detection(false)
+        .stop_at_first_failure(true)
+        .call_timeout(Duration::from_secs(30))
+        .run(fetch, port)
+        .expect("starting the worker");
+    let failed_at = blind
+        .failures()
+        .first()
+        .map(|f| f.index())
+        .unwrap_or_else(|| panic!("the leaky server never ran out:\n{blind}"));
+    println!(
+        "the same server without the leak detector: the first request failed at call \
+         {failed_at} of 1000, when it ran out"
+    );
+    assert!(
+        failed_at > 12,
+        "it ran out before the detector would have named it"
     );
 }
 
