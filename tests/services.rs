@@ -707,6 +707,15 @@ fn declared_services_with_a_taken_or_bad_name_stop_the_command_before_it_starts(
         said.note
     );
     let said = Services::new()
+        .server("anchor", echo_api())
+        .run(&["status"]);
+    assert_eq!(said.code, 2);
+    assert!(
+        said.note.contains("`anchor` is the command's own"),
+        "{}",
+        said.note
+    );
+    let said = Services::new()
         .server("My API", echo_api())
         .run(&["status"]);
     assert_eq!(said.code, 2);
@@ -724,4 +733,54 @@ fn declared_services_with_a_taken_or_bad_name_stop_the_command_before_it_starts(
         said.note
     );
     assert!(said.shell.is_empty());
+}
+
+/// A project's command whose only own service cannot start.
+#[stampede::function]
+fn failing_command(words: Vec<String>) -> (String, String, u8) {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let broken = Server::new("/nonexistent/api").free_port();
+    let said = Services::new().server("api", broken).run(&words);
+    (said.shell, said.note, said.code)
+}
+
+#[test]
+fn an_up_that_starts_nothing_leaves_no_anchor_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let words = vec!["up".to_owned(), "api".to_owned()];
+    let (shell, note, code) = in_child(tmp.path(), &[], failing_command, words);
+    assert_eq!(code, 1, "{note}");
+    assert!(shell.is_empty(), "{shell}");
+    assert!(
+        note.contains("api: ") && note.contains("/nonexistent/api"),
+        "{note}"
+    );
+    let base = tmp.path().join(format!("stampede-{}", euid()));
+    assert_all_gone(&base.join("anchor-up"), &[]);
+    assert_all_gone(&base.join("api-up"), &[]);
+}
+
+#[test]
+fn a_relative_program_path_is_the_callers_not_the_instance_directorys() {
+    let exe = std::env::current_exe().unwrap();
+    let here = std::env::current_dir().unwrap();
+    // `../../…/path/to/exe`: relative to the working directory, wherever
+    // the target directory is.
+    let mut relative = PathBuf::new();
+    for _ in here.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(exe.strip_prefix("/").unwrap());
+    assert!(relative.is_relative() && relative.components().count() > 1);
+    let server = Server::new(relative)
+        .args(["echo_server", "--exact", "--ignored", "--nocapture"])
+        .env("ECHO_PORT", "{port}")
+        .free_port()
+        .start()
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(&server.addresses()[0]).unwrap();
+    stream.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
 }

@@ -52,12 +52,40 @@ fn server_inner() {
     }
 }
 
-fn start_server(dir: &std::path::Path, leak: bool) -> (Child, u16) {
+/// The server process, killed (and reaped) when dropped, so that a test
+/// that fails leaves no server behind.
+struct Served(Child);
+
+impl std::ops::Deref for Served {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(dir: &std::path::Path, leak: bool) -> (Served, u16) {
     start_server_with(dir, leak, None)
 }
 
 /// The server, ending after `exit_after` connections if given.
-fn start_server_with(dir: &std::path::Path, leak: bool, exit_after: Option<usize>) -> (Child, u16) {
+fn start_server_with(
+    dir: &std::path::Path,
+    leak: bool,
+    exit_after: Option<usize>,
+) -> (Served, u16) {
     let exe = std::env::current_exe().unwrap();
     let mut env = vec![("DIR", dir.to_str().unwrap())];
     if leak {
@@ -67,7 +95,7 @@ fn start_server_with(dir: &std::path::Path, leak: bool, exit_after: Option<usize
     if let Some(n) = &exit_after {
         env.push(("EXIT_AFTER", n));
     }
-    let server = procs::start_ignored_test(&exe, "server_inner", &env);
+    let server = Served(procs::start_ignored_test(&exe, "server_inner", &env));
     let port_file = dir.join("port");
     assert!(procs::wait_until(Duration::from_secs(30), || port_file.exists()));
     let port = std::fs::read_to_string(port_file).unwrap().parse().unwrap();

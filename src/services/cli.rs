@@ -287,7 +287,18 @@ pub fn up(entries: &[Entry], names: &[&str]) -> Result<Said> {
             }
         }
     }
-    if !said.shell.is_empty() {
+    if said.shell.is_empty() {
+        // Nothing runs: the anchor has nothing to stop.
+        let anchor_entry = anchor_entry();
+        let anchor_dir = dir_of(&base, &anchor_entry);
+        let none_running = entries
+            .iter()
+            .all(|e| !matches!(state(&dir_of(&base, e)), State::Running(_)));
+        if none_running {
+            stop(&anchor_entry, &anchor_dir, &mut said.note);
+            let _ = std::fs::remove_dir_all(&anchor_dir);
+        }
+    } else {
         said.note.push_str(&format!(
             "stop them all with `eval \"$(stampede-services down)\"`, or `kill {anchor}`\n"
         ));

@@ -34,9 +34,10 @@ use super::cli::{self, Entry, Said};
 /// eval "$(cargo run --bin services -- down)"
 /// ```
 ///
-/// Tests then reuse `api` through `STAMPEDE_API_URL` with
-/// [`Server::start_or_reuse`], and start one of their own when it is not
-/// set.
+/// Tests then reuse `api` through `STAMPEDE_API_URL` (its address,
+/// `127.0.0.1:<port>`) with [`Server::start_or_reuse`], and start one of
+/// their own when it is not set. A binary needs `stampede-test` in
+/// `[dependencies]`, not only `[dev-dependencies]` (or make it an example).
 pub struct Services {
     entries: Vec<Entry>,
     problems: Vec<String>,
@@ -74,6 +75,12 @@ impl Services {
                  directory and the variable {}",
                 cli::variable_for(name)
             ));
+        } else if name == "anchor" {
+            self.problems.push(
+                "the service name `anchor` is the command's own (the process whose end stops \
+                 every service); choose another"
+                    .to_owned(),
+            );
         } else if self.entries.iter().any(|e| e.name() == name) {
             self.problems.push(format!(
                 "two services are named `{name}`; give each its own name (it names its \

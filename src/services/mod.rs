@@ -365,9 +365,20 @@ pub(crate) fn start_in<S: Service + ?Sized>(service: &S, place: Place) -> Result
             return Err(e);
         }
     };
+    // The keeper starts the server in the instance's directory: a relative
+    // path (`target/debug/api`) is the caller's, resolved here; a bare name
+    // (`redis-server`) is looked up in PATH as always.
+    let program = if launch.program.is_relative() && launch.program.components().count() > 1 {
+        match std::env::current_dir() {
+            Ok(here) => here.join(&launch.program),
+            Err(_) => launch.program.clone(),
+        }
+    } else {
+        launch.program.clone()
+    };
     let spec = KeeperSpec {
         service: service.name().to_owned(),
-        program: launch.program.to_string_lossy().into_owned(),
+        program: program.to_string_lossy().into_owned(),
         args: launch.args,
         env: launch.env,
         user: launch.user,

@@ -274,6 +274,10 @@ impl RedisBuilder {
     /// Listens on `127.0.0.1` on a free port too (the URL then uses TCP);
     /// by default only on a Unix socket in the server's private directory.
     ///
+    /// With `STAMPEDE_REDIS_URL` set, the fixture is on that server, as its
+    /// URL says (a socket or TCP); take [`private_instance`](RedisBuilder::private_instance)
+    /// too for a TCP server of the fixture's own whatever the environment.
+    ///
     /// Any local user can reach a TCP port, so the server gets a random
     /// password (`requirepass`), which [`url`](Redis::url) carries. It is
     /// written in the server's configuration file (readable by this user

@@ -75,10 +75,19 @@ pub(super) fn parse(url: &str) -> Result<Target> {
 pub(super) fn connect(target: &Target, url: &str) -> Result<Connection> {
     Connection::open(target)
         .and_then(|mut c| c.ok(&["PING"]).map(|_| c))
-        .map_err(|e| Error::ServiceUnreachable {
-            variable: URL_VAR,
-            url: redacted(url),
-            message: e.to_string(),
+        .map_err(|e| {
+            let mut message = e.to_string();
+            if message.contains("NOAUTH") || message.contains("WRONGPASS") {
+                message.push_str(
+                    "; the server wants a password: put it in the URL \
+                     (`redis://:<password>@host:port`)",
+                );
+            }
+            Error::ServiceUnreachable {
+                variable: URL_VAR,
+                url: redacted(url),
+                message,
+            }
         })
 }
 
