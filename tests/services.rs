@@ -688,41 +688,35 @@ fn euid() -> u32 {
 
 #[test]
 fn declared_services_with_a_taken_or_bad_name_stop_the_command_before_it_starts() {
-    let said = Services::new().server("redis", echo_api()).run(&["up"]);
-    assert_eq!(said.code, 2);
-    assert!(
-        said.note.contains("two services are named `redis`")
-            && said.note.contains("STAMPEDE_REDIS_URL"),
-        "{}",
-        said.note
+    let refused = |services: Services, words: &[&str], parts: &[&str]| {
+        let said = services.run(words);
+        assert_eq!(said.code, 2, "{}", said.note);
+        assert!(said.shell.is_empty(), "{}", said.shell);
+        for part in parts {
+            assert!(said.note.contains(part), "{part}: {}", said.note);
+        }
+    };
+    refused(
+        Services::new().server("redis", echo_api()),
+        &["up"],
+        &["two services are named `redis`", "STAMPEDE_REDIS_URL"],
     );
-    let said = Services::new()
-        .server("api", echo_api())
-        .server("api", echo_api())
-        .run(&["status"]);
-    assert_eq!(said.code, 2);
-    assert!(
-        said.note.contains("two services are named `api`"),
-        "{}",
-        said.note
+    refused(
+        Services::new()
+            .server("api", echo_api())
+            .server("api", echo_api()),
+        &["status"],
+        &["two services are named `api`"],
     );
-    let said = Services::new()
-        .server("anchor", echo_api())
-        .run(&["status"]);
-    assert_eq!(said.code, 2);
-    assert!(
-        said.note.contains("`anchor` is the command's own"),
-        "{}",
-        said.note
+    refused(
+        Services::new().server("anchor", echo_api()),
+        &["status"],
+        &["`anchor` is the command's own"],
     );
-    let said = Services::new()
-        .server("My API", echo_api())
-        .run(&["status"]);
-    assert_eq!(said.code, 2);
-    assert!(
-        said.note.contains("`My API` is not 1 to 20"),
-        "{}",
-        said.note
+    refused(
+        Services::new().server("My API", echo_api()),
+        &["status"],
+        &["`My API` is not 1 to 20"],
     );
     let said = Services::new().run(&["up", "mysql"]);
     assert_eq!(said.code, 1);

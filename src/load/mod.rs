@@ -79,6 +79,18 @@ pub struct Load {
     progress_every: Duration,
 }
 
+/// What watched process `pid` holds now, as a worker's sample; `None` once
+/// it is gone.
+fn sample_of(pid: u32) -> Option<protocol::Sample> {
+    let (fds, threads, children, rss_bytes) = sys::holdings_of(pid)?;
+    Some(protocol::Sample {
+        fds,
+        threads,
+        children,
+        rss_bytes,
+    })
+}
+
 /// When a long load says how far it got: a pure rule on the calls' own
 /// end times (monotonic nanoseconds), so that it reads no clock.
 #[derive(Debug)]
@@ -608,18 +620,12 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
     fn sample_watched(&mut self, call: u64) {
         for (pid, watch) in &mut self.watched {
             let Some(w) = watch else { continue };
-            let Some((fds, threads, children, rss_bytes)) = sys::holdings_of(*pid) else {
+            let Some(sample) = sample_of(*pid) else {
                 self.notes.push(format!(
                     "watched process {pid} ended during the load (seen gone after call {call})"
                 ));
                 *watch = None;
                 continue;
-            };
-            let sample = protocol::Sample {
-                fds,
-                threads,
-                children,
-                rss_bytes,
             };
             let pid = *pid;
             let inspect = move || Details::from(pid, 0);
@@ -744,13 +750,8 @@ impl<R: serde::de::DeserializeOwned> Collector<R> {
         // since its last sample is noted now.
         for (pid, watch) in &mut self.watched {
             let Some(w) = watch.as_mut() else { continue };
-            match sys::holdings_of(*pid) {
-                Some((fds, threads, children, rss_bytes)) => w.settle(&protocol::Sample {
-                    fds,
-                    threads,
-                    children,
-                    rss_bytes,
-                }),
+            match sample_of(*pid) {
+                Some(sample) => w.settle(&sample),
                 None => {
                     self.notes.push(format!(
                         "watched process {pid} ended during the load (seen gone when the load \

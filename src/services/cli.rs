@@ -288,16 +288,7 @@ pub fn up(entries: &[Entry], names: &[&str]) -> Result<Said> {
         }
     }
     if said.shell.is_empty() {
-        // Nothing runs: the anchor has nothing to stop.
-        let anchor_entry = anchor_entry();
-        let anchor_dir = dir_of(&base, &anchor_entry);
-        let none_running = entries
-            .iter()
-            .all(|e| !matches!(state(&dir_of(&base, e)), State::Running(_)));
-        if none_running {
-            stop(&anchor_entry, &anchor_dir, &mut said.note);
-            let _ = std::fs::remove_dir_all(&anchor_dir);
-        }
+        stop_idle_anchor(entries, &base, &mut said.note);
     } else {
         said.note.push_str(&format!(
             "stop them all with `eval \"$(stampede-services down)\"`, or `kill {anchor}`\n"
@@ -393,17 +384,23 @@ pub fn down(entries: &[Entry], names: &[&str]) -> Result<Said> {
         let _ = std::fs::remove_dir_all(&dir);
         said.note.push_str(&format!("{}: stopped\n", builtin.name));
     }
-    // The anchor goes with the last service.
+    stop_idle_anchor(entries, &base, &mut said.note);
+    Ok(said)
+}
+
+/// Stops the anchor of `base` when no service of `entries` may still run
+/// there (each is absent, or its keeper is gone): it has nothing left to
+/// stop.
+fn stop_idle_anchor(entries: &[Entry], base: &Path, note: &mut String) {
     let none_left = entries
         .iter()
-        .all(|e| matches!(state(&dir_of(&base, e)), State::Absent | State::Stale));
+        .all(|e| matches!(state(&dir_of(base, e)), State::Absent | State::Stale));
     let anchor = anchor_entry();
-    let anchor_dir = dir_of(&base, &anchor);
+    let anchor_dir = dir_of(base, &anchor);
     if none_left && state(&anchor_dir) != State::Absent {
-        stop(&anchor, &anchor_dir, &mut said.note);
+        stop(&anchor, &anchor_dir, note);
         let _ = std::fs::remove_dir_all(&anchor_dir);
     }
-    Ok(said)
 }
 
 /// Stops the instance in `dir`: through its keeper when its registry names
