@@ -74,7 +74,15 @@ impl Stream {
     /// at end of file.
     pub(crate) fn read(&mut self, buf: &mut [u8]) {
         let mut fd = self.fd.take();
-        read_available(&mut fd, buf, |bytes| self.push(bytes));
+        read_available(&mut fd, buf, Until::ShortRead, |bytes| self.push(bytes));
+        self.fd = fd;
+    }
+
+    /// Reads what a writer that ended left, to the end of file where no
+    /// one else holds the pipe (bounded, as [`Self::read`]).
+    pub(crate) fn read_left(&mut self, buf: &mut [u8]) {
+        let mut fd = self.fd.take();
+        read_available(&mut fd, buf, Until::Nothing, |bytes| self.push(bytes));
         self.fd = fd;
     }
 
@@ -167,7 +175,14 @@ impl Splitter {
     /// Reads what is there; closes the stream at end of file.
     pub(crate) fn read(&mut self, buf: &mut [u8]) {
         let mut fd = self.fd.take();
-        read_available(&mut fd, buf, |bytes| self.push(bytes));
+        read_available(&mut fd, buf, Until::ShortRead, |bytes| self.push(bytes));
+        self.fd = fd;
+    }
+
+    /// Reads what a worker that ended left (see [`Stream::read_left`]).
+    pub(crate) fn read_left(&mut self, buf: &mut [u8]) {
+        let mut fd = self.fd.take();
+        read_available(&mut fd, buf, Until::Nothing, |bytes| self.push(bytes));
         self.fd = fd;
     }
 
@@ -237,23 +252,39 @@ impl Splitter {
     }
 }
 
-/// One non-blocking read from `fd` into `buf`: `Some(n)` bytes, or `None`
-/// when nothing is there now or the stream ended (then `fd` is closed).
-/// Reads what `fd` holds now into `push`. A short read means the pipe was
-/// drained (the next poll tells of more); a bounded number of reads, so a
-/// child that writes without pause does not keep the loop from the others.
-fn read_available(fd: &mut Option<OwnedFd>, buf: &mut [u8], mut push: impl FnMut(&[u8])) {
+/// When a read of what a pipe holds may stop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// At a short read: the pipe was drained, and the next poll tells of
+    /// more (one system call fewer per wake).
+    ShortRead,
+    /// When nothing is there or the end of file came: for a writer that
+    /// ended, whose pipe may be at its end already.
+    Nothing,
+}
+
+/// Reads what `fd` holds now into `push`, until `until`; closes `fd` at
+/// the end of file. A bounded number of reads, so a child that writes
+/// without pause does not keep the loop from the others.
+fn read_available(
+    fd: &mut Option<OwnedFd>,
+    buf: &mut [u8],
+    until: Until,
+    mut push: impl FnMut(&[u8]),
+) {
     for _ in 0..16 {
         let Some(n) = read_some(fd, buf) else {
             return;
         };
         push(&buf[..n]);
-        if n < buf.len() {
+        if n < buf.len() && until == Until::ShortRead {
             return;
         }
     }
 }
 
+/// One non-blocking read from `fd` into `buf`: `Some(n)` bytes, or `None`
+/// when nothing is there now or the stream ended (then `fd` is closed).
 fn read_some(fd: &mut Option<OwnedFd>, buf: &mut [u8]) -> Option<usize> {
     match sys::read_some(fd.as_ref()?.as_raw_fd(), buf) {
         Ok(Some(n)) if n > 0 => Some(n),

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use super::capture::Until;
 use crate::protocol::{FrameReader, Report};
 use crate::sys;
 
@@ -87,10 +88,20 @@ impl Conversation {
     /// complete, in order.
     pub(crate) fn service(&mut self, buf: &mut [u8]) -> Vec<Report> {
         self.flush();
+        self.receive(buf, Until::ShortRead)
+    }
+
+    /// Reads what a child that ended left, to the end of its channel where
+    /// no one else holds it.
+    pub(crate) fn read_left(&mut self, buf: &mut [u8]) -> Vec<Report> {
+        self.receive(buf, Until::Nothing)
+    }
+
+    fn receive(&mut self, buf: &mut [u8], until: Until) -> Vec<Report> {
         let mut reports = Vec::new();
         let mut drained = false;
         for _ in 0..64 {
-            if drained {
+            if drained && until == Until::ShortRead {
                 break;
             }
             let Some(fd) = self.fd.as_ref().map(AsRawFd::as_raw_fd) else {

@@ -44,6 +44,8 @@ pub(super) trait Output {
     fn fd(&self) -> Option<&OwnedFd>;
     /// Reads what is there now.
     fn read(&mut self, buf: &mut [u8]);
+    /// Reads what a child that ended left, to the end of file.
+    fn read_left(&mut self, buf: &mut [u8]);
 }
 
 impl Output for Stream {
@@ -54,6 +56,10 @@ impl Output for Stream {
     fn read(&mut self, buf: &mut [u8]) {
         Stream::read(self, buf);
     }
+
+    fn read_left(&mut self, buf: &mut [u8]) {
+        Stream::read_left(self, buf);
+    }
 }
 
 impl Output for Splitter {
@@ -63,6 +69,10 @@ impl Output for Splitter {
 
     fn read(&mut self, buf: &mut [u8]) {
         Splitter::read(self, buf);
+    }
+
+    fn read_left(&mut self, buf: &mut [u8]) {
+        Splitter::read_left(self, buf);
     }
 }
 
@@ -129,12 +139,20 @@ impl<O: Output> Live<O> {
     }
 
     /// Looks at the process when there is reason to: its exit watch fired,
-    /// or it has none.
-    fn look(&mut self, now: u64) {
+    /// or it has none. When this look finds it ended, everything it wrote
+    /// is in its channel and pipes by now, whatever the last poll saw: that
+    /// is read at once, and its reports are returned. Its drain grace
+    /// counts from this look, so a thread held off the CPU for longer than
+    /// the grace (a loaded machine, a thousand children) never judges a
+    /// child finished with its report still unread.
+    fn look(&mut self, now: u64, buf: &mut [u8]) -> Vec<Report> {
         let look = std::mem::take(&mut self.exit_seen) || self.process.exit_watch().is_none();
-        if look {
-            self.process.update(now);
+        if !(look && self.process.is_running()) || self.process.update(now) {
+            return Vec::new();
         }
+        self.stdout.read_left(buf);
+        self.stderr.read_left(buf);
+        self.conversation.read_left(buf)
     }
 }
 
@@ -222,8 +240,9 @@ pub(super) fn run<R: Role>(role: &mut R, waiting: &'static str) -> Result<()> {
         }
         let now = sys::monotonic_ns();
         for at in 0..role.positions() {
-            if let Some(live) = role.live(at) {
-                live.look(now);
+            let Some(live) = role.live(at) else { continue };
+            for report in live.look(now, &mut buf) {
+                role.take(at, report, now);
             }
         }
         role.after(now);
@@ -245,6 +264,120 @@ pub(super) fn poll_timeout_ms(now_ns: u64, wake_ns: u64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parent::capture::Stream;
+    use crate::parent::process::ChildProcess;
+    use crate::protocol::{Request, frame};
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::os::unix::process::CommandExt;
+    use std::sync::Arc;
+
+    /// A child of the test: a `sleep` in a group of its own, watched
+    /// without a pidfd (the portable engine's way, where its end is only
+    /// seen by looking), and the test's ends of its channel and stdout.
+    fn child() -> (Live<Stream>, UnixStream, std::fs::File) {
+        let sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id();
+        // The `ChildProcess` kills and reaps it.
+        std::mem::forget(sleeper);
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let request = Arc::new(frame(&Request::worker("f")).unwrap());
+        let (out_read, out_write) = sys::pipe().unwrap();
+        let (err_read, err_write) = sys::pipe().unwrap();
+        drop(err_write);
+        let opened = Opened {
+            process: ChildProcess::new(sys::Spawned { pid, pidfd: None }),
+            conversation: Conversation::new(ours.into(), request, 1 << 20).unwrap(),
+            stdout: out_read,
+            stderr: err_read,
+            spawned_ns: 0,
+        };
+        let live = Live::new(opened, |fd| Stream::new(fd, 1 << 20, true));
+        (live, theirs, out_write.into())
+    }
+
+    /// Two children. Taking `a`'s report, the test makes `b` write its
+    /// report and its last output and end, after this turn's poll: only
+    /// the look at exits can find that out.
+    struct EndsMidTurn {
+        live: Vec<Live<Stream>>,
+        b_ends: Option<(UnixStream, std::fs::File)>,
+        taken: Vec<(usize, Report)>,
+        /// At the first turn that begins with `b` ended: its reports taken
+        /// by then, and whether its stdout had closed.
+        when_b_ended: Option<(usize, bool)>,
+    }
+
+    impl Role for EndsMidTurn {
+        type Output = Stream;
+
+        fn prepare(&mut self, now: u64) -> Result<Next> {
+            if self.live[1].ended_ns().is_some() {
+                let taken = self.taken.iter().filter(|(at, _)| *at == 1).count();
+                self.when_b_ended = Some((taken, self.live[1].stdout.fd().is_none()));
+                return Ok(Next::Done);
+            }
+            Ok(Next::Wait(now + 2_000_000_000))
+        }
+
+        fn positions(&self) -> usize {
+            self.live.len()
+        }
+
+        fn live(&mut self, at: usize) -> Option<&mut Live<Stream>> {
+            self.live.get_mut(at)
+        }
+
+        fn take(&mut self, at: usize, report: Report, _now: u64) {
+            self.taken.push((at, report));
+            if let Some((mut channel, mut stdout)) = self.b_ends.take() {
+                let done = Report::Ready { call: 7, at_ns: 1 };
+                channel.write_all(&frame(&done).unwrap()).unwrap();
+                stdout.write_all(b"last words\n").unwrap();
+                drop((channel, stdout));
+                let b = &self.live[1].process;
+                b.kill();
+                while sys::probe(b.pid()) == sys::Probe::Running {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+
+        fn after(&mut self, _now: u64) {}
+    }
+
+    #[test]
+    fn a_child_seen_ended_has_its_report_and_output_read_before_the_next_turn() {
+        let (a, mut a_channel, _a_stdout) = child();
+        let (b, b_channel, b_stdout) = child();
+        a_channel
+            .write_all(&frame(&Report::Ready { call: 7, at_ns: 0 }).unwrap())
+            .unwrap();
+        let mut role = EndsMidTurn {
+            live: vec![a, b],
+            b_ends: Some((b_channel, b_stdout)),
+            taken: Vec::new(),
+            when_b_ended: None,
+        };
+        run(&mut role, "the test's children").unwrap();
+        // Without the read at the look, the next turn (which may come after
+        // the drain grace on a loaded machine) finds the report unread.
+        assert_eq!(
+            role.when_b_ended,
+            Some((1, true)),
+            "b's report taken and its stdout read to its end before the turn after its end"
+        );
+        assert!(matches!(
+            role.taken[1],
+            (1, Report::Ready { call: 7, at_ns: 1 })
+        ));
+        let captured = role.live[1].stdout.finish();
+        assert_eq!(captured.as_bytes(), b"last words\n");
+    }
 
     #[test]
     fn a_wake_is_rounded_up_never_early() {
