@@ -338,6 +338,39 @@ pub fn step(name: &str) {
     child::step(name);
 }
 
+/// Names this child's PostgreSQL connection to a scheduled run: backend
+/// `backend_pid` (`SELECT pg_backend_pid()`) on the server at `url` (a
+/// libpq URL, such as [`services::Postgres::url`]). When a child let go
+/// from a step has not reached its next one, the parent asks that server
+/// whether its backend waits on a lock another child's backend holds
+/// (`pg_blocking_pids`), and takes it as blocked from 2 ms, with a note
+/// that names the wait. Without this, a blocked child is recognised only by
+/// every thread of it sleeping for 25 ms.
+///
+/// PostgreSQL's own deadlock detector never fires for such a wait: its
+/// other half is a client parked at a step, not waiting on a lock.
+///
+/// The parent connects with the URL's user and password (trust, plain or
+/// SCRAM-SHA-256 authentication). A server it cannot ask is named in a note
+/// and the generic wait decides. In any other run, and outside a child, it
+/// does nothing.
+///
+/// ```no_run
+/// #[stampede::function]
+/// fn transfer(url: String) {
+///     let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+///     let me: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+///     stampede::postgres_backend(&url, me);
+///     let mut tx = db.transaction().unwrap();
+///     tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", &[]).unwrap();
+///     stampede::step("debited"); // holding the row lock
+///     tx.commit().unwrap();
+/// }
+/// ```
+pub fn postgres_backend(url: &str, backend_pid: i32) {
+    child::postgres_backend(url, backend_pid);
+}
+
 /// This child's index in its call (from 0, as in
 /// [`Outcome::index`]); for a [`Load`] worker, its worker slot; `None`
 /// outside a child (in the test itself).

@@ -91,6 +91,22 @@ pub(crate) fn step(name: &str) {
     wait_for_go(state, name);
 }
 
+/// The child's side of `stampede::postgres_backend`: in a scheduled run,
+/// tells the parent; anywhere else, nothing. A report that cannot go out
+/// only leaves the parent to its generic wait.
+pub(crate) fn postgres_backend(url: &str, pid: i32) {
+    let mut guard = lock();
+    let Some(state) = guard.as_mut().filter(|s| s.steps) else {
+        return;
+    };
+    let report = Report::Backend {
+        call: state.call,
+        url: url.to_owned(),
+        pid,
+    };
+    let _ = state.channel.send(&report);
+}
+
 /// Whether `name` can stand in a schedule's text (`<child>:<name>`).
 pub(super) fn check_step_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.chars().any(char::is_whitespace) || name.starts_with('!') {

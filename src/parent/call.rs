@@ -11,6 +11,7 @@ use super::capture::Stream;
 use super::engine::{self, Live, Next, Role};
 use super::gate::{AtGate, Gate};
 use super::launcher::Launcher;
+use super::lock_waits::{Backend, LockWaits, Wait};
 use super::phase::{self, Clocked, Due, Kill, Phase};
 use super::process::Life;
 use super::release::{self, Release, Step};
@@ -71,6 +72,8 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         chooser: settings.scheduling.clone().map(Chooser::new),
         passages: Vec::new(),
         choices: Vec::new(),
+        lock_waits: LockWaits::default(),
+        changed_ns: 0,
         go: Arc::new(
             protocol::frame(&Order::Go).map_err(|message| Error::Encode {
                 function: "a scheduled child's word to go on",
@@ -151,6 +154,12 @@ struct CallRun<'a> {
     chooser: Option<Chooser>,
     passages: Vec<(usize, String)>,
     choices: Vec<Vec<usize>>,
+    /// The database connections children named, asked who waits on whom.
+    lock_waits: LockWaits,
+    /// When a child last reached a step or ended: what may free a child
+    /// taken as blocked, and when another child could first go instead of
+    /// one that runs.
+    changed_ns: u64,
     go: Arc<Vec<u8>>,
 }
 
@@ -177,6 +186,7 @@ impl Role for CallRun<'_> {
                 }
                 let index = child.index;
                 self.done[index] = Some(child.finish(self.origin, self.settings.timeout));
+                self.changed_ns = now;
             } else {
                 i += 1;
             }
@@ -206,8 +216,12 @@ impl Role for CallRun<'_> {
 
     fn take(&mut self, at: usize, report: Report, now: u64) {
         let scheduled = self.chooser.is_some();
+        let was_held = self.live[at].at_step.is_some();
         if let Some((round, at_ns)) = self.live[at].take(report, self.call, now, scheduled) {
             self.gate.arrived(round, at_ns);
+        }
+        if !was_held && self.live[at].at_step.is_some() {
+            self.changed_ns = now;
         }
     }
 
@@ -297,11 +311,30 @@ impl CallRun<'_> {
                         return Err(diverged(chooser.blocked_diverged(position, seen)));
                     }
                 };
-                // As recorded: the wait alone decides.
-                if let Err(again) = schedule::blocked(released, now, || true) {
+                // As recorded: the database, or the wait alone, decides.
+                let index = child.index;
+                let (verdict, seen) = lock_verdict(
+                    &mut self.live,
+                    &mut self.lock_waits,
+                    index,
+                    released,
+                    now,
+                    || true,
+                );
+                if let Err(again) = verdict {
                     return Ok(Some(again));
                 }
+                let note = seen.map(|wait| {
+                    lock_note(&self.live, &self.passages, index, &wait, now - released)
+                });
+                let child = self
+                    .live
+                    .iter_mut()
+                    .find(|c| c.index == expected)
+                    .expect("found above");
+                child.notes.extend(note);
                 child.blocked = true;
+                child.blocked_ns = now;
                 self.passages.push((expected, BLOCKED.to_owned()));
                 continue;
             }
@@ -314,12 +347,55 @@ impl CallRun<'_> {
                 if !any_held || chooser.is_replay() {
                     return Ok(any_held.then(|| schedule::block_due(released)));
                 }
-                let pid = child.live.process.pid();
-                if let Err(again) = schedule::blocked(released, now, || sys::threads_asleep(pid)) {
+                let (index, pid) = (child.index, child.live.process.pid());
+                // The wait counts from when another child could go instead:
+                // a child that ran alone for a while (the others ended, or
+                // blocked) is not blocked for that.
+                let asleep = || sys::threads_asleep(pid);
+                let (verdict, seen) = lock_verdict(
+                    &mut self.live,
+                    &mut self.lock_waits,
+                    index,
+                    released.max(self.changed_ns),
+                    now,
+                    asleep,
+                );
+                if let Err(again) = verdict {
                     return Ok(Some(again));
                 }
+                let note = seen.map(|wait| {
+                    lock_note(&self.live, &self.passages, index, &wait, now - released)
+                });
+                let child = &mut self.live[at];
+                child.notes.extend(note);
                 child.blocked = true;
+                child.blocked_ns = now;
                 self.passages.push((child.index, BLOCKED.to_owned()));
+                continue;
+            }
+            // A child taken as blocked before the last change (another
+            // reached a step, or ended and let its locks go) may have been
+            // freed by it: it is judged again, by the same rule, before
+            // the next choice, so that it never runs beside the child let
+            // go next. Still blocked, it stays so silently: the schedule
+            // records choices, and a replay judges it again the same way.
+            let stale = |c: &Child| {
+                c.blocked && c.blocked_ns < self.changed_ns && c.done.is_none() && c.alive()
+            };
+            if let Some(at) = self.live.iter().position(stale) {
+                let (index, pid) = (self.live[at].index, self.live[at].live.process.pid());
+                let (verdict, _) = lock_verdict(
+                    &mut self.live,
+                    &mut self.lock_waits,
+                    index,
+                    self.changed_ns,
+                    now,
+                    || sys::threads_asleep(pid),
+                );
+                if let Err(again) = verdict {
+                    return Ok(Some(again));
+                }
+                self.live[at].blocked_ns = now;
                 continue;
             }
             let mut held: Vec<(usize, &str)> = self
@@ -341,12 +417,17 @@ impl CallRun<'_> {
             let step = child.at_step.take().expect("a held child was chosen");
             child.released_ns = Some(now);
             child.live.conversation.send(self.go.clone());
+            let first_look = if child.backends.is_empty() {
+                schedule::block_due(now)
+            } else {
+                now.saturating_add(schedule::LOCK_LOOK.as_nanos() as u64)
+            };
             self.passages.push((index, step));
             // While others are held, time matters again: the child let go
             // may block on one of them.
             let others_held = choices.len() > 1;
             self.choices.push(choices);
-            return Ok(others_held.then(|| schedule::block_due(now)));
+            return Ok(others_held.then_some(first_look));
         }
     }
 
@@ -566,6 +647,69 @@ fn diverged(d: Diverged) -> Error {
     }
 }
 
+/// The note on a child the database showed waiting on another's lock.
+fn lock_note(
+    live: &[Child],
+    passages: &[(usize, String)],
+    index: usize,
+    wait: &Wait,
+    after_ns: u64,
+) -> String {
+    let from = passages
+        .iter()
+        .rev()
+        .find(|(c, _)| *c == index)
+        .map_or("start", |(_, step)| step.as_str());
+    let holder = live.iter().find(|c| c.index == wait.child);
+    let at = match holder.and_then(|c| c.at_step.as_deref()) {
+        Some(step) => format!("held at step `{step}`"),
+        None => "itself blocked".to_owned(),
+    };
+    format!(
+        "taken as blocked {:?} after it went on from step `{from}`: its PostgreSQL backend {} \
+         waits on a lock of backend {}, child {}'s, {at} (pg_blocking_pids)",
+        Duration::from_nanos(after_ns),
+        wait.backend,
+        wait.blocker,
+        wait.child,
+    )
+}
+
+/// `schedule::blocked` for child `index`, asking the database whether it
+/// waits on another child when both named connections; the wait seen, if
+/// the database decided. A server that could not be asked is noted on
+/// the child.
+fn lock_verdict(
+    live: &mut [Child],
+    lock_waits: &mut LockWaits,
+    index: usize,
+    released: u64,
+    now: u64,
+    asleep: impl FnOnce() -> bool,
+) -> (std::result::Result<(), u64>, Option<Wait>) {
+    let mine: Vec<Backend> = live
+        .iter()
+        .find(|c| c.index == index)
+        .map(|c| c.backends.clone())
+        .unwrap_or_default();
+    let others: Vec<(usize, Backend)> = live
+        .iter()
+        .filter(|c| c.index != index)
+        .flat_map(|c| c.backends.iter().map(|b| (c.index, b.clone())))
+        .collect();
+    let mut seen = None;
+    let look = (!mine.is_empty() && !others.is_empty()).then_some(|| {
+        seen = lock_waits.waiting_on(&mine, &others);
+        seen.is_some()
+    });
+    let verdict = schedule::blocked(released, now, look, asleep);
+    let problems = lock_waits.take_problems();
+    if let Some(child) = live.iter_mut().find(|c| c.index == index) {
+        child.notes.extend(problems);
+    }
+    (verdict, seen)
+}
+
 /// One live child and everything known about it.
 struct Child {
     index: usize,
@@ -588,6 +732,10 @@ struct Child {
     at_step: Option<String>,
     released_ns: Option<u64>,
     blocked: bool,
+    /// When it was taken as blocked, or last judged still so.
+    blocked_ns: u64,
+    /// The database connections it named (`stampede::postgres_backend`).
+    backends: Vec<Backend>,
     /// Its history's events, as they came (`stampede::history`).
     operations: Vec<OpEvent>,
 }
@@ -624,6 +772,8 @@ impl Child {
             at_step: None,
             released_ns: None,
             blocked: false,
+            blocked_ns: 0,
+            backends: Vec::new(),
             operations: Vec::new(),
         })
     }
@@ -663,6 +813,12 @@ impl Child {
                 self.blocked = false;
                 self.clocked.enter(Phase::Running);
             }
+            Report::Backend { url, pid, .. } if scheduled && self.done.is_none() => {
+                let backend = Backend { url, pid };
+                if !self.backends.contains(&backend) {
+                    self.backends.push(backend);
+                }
+            }
             Report::Checkpoint { round, at_ns, .. }
                 if self.done.is_none() && self.reached.is_some_and(|r| round == r + 1) =>
             {
@@ -695,11 +851,12 @@ impl Child {
     /// In a scheduled run: whether it runs (let go from a step, not at
     /// another, not ended, not taken as blocked).
     fn runs(&self) -> bool {
-        self.at_step.is_none()
-            && !self.blocked
-            && self.done.is_none()
-            && self.clocked.killed().is_none()
-            && self.live.process.is_running()
+        self.at_step.is_none() && !self.blocked && self.done.is_none() && self.alive()
+    }
+
+    /// Its process runs and was not killed.
+    fn alive(&self) -> bool {
+        self.clocked.killed().is_none() && self.live.process.is_running()
     }
 
     /// Once it ended, its phase says so.

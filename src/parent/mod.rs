@@ -20,6 +20,7 @@ mod engine;
 mod gate;
 mod launcher;
 mod limits;
+mod lock_waits;
 mod phase;
 mod pool;
 mod process;

@@ -21,17 +21,39 @@ pub(crate) fn block_due(released_ns: u64) -> u64 {
     released_ns.saturating_add(ns(BLOCK_WAIT))
 }
 
+/// How soon after letting a child go, and then how often, the parent asks
+/// a database the child named whether it waits on another child's lock
+/// (`lock_waits`): a wait shows there within a few milliseconds.
+pub(crate) const LOCK_LOOK: Duration = Duration::from_millis(2);
+
 /// The rule for a child let go at `released_ns` that has not reached its
-/// next step: `Ok` when at `now_ns` it counts as blocked ([`BLOCK_WAIT`]
-/// passed and `asleep()`: every thread waits, none runs or is ready to),
-/// else `Err` with when to look again. `asleep` is asked only once the
-/// wait is over (it reads `/proc`).
+/// next step: `Ok` when at `now_ns` it counts as blocked, else `Err` with
+/// when to look again. Two ways to count:
+///
+/// - `waits_on_child` (only for a child that named its database
+///   connections): from [`LOCK_LOOK`] after the release, every
+///   [`LOCK_LOOK`], the database says it waits on another child;
+/// - [`BLOCK_WAIT`] passed and `asleep()`: every thread waits, none runs
+///   or is ready to. Asked only once the wait is over (it reads `/proc`).
 pub(crate) fn blocked(
     released_ns: u64,
     now_ns: u64,
+    waits_on_child: Option<impl FnOnce() -> bool>,
     asleep: impl FnOnce() -> bool,
 ) -> Result<(), u64> {
     let due = block_due(released_ns);
+    if let Some(waits_on_child) = waits_on_child {
+        let first_look = released_ns.saturating_add(ns(LOCK_LOOK));
+        if now_ns < first_look {
+            return Err(first_look);
+        }
+        if waits_on_child() {
+            return Ok(());
+        }
+        if now_ns < due {
+            return Err(now_ns.saturating_add(ns(LOCK_LOOK)).min(due));
+        }
+    }
     if now_ns < due {
         Err(due)
     } else if asleep() {
@@ -89,6 +111,9 @@ pub(crate) struct Chooser {
     change_points: Vec<usize>,
     /// The child that went on last.
     last: Option<usize>,
+    /// Choices made so far: `Follow` and `Pct` count these, not passages
+    /// (a child taken as blocked is a passage the policy did not choose).
+    made: usize,
 }
 
 impl Chooser {
@@ -103,6 +128,7 @@ impl Chooser {
             priorities: Vec::new(),
             change_points: Vec::new(),
             last: None,
+            made: 0,
         };
         if let Scheduling::Pct {
             depth,
@@ -148,6 +174,7 @@ impl Chooser {
     ) -> Result<usize, Diverged> {
         let chosen = self.pick(position, held)?;
         self.last = Some(chosen);
+        self.made += 1;
         Ok(chosen)
     }
 
@@ -165,7 +192,7 @@ impl Chooser {
                         .expect("a held child")
                 };
                 let mut chosen = highest(&self.priorities);
-                if let Some(i) = self.change_points.iter().position(|&p| p == position + 1) {
+                if let Some(i) = self.change_points.iter().position(|&p| p == self.made + 1) {
                     if let Some(priority) = self.priorities.get_mut(chosen) {
                         *priority = i + 1;
                     }
@@ -173,7 +200,7 @@ impl Chooser {
                 }
                 Ok(chosen)
             }
-            Scheduling::Follow(prefix) => match prefix.get(position) {
+            Scheduling::Follow(prefix) => match prefix.get(self.made) {
                 Some(&child) if held.iter().any(|&(c, _)| c == child) => Ok(child),
                 Some(&child) => Err(Diverged {
                     position,
@@ -270,6 +297,9 @@ pub(crate) fn default_choice(last: Option<usize>, held: &[(usize, &str)]) -> usi
 mod tests {
     use super::*;
 
+    /// `blocked` for a child that named no database connection.
+    const NO_LOCK_LOOK: Option<fn() -> bool> = None;
+
     #[test]
     fn a_replay_picks_the_recorded_child_and_checks_its_step() {
         let mut chooser = Chooser::new(Scheduling::Replay(vec![
@@ -341,6 +371,15 @@ mod tests {
         });
         assert_eq!(dropping.change_points, [1]);
         assert_ne!(dropping.choose(0, &held).unwrap(), leader);
+        // Change points count choices: passages taken as blocked before
+        // the first choice do not move it.
+        let mut later = Chooser::new(Scheduling::Pct {
+            seed: 5,
+            depth: 2,
+            steps: 1,
+            children: 3,
+        });
+        assert_ne!(later.choose(3, &held).unwrap(), leader);
     }
 
     #[test]
@@ -355,6 +394,12 @@ mod tests {
         assert_eq!(chooser.choose(3, &[(1, "s"), (2, "s")]), Ok(1));
         let mut lost = Chooser::new(Scheduling::Follow(vec![1]));
         assert_eq!(lost.choose(0, &[(0, "s")]).unwrap_err().child, 1);
+        // A prefix counts choices, not passages: a child taken as blocked
+        // at passage 1 (`1:!`, no choice) leaves the second choice second.
+        let mut around = Chooser::new(Scheduling::Follow(vec![1, 0, 1]));
+        assert_eq!(around.choose(0, &held), Ok(1));
+        assert_eq!(around.choose(2, &[(0, "s"), (2, "s")]), Ok(0));
+        assert_eq!(around.choose(3, &held), Ok(1));
     }
 
     #[test]
@@ -362,14 +407,53 @@ mod tests {
         const MS: u64 = 1_000_000;
         let due = 1_000 * MS + 25 * MS;
         let never = || panic!("asked before the wait was over");
-        assert_eq!(blocked(1_000 * MS, due - 1, never), Err(due));
-        assert_eq!(blocked(1_000 * MS, due, || true), Ok(()));
+        assert_eq!(blocked(1_000 * MS, due - 1, NO_LOCK_LOOK, never), Err(due));
+        assert_eq!(blocked(1_000 * MS, due, NO_LOCK_LOOK, || true), Ok(()));
         assert_eq!(
-            blocked(1_000 * MS, due, || false),
+            blocked(1_000 * MS, due, NO_LOCK_LOOK, || false),
             Err(due + 25 * MS / 4),
             "a child that lacks only CPU is looked at again a quarter wait later"
         );
         assert_eq!(block_due(1_000 * MS), due);
+    }
+
+    #[test]
+    fn a_child_with_named_connections_is_seen_blocked_by_its_database_from_2_ms() {
+        const MS: u64 = 1_000_000;
+        let released = 1_000 * MS;
+        let never = || panic!("asked too early");
+        let asks = |answer: bool| Some(move || answer);
+        // Not before the first look, not even the database.
+        assert_eq!(
+            blocked(released, released + 2 * MS - 1, Some(never), never),
+            Err(released + 2 * MS)
+        );
+        // At the first look the database says it waits on a child: blocked
+        // at 2 ms, not at the generic 25.
+        assert_eq!(
+            blocked(released, released + 2 * MS, asks(true), never),
+            Ok(())
+        );
+        // It does not: asked again 2 ms later, /proc not read before 25 ms.
+        assert_eq!(
+            blocked(released, released + 2 * MS, asks(false), never),
+            Err(released + 4 * MS)
+        );
+        assert_eq!(
+            blocked(released, released + 24 * MS, asks(false), never),
+            Err(released + 25 * MS),
+            "the next look is never later than the generic wait"
+        );
+        // Past the wait, with no wait on a child the server knows of (a
+        // file lock, another client): the generic rule still decides.
+        assert_eq!(
+            blocked(released, released + 25 * MS, asks(false), || true),
+            Ok(())
+        );
+        assert_eq!(
+            blocked(released, released + 25 * MS, asks(false), || false),
+            Err(released + 25 * MS + 25 * MS / 4)
+        );
     }
 
     #[test]

@@ -195,6 +195,9 @@ pub(crate) enum Report {
     Ready { call: u64, at_ns: u64 },
     /// In a scheduled run: at step `name`, waiting for the parent's `Go`.
     Step { call: u64, name: String, at_ns: u64 },
+    /// In a scheduled run: this child's PostgreSQL connection is backend
+    /// `pid` on the server at `url` (`stampede::postgres_backend`).
+    Backend { call: u64, url: String, pid: i32 },
     /// The function reached `stampede::checkpoint()` (`waits`) or
     /// `stampede::arrive()` for the `round`-th time (from 1).
     Checkpoint {
@@ -229,6 +232,7 @@ impl Report {
             Report::Ready { call, .. }
             | Report::Checkpoint { call, .. }
             | Report::Step { call, .. }
+            | Report::Backend { call, .. }
             | Report::Operation { call, .. }
             | Report::Done { call, .. } => *call,
         }

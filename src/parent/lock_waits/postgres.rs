@@ -1,0 +1,492 @@
+//! Just enough of PostgreSQL's frontend protocol (version 3) to ask a
+//! server one question in plain text: a connection from a libpq URL (a
+//! Unix socket directory or a TCP host), trust, password or SCRAM-SHA-256
+//! authentication, and simple queries whose rows come back as text. Every
+//! read and write has a deadline; every message length is bounded.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::scram::Scram;
+
+/// The most a single message from the server may hold: the answers asked
+/// for here are a few numbers per backend.
+const MESSAGE_LIMIT: usize = 1 << 20;
+
+/// Where and as whom to connect, from a libpq URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// A host name or address, or a Unix socket directory (starts with `/`).
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+}
+
+impl Target {
+    /// Reads `postgres[ql]://[user[:password]@][host][:port][/database][?k=v&…]`,
+    /// with `host`, `port`, `user`, `password` and `dbname` also taken from
+    /// the parameters (libpq's way of naming a socket directory).
+    pub(crate) fn parse(url: &str) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("postgresql://")
+            .or_else(|| url.strip_prefix("postgres://"))
+            .ok_or("not a postgresql:// URL")?;
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
+        let (mut user, mut password) = match userinfo.map(|u| u.split_once(':')) {
+            Some(Some((user, secret))) => (decode(user)?, Some(decode(secret)?)),
+            Some(None) => (decode(userinfo.unwrap_or_default())?, None),
+            None => (String::new(), None),
+        };
+        let (mut host, mut port) = match hostport.strip_prefix('[') {
+            // An IPv6 address: `[::1]` or `[::1]:5432`.
+            Some(v6) => {
+                let (address, after) = v6
+                    .split_once(']')
+                    .ok_or_else(|| format!("{hostport:?} opens a `[` it does not close"))?;
+                (
+                    address.to_owned(),
+                    after.strip_prefix(':').map(str::to_owned),
+                )
+            }
+            None => match hostport.rsplit_once(':') {
+                Some((host, port)) => (decode(host)?, Some(port.to_owned())),
+                None => (decode(hostport)?, None),
+            },
+        };
+        let mut database = decode(path)?;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decode(value)?;
+            match key {
+                "host" => host = value,
+                "port" => port = Some(value),
+                "user" => user = value,
+                "password" => password = Some(value),
+                "dbname" => database = value,
+                _ => {}
+            }
+        }
+        let port = match port.as_deref() {
+            None | Some("") => 5432,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("port {p:?} is not a number"))?,
+        };
+        if user.is_empty() {
+            user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .map_err(|_| "the URL names no user, and neither PGUSER nor USER is set")?;
+        }
+        if database.is_empty() {
+            database = user.clone();
+        }
+        Ok(Target {
+            host: if host.is_empty() { "/tmp".into() } else { host },
+            port,
+            user,
+            password,
+            database,
+        })
+    }
+}
+
+fn decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("a bad %-escape in {s:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn io(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s,
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// One connection, ready for queries.
+pub(crate) struct Client {
+    stream: Stream,
+}
+
+/// A rows' values as text (`None` for SQL NULL).
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
+
+impl Client {
+    /// Connects and authenticates; each read or write may take `deadline`.
+    pub(crate) fn connect(target: &Target, deadline: Duration) -> Result<Client, String> {
+        let stream = if target.host.starts_with('/') {
+            let path = format!("{}/.s.PGSQL.{}", target.host, target.port);
+            let s = UnixStream::connect(&path).map_err(|e| format!("connecting to {path}: {e}"))?;
+            s.set_read_timeout(Some(deadline))
+                .map_err(|e| e.to_string())?;
+            s.set_write_timeout(Some(deadline))
+                .map_err(|e| e.to_string())?;
+            Stream::Unix(s)
+        } else {
+            let address = format!("{}:{}", target.host, target.port);
+            let s = TcpStream::connect(&address)
+                .map_err(|e| format!("connecting to {address}: {e}"))?;
+            s.set_read_timeout(Some(deadline))
+                .map_err(|e| e.to_string())?;
+            s.set_write_timeout(Some(deadline))
+                .map_err(|e| e.to_string())?;
+            s.set_nodelay(true).map_err(|e| e.to_string())?;
+            Stream::Tcp(s)
+        };
+        let mut client = Client { stream };
+        client.startup(target).map_err(|e| e.to_string())?;
+        Ok(client)
+    }
+
+    fn startup(&mut self, target: &Target) -> Result<(), Failure> {
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for (key, value) in [
+            ("user", target.user.as_str()),
+            ("database", target.database.as_str()),
+            ("application_name", "stampede lock waits"),
+        ] {
+            cstr(&mut body, key);
+            cstr(&mut body, value);
+        }
+        body.push(0);
+        self.send(None, &body)?;
+        let mut scram: Option<Scram> = None;
+        loop {
+            let (kind, body) = self.receive()?;
+            match kind {
+                b'R' => {
+                    let code = be_i32(&body, 0)?;
+                    let rest = &body[4..];
+                    match code {
+                        0 => {}
+                        3 => {
+                            let password = needs_password(target)?;
+                            let mut message = Vec::new();
+                            cstr(&mut message, password);
+                            self.send(Some(b'p'), &message)?;
+                        }
+                        10 => {
+                            let offers = rest.split(|b| *b == 0).any(|m| m == b"SCRAM-SHA-256");
+                            if !offers {
+                                return Err(Failure::Unsupported(
+                                    "the server offers no SASL mechanism but SCRAM-SHA-256 PLUS"
+                                        .into(),
+                                ));
+                            }
+                            let password = needs_password(target)?;
+                            let started = Scram::new(password);
+                            let first = started.client_first();
+                            let mut message = Vec::new();
+                            cstr(&mut message, "SCRAM-SHA-256");
+                            message.extend((first.len() as i32).to_be_bytes());
+                            message.extend(first.as_bytes());
+                            self.send(Some(b'p'), &message)?;
+                            scram = Some(started);
+                        }
+                        11 => {
+                            let state = scram.as_mut().ok_or(Failure::Protocol(
+                                "a SCRAM continuation before its start".into(),
+                            ))?;
+                            let last = state
+                                .client_final(&String::from_utf8_lossy(rest))
+                                .map_err(Failure::Protocol)?;
+                            self.send(Some(b'p'), last.as_bytes())?;
+                        }
+                        12 => {
+                            let state = scram
+                                .as_ref()
+                                .ok_or(Failure::Protocol("a SCRAM end before its start".into()))?;
+                            state
+                                .verify_server(&String::from_utf8_lossy(rest))
+                                .map_err(Failure::Protocol)?;
+                        }
+                        5 => {
+                            return Err(Failure::Unsupported(
+                                "the server asks for an MD5 password, which this check does not \
+                                 speak (SCRAM-SHA-256 and plain passwords it does)"
+                                    .into(),
+                            ));
+                        }
+                        other => {
+                            return Err(Failure::Unsupported(format!(
+                                "the server asks for authentication method {other}"
+                            )));
+                        }
+                    }
+                }
+                b'E' => return Err(Failure::Server(error_text(&body))),
+                b'Z' => return Ok(()),
+                // Parameter status, backend key, notices: nothing to do.
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs `sql` (one statement, no parameters) and returns its rows.
+    pub(crate) fn query(&mut self, sql: &str) -> Result<Rows, String> {
+        let mut message = Vec::new();
+        cstr(&mut message, sql);
+        self.send(Some(b'Q'), &message).map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            let (kind, body) = self.receive().map_err(|e| e.to_string())?;
+            match kind {
+                b'D' => rows.push(data_row(&body).map_err(|e| e.to_string())?),
+                b'E' => error = Some(error_text(&body)),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+
+    fn send(&mut self, kind: Option<u8>, body: &[u8]) -> Result<(), Failure> {
+        let mut message = Vec::with_capacity(body.len() + 5);
+        message.extend(kind);
+        message.extend(((body.len() + 4) as i32).to_be_bytes());
+        message.extend(body);
+        self.stream.io().write_all(&message).map_err(Failure::Io)
+    }
+
+    fn receive(&mut self) -> Result<(u8, Vec<u8>), Failure> {
+        let mut header = [0u8; 5];
+        self.stream
+            .io()
+            .read_exact(&mut header)
+            .map_err(Failure::Io)?;
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        let len = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_sub(4))
+            .filter(|l| *l <= MESSAGE_LIMIT)
+            .ok_or_else(|| {
+                Failure::Protocol(format!(
+                    "a message of length {len}: not PostgreSQL, or beyond {MESSAGE_LIMIT} bytes"
+                ))
+            })?;
+        let mut body = vec![0u8; len];
+        self.stream
+            .io()
+            .read_exact(&mut body)
+            .map_err(Failure::Io)?;
+        Ok((header[0], body))
+    }
+}
+
+fn needs_password(target: &Target) -> Result<&str, Failure> {
+    target.password.as_deref().ok_or_else(|| {
+        Failure::Unsupported("the server asks for a password and the URL has none".into())
+    })
+}
+
+#[derive(Debug)]
+enum Failure {
+    Io(io::Error),
+    Protocol(String),
+    Server(String),
+    Unsupported(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Io(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                write!(f, "the server did not answer in time")
+            }
+            Failure::Io(e) => write!(f, "{e}"),
+            Failure::Protocol(e) => write!(f, "the server's answer is not understood: {e}"),
+            Failure::Server(e) => write!(f, "the server said: {e}"),
+            Failure::Unsupported(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn cstr(out: &mut Vec<u8>, s: &str) {
+    out.extend(s.as_bytes());
+    out.push(0);
+}
+
+fn be_i32(body: &[u8], at: usize) -> Result<i32, Failure> {
+    body.get(at..at + 4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| Failure::Protocol("a message cut short".into()))
+}
+
+fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, Failure> {
+    let short = || Failure::Protocol("a data row cut short".into());
+    let count = u16::from_be_bytes([
+        *body.first().ok_or_else(short)?,
+        *body.get(1).ok_or_else(short)?,
+    ]);
+    let mut at = 2;
+    let mut values = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let len = be_i32(body, at)?;
+        at += 4;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let end = at + len as usize;
+        let bytes = body.get(at..end).ok_or_else(short)?;
+        values.push(Some(String::from_utf8_lossy(bytes).into_owned()));
+        at = end;
+    }
+    Ok(values)
+}
+
+/// The `M` (message) field of an error response, with its code.
+fn error_text(body: &[u8]) -> String {
+    let mut message = String::from("an error without a message");
+    let mut code = String::new();
+    for field in body.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let text = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'M' => message = text,
+            b'C' => code = text,
+            _ => {}
+        }
+    }
+    if code.is_empty() {
+        message
+    } else {
+        format!("{message} ({code})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Target {
+        Target::parse(url).unwrap()
+    }
+
+    #[test]
+    fn urls_name_a_socket_directory_or_a_host_and_the_user_and_database() {
+        let t = target("postgresql://stampede@/app?host=/run/pg%20dir&port=5433");
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.user.as_str(),
+                t.database.as_str()
+            ),
+            ("/run/pg dir", 5433, "stampede", "app")
+        );
+        assert_eq!(t.password, None);
+        let t = target("postgres://u:s%40cret@127.0.0.1:6000/db");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.password.as_deref()),
+            ("127.0.0.1", 6000, Some("s@cret"))
+        );
+        let t = target("postgresql://u@[::1]:7000/db");
+        assert_eq!((t.host.as_str(), t.port), ("::1", 7000));
+        let t = target("postgresql://u@localhost/");
+        assert_eq!((t.port, t.database.as_str()), (5432, "u"), "defaults");
+        let t = target("postgresql://u@h/d?password=p&dbname=other&user=v");
+        assert_eq!(
+            (t.user.as_str(), t.database.as_str(), t.password.as_deref()),
+            ("v", "other", Some("p"))
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        assert_eq!(
+            Target::parse("mysql://x").unwrap_err(),
+            "not a postgresql:// URL"
+        );
+        assert_eq!(
+            Target::parse("postgresql://u@h:port/d").unwrap_err(),
+            "port \"port\" is not a number"
+        );
+        assert_eq!(
+            Target::parse("postgresql://u@h/d%zz").unwrap_err(),
+            "a bad %-escape in \"d%zz\""
+        );
+    }
+
+    #[test]
+    fn data_rows_read_values_and_nulls_and_refuse_a_short_row() {
+        let mut body = 3u16.to_be_bytes().to_vec();
+        body.extend(2i32.to_be_bytes());
+        body.extend(b"42");
+        body.extend((-1i32).to_be_bytes());
+        body.extend(0i32.to_be_bytes());
+        assert_eq!(
+            data_row(&body).unwrap(),
+            vec![Some("42".into()), None, Some(String::new())]
+        );
+        body.truncate(body.len() - 1);
+        assert!(data_row(&body).is_err());
+        let mut long = 1u16.to_be_bytes().to_vec();
+        long.extend(10i32.to_be_bytes());
+        long.extend(b"short");
+        assert!(data_row(&long).is_err(), "a value longer than the row");
+    }
+
+    #[test]
+    fn a_message_length_beyond_the_limit_is_refused_before_reading_it() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut client = Client {
+            stream: Stream::Unix(ours),
+        };
+        let at_limit = (MESSAGE_LIMIT + 4) as i32;
+        let writer = std::thread::spawn(move || {
+            theirs.write_all(b"N").unwrap();
+            theirs.write_all(&at_limit.to_be_bytes()).unwrap();
+            theirs.write_all(&vec![0u8; MESSAGE_LIMIT]).unwrap();
+            theirs
+        });
+        let (kind, body) = client.receive().unwrap();
+        let mut theirs = writer.join().unwrap();
+        assert_eq!(
+            (kind, body.len()),
+            (b'N', MESSAGE_LIMIT),
+            "exactly the limit"
+        );
+        theirs.write_all(b"N").unwrap();
+        theirs.write_all(&(at_limit + 1).to_be_bytes()).unwrap();
+        let refused = client.receive().unwrap_err().to_string();
+        assert!(refused.contains("beyond 1048576 bytes"), "{refused}");
+    }
+}

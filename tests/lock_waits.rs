@@ -1,0 +1,260 @@
+//! Waits the database sees: children that name their PostgreSQL backends
+//! (`stampede::postgres_backend`) are taken as blocked when the server
+//! says they wait on a held child's row lock, with a note naming the wait;
+//! a lock order that deadlocks through the database ends in the server's
+//! deadlock error, never a hang; a server that cannot be asked is named
+//! and the generic wait decides.
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use stampede::services::Postgres;
+use stampede::{Hunt, Options, Strategy};
+
+stampede::entry!();
+
+fn accounts() -> Postgres {
+    Postgres::builder()
+        .template_sql("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 100), (2, 100);")
+        .start()
+        .expect("a PostgreSQL database")
+}
+
+/// Connects and names the connection to the scheduled run.
+fn connect(url: &str) -> Client {
+    let mut db = Client::connect(url, NoTls).unwrap();
+    let me: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    stampede::postgres_backend(url, me);
+    db
+}
+
+/// Debits account 1 and holds the row lock across a step.
+#[stampede::function]
+fn debit(url: String) {
+    let mut db = connect(&url);
+    let mut tx = db.transaction().unwrap();
+    stampede::step("begun");
+    tx.execute(
+        "UPDATE accounts SET balance = balance - 10 WHERE id = 1",
+        &[],
+    )
+    .unwrap();
+    stampede::step("debited");
+    tx.commit().unwrap();
+}
+
+const HELD_LOCK: &str =
+    "v1 n=2 0:start 0:begun 1:start 1:begun 1:! 0:debited 0:end 1:debited 1:end";
+
+#[test]
+fn a_child_waiting_on_a_held_childs_row_lock_is_seen_by_the_database_and_named() {
+    let pg = accounts();
+    // Child 0 takes the row lock and is held at `debited`; child 1, let go
+    // from `begun`, waits on it inside PostgreSQL.
+    let outcomes = Options::new()
+        .replay(HELD_LOCK)
+        .timeout(Duration::from_secs(30))
+        .call_concurrently(2, debit, pg.url().to_owned())
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), HELD_LOCK);
+    let mut db = Client::connect(pg.url(), NoTls).unwrap();
+    let balance: i32 = db
+        .query_one("SELECT balance FROM accounts WHERE id = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(balance, 80, "both debits landed, one after the other");
+    // The replay knew the wait from the server, and says so on child 1.
+    let notes: Vec<(usize, &[String])> = outcomes.iter().map(|o| (o.index(), o.notes())).collect();
+    assert!(notes[0].1.is_empty(), "{notes:?}");
+    assert_eq!(notes[1].1.len(), 1, "{notes:?}");
+    let note = &notes[1].1[0];
+    assert!(
+        note.starts_with("taken as blocked ")
+            && note.contains("after it went on from step `begun`: its PostgreSQL backend ")
+            && note.ends_with(", child 0's, held at step `debited` (pg_blocking_pids)"),
+        "{note}"
+    );
+
+    // A search meets the same wait, and says how it knew.
+    let found = Hunt::runs(20)
+        .strategy(Strategy::exhaustive())
+        .run(|run| {
+            let outcomes = run
+                .options()
+                .timeout(Duration::from_secs(30))
+                .call_concurrently(2, debit, pg.url().to_owned())
+                .map_err(|e| e.to_string())?;
+            outcomes.assert_all_returned();
+            let schedule = outcomes.schedule().unwrap().to_string();
+            match outcomes.iter().find(|o| !o.notes().is_empty()) {
+                Some(o) if schedule.contains(":!") => Err(format!(
+                    "{schedule}\n{}\n{}",
+                    o.index(),
+                    o.notes().join("\n")
+                )),
+                _ => Ok(()),
+            }
+        })
+        .expect_err("the search reaches a child waiting on the other's lock");
+    let message = found.message();
+    let mut lines = message.lines();
+    let schedule = lines.next().unwrap();
+    let blocked: usize = lines.next().unwrap().parse().unwrap();
+    let note = lines.next().unwrap();
+    let holder = 1 - blocked;
+    assert!(
+        schedule.contains(&format!("{blocked}:!")),
+        "the note is on the child the schedule took as blocked: {message}"
+    );
+    assert!(
+        note.starts_with("taken as blocked ")
+            && note.contains("after it went on from step `begun`: its PostgreSQL backend ")
+            && note.ends_with(&format!(
+                "child {holder}'s, held at step `debited` (pg_blocking_pids)"
+            )),
+        "{note}"
+    );
+}
+
+/// Locks one account, then (after a step) the other: child 0 takes 1
+/// then 2, child 1 takes 2 then 1, so two children deadlock through the
+/// database when both hold their first row.
+#[stampede::function]
+fn transfer(url: String) -> Result<(), String> {
+    let first = 1 + stampede::child_index().expect("in a child") as i32;
+    let mut db = connect(&url);
+    let mut tx = db.transaction().unwrap();
+    let mut lock = |id: i32| {
+        tx.execute(
+            "UPDATE accounts SET balance = balance + 1 WHERE id = $1",
+            &[&id],
+        )
+        .map(drop)
+        .map_err(|e| why(&e))
+    };
+    lock(first)?;
+    stampede::step("first-locked");
+    lock(3 - first)?;
+    tx.commit().map_err(|e| why(&e))
+}
+
+/// The server's message, not only "db error".
+fn why(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+}
+
+#[test]
+fn a_lock_order_that_deadlocks_through_the_database_ends_in_its_deadlock_error() {
+    let pg = accounts();
+    // Every schedule of the two children: where both hold their first row,
+    // the one let go first waits on the held one (taken as blocked, seen
+    // by the server), then the other waits on it: a real deadlock, which
+    // the server's detector breaks (deadlock_timeout, 1 s): one child gets
+    // the error, the other commits. No schedule hangs.
+    let mut runs: Vec<(String, Vec<Result<(), String>>)> = Vec::new();
+    let summary = Hunt::runs(40)
+        .strategy(Strategy::exhaustive())
+        .run(|run| {
+            let outcomes = run
+                .options()
+                .timeout(Duration::from_secs(30))
+                .call_concurrently(2, transfer, pg.url().to_owned())
+                .map_err(|e| e.to_string())?;
+            outcomes.assert_all_returned();
+            let schedule = outcomes.schedule().unwrap().to_string();
+            let values = outcomes
+                .iter()
+                .map(|o| o.value().unwrap().clone())
+                .collect();
+            runs.push((schedule, values));
+            Ok::<(), String>(())
+        })
+        .expect("every schedule ends");
+    assert!(summary.runs() >= 2, "{runs:?}");
+    let deadlocked: Vec<_> = runs
+        .iter()
+        .filter(|(_, values)| values.iter().any(Result::is_err))
+        .collect();
+    assert!(!deadlocked.is_empty(), "no schedule deadlocked: {runs:?}");
+    for (schedule, values) in &deadlocked {
+        let errors: Vec<&String> = values.iter().filter_map(|v| v.as_ref().err()).collect();
+        assert_eq!(errors.len(), 1, "{schedule}: {values:?}");
+        assert!(
+            errors[0].contains("deadlock detected"),
+            "{schedule}: {values:?}"
+        );
+        assert!(
+            schedule.contains(":first-locked") && schedule.contains(":!"),
+            "a deadlock needs both first rows held and one child taken as blocked: {schedule}"
+        );
+    }
+    // Each replays as recorded, to the same end.
+    for (schedule, _) in &deadlocked {
+        let outcomes = Options::new()
+            .replay(schedule)
+            .timeout(Duration::from_secs(30))
+            .call_concurrently(2, transfer, pg.url().to_owned())
+            .unwrap();
+        assert_eq!(&outcomes.schedule().unwrap().to_string(), schedule);
+        let errors: Vec<&String> = outcomes
+            .iter()
+            .filter_map(|o| o.value().unwrap().as_ref().err())
+            .collect();
+        assert_eq!(errors, ["deadlock detected"], "{schedule}");
+    }
+    // Schedules where one child finished before the other locked anything
+    // commit both transfers.
+    assert!(
+        runs.iter()
+            .any(|(_, values)| values.iter().all(Result::is_ok)),
+        "{runs:?}"
+    );
+}
+
+/// Names a connection to a server that is not there, then holds a file
+/// lock across a step.
+#[stampede::function]
+fn nowhere(path: std::path::PathBuf) {
+    use std::os::fd::AsRawFd;
+    stampede::postgres_backend("postgresql://nobody@/db?host=/nonexistent/stampede", 4242);
+    let file = std::fs::File::open(&path).unwrap();
+    stampede::step("before-lock");
+    // SAFETY: flock on a descriptor this function owns.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    stampede::step("locked");
+    drop(file);
+}
+
+#[test]
+fn a_server_that_cannot_be_asked_is_named_and_the_generic_wait_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lock");
+    std::fs::write(&path, "").unwrap();
+    let text =
+        "v1 n=2 0:start 0:before-lock 1:start 1:before-lock 1:! 0:locked 0:end 1:locked 1:end";
+    let outcomes = Options::new()
+        .replay(text)
+        .timeout(Duration::from_secs(20))
+        .call_concurrently(2, nowhere, path.clone())
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), text);
+    // Named once, on the child it was asked for (the one taken as
+    // blocked), with where and why.
+    let noted: Vec<(usize, &String)> = outcomes
+        .iter()
+        .flat_map(|o| o.notes().iter().map(move |n| (o.index(), n)))
+        .collect();
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    let (child, note) = noted[0];
+    assert_eq!(child, 1, "{note}");
+    assert!(
+        note.starts_with(
+            "lock waits on PostgreSQL at /nonexistent/stampede/.s.PGSQL.5432 as nobody could not \
+             be asked (connecting to /nonexistent/stampede/.s.PGSQL.5432: "
+        ) && note.ends_with("); the generic wait decided instead"),
+        "{note}"
+    );
+}
