@@ -14,7 +14,13 @@ use stampede::{Hunt, Options, Strategy};
 stampede::entry!();
 
 fn accounts() -> Postgres {
+    accounts_on(false)
+}
+
+/// The accounts, on a cluster that listens on TCP too (`tcp`).
+fn accounts_on(tcp: bool) -> Postgres {
     Postgres::builder()
+        .tcp(tcp)
         .template_sql("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 100), (2, 100);")
         .start()
         .expect("a PostgreSQL database")
@@ -22,16 +28,27 @@ fn accounts() -> Postgres {
 
 /// Connects and names the connection to the scheduled run.
 fn connect(url: &str) -> Client {
+    connect_naming(url, url)
+}
+
+/// Connects to `url`, and names the connection as one on `named`.
+fn connect_naming(url: &str, named: &str) -> Client {
     let mut db = Client::connect(url, NoTls).unwrap();
     let me: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    stampede::postgres_backend(url, me);
+    stampede::postgres_backend(named, me);
     db
 }
 
 /// Debits account 1 and holds the row lock across a step.
 #[stampede::function]
 fn debit(url: String) {
-    let mut db = connect(&url);
+    debit_naming((url.clone(), url));
+}
+
+/// `debit`, its connection named as one on another URL.
+#[stampede::function]
+fn debit_naming(urls: (String, String)) {
+    let mut db = connect_naming(&urls.0, &urls.1);
     let mut tx = db.transaction().unwrap();
     stampede::step("begun");
     tx.execute(
@@ -65,10 +82,7 @@ fn a_child_waiting_on_a_held_childs_row_lock_is_seen_by_the_database_and_named()
         .get(0);
     assert_eq!(balance, 80, "both debits landed, one after the other");
     // The replay knew the wait from the server, and says so on child 1.
-    let notes: Vec<(usize, &[String])> = outcomes.iter().map(|o| (o.index(), o.notes())).collect();
-    assert!(notes[0].1.is_empty(), "{notes:?}");
-    assert_eq!(notes[1].1.len(), 1, "{notes:?}");
-    let note = &notes[1].1[0];
+    let note = only_note_on_child_1(&outcomes);
     assert!(
         note.starts_with("taken as blocked ")
             && note.contains("after it went on from step `begun`: its PostgreSQL backend ")
@@ -255,6 +269,57 @@ fn a_server_that_cannot_be_asked_is_named_and_the_generic_wait_decides() {
             "lock waits on PostgreSQL at /nonexistent/stampede/.s.PGSQL.5432 as nobody could not \
              be asked (connecting to /nonexistent/stampede/.s.PGSQL.5432: "
         ) && note.ends_with("); the generic wait decided instead"),
+        "{note}"
+    );
+}
+
+/// The note on child 1 of a replay of `HELD_LOCK`, and no other.
+fn only_note_on_child_1(outcomes: &stampede::Outcomes<()>) -> String {
+    let notes: Vec<(usize, &[String])> = outcomes.iter().map(|o| (o.index(), o.notes())).collect();
+    assert!(notes[0].1.is_empty(), "{notes:?}");
+    assert_eq!(notes[1].1.len(), 1, "{notes:?}");
+    notes[1].1[0].clone()
+}
+
+#[test]
+fn over_tcp_the_parent_signs_in_with_the_urls_password_and_a_wrong_one_is_named() {
+    let pg = accounts_on(true);
+    let url = pg.url().to_owned();
+    assert!(
+        url.starts_with("postgresql://postgres:") && url.contains("@127.0.0.1:"),
+        "{url}"
+    );
+    // SCRAM-SHA-256 with the URL's password: the server answers.
+    let outcomes = Options::new()
+        .replay(HELD_LOCK)
+        .timeout(Duration::from_secs(30))
+        .call_concurrently(2, debit, url.clone())
+        .unwrap();
+    outcomes.assert_all_returned();
+    let note = only_note_on_child_1(&outcomes);
+    assert!(note.ends_with("(pg_blocking_pids)"), "{note}");
+
+    // The connections named with a wrong password: the parent cannot sign
+    // in, says so once without the password, and the generic wait
+    // decides the same schedule.
+    let (head, tail) = url.split_once('@').unwrap();
+    let password = head.rsplit(':').next().unwrap();
+    let wrong = format!("postgresql://postgres:not-{password}@{tail}");
+    let outcomes = Options::new()
+        .replay(HELD_LOCK)
+        .timeout(Duration::from_secs(30))
+        .call_concurrently(2, debit_naming, (url.clone(), wrong))
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), HELD_LOCK);
+    let note = only_note_on_child_1(&outcomes);
+    let port = tail.split(['/', ':']).nth(1).unwrap();
+    assert!(
+        note.starts_with(&format!(
+            "lock waits on PostgreSQL at 127.0.0.1:{port} as postgres could not be asked ("
+        )) && note.contains("password authentication failed for user \"postgres\"")
+            && note.ends_with("); the generic wait decided instead")
+            && !note.contains(password),
         "{note}"
     );
 }

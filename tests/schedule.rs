@@ -92,6 +92,24 @@ fn a_recorded_schedule_is_replayed_exactly() {
 }
 
 #[test]
+fn a_block_recorded_where_the_replay_reaches_the_next_step_holds_it_there() {
+    // Recorded on a loaded machine, child 0's slow work between `a` and
+    // `b` was taken for a block (`0:!`). Replayed, it reaches `b` at once:
+    // it is held there until the recording lets it go, the same order of
+    // steps, not a divergence.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let text = "v1 n=2 0:start 0:a 0:! 1:start 1:a 1:b 1:end 0:b 0:end";
+    let outcomes = Options::new()
+        .replay(text)
+        .call_concurrently(2, two_steps, path.clone())
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), text);
+    assert_eq!(lines(&path), ["0 a", "1 a", "1 b", "0 b"]);
+}
+
+#[test]
 fn outside_a_scheduled_run_a_step_returns_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");

@@ -9,6 +9,7 @@ pub struct Stats {
     pub median: Duration,
     pub min: Duration,
     pub p90: Duration,
+    pub max: Duration,
 }
 
 impl Stats {
@@ -26,6 +27,7 @@ impl Stats {
             median: at(0.5),
             min: sorted.first().copied().unwrap_or_default(),
             p90: at(0.9),
+            max: sorted.last().copied().unwrap_or_default(),
         }
     }
 

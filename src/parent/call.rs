@@ -304,8 +304,16 @@ impl CallRun<'_> {
                 let Some(child) = self.live.iter_mut().find(|c| c.index == expected) else {
                     return Err(diverged(chooser.blocked_diverged(position, None)));
                 };
+                if child.at_step.is_some() {
+                    // It reached its next step sooner than when recorded
+                    // (the recording took slow work for a block): held
+                    // there, it goes on when the recording next lets it,
+                    // the same order of steps.
+                    self.passages.push((expected, BLOCKED.to_owned()));
+                    continue;
+                }
                 let released = match child.released_ns {
-                    Some(at) if child.at_step.is_none() && child.runs() => at,
+                    Some(at) if child.runs() => at,
                     _ => {
                         let seen = child.at_step.clone();
                         return Err(diverged(chooser.blocked_diverged(position, seen)));
