@@ -318,6 +318,66 @@ fn an_exhaustive_hunt_of_a_correct_program_ends_when_every_schedule_ran() {
     }
 }
 
+/// Writes this child's own file, or (`shared`) one file for all, after a
+/// keyed step.
+#[stampede::function]
+fn write_keyed(args: (PathBuf, bool)) -> u32 {
+    let (dir, shared) = args;
+    let me = stampede::child_index().unwrap();
+    let file = if shared {
+        "shared".to_owned()
+    } else {
+        format!("file-{me}")
+    };
+    let path = dir.join(&file);
+    let seen: u32 = std::fs::read_to_string(&path).map_or(0, |s| s.parse().unwrap());
+    stampede::step_with("read", [&file]);
+    std::fs::write(&path, (seen + 1).to_string()).unwrap();
+    seen + 1
+}
+
+#[test]
+fn an_exhaustive_hunt_tries_one_order_of_moves_on_disjoint_keys_and_still_finds_a_shared_ones_race()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let search = |shared: bool| {
+        stampede::Hunt::runs(100)
+            .strategy(Strategy::exhaustive())
+            .run(|run| {
+                let dir = tempfile::tempdir_in(&dir).unwrap();
+                let outcomes = run
+                    .options()
+                    .call_concurrently(2, write_keyed, (dir.path().to_owned(), shared))
+                    .map_err(|e| e.to_string())?;
+                outcomes.assert_all_returned();
+                let total: u32 = if shared {
+                    *outcomes.values().max().unwrap()
+                } else {
+                    outcomes.values().sum()
+                };
+                if total == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{total} written"))
+                }
+            })
+    };
+    // Two children on their own files: every order is one; the search
+    // runs 4 (sleep sets, not the 14 orders within 2 preemptions) and
+    // ends complete.
+    let summary = search(false).expect("no race on disjoint files");
+    assert_eq!(summary.runs(), 4, "{summary}");
+    assert!(
+        summary
+            .to_string()
+            .ends_with("(every schedule within 2 preemptions)"),
+        "{summary}"
+    );
+    // On one file the moves do not commute: the lost update is found.
+    let failure = search(true).expect_err("both read before either writes");
+    assert!(failure.message().contains("1 written"), "{failure}");
+}
+
 #[test]
 fn a_pct_hunt_finds_the_lost_update_the_same_way_for_a_seed() {
     let dir = tempfile::tempdir().unwrap();

@@ -357,7 +357,7 @@ impl Options {
                 .filter(|(_, step)| step != crate::parent::BLOCKED)
                 .map(|(child, _)| *child)
                 .collect();
-            strategy.observe(&chosen, &run.held);
+            strategy.observe(&chosen, &run.held, &run.moves);
         }
         let outcomes = Outcomes {
             items: run

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use super::Channel;
 use super::checkpoint::{self, CallState};
-use crate::protocol::{ChildResult, Report, Request};
+use crate::protocol::{ChildResult, Report, Request, StepKeys};
 use crate::{panic, registry, seed, sys};
 
 /// The names of the steps a scheduled child reports around its function.
@@ -69,18 +69,18 @@ pub(super) fn serve(
     });
     // In a scheduled run, the start and the return are steps too: the
     // parent decides when the function begins and when its end goes out.
-    let step = |name: &str| {
+    let step = |name: &str, keys: StepKeys| {
         checkpoint::with_state(|state| {
             if state.steps {
-                checkpoint::wait_for_go(state, name);
+                checkpoint::wait_for_go(state, name, keys);
             }
         });
     };
-    step(START_STEP);
+    step(START_STEP, StepKeys::Start);
     let started_ns = sys::monotonic_ns();
     let outcome = panic::catch(false, prepared);
     let finished_ns = sys::monotonic_ns();
-    step(END_STEP);
+    step(END_STEP, StepKeys::End);
     let (mut channel, passed_ns) = checkpoint::end();
     let result = match outcome {
         Ok(Ok(bytes)) => ChildResult::Returned(bytes),

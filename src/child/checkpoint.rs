@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::Channel;
 use super::call::{sleep_ns, wait};
-use crate::protocol::{Order, Report};
+use crate::protocol::{Order, Report, StepKeys};
 use crate::sys;
 
 /// The running call's channel and gate, so that checkpoints can report on
@@ -80,6 +80,12 @@ fn report(waits: bool) -> Option<(RawFd, u32, u64)> {
 /// The child's side of `stampede::step(name)`: in a scheduled run, reports
 /// the step and waits for the parent's `Go`; anywhere else, nothing.
 pub(crate) fn step(name: &str) {
+    step_keyed(name, || StepKeys::Anything);
+}
+
+/// The child's side of `stampede::step_with`: `keys` is asked only in a
+/// scheduled run.
+pub(crate) fn step_keyed(name: &str, keys: impl FnOnce() -> StepKeys) {
     let mut guard = lock();
     let Some(state) = guard.as_mut().filter(|s| s.steps) else {
         return;
@@ -88,7 +94,14 @@ pub(crate) fn step(name: &str) {
         drop(guard);
         panic!("stampede::step({name:?}): {problem}");
     }
-    wait_for_go(state, name);
+    wait_for_go(state, name, keys());
+}
+
+/// The child's side of `stampede::step_with`.
+pub(crate) fn step_with<K: std::fmt::Display>(name: &str, keys: impl IntoIterator<Item = K>) {
+    step_keyed(name, || {
+        StepKeys::Only(keys.into_iter().map(|k| k.to_string()).collect())
+    });
 }
 
 /// The child's side of `stampede::postgres_backend`: in a scheduled run,
@@ -122,10 +135,11 @@ pub(super) fn check_step_name(name: &str) -> Result<(), &'static str> {
 /// Reports step `name` and waits for the parent's word to go on. If the
 /// parent is gone, the death signal ends this process; an error here only
 /// means there is nobody left to wait for.
-pub(super) fn wait_for_go(state: &mut CallState, name: &str) {
+pub(super) fn wait_for_go(state: &mut CallState, name: &str, keys: StepKeys) {
     let report = Report::Step {
         call: state.call,
         name: name.to_owned(),
+        keys,
         at_ns: sys::monotonic_ns(),
     };
     if state.channel.send(&report).is_err() {

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::sync::OnceLock;
 
-pub(crate) use checkpoint::{arrive, checkpoint, postgres_backend, step};
+pub(crate) use checkpoint::{arrive, checkpoint, postgres_backend, step, step_with};
 
 use crate::protocol::{self, FrameReader, Report, Request, Role};
 use crate::{entry, sys};

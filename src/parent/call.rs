@@ -15,7 +15,7 @@ use super::lock_waits::{Backend, LockWaits, Wait};
 use super::phase::{self, Clocked, Due, Kill, Phase};
 use super::process::Life;
 use super::release::{self, Release, Step};
-use super::schedule::{self, BLOCKED, Chooser, Diverged};
+use super::schedule::{self, BLOCKED, Chooser, Diverged, Keys};
 use super::{Job, Run, Settings, exit_of, limits, status_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -23,6 +23,7 @@ use crate::outcome::{
     self, CheckpointTiming, Exit, Outcome, Round, Status, Timings, children_list,
 };
 use crate::panic;
+use crate::protocol::StepKeys;
 use crate::protocol::{self, ChildResult, OpEvent, Order, Report};
 use crate::sys;
 
@@ -37,6 +38,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
             rounds: Vec::new(),
             passages: None,
             held: Vec::new(),
+            moves: Vec::new(),
         });
     }
     let limit = settings.max_concurrent.unwrap_or(count).clamp(1, count);
@@ -72,6 +74,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         chooser: settings.scheduling.clone().map(Chooser::new),
         passages: Vec::new(),
         choices: Vec::new(),
+        moves: Vec::new(),
         lock_waits: LockWaits::default(),
         changed_ns: 0,
         go: Arc::new(
@@ -97,6 +100,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         chooser,
         passages,
         choices,
+        moves,
         ..
     } = run;
     let since = |ns: u64| Duration::from_nanos(ns.saturating_sub(origin));
@@ -127,6 +131,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         rounds,
         passages: chooser.map(|_| passages),
         held: choices,
+        moves,
     })
 }
 
@@ -154,6 +159,9 @@ struct CallRun<'a> {
     chooser: Option<Chooser>,
     passages: Vec<(usize, String)>,
     choices: Vec<Vec<usize>>,
+    /// For each choice, what the move it let go touched (known once the
+    /// child reached its next step; `None`: anything).
+    moves: Vec<Keys>,
     /// The database connections children named, asked who waits on whom.
     lock_waits: LockWaits,
     /// When a child last reached a step or ended: what may free a child
@@ -222,6 +230,11 @@ impl Role for CallRun<'_> {
         }
         if !was_held && self.live[at].at_step.is_some() {
             self.changed_ns = now;
+            let child = &mut self.live[at];
+            if let Some((from, choice)) = child.moving.take() {
+                self.moves[choice] =
+                    schedule::move_keys(&from, Some(&child.at_keys), child.named_keys);
+            }
         }
     }
 
@@ -415,7 +428,10 @@ impl CallRun<'_> {
                 return Ok(None);
             }
             held.sort_unstable();
-            let index = chooser.choose(position, &held).map_err(diverged)?;
+            let last_move = self.moves.last().and_then(|keys| keys.as_deref());
+            let index = chooser
+                .choose_with(position, &held, last_move)
+                .map_err(diverged)?;
             let choices: Vec<usize> = held.iter().map(|&(c, _)| c).collect();
             let child = self
                 .live
@@ -423,6 +439,15 @@ impl CallRun<'_> {
                 .find(|c| c.index == index)
                 .expect("a held child was chosen");
             let step = child.at_step.take().expect("a held child was chosen");
+            let from = std::mem::replace(&mut child.at_keys, StepKeys::Anything);
+            // What the move touches is known when it reaches its next step;
+            // going on from its end, it only exits.
+            let choice = self.choices.len();
+            self.moves.push(match from {
+                StepKeys::End => schedule::move_keys(&from, None, child.named_keys),
+                _ => None,
+            });
+            child.moving = Some((from, choice));
             child.released_ns = Some(now);
             child.live.conversation.send(self.go.clone());
             let first_look = if child.backends.is_empty() {
@@ -738,6 +763,13 @@ struct Child {
     /// when it was last let go from one, and whether it was taken as
     /// blocked since.
     at_step: Option<String>,
+    /// What the step it is held at says about the moves around it.
+    at_keys: StepKeys,
+    /// The step it went on from and the choice that let it, until it
+    /// reaches its next step.
+    moving: Option<(StepKeys, usize)>,
+    /// Whether it named keys at a step (`stampede::step_with`).
+    named_keys: bool,
     released_ns: Option<u64>,
     blocked: bool,
     /// When it was taken as blocked, or last judged still so.
@@ -778,6 +810,9 @@ impl Child {
             notes: Vec::new(),
             failure: None,
             at_step: None,
+            at_keys: StepKeys::Anything,
+            moving: None,
+            named_keys: false,
             released_ns: None,
             blocked: false,
             blocked_ns: 0,
@@ -814,10 +849,12 @@ impl Child {
                 self.clocked.enter(Phase::Ready);
                 return Some((0, at_ns));
             }
-            Report::Step { name, .. }
+            Report::Step { name, keys, .. }
                 if scheduled && self.done.is_none() && self.at_step.is_none() =>
             {
                 self.at_step = Some(name);
+                self.named_keys |= matches!(keys, StepKeys::Only(_));
+                self.at_keys = keys;
                 self.blocked = false;
                 self.clocked.enter(Phase::Running);
             }

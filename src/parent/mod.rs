@@ -29,7 +29,9 @@ mod schedule;
 
 pub(crate) use pool::{CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSummary, run_pool};
 pub use release::Release;
-pub(crate) use schedule::{BLOCKED, Scheduling};
+#[cfg(test)]
+pub(crate) use schedule::Chooser;
+pub(crate) use schedule::{BLOCKED, Keys, Scheduling, commute};
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -71,9 +73,12 @@ pub(crate) struct Run {
     pub rounds: Vec<Round>,
     /// A scheduled run's passages, in order: `(child, step)`.
     pub passages: Option<Vec<(usize, String)>>,
-    /// For each passage, the children that were held then (in index
+    /// For each choice, the children that were held then (in index
     /// order): the choices there were.
     pub held: Vec<Vec<usize>>,
+    /// For each choice, what the move it let go touched (`None`:
+    /// anything, or not known).
+    pub moves: Vec<schedule::Keys>,
 }
 
 /// One child to run: the function's name and its framed request (shared by

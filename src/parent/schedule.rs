@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::protocol::StepKeys;
+
 /// The step name a schedule records for a child taken as blocked.
 pub(crate) const BLOCKED: &str = "!";
 
@@ -64,6 +66,45 @@ pub(crate) fn blocked(
     }
 }
 
+/// What a move (a child's code from one step to its next) touches
+/// (`stampede::step_with`); `None`: anything.
+pub(crate) type Keys = Option<Vec<String>>;
+
+/// Whether two moves commute: both say what they touch, and nothing in
+/// common.
+pub(crate) fn commute(a: Option<&[String]>, b: Option<&[String]>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => !a.iter().any(|k| b.contains(k)),
+        _ => false,
+    }
+}
+
+/// What a step says it touches: its keys; a plain step anything; the
+/// start and the end nothing in a child that named keys (`named`), else
+/// anything, so that a child without `step_with` is never taken to
+/// commute.
+fn step_keys(step: &StepKeys, named: bool) -> Keys {
+    match step {
+        StepKeys::Start | StepKeys::End => named.then(Vec::new),
+        StepKeys::Anything => None,
+        StepKeys::Only(keys) => Some(keys.clone()),
+    }
+}
+
+/// What the move from step `from` to step `to` touches: what either says
+/// (`to`: `None` for the exit after the end, which touches nothing more).
+pub(crate) fn move_keys(from: &StepKeys, to: Option<&StepKeys>, named: bool) -> Keys {
+    let mut keys = step_keys(from, named)?;
+    if let Some(to) = to {
+        for key in step_keys(to, named)? {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    Some(keys)
+}
+
 /// How a scheduled run picks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scheduling {
@@ -82,10 +123,17 @@ pub(crate) enum Scheduling {
         steps: usize,
         children: usize,
     },
-    /// These children at the first passages, then the child that went
-    /// last while it is held (no preemption), else the lowest held one:
-    /// one path of a systematic search.
-    Follow(Vec<usize>),
+    /// These children at the first choices (`prefix`), then the child that
+    /// went last while it is held (no preemption), else the lowest held
+    /// one: one path of a systematic search. `asleep` (a sleep set): the
+    /// children whose move after the prefix the search has covered
+    /// already (with what their move touches); they go only when every
+    /// held child is asleep, and wake when a move is made that does not
+    /// commute with theirs.
+    Follow {
+        prefix: Vec<usize>,
+        asleep: Vec<(usize, Keys)>,
+    },
 }
 
 /// A replay that found another step than recorded.
@@ -114,13 +162,19 @@ pub(crate) struct Chooser {
     /// Choices made so far: `Follow` and `Pct` count these, not passages
     /// (a child taken as blocked is a passage the policy did not choose).
     made: usize,
+    /// `Follow`: the sleep set past the prefix.
+    asleep: Vec<(usize, Keys)>,
 }
 
 impl Chooser {
     pub(crate) fn new(scheduling: Scheduling) -> Chooser {
         let seed = match &scheduling {
             Scheduling::Random { seed } | Scheduling::Pct { seed, .. } => *seed,
-            Scheduling::Replay(_) | Scheduling::Follow(_) => 0,
+            Scheduling::Replay(_) | Scheduling::Follow { .. } => 0,
+        };
+        let asleep = match &scheduling {
+            Scheduling::Follow { asleep, .. } => asleep.clone(),
+            _ => Vec::new(),
         };
         let mut chooser = Chooser {
             scheduling,
@@ -129,6 +183,7 @@ impl Chooser {
             change_points: Vec::new(),
             last: None,
             made: 0,
+            asleep,
         };
         if let Scheduling::Pct {
             depth,
@@ -167,11 +222,31 @@ impl Chooser {
 
     /// Which child goes on at passage `position`, among `held` (each held
     /// child's index and the step it waits at, in index order; not empty).
+    #[cfg(test)]
     pub(crate) fn choose(
         &mut self,
         position: usize,
         held: &[(usize, &str)],
     ) -> Result<usize, Diverged> {
+        self.choose_with(position, held, None)
+    }
+
+    /// [`choose`](Chooser::choose), knowing what the last move (the one
+    /// the previous choice let go) touched: a search past its prefix wakes
+    /// the sleeping children whose move does not commute with it.
+    pub(crate) fn choose_with(
+        &mut self,
+        position: usize,
+        held: &[(usize, &str)],
+        last_move: Option<&[String]>,
+    ) -> Result<usize, Diverged> {
+        if let Scheduling::Follow { prefix, .. } = &self.scheduling {
+            if self.made > prefix.len() {
+                let last = self.last;
+                self.asleep
+                    .retain(|(c, keys)| Some(*c) != last && commute(keys.as_deref(), last_move));
+            }
+        }
         let chosen = self.pick(position, held)?;
         self.last = Some(chosen);
         self.made += 1;
@@ -200,7 +275,7 @@ impl Chooser {
                 }
                 Ok(chosen)
             }
-            Scheduling::Follow(prefix) => match prefix.get(self.made) {
+            Scheduling::Follow { prefix, .. } => match prefix.get(self.made) {
                 Some(&child) if held.iter().any(|&(c, _)| c == child) => Ok(child),
                 Some(&child) => Err(Diverged {
                     position,
@@ -208,7 +283,15 @@ impl Chooser {
                     expected: "a step (an earlier run of the search had it at one)".to_owned(),
                     seen: None,
                 }),
-                None => Ok(default_choice(self.last, held)),
+                None => {
+                    let awake: Vec<(usize, &str)> = held
+                        .iter()
+                        .copied()
+                        .filter(|(c, _)| !self.asleep.iter().any(|(a, _)| a == c))
+                        .collect();
+                    let pool = if awake.is_empty() { held } else { &awake };
+                    Ok(default_choice(self.last, pool))
+                }
             },
             Scheduling::Replay(passages) => {
                 let Some((child, expected)) = passages.get(position) else {
@@ -297,6 +380,13 @@ pub(crate) fn default_choice(last: Option<usize>, held: &[(usize, &str)]) -> usi
 mod tests {
     use super::*;
 
+    fn follow(prefix: &[usize], asleep: &[(usize, Keys)]) -> Scheduling {
+        Scheduling::Follow {
+            prefix: prefix.to_vec(),
+            asleep: asleep.to_vec(),
+        }
+    }
+
     /// `blocked` for a child that named no database connection.
     const NO_LOCK_LOOK: Option<fn() -> bool> = None;
 
@@ -384,7 +474,7 @@ mod tests {
 
     #[test]
     fn a_search_path_follows_its_prefix_then_preempts_nobody() {
-        let mut chooser = Chooser::new(Scheduling::Follow(vec![2, 0]));
+        let mut chooser = Chooser::new(follow(&[2, 0], &[]));
         let held = [(0, "s"), (1, "s"), (2, "s")];
         assert_eq!(chooser.choose(0, &held), Ok(2));
         assert_eq!(chooser.choose(1, &held), Ok(0));
@@ -392,14 +482,86 @@ mod tests {
         assert_eq!(chooser.choose(2, &held), Ok(0));
         // …else the lowest held child.
         assert_eq!(chooser.choose(3, &[(1, "s"), (2, "s")]), Ok(1));
-        let mut lost = Chooser::new(Scheduling::Follow(vec![1]));
+        let mut lost = Chooser::new(follow(&[1], &[]));
         assert_eq!(lost.choose(0, &[(0, "s")]).unwrap_err().child, 1);
         // A prefix counts choices, not passages: a child taken as blocked
         // at passage 1 (`1:!`, no choice) leaves the second choice second.
-        let mut around = Chooser::new(Scheduling::Follow(vec![1, 0, 1]));
+        let mut around = Chooser::new(follow(&[1, 0, 1], &[]));
         assert_eq!(around.choose(0, &held), Ok(1));
         assert_eq!(around.choose(2, &[(0, "s"), (2, "s")]), Ok(0));
         assert_eq!(around.choose(3, &held), Ok(1));
+    }
+
+    #[test]
+    fn past_its_prefix_a_search_path_lets_a_sleeping_child_go_only_when_woken() {
+        // Child 0's move (on row a) was covered by an earlier run.
+        let keys = |k: &[&str]| Some(k.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        let held = [(0, "s"), (1, "s"), (2, "s")];
+        let mut chooser = Chooser::new(follow(&[1], &[(0, keys(&["a"]))]));
+        assert_eq!(chooser.choose_with(0, &held, None), Ok(1), "the prefix");
+        // Child 0 sleeps: not the lowest held one, but child 1 that went
+        // last; its move touched row b: 0 sleeps on.
+        let b = keys(&["b"]);
+        assert_eq!(chooser.choose_with(1, &held, b.as_deref()), Ok(1));
+        assert_eq!(
+            chooser.choose_with(2, &[(0, "s"), (2, "s")], b.as_deref()),
+            Ok(2)
+        );
+        // Child 2's move touched row a too: 0 wakes.
+        let ab = keys(&["a", "b"]);
+        assert_eq!(
+            chooser.choose_with(3, &[(0, "s"), (2, "s")], ab.as_deref()),
+            Ok(2)
+        );
+        assert_eq!(chooser.asleep, []);
+        // A move that touched anything wakes everyone.
+        let mut woken = Chooser::new(follow(&[1], &[(0, keys(&[]))]));
+        assert_eq!(woken.choose_with(0, &held, None), Ok(1));
+        assert_eq!(
+            woken.choose_with(1, &held, None),
+            Ok(1),
+            "the prefix's move was counted"
+        );
+        assert_eq!(woken.choose_with(2, &held, None), Ok(1));
+        assert_eq!(woken.asleep, []);
+        // Every held child asleep: one goes all the same.
+        let mut stuck = Chooser::new(follow(&[], &[(0, None), (1, None)]));
+        assert_eq!(stuck.choose_with(0, &[(0, "s"), (1, "s")], None), Ok(0));
+    }
+
+    #[test]
+    fn a_move_touches_what_its_two_steps_name_and_the_ends_nothing_once_keys_are_named() {
+        let only = |k: &[&str]| StepKeys::Only(k.iter().map(|k| k.to_string()).collect());
+        let keys = |k: &[&str]| Some(k.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        use StepKeys::{Anything, End, Start};
+        // A child that named keys: the start and the end add nothing.
+        assert_eq!(move_keys(&Start, Some(&only(&["a"])), true), keys(&["a"]));
+        assert_eq!(
+            move_keys(&only(&["a"]), Some(&only(&["a", "b"])), true),
+            keys(&["a", "b"])
+        );
+        assert_eq!(move_keys(&only(&["b"]), Some(&End), true), keys(&["b"]));
+        assert_eq!(
+            move_keys(&End, None, true),
+            keys(&[]),
+            "the exit after the end"
+        );
+        // A plain step on either side: anything.
+        assert_eq!(move_keys(&only(&["a"]), Some(&Anything), true), None);
+        assert_eq!(move_keys(&Anything, Some(&End), true), None);
+        // A child that never named keys: every move touches anything.
+        assert_eq!(move_keys(&Start, Some(&End), false), None);
+        assert_eq!(move_keys(&End, None, false), None);
+        assert!(commute(Some(&["a".into()]), Some(&["b".into()])));
+        assert!(!commute(
+            Some(&["a".into()]),
+            Some(&["a".into(), "b".into()])
+        ));
+        assert!(!commute(None, Some(&[])), "anything commutes with nothing");
+        assert!(
+            commute(Some(&[]), Some(&["a".into()])),
+            "no keys: nothing shared"
+        );
     }
 
     #[test]

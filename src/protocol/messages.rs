@@ -188,13 +188,34 @@ impl Request {
     }
 }
 
+/// What a step says about the moves around it (the code from the child's
+/// previous step to it, and from it to the next), for a search that skips
+/// orders of moves that commute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StepKeys {
+    /// The function's start, from the runtime.
+    Start,
+    /// The function's return, from the runtime.
+    End,
+    /// `stampede::step`: the moves may touch anything.
+    Anything,
+    /// `stampede::step_with`: these keys (rows, files: any names).
+    Only(Vec<String>),
+}
+
 /// What a child reports.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Report {
     /// Arguments decoded; waiting at the start barrier.
     Ready { call: u64, at_ns: u64 },
     /// In a scheduled run: at step `name`, waiting for the parent's `Go`.
-    Step { call: u64, name: String, at_ns: u64 },
+    Step {
+        call: u64,
+        name: String,
+        /// What the step says the child touches around it.
+        keys: StepKeys,
+        at_ns: u64,
+    },
     /// In a scheduled run: this child's PostgreSQL connection is backend
     /// `pid` on the server at `url` (`stampede::postgres_backend`).
     Backend { call: u64, url: String, pid: i32 },

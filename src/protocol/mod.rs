@@ -21,14 +21,15 @@ mod messages;
 pub(crate) use codec::{decode, encode};
 pub(crate) use frame::{FrameReader, frame, read_frame, write_frame};
 pub(crate) use messages::{
-    ChildResult, KeeperReport, KeeperSpec, OpEvent, Order, Readiness, Report, Request, Role, Sample,
+    ChildResult, KeeperReport, KeeperSpec, OpEvent, Order, Readiness, Report, Request, Role,
+    Sample, StepKeys,
 };
 
 use std::os::fd::RawFd;
 use std::path::Path;
 
 /// The version of the messages below; a child refuses a request of another.
-pub(crate) const PROTOCOL: u32 = 7;
+pub(crate) const PROTOCOL: u32 = 8;
 
 /// A line of a service instance's registry, which the test process (its
 /// owner) and the keeper (itself and its server) append to, for the sweep
