@@ -7,7 +7,14 @@
 //! when it named its connection (the server asked, `pg_blocking_pids`),
 //! read from the note on its outcome, and the wall time of that run
 //! against the same run with the connection not named (the generic 25 ms
-//! wait: the baseline).
+//! wait: the baseline). Then what a step costs: children of 20 steps
+//! each at n = 2 to 64, scheduled (random) against the same call
+//! unscheduled (its steps return at once), the difference per passage; and
+//! the share of a scheduled run's wall time that is not its children's own
+//! work, for children that work 500 µs between steps. A step is two
+//! wakeups (the parent's, the child's); their floor on this machine is a
+//! bare round trip between two threads over a Unix socket, measured in the
+//! same run.
 //!
 //! Run with `cargo bench --bench schedule`. Printed, never asserted: a
 //! missed target is a line that says MISS.
@@ -113,8 +120,111 @@ fn lock_waits() -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     (seen, named, unnamed)
 }
 
+/// `steps` steps, `work_us` of spinning before each and before the end.
+#[stampede::function]
+fn stepping(args: (u32, u64)) {
+    let (steps, work_us) = args;
+    let spin = || {
+        let until = Instant::now() + Duration::from_micros(work_us);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    };
+    for _ in 0..steps {
+        spin();
+        stampede::step("s");
+    }
+    spin();
+}
+
+const STEPS: u32 = 20;
+const STEP_TARGET: Duration = Duration::from_micros(20);
+const COST_RUNS: usize = 7;
+
+/// A bare round trip between two threads over a Unix socket: the floor of
+/// a step's two wakeups here. The median of 3 rounds of 5,000.
+fn round_trip_floor() -> Duration {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    const TRIPS: u32 = 5_000;
+    let mut rounds: Vec<Duration> = (0..3)
+        .map(|_| {
+            let (mut a, mut b) = UnixStream::pair().expect("a socket pair");
+            let echo = std::thread::spawn(move || {
+                let mut byte = [0u8; 1];
+                for _ in 0..TRIPS {
+                    b.read_exact(&mut byte).unwrap();
+                    b.write_all(&byte).unwrap();
+                }
+            });
+            let mut byte = [0u8; 1];
+            let began = Instant::now();
+            for _ in 0..TRIPS {
+                a.write_all(&byte).unwrap();
+                a.read_exact(&mut byte).unwrap();
+            }
+            let took = began.elapsed() / TRIPS;
+            echo.join().unwrap();
+            took
+        })
+        .collect();
+    rounds.sort();
+    rounds[1]
+}
+
+/// The median wall time of `COST_RUNS` calls of `n` children.
+fn wall(n: usize, args: (u32, u64), scheduled: bool) -> Duration {
+    let mut times: Vec<Duration> = (0..COST_RUNS)
+        .map(|seed| {
+            let mut options = Options::new();
+            if scheduled {
+                options = options.strategy(Strategy::random()).seed(seed as u64);
+            }
+            let began = Instant::now();
+            options
+                .call_concurrently(n, stepping, args)
+                .expect("a call")
+                .assert_all_returned();
+            began.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
 fn main() {
     stampede::init();
+    let floor = round_trip_floor();
+    // What a step costs, per n.
+    let mut costs = Vec::new();
+    for n in [2, 8, 16, 32, 64] {
+        let passages = n as u32 * (STEPS + 2);
+        let plain = wall(n, (STEPS, 0), false);
+        let scheduled = wall(n, (STEPS, 0), true);
+        costs.push((
+            n,
+            scheduled.saturating_sub(plain) / passages,
+            scheduled,
+            plain,
+        ));
+    }
+    // The share that is not the children's work, with 500 µs of work per move.
+    let mut shares = Vec::new();
+    for n in [2, 8] {
+        let work = Duration::from_micros(500) * n as u32 * (STEPS + 1);
+        let start = wall(n, (0, 0), false);
+        let scheduled = wall(n, (STEPS, 500), true);
+        let beyond = scheduled.saturating_sub(work).saturating_sub(start);
+        let passages = n as u32 * (STEPS + 2);
+        shares.push((
+            n,
+            beyond.as_secs_f64() / scheduled.as_secs_f64(),
+            scheduled,
+            work,
+            start,
+            passages,
+        ));
+    }
     let (seen, named, unnamed) = lock_waits();
     let began = Instant::now();
     for _ in 0..BASELINE_RUNS {
@@ -166,7 +276,37 @@ fn main() {
         unnamed.median,
         named.median_ratio(&unnamed)
     );
+    println!(
+        "| a bare round trip between two threads over a Unix socket (a step's two wakeups, at the least) | {floor:?} | — | — | — |"
+    );
+    for (n, per_step, scheduled, plain) in &costs {
+        println!(
+            "| a step's cost at n = {n} ({STEPS} steps a child; scheduled − plain, per passage) | {per_step:?} | {floor:?} (bare round trip) | {:.2}× | ≤ {STEP_TARGET:?} |",
+            per_step.as_secs_f64() / floor.as_secs_f64()
+        );
+        let _ = (scheduled, plain);
+    }
+    for (n, share, scheduled, work, start, passages) in &shares {
+        let at_floor = (floor * *passages).as_secs_f64() / scheduled.as_secs_f64();
+        println!(
+            "| share of a scheduled run of {n} beyond its work ({work:?}) and its start ({start:?}) | {:.1} % of {scheduled:?} | {:.1} % ({passages} passages at one bare round trip) | {:.2}× | ≤ 5 % |",
+            share * 100.0,
+            at_floor * 100.0,
+            share / at_floor
+        );
+    }
     println!("\n### targets\n");
+    let worst = costs.iter().map(|c| c.1).max().unwrap_or_default();
+    println!(
+        "{} a step costs ≤ {STEP_TARGET:?} up to n = 64 (worst {worst:?}; this machine's bare round trip, the floor of a step's two wakeups, is {floor:?})",
+        if worst <= STEP_TARGET { "PASS" } else { "MISS" }
+    );
+    let most = shares.iter().map(|s| s.1).fold(0.0, f64::max);
+    println!(
+        "{} a scheduled run at n ≤ 8 spends ≤ 5 % beyond its work and start ({:.1} %)",
+        if most <= 0.05 { "PASS" } else { "MISS" },
+        most * 100.0
+    );
     let all = summary.runs() == ORDERS;
     println!(
         "{} every one of the {ORDERS} schedules ran, once ({} runs)",

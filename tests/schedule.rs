@@ -212,6 +212,29 @@ fn bad_schedules_and_options_are_refused_before_anything_starts() {
     assert!(!path.exists(), "a child ran");
 }
 
+#[test]
+fn a_scheduled_run_of_a_thousand_children_lets_each_go_in_turn() {
+    // Every child is held at its start, then at its end: 2,000 passages,
+    // one child running at a time.
+    let outcomes = Options::new()
+        .strategy(Strategy::random())
+        .seed(7)
+        .timeout(std::time::Duration::from_secs(120))
+        .call_concurrently(1000, no_steps, ())
+        .unwrap();
+    outcomes.assert_all_returned();
+    let schedule = outcomes.schedule().unwrap().to_string();
+    let passages: Vec<&str> = schedule.split(' ').skip(2).collect();
+    assert!(schedule.starts_with("v1 n=1000 "), "{}", &schedule[..40]);
+    assert_eq!(passages.len(), 2_000);
+    let at: std::collections::HashMap<&str, usize> =
+        passages.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    for child in 0..1000 {
+        let start = at[format!("{child}:start").as_str()];
+        assert!(start < at[format!("{child}:end").as_str()], "child {child}");
+    }
+}
+
 /// Run by the next test with `STAMPEDE_REPLAY` set.
 #[test]
 #[ignore = "run by a_failing_schedule_reruns_unchanged_from_the_environment"]

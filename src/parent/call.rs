@@ -23,8 +23,7 @@ use crate::outcome::{
     self, CheckpointTiming, Exit, Outcome, Round, Status, Timings, children_list,
 };
 use crate::panic;
-use crate::protocol::StepKeys;
-use crate::protocol::{self, ChildResult, OpEvent, Order, Report};
+use crate::protocol::{self, ChildResult, OpEvent, Order, Report, StepKeys};
 use crate::sys;
 
 /// Runs `count` children, child `i` running `jobs[i % jobs.len()]`, and

@@ -42,7 +42,7 @@ impl Target {
             None => (None, authority),
         };
         let (mut user, mut password) = match userinfo.map(|u| u.split_once(':')) {
-            Some(Some((user, secret))) => (decode(user)?, Some(decode(secret)?)),
+            Some(Some((user, secret))) => (decode(user)?, Some(decode_secret(secret)?)),
             Some(None) => (decode(userinfo.unwrap_or_default())?, None),
             None => (String::new(), None),
         };
@@ -65,7 +65,11 @@ impl Target {
         let mut database = decode(path)?;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = decode(value)?;
+            let value = if key == "password" {
+                decode_secret(value)?
+            } else {
+                decode(value)?
+            };
             match key {
                 "host" => host = value,
                 "port" => port = Some(value),
@@ -97,6 +101,11 @@ impl Target {
             database,
         })
     }
+}
+
+/// [`decode`] for a password: the error does not repeat it.
+fn decode_secret(s: &str) -> Result<String, String> {
+    decode(s).map_err(|_| "the password has a bad %-escape, or is not UTF-8 once decoded".into())
 }
 
 fn decode(s: &str) -> Result<String, String> {
@@ -442,6 +451,18 @@ mod tests {
             Target::parse("postgresql://u@h/d%zz").unwrap_err(),
             "a bad %-escape in \"d%zz\""
         );
+        // A password is never repeated, in the URL or a parameter.
+        for url in [
+            "postgresql://u:s3cret%zz@h/d",
+            "postgresql://u@h/d?password=s3cret%zz",
+        ] {
+            let why = Target::parse(url).unwrap_err();
+            assert!(!why.contains("s3cret"), "{why}");
+            assert_eq!(
+                why,
+                "the password has a bad %-escape, or is not UTF-8 once decoded"
+            );
+        }
     }
 
     #[test]
