@@ -1,6 +1,7 @@
 //! [`Options`]: everything tunable about a call, ending in the same calls as
 //! the free functions.
 
+use crate::parent::Passage;
 use std::ffi::OsString;
 use std::fmt;
 use std::sync::Arc;
@@ -351,13 +352,14 @@ impl Options {
         if let (Some(strategy), Some(passages), None) =
             (&self.strategy, &run.passages, &self.replay)
         {
-            // The choices a strategy made; a child taken as blocked was none.
-            let chosen: Vec<usize> = passages
+            let passages: Vec<Passage> = passages
                 .iter()
-                .filter(|(_, step)| step != crate::parent::BLOCKED)
-                .map(|(child, _)| *child)
+                .map(|(child, step)| match step.as_str() {
+                    crate::parent::BLOCKED => Passage::Blocked(*child),
+                    _ => Passage::Go(*child),
+                })
                 .collect();
-            strategy.observe(&chosen, &run.held, &run.moves);
+            strategy.observe(&passages, &run.held, &run.moves);
         }
         let outcomes = Outcomes {
             items: run

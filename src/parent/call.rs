@@ -364,7 +364,7 @@ impl CallRun<'_> {
                 let Some(released) = child.released_ns else {
                     return Ok(None);
                 };
-                if !any_held || chooser.is_replay() {
+                if !any_held || chooser.recorded_at(position) {
                     return Ok(any_held.then(|| schedule::block_due(released)));
                 }
                 let (index, pid) = (child.index, child.live.process.pid());

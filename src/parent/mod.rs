@@ -31,7 +31,7 @@ pub(crate) use pool::{CallRecord, Dispatch, Flow, PoolSettings, Sampling, SlotSu
 pub use release::Release;
 #[cfg(test)]
 pub(crate) use schedule::Chooser;
-pub(crate) use schedule::{BLOCKED, Keys, Scheduling, commute};
+pub(crate) use schedule::{BLOCKED, Keys, Passage, Scheduling, commute};
 
 use std::ffi::OsString;
 use std::sync::Arc;

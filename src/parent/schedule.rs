@@ -123,17 +123,29 @@ pub(crate) enum Scheduling {
         steps: usize,
         children: usize,
     },
-    /// These children at the first choices (`prefix`), then the child that
-    /// went last while it is held (no preemption), else the lowest held
-    /// one: one path of a systematic search. `asleep` (a sleep set): the
+    /// The passages of `prefix` (an earlier run's, as far as the search
+    /// follows it: its choices, and the children it took as blocked), then
+    /// the child that went last while it is held (no preemption), else the
+    /// lowest held one: one path of a systematic search. Within the prefix
+    /// the run judges no block of its own, as a replay does, so that a
+    /// loaded machine cannot send it another way. `asleep` (a sleep set): the
     /// children whose move after the prefix the search has covered
     /// already (with what their move touches); they go only when every
     /// held child is asleep, and wake when a move is made that does not
     /// commute with theirs.
     Follow {
-        prefix: Vec<usize>,
+        prefix: Vec<Passage>,
         asleep: Vec<(usize, Keys)>,
     },
+}
+
+/// One passage of a search's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Passage {
+    /// This child goes on.
+    Go(usize),
+    /// This child is taken as blocked.
+    Blocked(usize),
 }
 
 /// A replay that found another step than recorded.
@@ -164,6 +176,8 @@ pub(crate) struct Chooser {
     made: usize,
     /// `Follow`: the sleep set past the prefix.
     asleep: Vec<(usize, Keys)>,
+    /// `Follow`: a choice past the prefix was made.
+    past_prefix: bool,
 }
 
 impl Chooser {
@@ -184,6 +198,7 @@ impl Chooser {
             last: None,
             made: 0,
             asleep,
+            past_prefix: false,
         };
         if let Scheduling::Pct {
             depth,
@@ -241,11 +256,12 @@ impl Chooser {
         last_move: Option<&[String]>,
     ) -> Result<usize, Diverged> {
         if let Scheduling::Follow { prefix, .. } = &self.scheduling {
-            if self.made > prefix.len() {
+            if self.past_prefix {
                 let last = self.last;
                 self.asleep
                     .retain(|(c, keys)| Some(*c) != last && commute(keys.as_deref(), last_move));
             }
+            self.past_prefix |= position >= prefix.len();
         }
         let chosen = self.pick(position, held)?;
         self.last = Some(chosen);
@@ -275,9 +291,9 @@ impl Chooser {
                 }
                 Ok(chosen)
             }
-            Scheduling::Follow { prefix, .. } => match prefix.get(self.made) {
-                Some(&child) if held.iter().any(|&(c, _)| c == child) => Ok(child),
-                Some(&child) => Err(Diverged {
+            Scheduling::Follow { prefix, .. } => match prefix.get(position) {
+                Some(&Passage::Go(child)) if held.iter().any(|&(c, _)| c == child) => Ok(child),
+                Some(&Passage::Go(child) | &Passage::Blocked(child)) => Err(Diverged {
                     position,
                     child,
                     expected: "a step (an earlier run of the search had it at one)".to_owned(),
@@ -323,9 +339,15 @@ impl Chooser {
         }
     }
 
-    /// Whether this run replays a recording.
-    pub(crate) fn is_replay(&self) -> bool {
-        matches!(self.scheduling, Scheduling::Replay(_))
+    /// Whether passage `position` follows a recording (a replay's, or a
+    /// search's prefix): then the run takes a child as blocked only where
+    /// the recording did.
+    pub(crate) fn recorded_at(&self, position: usize) -> bool {
+        match &self.scheduling {
+            Scheduling::Replay(_) => true,
+            Scheduling::Follow { prefix, .. } => position < prefix.len(),
+            _ => false,
+        }
     }
 
     /// The child a replay's recording took as blocked at `position`, if
@@ -336,6 +358,10 @@ impl Chooser {
                 .get(position)
                 .filter(|(_, step)| step == BLOCKED)
                 .map(|(child, _)| *child),
+            Scheduling::Follow { prefix, .. } => match prefix.get(position) {
+                Some(&Passage::Blocked(child)) => Some(child),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -382,7 +408,7 @@ mod tests {
 
     fn follow(prefix: &[usize], asleep: &[(usize, Keys)]) -> Scheduling {
         Scheduling::Follow {
-            prefix: prefix.to_vec(),
+            prefix: prefix.iter().map(|&c| Passage::Go(c)).collect(),
             asleep: asleep.to_vec(),
         }
     }
@@ -484,12 +510,26 @@ mod tests {
         assert_eq!(chooser.choose(3, &[(1, "s"), (2, "s")]), Ok(1));
         let mut lost = Chooser::new(follow(&[1], &[]));
         assert_eq!(lost.choose(0, &[(0, "s")]).unwrap_err().child, 1);
-        // A prefix counts choices, not passages: a child taken as blocked
-        // at passage 1 (`1:!`, no choice) leaves the second choice second.
-        let mut around = Chooser::new(follow(&[1, 0, 1], &[]));
+        // A prefix is an earlier run's passages, its children taken as
+        // blocked too: those are decided as recorded, as in a replay, and
+        // the run judges none of its own until the prefix is over.
+        let mut around = Chooser::new(Scheduling::Follow {
+            prefix: vec![
+                Passage::Go(1),
+                Passage::Blocked(1),
+                Passage::Go(0),
+                Passage::Go(1),
+            ],
+            asleep: Vec::new(),
+        });
         assert_eq!(around.choose(0, &held), Ok(1));
+        assert_eq!(around.expects_blocked(1), Some(1));
+        assert!(around.recorded_at(1) && around.recorded_at(3));
         assert_eq!(around.choose(2, &[(0, "s"), (2, "s")]), Ok(0));
+        assert_eq!(around.expects_blocked(2), None);
         assert_eq!(around.choose(3, &held), Ok(1));
+        assert!(!around.recorded_at(4), "past the prefix, the run judges");
+        assert_eq!(around.choose(4, &held), Ok(1));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::parent::{Keys, Scheduling};
+use crate::parent::{Keys, Passage, Scheduling};
 
 /// How a scheduled run decides which child goes on next (see
 /// [`step`](crate::step)). Set it with [`Options::strategy`](crate::Options::strategy)
@@ -157,7 +157,16 @@ impl Strategy {
 
     /// Learns from a run: its passages' children, and the children held at
     /// each.
-    pub(crate) fn observe(&self, chosen: &[usize], held: &[Vec<usize>], moves: &[Keys]) {
+    pub(crate) fn observe(&self, passages: &[Passage], held: &[Vec<usize>], moves: &[Keys]) {
+        // The choices made; a child taken as blocked was none.
+        let chosen: Vec<usize> = passages
+            .iter()
+            .filter_map(|p| match p {
+                Passage::Go(child) => Some(*child),
+                Passage::Blocked(_) => None,
+            })
+            .collect();
+        let chosen = &chosen[..];
         match &self.kind {
             Kind::Random => {}
             Kind::Pct { longest, .. } => {
@@ -166,7 +175,8 @@ impl Strategy {
             Kind::Exhaustive { bound, search } => {
                 let mut search = search.lock().unwrap_or_else(|e| e.into_inner());
                 search.runs += 1;
-                search.next = next_path(chosen, held, moves, *bound);
+                search.next = next_path(chosen, held, moves, *bound)
+                    .map(|(choices, asleep)| (recorded_prefix(passages, &choices), asleep));
             }
         }
     }
@@ -188,12 +198,44 @@ impl Strategy {
 /// after them with what their moves touch.
 type Path = (Vec<usize>, Vec<(usize, Keys)>);
 
+/// What the next run of a search follows: an earlier run's passages, and
+/// the children asleep after them with what their moves touch.
+type Next = (Vec<Passage>, Vec<(usize, Keys)>);
+
+/// The passages of the last run up to its choice `choices.len() - 1`,
+/// which becomes `choices`' last: the prefix the next run follows, with
+/// the children that run took as blocked on the way.
+fn recorded_prefix(passages: &[Passage], choices: &[usize]) -> Vec<Passage> {
+    let Some((&last, before)) = choices.split_last() else {
+        return Vec::new();
+    };
+    let mut prefix = Vec::new();
+    let mut made = 0;
+    for &passage in passages {
+        if made == before.len() {
+            break;
+        }
+        prefix.push(passage);
+        made += usize::from(matches!(passage, Passage::Go(_)));
+    }
+    // Blocks recorded just before the branching choice stay: they were
+    // decided before it.
+    for &passage in &passages[prefix.len()..] {
+        match passage {
+            Passage::Blocked(_) => prefix.push(passage),
+            Passage::Go(_) => break,
+        }
+    }
+    prefix.push(Passage::Go(last));
+    prefix
+}
+
 /// Where an exhaustive search is.
 #[derive(Debug)]
 struct Search {
     /// The choices the next run follows, and the children asleep after
     /// them; `None` when the search is done.
-    next: Option<Path>,
+    next: Option<Next>,
     runs: u64,
 }
 
@@ -312,6 +354,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut next = Some((Vec::new(), Vec::new()));
         while let Some((prefix, asleep)) = next {
+            let prefix = prefix.into_iter().map(Passage::Go).collect();
             let mut chooser = Chooser::new(Scheduling::Follow { prefix, asleep });
             let mut done = vec![0; keys.len()];
             let (mut chosen, mut held, mut moves) = (Vec::new(), Vec::new(), Vec::<Keys>::new());
@@ -365,6 +408,21 @@ mod tests {
             i += 1;
         }
         class
+    }
+
+    #[test]
+    fn a_searchs_prefix_keeps_the_blocks_recorded_before_its_branch() {
+        use Passage::{Blocked, Go};
+        let run = [Go(0), Blocked(0), Go(1), Go(1), Blocked(1), Go(0), Go(0)];
+        // Branch at the third choice (child 0 instead of 1): the block
+        // recorded before it stays, the one after it goes.
+        assert_eq!(
+            recorded_prefix(&run, &[0, 1, 0]),
+            [Go(0), Blocked(0), Go(1), Go(0)]
+        );
+        assert_eq!(recorded_prefix(&run, &[1]), [Go(1)]);
+        assert_eq!(recorded_prefix(&run, &[0, 0]), [Go(0), Blocked(0), Go(0)]);
+        assert_eq!(recorded_prefix(&run, &[]), []);
     }
 
     #[test]
@@ -453,7 +511,7 @@ mod tests {
         assert_eq!(steps(&strategy), 8, "before any run: 4 per child");
         strategy
             .clone()
-            .observe(&[0; 30], &vec![vec![0]; 30], &vec![None; 30]);
+            .observe(&[Passage::Go(0); 30], &vec![vec![0]; 30], &vec![None; 30]);
         assert_eq!(steps(&strategy), 30, "clones share what they learn");
         assert!(Strategy::pct(0).scheduling(1, 2).is_err());
     }
