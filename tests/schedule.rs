@@ -314,6 +314,23 @@ fn an_exhaustive_hunt_finds_the_lost_update_and_its_schedule_replays_it() {
     );
 }
 
+#[test]
+fn a_portfolio_hunt_finds_the_lost_update_whichever_member_has_the_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("counter");
+    // The search member alone finds it at its fifth run, that is the
+    // portfolio's 17th at the latest; PCT and random may find it sooner.
+    for seed in 0..3 {
+        let failure = stampede::Hunt::runs(40)
+            .seed(seed)
+            .strategy(Strategy::portfolio())
+            .run(|run| lost_update_scenario(&counter, run))
+            .expect_err("the lost update is found");
+        assert!(failure.run().is_some_and(|r| r <= 17), "{failure}");
+        assert_eq!(failure.reproduced(), Some(true), "{failure}");
+    }
+}
+
 #[stampede::function]
 fn no_steps() {}
 

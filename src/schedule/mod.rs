@@ -43,6 +43,19 @@ enum Kind {
         bound: usize,
         search: Arc<Mutex<Search>>,
     },
+    Portfolio {
+        members: Vec<Strategy>,
+        /// The member whose turn is next, and the one that scheduled the
+        /// last run.
+        turn: Arc<Mutex<(usize, usize)>>,
+    },
+}
+
+impl Default for Strategy {
+    /// [`Strategy::portfolio`].
+    fn default() -> Strategy {
+        Strategy::portfolio()
+    }
 }
 
 /// The preemptions an exhaustive search allows by default: most
@@ -116,6 +129,39 @@ impl Strategy {
         }
     }
 
+    /// A portfolio, the default: the runs take turns among an exhaustive
+    /// search within 2 preemptions, PCT of depth 3, random, and PCT of
+    /// depth 2, each learning from its own runs. No single strategy is
+    /// best for every bug (a search finds shallow ones in a handful of runs
+    /// and then has nothing new to try early; PCT's chance per run does not
+    /// fall as runs go by); taking turns keeps each one's strength at a
+    /// quarter of the pace. The exhaustive member, once complete, gives its
+    /// turns to the others.
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }
+    /// let found = stampede::Hunt::runs(200)
+    ///     .strategy(stampede::Strategy::portfolio())
+    ///     .run(|run| {
+    ///         let outcomes = run.options().call_concurrently(2, claim, ())?;
+    ///         outcomes.assert_exactly_one(|won| *won);
+    ///         Ok::<(), stampede::Error>(())
+    ///     });
+    /// ```
+    pub fn portfolio() -> Strategy {
+        Strategy {
+            kind: Kind::Portfolio {
+                members: vec![
+                    Strategy::exhaustive(),
+                    Strategy::pct(3),
+                    Strategy::random(),
+                    Strategy::pct(2),
+                ],
+                turn: Arc::new(Mutex::new((0, 0))),
+            },
+        }
+    }
+
     /// For [`exhaustive`](Strategy::exhaustive): at most `bound`
     /// preemptions per schedule (default 2). Each one more multiplies the
     /// schedules by about the number of passages.
@@ -152,6 +198,18 @@ impl Strategy {
                 let (prefix, asleep) = search.next.clone().unwrap_or_default();
                 Scheduling::Follow { prefix, asleep }
             }
+            Kind::Portfolio { members, turn } => {
+                let mut turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+                let (next, last) = &mut *turn;
+                // The next member in turn that has something left to try.
+                let at = (0..members.len())
+                    .map(|k| (*next + k) % members.len())
+                    .find(|&m| members[m].exhausted().is_none())
+                    .unwrap_or(*next % members.len());
+                *next = at + 1;
+                *last = at;
+                return members[at].scheduling(seed, children);
+            }
         })
     }
 
@@ -177,6 +235,10 @@ impl Strategy {
                 search.runs += 1;
                 search.next = next_path(chosen, held, moves, *bound)
                     .map(|(choices, asleep)| (recorded_prefix(passages, &choices), asleep));
+            }
+            Kind::Portfolio { members, turn } => {
+                let last = turn.lock().unwrap_or_else(|e| e.into_inner()).1;
+                members[last].observe(passages, held, moves);
             }
         }
     }
@@ -499,6 +561,43 @@ mod tests {
             keyed_paths(&rows(&["r0", "r1", "r2"]), usize::MAX).len(),
             16
         );
+    }
+
+    #[test]
+    fn a_portfolio_takes_turns_and_skips_a_search_that_is_complete() {
+        let portfolio = Strategy::default();
+        let kind = |s: Scheduling| match s {
+            Scheduling::Follow { .. } => "search",
+            Scheduling::Pct { depth: 3, .. } => "pct3",
+            Scheduling::Pct { depth: 2, .. } => "pct2",
+            Scheduling::Random { .. } => "random",
+            other => panic!("{other:?}"),
+        };
+        // One child, started and ended: the search has one schedule, done
+        // after its first turn; the others go on taking theirs.
+        let turns: Vec<&str> = (0..8)
+            .map(|seed| {
+                let turn = kind(portfolio.scheduling(seed, 1).unwrap());
+                portfolio.observe(&[Passage::Go(0); 2], &[vec![0], vec![0]], &[None, None]);
+                turn
+            })
+            .collect();
+        assert_eq!(
+            turns,
+            [
+                "search", "pct3", "random", "pct2", "pct3", "random", "pct2", "pct3"
+            ]
+        );
+        assert_eq!(portfolio.exhausted(), None, "a portfolio never ends a hunt");
+        // What a turn learned went to its member: PCT's run length.
+        let Kind::Portfolio { members, .. } = &portfolio.kind else {
+            unreachable!()
+        };
+        let Kind::Pct { longest, .. } = &members[1].kind else {
+            unreachable!()
+        };
+        assert_eq!(longest.load(Ordering::Relaxed), 2);
+        assert_eq!(members[0].exhausted(), Some((1, 2)));
     }
 
     #[test]
