@@ -347,6 +347,14 @@ fn call<F: stampede::Function<M>, M>(
     Ok(outcomes)
 }
 
+/// The first child's error, if one returned one.
+fn first_error(outcomes: &Outcomes<Result<(), String>>) -> Check {
+    match outcomes.values().find_map(|v| v.clone().err()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 struct Race {
     name: &'static str,
     on: &'static str,
@@ -386,13 +394,7 @@ const RACES: &[Race] = &[
         run: |env, options| {
             let db = env.sqlite("CREATE TABLE c (v INTEGER); INSERT INTO c VALUES (0);");
             let outcomes = call(env, options, sqlite_deferred_upgrade, db)?;
-            match outcomes
-                .iter()
-                .find_map(|o| o.value().unwrap().clone().err())
-            {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            first_error(&outcomes)
         },
     },
     Race {
@@ -487,13 +489,7 @@ const RACES: &[Race] = &[
         run: |env, options| {
             env.sql("TRUNCATE accounts; INSERT INTO accounts VALUES (1, 100), (2, 100);");
             let outcomes = call(env, options, pg_deadlock, env.pg.url().to_owned())?;
-            match outcomes
-                .iter()
-                .find_map(|o| o.value().unwrap().clone().err())
-            {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            first_error(&outcomes)
         },
     },
     Race {
@@ -579,11 +575,16 @@ fn hunt(env: &mut Env, race: &Race, how: How, seed: u64) -> Hunted {
     }
 }
 
-/// `median / p95 (found of hunts)`; `—` when none found.
-fn cell(found: &[Option<u64>]) -> String {
+/// Runs to the first failure at rank `q` (nearest rank; `u64::MAX`: not
+/// found within [`CAP`]).
+fn rank(found: &[Option<u64>], q: f64) -> u64 {
     let mut runs: Vec<u64> = found.iter().map(|f| f.unwrap_or(u64::MAX)).collect();
     runs.sort_unstable();
-    let at = |q: f64| runs[((runs.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    runs[((runs.len() as f64 * q).ceil() as usize).saturating_sub(1)]
+}
+
+/// `median / p95 (found of hunts)`.
+fn cell(found: &[Option<u64>]) -> String {
     let shown = |r: u64| {
         if r == u64::MAX {
             format!(">{CAP}")
@@ -594,16 +595,10 @@ fn cell(found: &[Option<u64>]) -> String {
     let hits = found.iter().filter(|f| f.is_some()).count();
     format!(
         "{} / {} ({hits}/{})",
-        shown(at(0.5)),
-        shown(at(0.95)),
+        shown(rank(found, 0.5)),
+        shown(rank(found, 0.95)),
         found.len()
     )
-}
-
-fn p95(found: &[Option<u64>]) -> u64 {
-    let mut runs: Vec<u64> = found.iter().map(|f| f.unwrap_or(u64::MAX)).collect();
-    runs.sort_unstable();
-    runs[((runs.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)]
 }
 
 /// Two processes that spin, killed when dropped.
@@ -717,8 +712,8 @@ fn main() {
                 race.name
             );
         }
-        let found_quiet = p95(&pct[0]);
-        let found_busy = p95(&pct[1]);
+        let found_quiet = rank(&pct[0], 0.95);
+        let found_busy = rank(&pct[1], 0.95);
         let _ = writeln!(
             targets,
             "{} {}: PCT's p95 ≤ {PCT_BOUND} runs (quiet {}, busy {})",
