@@ -171,8 +171,8 @@ pub(crate) struct Chooser {
     change_points: Vec<usize>,
     /// The child that went on last.
     last: Option<usize>,
-    /// Choices made so far: `Follow` and `Pct` count these, not passages
-    /// (a child taken as blocked is a passage the policy did not choose).
+    /// Choices made so far: `Pct`'s change points count these, not
+    /// passages (a child taken as blocked is a passage no policy chose).
     made: usize,
     /// `Follow`: the sleep set past the prefix.
     asleep: Vec<(usize, Keys)>,
