@@ -344,18 +344,14 @@ impl CallRun<'_> {
                 if let Err(again) = verdict {
                     return Ok(Some(again));
                 }
-                let note = seen.map(|wait| {
-                    lock_note(&self.live, &self.passages, index, &wait, now - released)
-                });
-                let child = self
-                    .live
-                    .iter_mut()
-                    .find(|c| c.index == expected)
-                    .expect("found above");
-                child.notes.extend(note);
-                child.blocked = true;
-                child.blocked_ns = now;
-                self.passages.push((expected, BLOCKED.to_owned()));
+                take_as_blocked(
+                    &mut self.live,
+                    &mut self.passages,
+                    index,
+                    seen,
+                    released,
+                    now,
+                );
                 continue;
             }
             if let Some(at) = running {
@@ -383,14 +379,14 @@ impl CallRun<'_> {
                 if let Err(again) = verdict {
                     return Ok(Some(again));
                 }
-                let note = seen.map(|wait| {
-                    lock_note(&self.live, &self.passages, index, &wait, now - released)
-                });
-                let child = &mut self.live[at];
-                child.notes.extend(note);
-                child.blocked = true;
-                child.blocked_ns = now;
-                self.passages.push((child.index, BLOCKED.to_owned()));
+                take_as_blocked(
+                    &mut self.live,
+                    &mut self.passages,
+                    index,
+                    seen,
+                    released,
+                    now,
+                );
                 continue;
             }
             // A child taken as blocked before the last change (another
@@ -449,11 +445,7 @@ impl CallRun<'_> {
             child.moving = Some((from, choice));
             child.released_ns = Some(now);
             child.live.conversation.send(self.go.clone());
-            let first_look = if child.backends.is_empty() {
-                schedule::block_due(now)
-            } else {
-                now.saturating_add(schedule::LOCK_LOOK.as_nanos() as u64)
-            };
+            let first_look = schedule::first_look(now, !child.backends.is_empty());
             self.passages.push((index, step));
             // While others are held, time matters again: the child let go
             // may block on one of them.
@@ -677,6 +669,28 @@ fn diverged(d: Diverged) -> Error {
         expected: d.expected,
         seen: d.seen,
     }
+}
+
+/// Child `index`, let go at `released`, is taken as blocked at `now`:
+/// marked, its passage `<child>:!` recorded, and, when the database showed
+/// the wait (`seen`), noted with it.
+fn take_as_blocked(
+    live: &mut [Child],
+    passages: &mut Vec<(usize, String)>,
+    index: usize,
+    seen: Option<Wait>,
+    released: u64,
+    now: u64,
+) {
+    let note = seen.map(|wait| lock_note(live, passages, index, &wait, now - released));
+    let child = live
+        .iter_mut()
+        .find(|c| c.index == index)
+        .expect("a live child is taken as blocked");
+    child.notes.extend(note);
+    child.blocked = true;
+    child.blocked_ns = now;
+    passages.push((index, BLOCKED.to_owned()));
 }
 
 /// The note on a child the database showed waiting on another's lock.

@@ -28,6 +28,17 @@ pub(crate) fn block_due(released_ns: u64) -> u64 {
 /// (`lock_waits`): a wait shows there within a few milliseconds.
 pub(crate) const LOCK_LOOK: Duration = Duration::from_millis(2);
 
+/// When [`blocked`] first has something to say of a child let go at
+/// `released_ns`: at [`LOCK_LOOK`] when it named database connections
+/// (`named`), else when [`BLOCK_WAIT`] is over.
+pub(crate) fn first_look(released_ns: u64, named: bool) -> u64 {
+    if named {
+        released_ns.saturating_add(ns(LOCK_LOOK))
+    } else {
+        block_due(released_ns)
+    }
+}
+
 /// The rule for a child let go at `released_ns` that has not reached its
 /// next step: `Ok` when at `now_ns` it counts as blocked, else `Err` with
 /// when to look again. Two ways to count:
@@ -45,7 +56,7 @@ pub(crate) fn blocked(
 ) -> Result<(), u64> {
     let due = block_due(released_ns);
     if let Some(waits_on_child) = waits_on_child {
-        let first_look = released_ns.saturating_add(ns(LOCK_LOOK));
+        let first_look = first_look(released_ns, true);
         if now_ns < first_look {
             return Err(first_look);
         }
@@ -625,6 +636,9 @@ mod tests {
         let released = 1_000 * MS;
         let never = || panic!("asked too early");
         let asks = |answer: bool| Some(move || answer);
+        // The role wakes for the first look when it lets the child go.
+        assert_eq!(first_look(released, true), released + 2 * MS);
+        assert_eq!(first_look(released, false), block_due(released));
         // Not before the first look, not even the database.
         assert_eq!(
             blocked(released, released + 2 * MS - 1, Some(never), never),
