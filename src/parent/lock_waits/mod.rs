@@ -54,6 +54,7 @@ impl LockWaits {
         others: &[(usize, Backend)],
     ) -> Option<Wait> {
         let mut urls: Vec<&str> = mine.iter().map(|b| b.url.as_str()).collect();
+        urls.sort_unstable();
         urls.dedup();
         for url in urls {
             let pids: Vec<String> = mine
