@@ -128,6 +128,7 @@ mod clock;
 mod error;
 mod outcome;
 mod panic;
+mod percent;
 mod protocol;
 #[allow(unsafe_code)]
 mod sys;

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::scram::Scram;
+use crate::percent::{self, Undecodable, decode_secret};
 
 /// The most a single message from the server may hold: the answers asked
 /// for here are a few numbers per backend.
@@ -103,29 +104,11 @@ impl Target {
     }
 }
 
-/// [`decode`] for a password: the error does not repeat it.
-fn decode_secret(s: &str) -> Result<String, String> {
-    decode(s).map_err(|_| "the password has a bad %-escape, or is not UTF-8 once decoded".into())
-}
-
 fn decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("a bad %-escape in {s:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+    percent::decode(s).map_err(|e| match e {
+        Undecodable::BadEscape => format!("a bad %-escape in {s:?}"),
+        Undecodable::NotUtf8 => format!("{s:?} is not UTF-8 once decoded"),
+    })
 }
 
 enum Stream {

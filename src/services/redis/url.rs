@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::percent::{self, Undecodable};
+
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Address {
@@ -194,23 +196,10 @@ fn db_number(text: &str) -> Result<u32, String> {
 }
 
 fn decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("`{text}` has a bad %-escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("`{text}` is not UTF-8 once decoded"))
+    percent::decode(text).map_err(|e| match e {
+        Undecodable::BadEscape => format!("`{text}` has a bad %-escape"),
+        Undecodable::NotUtf8 => format!("`{text}` is not UTF-8 once decoded"),
+    })
 }
 
 fn encode_with(text: &str, keep: impl Fn(u8) -> bool) -> String {
