@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::percent::{self, Undecodable};
+use crate::percent::{self, Undecodable, decode_secret};
 
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,10 @@ impl Target {
             };
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let value = decode(value)?;
+                let value = match key {
+                    "pass" | "password" => decode_secret(value)?,
+                    _ => decode(value)?,
+                };
                 match key {
                     "db" => target.db = db_number(&value)?,
                     "pass" | "password" => target.password = Some(value),
@@ -86,7 +89,7 @@ impl Target {
             Some(credentials) => match credentials.split_once(':') {
                 Some((user, password)) => (
                     Some(decode(user)?).filter(|u| !u.is_empty()),
-                    Some(decode(password)?),
+                    Some(decode_secret(password)?),
                 ),
                 None => (Some(decode(credentials)?), None),
             },
@@ -300,6 +303,17 @@ mod tests {
         says("redis+unix://relative.sock", "absolute path");
         says("redis+unix:///r.sock?dbx=1", "unknown parameter `dbx`");
         says("redis://:%zz@h", "bad %-escape");
+        // A password is never repeated, in the user part or a parameter.
+        for url in [
+            "redis://:s3cret%zz@h",
+            "redis+unix:///r.sock?pass=s3cret%zz",
+        ] {
+            let e = Target::parse(url).unwrap_err();
+            assert!(
+                !e.contains("s3cret") && e.contains("bad %-escape"),
+                "{url}: {e}"
+            );
+        }
     }
 
     #[test]
