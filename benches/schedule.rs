@@ -19,6 +19,8 @@
 //! Run with `cargo bench --bench schedule`. Printed, never asserted: a
 //! missed target is a line that says MISS.
 
+#[path = "../tests/common/held_locks.rs"]
+mod held_locks;
 #[path = "common/machine.rs"]
 mod machine;
 #[path = "common/stats.rs"]
@@ -47,26 +49,9 @@ fn three_steps() {
 #[stampede::function]
 fn debit(args: (String, bool)) {
     let (url, named) = args;
-    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    if named {
-        let me: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-        stampede::postgres_backend(&url, me);
-    }
-    let mut tx = db.transaction().unwrap();
-    stampede::step("begun");
-    tx.execute(
-        "UPDATE accounts SET balance = balance - 10 WHERE id = 1",
-        &[],
-    )
-    .unwrap();
-    stampede::step("debited");
-    tx.commit().unwrap();
+    held_locks::debit_holding_the_row(&url, named.then_some(url.as_str()));
 }
 
-/// Child 0 holds the row lock at `debited`; child 1, let go from `begun`,
-/// waits on it.
-const HELD_LOCK: &str =
-    "v1 n=2 0:start 0:begun 1:start 1:begun 1:! 0:debited 0:end 1:debited 1:end";
 const LOCK_RUNS: usize = 30;
 const LOCK_TARGET: Duration = Duration::from_millis(10);
 
@@ -87,10 +72,7 @@ fn debug_duration(text: &str) -> Option<Duration> {
 /// Lock-wait classification: `(seen by the server, wall named, wall unnamed)`.
 fn lock_waits() -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     let pg = Postgres::builder()
-        .template_sql(
-            "CREATE TABLE accounts (id int PRIMARY KEY, balance int); \
-             INSERT INTO accounts VALUES (1, 100), (2, 100);",
-        )
+        .template_sql(held_locks::ACCOUNTS)
         .start()
         .expect("a PostgreSQL database");
     let (mut seen, mut named, mut unnamed) = (Vec::new(), Vec::new(), Vec::new());
@@ -98,7 +80,7 @@ fn lock_waits() -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
         for name in [true, false] {
             let began = Instant::now();
             let outcomes = Options::new()
-                .replay(HELD_LOCK)
+                .replay(held_locks::ROW_LOCK_HELD)
                 .call_concurrently(2, debit, (pg.url().to_owned(), name))
                 .expect("the replay runs");
             let took = began.elapsed();

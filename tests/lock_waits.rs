@@ -5,8 +5,12 @@
 //! deadlock error, never a hang; a server that cannot be asked is named
 //! and the generic wait decides.
 
+#[path = "common/held_locks.rs"]
+mod held_locks;
+
 use std::time::Duration;
 
+use held_locks::ROW_LOCK_HELD;
 use postgres::{Client, NoTls};
 use stampede::services::Postgres;
 use stampede::{Hunt, Options, Strategy};
@@ -21,47 +25,27 @@ fn accounts() -> Postgres {
 fn accounts_on(tcp: bool) -> Postgres {
     Postgres::builder()
         .tcp(tcp)
-        .template_sql("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 100), (2, 100);")
+        .template_sql(held_locks::ACCOUNTS)
         .start()
         .expect("a PostgreSQL database")
 }
 
 /// Connects and names the connection to the scheduled run.
 fn connect(url: &str) -> Client {
-    connect_naming(url, url)
-}
-
-/// Connects to `url`, and names the connection as one on `named`.
-fn connect_naming(url: &str, named: &str) -> Client {
-    let mut db = Client::connect(url, NoTls).unwrap();
-    let me: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    stampede::postgres_backend(named, me);
-    db
+    held_locks::connect(url, Some(url))
 }
 
 /// Debits account 1 and holds the row lock across a step.
 #[stampede::function]
 fn debit(url: String) {
-    debit_naming((url.clone(), url));
+    held_locks::debit_holding_the_row(&url, Some(&url));
 }
 
 /// `debit`, its connection named as one on another URL.
 #[stampede::function]
 fn debit_naming(urls: (String, String)) {
-    let mut db = connect_naming(&urls.0, &urls.1);
-    let mut tx = db.transaction().unwrap();
-    stampede::step("begun");
-    tx.execute(
-        "UPDATE accounts SET balance = balance - 10 WHERE id = 1",
-        &[],
-    )
-    .unwrap();
-    stampede::step("debited");
-    tx.commit().unwrap();
+    held_locks::debit_holding_the_row(&urls.0, Some(&urls.1));
 }
-
-const HELD_LOCK: &str =
-    "v1 n=2 0:start 0:begun 1:start 1:begun 1:! 0:debited 0:end 1:debited 1:end";
 
 #[test]
 fn a_child_waiting_on_a_held_childs_row_lock_is_seen_by_the_database_and_named() {
@@ -69,12 +53,12 @@ fn a_child_waiting_on_a_held_childs_row_lock_is_seen_by_the_database_and_named()
     // Child 0 takes the row lock and is held at `debited`; child 1, let go
     // from `begun`, waits on it inside PostgreSQL.
     let outcomes = Options::new()
-        .replay(HELD_LOCK)
+        .replay(ROW_LOCK_HELD)
         .timeout(Duration::from_secs(30))
         .call_concurrently(2, debit, pg.url().to_owned())
         .unwrap();
     outcomes.assert_all_returned();
-    assert_eq!(outcomes.schedule().unwrap().to_string(), HELD_LOCK);
+    assert_eq!(outcomes.schedule().unwrap().to_string(), ROW_LOCK_HELD);
     let mut db = Client::connect(pg.url(), NoTls).unwrap();
     let balance: i32 = db
         .query_one("SELECT balance FROM accounts WHERE id = 1", &[])
@@ -231,14 +215,8 @@ fn a_lock_order_that_deadlocks_through_the_database_ends_in_its_deadlock_error()
 /// lock across a step.
 #[stampede::function]
 fn nowhere(path: std::path::PathBuf) {
-    use std::os::fd::AsRawFd;
     stampede::postgres_backend("postgresql://nobody@/db?host=/nonexistent/stampede", 4242);
-    let file = std::fs::File::open(&path).unwrap();
-    stampede::step("before-lock");
-    // SAFETY: flock on a descriptor this function owns.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
-    stampede::step("locked");
-    drop(file);
+    held_locks::file_lock_across_a_step(&path);
 }
 
 #[test]
@@ -246,8 +224,7 @@ fn a_server_that_cannot_be_asked_is_named_and_the_generic_wait_decides() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lock");
     std::fs::write(&path, "").unwrap();
-    let text =
-        "v1 n=2 0:start 0:before-lock 1:start 1:before-lock 1:! 0:locked 0:end 1:locked 1:end";
+    let text = held_locks::FILE_LOCK_HELD;
     let outcomes = Options::new()
         .replay(text)
         .timeout(Duration::from_secs(20))
@@ -273,7 +250,7 @@ fn a_server_that_cannot_be_asked_is_named_and_the_generic_wait_decides() {
     );
 }
 
-/// The note on child 1 of a replay of `HELD_LOCK`, and no other.
+/// The note on child 1 of a replay of `ROW_LOCK_HELD`, and no other.
 fn only_note_on_child_1(outcomes: &stampede::Outcomes<()>) -> String {
     let notes: Vec<(usize, &[String])> = outcomes.iter().map(|o| (o.index(), o.notes())).collect();
     assert!(notes[0].1.is_empty(), "{notes:?}");
@@ -291,7 +268,7 @@ fn over_tcp_the_parent_signs_in_with_the_urls_password_and_a_wrong_one_is_named(
     );
     // SCRAM-SHA-256 with the URL's password: the server answers.
     let outcomes = Options::new()
-        .replay(HELD_LOCK)
+        .replay(ROW_LOCK_HELD)
         .timeout(Duration::from_secs(30))
         .call_concurrently(2, debit, url.clone())
         .unwrap();
@@ -306,12 +283,12 @@ fn over_tcp_the_parent_signs_in_with_the_urls_password_and_a_wrong_one_is_named(
     let password = head.rsplit(':').next().unwrap();
     let wrong = format!("postgresql://postgres:not-{password}@{tail}");
     let outcomes = Options::new()
-        .replay(HELD_LOCK)
+        .replay(ROW_LOCK_HELD)
         .timeout(Duration::from_secs(30))
         .call_concurrently(2, debit_naming, (url.clone(), wrong))
         .unwrap();
     outcomes.assert_all_returned();
-    assert_eq!(outcomes.schedule().unwrap().to_string(), HELD_LOCK);
+    assert_eq!(outcomes.schedule().unwrap().to_string(), ROW_LOCK_HELD);
     let note = only_note_on_child_1(&outcomes);
     let port = tail.split(['/', ':']).nth(1).unwrap();
     assert!(

@@ -2,6 +2,8 @@
 //! the order a strategy picks or a recorded schedule says; the schedule
 //! printed, replayed exactly, and a replay that meets another step named.
 
+#[path = "common/held_locks.rs"]
+mod held_locks;
 #[path = "common/procs.rs"]
 mod procs;
 
@@ -442,13 +444,7 @@ fn a_pct_hunt_finds_the_lost_update_the_same_way_for_a_seed() {
 /// reports), holds it across a step, lets it go.
 #[stampede::function]
 fn lock_across_a_step(path: PathBuf) {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(&path).unwrap();
-    stampede::step("before-lock");
-    // SAFETY: flock on a descriptor this function owns.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
-    stampede::step("locked");
-    drop(file);
+    held_locks::file_lock_across_a_step(&path);
 }
 
 #[test]
@@ -459,8 +455,7 @@ fn a_child_blocked_by_a_held_one_is_taken_as_blocked_and_replayed_so() {
     // Child 0 takes the lock and is held at `locked`; child 1 is let go
     // at `before-lock` and blocks on it. Without the rule, the run would
     // wait for child 1 until its timeout.
-    let text =
-        "v1 n=2 0:start 0:before-lock 1:start 1:before-lock 1:! 0:locked 0:end 1:locked 1:end";
+    let text = held_locks::FILE_LOCK_HELD;
     let began = std::time::Instant::now();
     let outcomes = Options::new()
         .replay(text)
