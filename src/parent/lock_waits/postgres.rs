@@ -7,6 +7,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
 use super::scram::Scram;
@@ -131,6 +132,10 @@ impl<T: Read + Write> ReadWrite for T {}
 /// One connection, ready for queries.
 pub(crate) struct Client {
     stream: Stream,
+    /// For a Unix socket in a directory any local user can write (such as
+    /// `/tmp`, libpq's default): the directory. Whoever planted a socket
+    /// there would be handed a password sent in clear.
+    open_directory: Option<String>,
 }
 
 /// A rows' values as text (`None` for SQL NULL).
@@ -139,6 +144,11 @@ pub(crate) type Rows = Vec<Vec<Option<String>>>;
 impl Client {
     /// Connects and authenticates; each read or write may take `deadline`.
     pub(crate) fn connect(target: &Target, deadline: Duration) -> Result<Client, String> {
+        let open_directory = target
+            .host
+            .starts_with('/')
+            .then(|| writable_by_anyone(Path::new(&target.host)).then(|| target.host.clone()))
+            .flatten();
         let stream = if target.host.starts_with('/') {
             let path = format!("{}/.s.PGSQL.{}", target.host, target.port);
             let s = UnixStream::connect(&path).map_err(|e| format!("connecting to {path}: {e}"))?;
@@ -158,7 +168,10 @@ impl Client {
             s.set_nodelay(true).map_err(|e| e.to_string())?;
             Stream::Tcp(s)
         };
-        let mut client = Client { stream };
+        let mut client = Client {
+            stream,
+            open_directory,
+        };
         client.startup(target).map_err(|e| e.to_string())?;
         Ok(client)
     }
@@ -185,6 +198,12 @@ impl Client {
                     match code {
                         0 => {}
                         3 => {
+                            if let Some(directory) = &self.open_directory {
+                                return Err(Failure::Unsupported(format!(
+                                    "the server asks for the password in clear over a socket \
+                                     in {directory}, which any local user can write: not sent"
+                                )));
+                            }
                             let password = needs_password(target)?;
                             let mut message = Vec::new();
                             cstr(&mut message, password);
@@ -300,6 +319,13 @@ impl Client {
             .map_err(Failure::Io)?;
         Ok((header[0], body))
     }
+}
+
+/// Whether `directory` (or, if it cannot be read, to be safe: yes) lets
+/// other users create files in it.
+fn writable_by_anyone(directory: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(directory).map_or(true, |m| m.permissions().mode() & 0o002 != 0)
 }
 
 fn needs_password(target: &Target) -> Result<&str, Failure> {
@@ -473,6 +499,7 @@ mod tests {
         ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut client = Client {
             stream: Stream::Unix(ours),
+            open_directory: None,
         };
         let at_limit = (MESSAGE_LIMIT + 4) as i32;
         let writer = std::thread::spawn(move || {
@@ -492,5 +519,48 @@ mod tests {
         theirs.write_all(&(at_limit + 1).to_be_bytes()).unwrap();
         let refused = client.receive().unwrap_err().to_string();
         assert!(refused.contains("beyond 1048576 bytes"), "{refused}");
+    }
+
+    /// A server at a Unix socket in `directory` (made with `mode`) that
+    /// asks for the password in clear; what the client said, and the
+    /// message the server read after its request (`b'p'`: the password).
+    fn cleartext_asked(mode: u32) -> (Result<(), String>, Option<u8>) {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut len = [0u8; 4];
+            conn.read_exact(&mut len).unwrap();
+            let mut startup = vec![0u8; i32::from_be_bytes(len) as usize - 4];
+            conn.read_exact(&mut startup).unwrap();
+            conn.write_all(b"R").unwrap();
+            conn.write_all(&8i32.to_be_bytes()).unwrap();
+            conn.write_all(&3i32.to_be_bytes()).unwrap();
+            let mut next = [0u8; 1];
+            conn.read_exact(&mut next).ok().map(|()| next[0])
+        });
+        let url = format!("postgresql://u:s3cret@/d?host={}", dir.path().display());
+        let target = Target::parse(&url).unwrap();
+        let said = Client::connect(&target, Duration::from_secs(5)).map(drop);
+        (said, server.join().unwrap())
+    }
+
+    #[test]
+    fn a_password_is_never_sent_in_clear_over_a_socket_any_user_could_have_planted() {
+        let (said, read) = cleartext_asked(0o1777);
+        let why = said.unwrap_err();
+        assert!(
+            why.contains("asks for the password in clear over a socket in /")
+                && why.ends_with("which any local user can write: not sent"),
+            "{why}"
+        );
+        assert_eq!(read, None, "the server read nothing after its request");
+        // In a directory of this user's alone, it goes.
+        let (_, read) = cleartext_asked(0o700);
+        assert_eq!(read, Some(b'p'), "the password message");
     }
 }
