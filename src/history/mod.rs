@@ -27,6 +27,11 @@
 //! call's operations go to the report ([`LoadReport::history`](crate::LoadReport::history)).
 //! Outside a child's call (in the test itself) `invoke` records nothing and
 //! its guard does nothing.
+//!
+//! A database transaction is recorded with [`transaction`]: what it read
+//! and wrote, key by key, for
+//! [`Outcomes::check_serializable`](crate::Outcomes::check_serializable) to
+//! find lost updates, write skew and the other isolation anomalies in.
 
 use std::fmt;
 
@@ -35,6 +40,7 @@ use serde::Serialize;
 use crate::child;
 use crate::protocol;
 
+use crate::outcome::{Access, Accesses, Mark};
 pub use crate::outcome::{Ending, History, Operation, Value};
 
 /// Begins an operation named `name` on `input`, in a child's call; end it
@@ -102,5 +108,93 @@ impl Drop for Invocation {
         if let Some(id) = self.id.take() {
             child::history::end(id, Ok(None));
         }
+    }
+}
+
+/// Begins a database transaction named `name`, in a child's call: record
+/// each value it reads and writes, by key, then end it with
+/// [`commit`](Transaction::commit) or [`abort`](Transaction::abort).
+/// Dropped without either (a panic, an early return, a lost connection), it
+/// is indeterminate. [`Outcomes::check_serializable`](crate::Outcomes::check_serializable)
+/// checks the committed ones.
+///
+/// ```no_run
+/// # fn query(sql: &str) -> i64 { 100 }
+/// # fn execute(sql: &str, v: i64) {}
+/// #[stampede::function]
+/// fn spend(amount: i64) -> bool {
+///     let mut txn = stampede::history::transaction("spend");
+///     let balance = query("SELECT balance FROM cards WHERE id = 1");
+///     txn.read("card:1", &balance);
+///     if balance < amount {
+///         txn.commit();
+///         return false;
+///     }
+///     execute("UPDATE cards SET balance = $1 WHERE id = 1", balance - amount);
+///     txn.write("card:1", &(balance - amount));
+///     txn.commit(); // after the database's COMMIT returned
+///     true
+/// }
+///
+/// let outcomes = stampede::call_concurrently(2, spend, 60)?;
+/// outcomes.assert_serializable(); // "lost update on card:1: …"
+/// # Ok::<(), stampede::Error>(())
+/// ```
+///
+/// A key names one row's column, or anything read and written as a whole
+/// (`"card:1"`, `"doctor:2.on_call"`). Versions of a key are told apart by
+/// their values, so each write of a key should write a value that key never
+/// held before (a balance that only goes down, a version column, a
+/// counter); a value read that was written twice makes the check
+/// inconclusive, and names it.
+pub fn transaction(name: &str) -> Transaction {
+    Transaction {
+        op: invoke(name, &Mark),
+        accesses: Vec::new(),
+    }
+}
+
+/// A transaction begun by [`transaction`], not ended yet.
+#[must_use = "end it with .commit() or .abort(&error); dropped, it is indeterminate"]
+#[derive(Debug)]
+pub struct Transaction {
+    op: Invocation,
+    accesses: Vec<Access>,
+}
+
+impl Transaction {
+    /// It read `value` from `key` (a row, a column of one).
+    ///
+    /// # Panics
+    ///
+    /// When `value` cannot be encoded.
+    pub fn read<V: Serialize + fmt::Debug + ?Sized>(&mut self, key: &str, value: &V) {
+        if self.op.id.is_some() {
+            self.accesses.push(Access::of(false, key, value));
+        }
+    }
+
+    /// It wrote `value` to `key`.
+    ///
+    /// # Panics
+    ///
+    /// When `value` cannot be encoded.
+    pub fn write<V: Serialize + fmt::Debug + ?Sized>(&mut self, key: &str, value: &V) {
+        if self.op.id.is_some() {
+            self.accesses.push(Access::of(true, key, value));
+        }
+    }
+
+    /// It committed: the database's `COMMIT` returned (or the statement,
+    /// outside an explicit transaction).
+    pub fn commit(self) {
+        self.op.ok(&Accesses(self.accesses));
+    }
+
+    /// It rolled back: none of its writes took effect (a serialization
+    /// failure, a deadlock, `ROLLBACK`). If it may have committed (the
+    /// connection broke during `COMMIT`), drop it instead: indeterminate.
+    pub fn abort<E: fmt::Display + ?Sized>(self, error: &E) {
+        self.op.fail(error);
     }
 }

@@ -31,6 +31,7 @@
 mod check;
 mod models;
 mod page;
+mod serializable;
 mod violation;
 
 use std::fmt;
@@ -127,6 +128,27 @@ pub fn check<M: Model>(model: &M, history: &History) -> Result<(), Violation> {
     check::check(model, history, STEP_BUDGET)
 }
 
+/// Checks the transactions of `history` (`stampede::history::transaction`)
+/// for isolation anomalies: `Ok` when what the committed ones read is what
+/// some serial order of them would have read, as far as their reads and
+/// writes tell. Operations of `history::invoke` are left out.
+///
+/// Found: lost updates (two transactions read one version and both
+/// overwrote it), write skew (G2-item), read skew (G-single), circular
+/// information flow (G1c), intermediate reads (G1b), and a transaction
+/// that reads back another value than it read or wrote. Transactions that
+/// rolled back or never ended are left out. Versions are told apart by
+/// their values (see [`history::transaction`](crate::history::transaction)).
+///
+/// # Errors
+///
+/// A [`Violation`]: the anomaly, its transactions and why no serial order
+/// has them; or an inconclusive check when a value read was written more
+/// than once.
+pub fn check_serializable(history: &History) -> Result<(), Violation> {
+    serializable::check(history)
+}
+
 impl<R> Outcomes<R> {
     /// Checks the call's [`history`](Outcomes::history) against `model`
     /// (see [`model`](crate::model)).
@@ -145,14 +167,9 @@ impl<R> Outcomes<R> {
     ///
     /// As [`check`].
     pub fn check<M: Model>(&self, model: &M) -> Result<(), Violation> {
-        let incomplete: Vec<usize> = self
-            .items
-            .iter()
-            .filter(|o| !o.history_complete)
-            .map(|o| o.index)
-            .collect();
+        let incomplete = self.incomplete();
         if !incomplete.is_empty() {
-            return Err(Violation::incomplete(model, incomplete));
+            return Err(Violation::incomplete(model.name(), incomplete));
         }
         check(model, &self.history())
     }
@@ -175,28 +192,87 @@ impl<R> Outcomes<R> {
     /// inconclusive, or the model panics.
     #[track_caller]
     pub fn assert_linearizable<M: Model>(&self, model: &M) {
-        let history = self.history();
         if let Err(violation) = self.check(model) {
-            let drawn = match page::directory() {
-                Some(dir) => {
-                    static PAGES: AtomicU64 = AtomicU64::new(0);
-                    let name = format!(
-                        "violation-{}-{}",
-                        std::process::id(),
-                        PAGES.fetch_add(1, Ordering::Relaxed)
-                    );
-                    match page::write(&dir, &name, &violation.html(&history)) {
-                        Ok(path) => format!("drawn as a page: {}", path.display()),
-                        Err(why) => format!("(the page could not be written: {why})"),
-                    }
-                }
-                None => "(no page: this program is not in a cargo target directory)".to_owned(),
-            };
-            panic!(
-                "{violation}\n{drawn}\n\nevery operation, by child:\n{history}\n{}",
-                self.report()
-            );
+            self.fail_with(&violation);
         }
+    }
+
+    /// Checks the call's transactions (`stampede::history::transaction`)
+    /// for isolation anomalies: see [`check_serializable`].
+    ///
+    /// ```no_run
+    /// # #[stampede::function] fn spend(amount: i64) -> bool { true }
+    /// let outcomes = stampede::call_concurrently(2, spend, 60)?;
+    /// if let Err(violation) = outcomes.check_serializable() {
+    ///     panic!("{violation}"); // "not serializable: lost update on card:1: …"
+    /// }
+    /// # Ok::<(), stampede::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`check_serializable`]; and inconclusive when some children
+    /// could not report every transaction.
+    pub fn check_serializable(&self) -> Result<(), Violation> {
+        let incomplete = self.incomplete();
+        if !incomplete.is_empty() {
+            return Err(Violation::incomplete(
+                violation::SERIALIZABILITY.into(),
+                incomplete,
+            ));
+        }
+        check_serializable(&self.history())
+    }
+
+    /// Panics unless the call's transactions are serializable
+    /// ([`check_serializable`](Outcomes::check_serializable)), with the
+    /// anomaly explained, the page that draws it, every child's operations
+    /// and every child's report, as
+    /// [`assert_linearizable`](Outcomes::assert_linearizable) does.
+    ///
+    /// # Panics
+    ///
+    /// On an anomaly, or when the check is inconclusive.
+    #[track_caller]
+    pub fn assert_serializable(&self) {
+        if let Err(violation) = self.check_serializable() {
+            self.fail_with(&violation);
+        }
+    }
+
+    /// The indices of children that could not report every operation.
+    fn incomplete(&self) -> Vec<usize> {
+        self.items
+            .iter()
+            .filter(|o| !o.history_complete)
+            .map(|o| o.index)
+            .collect()
+    }
+
+    /// Panics with `violation`, the page drawing it, the history and the
+    /// report.
+    #[track_caller]
+    fn fail_with(&self, violation: &Violation) -> ! {
+        let history = self.history();
+        let drawn = match page::directory() {
+            Some(dir) => {
+                static PAGES: AtomicU64 = AtomicU64::new(0);
+                let name = format!(
+                    "violation-{}-{}",
+                    std::process::id(),
+                    PAGES.fetch_add(1, Ordering::Relaxed)
+                );
+                match page::write(&dir, &name, &violation.html(&history)) {
+                    Ok(path) => format!("drawn as a page: {}", path.display()),
+                    Err(why) => format!("(the page could not be written: {why})"),
+                }
+            }
+            None => "(no page: this program is not in a cargo target directory)".to_owned(),
+        };
+        panic!(
+            "{violation}\n{drawn}\n\nevery operation, by child:\n{history}\n{}",
+            self.report()
+        );
     }
 
     /// Every child's operations (`stampede::history::invoke`),

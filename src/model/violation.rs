@@ -35,7 +35,32 @@ enum Kind {
     /// These children could not report every operation: nothing can be
     /// concluded.
     Incomplete { children: Vec<usize> },
+    /// An isolation anomaly among committed transactions.
+    Anomaly(Anomaly),
+    /// A version read could be more than one write's: nothing can be
+    /// concluded about it.
+    Ambiguous {
+        explanation: String,
+        witness: Vec<Operation>,
+    },
+    /// A transaction's record could not be read.
+    Unreadable {
+        operation: Operation,
+        message: String,
+    },
 }
+
+/// An isolation anomaly: its name, the transactions involved, and the
+/// steps of the argument, one line each.
+#[derive(Debug, Clone)]
+pub(super) struct Anomaly {
+    pub(super) name: String,
+    pub(super) witness: Vec<Operation>,
+    pub(super) steps: Vec<String>,
+}
+
+/// What `Outcomes::check_serializable` reports as its model's name.
+pub(super) const SERIALIZABILITY: &str = "serializability";
 
 /// A witness and what each order of it runs into.
 #[derive(Debug, Clone)]
@@ -150,23 +175,55 @@ impl Violation {
         }
     }
 
-    pub(super) fn incomplete<M: Model>(model: &M, children: Vec<usize>) -> Violation {
+    pub(super) fn incomplete(model: String, children: Vec<usize>) -> Violation {
         Violation {
-            model: model.name(),
+            model,
             kind: Box::new(Kind::Incomplete { children }),
         }
     }
 
-    /// The model's name.
+    pub(super) fn anomaly(anomaly: Anomaly) -> Violation {
+        Violation {
+            model: SERIALIZABILITY.into(),
+            kind: Box::new(Kind::Anomaly(anomaly)),
+        }
+    }
+
+    pub(super) fn ambiguous(explanation: String, witness: Vec<Operation>) -> Violation {
+        Violation {
+            model: SERIALIZABILITY.into(),
+            kind: Box::new(Kind::Ambiguous {
+                explanation,
+                witness,
+            }),
+        }
+    }
+
+    pub(super) fn unreadable(op: &Operation, message: String) -> Violation {
+        Violation {
+            model: SERIALIZABILITY.into(),
+            kind: Box::new(Kind::Unreadable {
+                operation: op.clone(),
+                message,
+            }),
+        }
+    }
+
+    /// The model's name (`serializability` for
+    /// [`check_serializable`](crate::Outcomes::check_serializable)).
     pub fn model(&self) -> &str {
         &self.model
     }
 
-    /// The smallest set of operations found that no order allows; empty
-    /// when the check was inconclusive or the model panicked.
+    /// The smallest set of operations found that no order allows (for
+    /// serializability: the transactions of the anomaly); empty when the
+    /// check was inconclusive or the model panicked, except an ambiguous
+    /// version's writers and readers.
     pub fn witness(&self) -> &[Operation] {
         match &*self.kind {
             Kind::NotLinearizable(found) => &found.witness,
+            Kind::Anomaly(anomaly) => &anomaly.witness,
+            Kind::Ambiguous { witness, .. } => witness,
             _ => &[],
         }
     }
@@ -200,9 +257,26 @@ impl Violation {
     pub fn is_inconclusive(&self) -> bool {
         matches!(
             *self.kind,
-            Kind::Inconclusive { .. } | Kind::Incomplete { .. }
+            Kind::Inconclusive { .. } | Kind::Incomplete { .. } | Kind::Ambiguous { .. }
         )
     }
+}
+
+/// Each of `ops` on a line: its child, its times from the first one's
+/// invocation, and what it did.
+fn write_ops(f: &mut fmt::Formatter<'_>, ops: &[Operation]) -> fmt::Result {
+    let origin = ops.iter().map(Operation::invoked).min().unwrap_or_default();
+    for op in ops.iter().take(WITNESS_SHOWN) {
+        writeln!(f, "  child {}  {}  {op}", op.child(), span(op, origin))?;
+    }
+    if ops.len() > WITNESS_SHOWN {
+        writeln!(
+            f,
+            "  … and {} more (`Violation::witness` has them all)",
+            ops.len() - WITNESS_SHOWN
+        )?;
+    }
+    Ok(())
 }
 
 fn who(op: &Operation, description: &str) -> String {
@@ -287,6 +361,45 @@ impl fmt::Display for Violation {
                             .join(", ")
                     ),
                 }
+            ),
+            Kind::Anomaly(anomaly) => {
+                let children = {
+                    let mut c: Vec<usize> = anomaly.witness.iter().map(Operation::child).collect();
+                    c.sort_unstable();
+                    c.dedup();
+                    c.len()
+                };
+                let n = anomaly.witness.len();
+                let (which, read) = if n == 1 {
+                    ("this committed transaction".to_owned(), "it")
+                } else {
+                    (format!("these {n} committed transactions"), "they")
+                };
+                writeln!(
+                    f,
+                    "not serializable: {}: no serial order of {which} of {children} {} gives \
+                     what {read} read:",
+                    anomaly.name,
+                    if children == 1 { "child" } else { "children" },
+                )?;
+                write_ops(f, &anomaly.witness)?;
+                for step in &anomaly.steps {
+                    writeln!(f, "- {step}")?;
+                }
+                Ok(())
+            }
+            Kind::Ambiguous {
+                explanation,
+                witness,
+            } => {
+                writeln!(f, "inconclusive under {model}: {explanation}:")?;
+                write_ops(f, witness)
+            }
+            Kind::Unreadable { operation, message } => write!(
+                f,
+                "child {}'s transaction {} has a record that cannot be read: {message}",
+                operation.child(),
+                operation.name()
             ),
             Kind::ModelPanicked { operation, message } => write!(
                 f,

@@ -9,6 +9,7 @@ mod report;
 mod schedule;
 mod stages;
 mod timeline;
+mod transaction;
 
 pub use history::{Ending, History, Operation, Value};
 pub(crate) use history::{digest, from_events, span};
@@ -20,6 +21,9 @@ pub use schedule::Schedule;
 pub(crate) use stages::{Round, human};
 pub use stages::{RoundStages, Spread, Stages};
 pub use timeline::Timeline;
+pub(crate) use transaction::{Access, Accesses, Mark, Recorded, recorded};
+#[cfg(test)]
+pub(crate) use transaction::{committed, mark};
 
 /// How a child ended.
 ///
