@@ -15,7 +15,10 @@ fn a_hunt_exposes_the_naive_claim() {
     let pg = queue_fixture();
     let failure = hunt(&pg, claim_naive, 50).expect_err("the naive claim should be exposed");
     assert!(
-        failure.error().is_none() && failure.message().contains("distinct"),
+        failure.error().is_none()
+            && failure.message().contains(
+                "not linearizable under ClaimOnce: no order of these 2 operations of 2 children"
+            ),
         "the hunt failed, but not on a job claimed twice: {failure}"
     );
 }

@@ -5,11 +5,12 @@
 //! Included by `tests/pg_job_queue.rs` and `examples/pg_job_queue.rs`
 //! (`#[path = "…/common/pg_job_queue.rs"]`).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
+use stampede::history;
+use stampede::model::ClaimOnce;
 use stampede::services::Postgres;
-use stampede::{Function, Hunt, HuntFailure, HuntSummary};
+use stampede::{Function, Hunt, HuntFailure, HuntSummary, Outcomes};
 
 /// Workers per run, and jobs in the queue: each worker should get one.
 pub const WORKERS: usize = 8;
@@ -26,9 +27,11 @@ pub fn claim_naive(url: String) -> Option<i32> {
         )
         .expect("read a free job")?;
     let id: i32 = row.get(0);
+    let op = history::invoke("claim", &id);
     let me = std::process::id() as i32;
     db.execute("UPDATE jobs SET claimed_by = $1 WHERE id = $2", &[&me, &id])
         .expect("claim it");
+    op.ok(&true);
     Some(id)
 }
 
@@ -39,15 +42,24 @@ pub fn claim_skip_locked(url: String) -> Option<i32> {
     let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     stampede::checkpoint();
     let me = std::process::id() as i32;
-    db.query_opt(
-        "UPDATE jobs SET claimed_by = $1 WHERE id = (
-             SELECT id FROM jobs WHERE claimed_by IS NULL ORDER BY id
-             LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id",
-        &[&me],
-    )
-    .expect("claim a job")
-    .map(|row| row.get(0))
+    let id: Option<i32> = db
+        .query_opt(
+            "UPDATE jobs SET claimed_by = $1 WHERE id = (
+                 SELECT id FROM jobs WHERE claimed_by IS NULL ORDER BY id
+                 LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&me],
+        )
+        .expect("claim a job")
+        .map(|row| row.get(0));
+    // The job is known only once claimed, so the claim is recorded after
+    // the statement: later than it took effect, which cannot hide a
+    // double claim (two recorded wins of one job are a violation at any
+    // times) and cannot raise a false one (only wins are recorded).
+    if let Some(id) = id {
+        history::invoke("claim", &id).ok(&true);
+    }
+    id
 }
 
 /// A database whose every reset brings back a queue of `WORKERS` free jobs.
@@ -61,18 +73,20 @@ pub fn queue_fixture() -> Postgres {
         .expect("a PostgreSQL database")
 }
 
-/// Whether every worker got a job and no job went to two workers.
-pub fn check(claimed: &[Option<i32>]) -> Result<(), String> {
-    let jobs: Vec<i32> = claimed.iter().flatten().copied().collect();
-    let distinct: HashSet<i32> = jobs.iter().copied().collect();
-    if jobs.len() == WORKERS && distinct.len() == WORKERS {
+/// Whether no job went to two workers (the `ClaimOnce` model over the
+/// claims the workers recorded) and every worker got one.
+pub fn check(outcomes: &Outcomes<Option<i32>>) -> Result<(), String> {
+    outcomes.check(&ClaimOnce).map_err(|v| v.to_string())?;
+    let without: Vec<usize> = outcomes
+        .iter()
+        .filter(|o| o.value() == Some(&None))
+        .map(|o| o.index())
+        .collect();
+    if without.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "{} workers claimed {} jobs, {} distinct: {claimed:?}",
-            WORKERS,
-            jobs.len(),
-            distinct.len()
+            "{WORKERS} jobs for {WORKERS} workers, yet workers {without:?} got none"
         ))
     }
 }
@@ -89,11 +103,11 @@ pub fn hunt<M>(
         .time_budget(Duration::from_secs(60))
         .run(|run| {
             pg.reset().map_err(|e| e.to_string())?;
-            let claimed = run
+            let outcomes = run
                 .options()
                 .call_concurrently(WORKERS, claim, pg.url().to_owned())
-                .map_err(|e| e.to_string())?
-                .unwrap_all();
-            check(&claimed)
+                .map_err(|e| e.to_string())?;
+            outcomes.assert_all_returned();
+            check(&outcomes)
         })
 }

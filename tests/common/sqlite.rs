@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use serde::{Deserialize, Serialize};
+use stampede::history;
 use tempfile::TempDir;
 
 /// How many workers the recipes race by default.
@@ -167,16 +168,17 @@ pub fn claim_naive(db: PathBuf) -> bool {
         .prepare("UPDATE tickets SET holder = ?1 WHERE id = 1")
         .expect("preparing the claim");
     stampede::checkpoint(); // every worker connected and prepared: go together
+    let op = history::invoke("claim", &1u32);
     let holder: Option<u32> = check
         .query_row([], |r| r.get(0))
         .expect("checking ticket 1");
-    if holder.is_some() {
-        return false;
-    }
-    claim
-        .execute([std::process::id()])
-        .expect("claiming ticket 1");
-    true
+    let won = holder.is_none()
+        && claim
+            .execute([std::process::id()])
+            .expect("claiming ticket 1")
+            == 1;
+    op.ok(&won);
+    won
 }
 
 /// CORRECT: the same check and act inside `BEGIN IMMEDIATE`, which takes the
@@ -186,6 +188,7 @@ pub fn claim_naive(db: PathBuf) -> bool {
 pub fn claim_immediate(db: PathBuf) -> bool {
     let mut conn = open(&db);
     stampede::checkpoint();
+    let op = history::invoke("claim", &1u32);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .expect("BEGIN IMMEDIATE");
@@ -193,6 +196,7 @@ pub fn claim_immediate(db: PathBuf) -> bool {
         .query_row("SELECT holder FROM tickets WHERE id = 1", [], |r| r.get(0))
         .expect("checking ticket 1");
     if holder.is_some() {
+        op.ok(&false);
         return false; // dropping `tx` rolls back
     }
     tx.execute(
@@ -201,6 +205,7 @@ pub fn claim_immediate(db: PathBuf) -> bool {
     )
     .expect("claiming ticket 1");
     tx.commit().expect("COMMIT");
+    op.ok(&true);
     true
 }
 
@@ -210,12 +215,14 @@ pub fn claim_immediate(db: PathBuf) -> bool {
 pub fn claim_conditional_update(db: PathBuf) -> bool {
     let conn = open(&db);
     stampede::checkpoint();
+    let op = history::invoke("claim", &1u32);
     let changed = conn
         .execute(
             "UPDATE tickets SET holder = ?1 WHERE id = 1 AND holder IS NULL",
             [std::process::id()],
         )
         .expect("claiming ticket 1");
+    op.ok(&(changed == 1));
     changed == 1
 }
 
@@ -236,10 +243,14 @@ pub fn increment_naive(db: PathBuf) -> i64 {
         .prepare("UPDATE counter SET value = ?1 WHERE id = 1")
         .expect("preparing the write");
     stampede::checkpoint(); // every worker connected and prepared: go together
+    let mut txn = history::transaction("increment");
     let value: i64 = read
         .query_row([], |r| r.get(0))
         .expect("reading the counter");
+    txn.read("counter", &value);
     write.execute([value + 1]).expect("writing the counter");
+    txn.write("counter", &(value + 1));
+    txn.commit();
     value + 1
 }
 
@@ -249,12 +260,19 @@ pub fn increment_naive(db: PathBuf) -> i64 {
 pub fn increment_atomic(db: PathBuf) -> i64 {
     let conn = open(&db);
     stampede::checkpoint();
-    conn.query_row(
-        "UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value",
-        [],
-        |r| r.get(0),
-    )
-    .expect("incrementing the counter")
+    let mut txn = history::transaction("increment");
+    let value: i64 = conn
+        .query_row(
+            "UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value",
+            [],
+            |r| r.get(0),
+        )
+        .expect("incrementing the counter");
+    // One statement read the value before and wrote this one.
+    txn.read("counter", &(value - 1));
+    txn.write("counter", &value);
+    txn.commit();
+    value
 }
 
 // ---------------------------------------------------------------------------
@@ -276,17 +294,18 @@ pub fn claim_by_insert(db: PathBuf) -> bool {
         .prepare("INSERT INTO claims (ticket, worker) VALUES (1, ?1)")
         .expect("preparing the insert");
     stampede::checkpoint(); // every worker connected and prepared: go together
+    let op = history::invoke("claim", &1u32);
     let taken: i64 = check
         .query_row([], |r| r.get(0))
         .expect("checking the claims");
-    if taken > 0 {
-        return false;
-    }
-    match insert.execute([std::process::id()]) {
-        Ok(_) => true,
-        Err(err) if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => false,
-        Err(err) => panic!("inserting a claim: {err}"),
-    }
+    let won = taken == 0
+        && match insert.execute([std::process::id()]) {
+            Ok(_) => true,
+            Err(err) if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => false,
+            Err(err) => panic!("inserting a claim: {err}"),
+        };
+    op.ok(&won);
+    won
 }
 
 // ---------------------------------------------------------------------------
