@@ -1,7 +1,10 @@
 //! What checking a history costs: barrier-shaped histories of 1,000
 //! children (every operation overlaps every other: the worst case for the
 //! search), valid and violating, and a long `Load`-shaped history of
-//! mostly sequential operations over many keys.
+//! mostly sequential operations over many keys; and the transactions of
+//! a real `Load` (100,000 read-then-write transactions recorded by the
+//! workers), checked for serializability, whole and with lost updates
+//! planted.
 //!
 //! Run with `cargo bench --bench history`. Times are printed against a
 //! baseline from the same run — building the same history (`History::new`
@@ -27,6 +30,71 @@ const LONG: usize = 100_000;
 const KEYS: usize = 100;
 const BARRIER_TARGET: Duration = Duration::from_millis(10);
 const THROUGHPUT_TARGET: f64 = 100_000.0;
+/// Calls of the `Load` whose transactions are checked.
+const TRANSACTIONS: u64 = 100_000;
+
+/// One transaction on this worker's own key: reads its count, writes the
+/// next. With `stale`, every 1,000th call reads the count before, as a
+/// lost update would.
+#[stampede::function]
+fn read_then_write(stale: bool) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let key = format!("worker:{}", std::process::id());
+    let mut txn = stampede::history::transaction("bump");
+    let read = if stale && n % 1_000 == 999 { n - 1 } else { n };
+    txn.read(&key, &read);
+    txn.write(&key, &(read + 1));
+    txn.commit();
+}
+
+/// Times `model::check_serializable` on a `Load`'s history; the verdict
+/// lines.
+fn transactions(rounds: usize) -> Vec<(String, bool)> {
+    let mut verdicts = Vec::new();
+    for stale in [false, true] {
+        let report = stampede::Load::new(TRANSACTIONS)
+            .workers(4)
+            .run(read_then_write, stale)
+            .expect("the load runs");
+        let history = report.history();
+        assert_eq!(history.len() as u64, TRANSACTIONS);
+        let (mut checks, mut builds) = (Vec::new(), Vec::new());
+        for _ in 0..rounds.div_ceil(10) {
+            let began = Instant::now();
+            let rebuilt = History::new(history.operations().to_vec());
+            builds.push(began.elapsed());
+            let began = Instant::now();
+            let result = model::check_serializable(&rebuilt);
+            checks.push(began.elapsed());
+            match (&result, stale) {
+                (Ok(()), false) => {}
+                (Err(v), true) if v.to_string().contains("lost update on worker:") => {}
+                _ => panic!("stale {stale}: {result:?}"),
+            }
+        }
+        let (c, b) = (Stats::of(&checks), Stats::of(&builds));
+        let per_second = TRANSACTIONS as f64 / c.median.as_secs_f64();
+        let name = if stale {
+            "Load, 100,000 transactions, lost updates planted (violating)"
+        } else {
+            "Load, 100,000 transactions on 4 keys (valid)"
+        };
+        println!(
+            "| {name} | {:?} ({:.0} transactions/s) | {:?} | {} | ≥ {THROUGHPUT_TARGET:.0} ops/s |",
+            c.median,
+            per_second,
+            b.median,
+            c.ratios(&b)
+        );
+        verdicts.push((
+            format!("{name} at ≥ {THROUGHPUT_TARGET:.0} transactions/s"),
+            per_second >= THROUGHPUT_TARGET,
+        ));
+    }
+    verdicts
+}
 
 fn op(
     t0: Timestamp,
@@ -153,6 +221,7 @@ struct Case {
 }
 
 fn main() {
+    stampede::init();
     let rounds: usize = std::env::var("HISTORY_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -257,6 +326,7 @@ fn main() {
         format!("{LONG} operations at ≥ {THROUGHPUT_TARGET:.0} ops/s"),
         per_second >= THROUGHPUT_TARGET,
     ));
+    verdicts.extend(transactions(rounds));
     println!("\n### targets\n");
     for (what, ok) in verdicts {
         println!("{} {what}", if ok { "PASS" } else { "MISS" });

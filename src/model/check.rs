@@ -355,8 +355,13 @@ pub(super) fn smallest<'a, M: Model>(model: &M, ops: &[&'a Operation]) -> Vec<&'
     };
     // Bisect for the first failing prefix length, taking the whole as
     // failing; a later operation can make an earlier prefix fit, so this
-    // finds a short failing prefix, not always the shortest.
+    // finds a short failing prefix, not always the shortest. When all but
+    // the last operation pass (a final read that sees too little), that
+    // one search settles it.
     let (mut passes, mut fails_at) = (0, ops.len());
+    if ops.len() > 2 && !fails(&ops[..ops.len() - 1]) {
+        passes = ops.len() - 1;
+    }
     while fails_at - passes > 1 {
         let mid = passes + (fails_at - passes) / 2;
         if fails(&ops[..mid]) {
