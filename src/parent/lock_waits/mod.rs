@@ -140,3 +140,53 @@ fn redacted(url: &str) -> String {
         Err(_) => "a URL that is not PostgreSQL's".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A server that takes the connection and never answers: asked once,
+    /// it costs `ANSWER_WAIT` and is named; asked again, nothing is waited.
+    #[test]
+    fn a_server_that_does_not_answer_is_given_answer_wait_then_asked_no_more() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (done, hold) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let _ = hold.recv(); // says nothing until the test ends
+            drop(conn);
+        });
+        let mine = [Backend {
+            url: format!("postgresql://u:pw@127.0.0.1:{port}/d"),
+            pid: 7,
+        }];
+        let mut waits = LockWaits::default();
+        let began = Instant::now();
+        assert_eq!(waits.waiting_on(&mine, &[]), None);
+        let waited = began.elapsed();
+        assert!(
+            waited >= ANSWER_WAIT && waited < ANSWER_WAIT + Duration::from_secs(10),
+            "waited {waited:?} for a silent server, not ANSWER_WAIT ({ANSWER_WAIT:?})"
+        );
+        assert_eq!(
+            waits.take_problems(),
+            [format!(
+                "lock waits on PostgreSQL at 127.0.0.1:{port} as u could not be asked (the \
+                 server did not answer in time); the generic wait decided instead"
+            )]
+        );
+        let began = Instant::now();
+        assert_eq!(waits.waiting_on(&mine, &[]), None);
+        assert!(
+            began.elapsed() < ANSWER_WAIT,
+            "asked the silent server again"
+        );
+        assert!(waits.take_problems().is_empty(), "named once");
+        done.send(()).unwrap();
+        server.join().unwrap();
+    }
+}
