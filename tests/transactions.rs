@@ -240,6 +240,7 @@ fn doctors_at_repeatable_read_are_write_skew_and_serializable_passes_every_sched
             .starts_with("off_call(transaction) failed: could not serialize access"),
         "{ops}"
     );
+    assert_eq!(ops.operations()[1].accesses(), None, "rolled back: unknown");
     outcomes.assert_serializable();
 }
 
@@ -300,11 +301,16 @@ fn a_loads_transactions_are_all_recorded_and_check_serializable() {
     assert_eq!(history.len(), 300);
     stampede::model::check_serializable(history).unwrap();
     // The last increment read 299 and wrote 300: the chain is whole.
-    assert!(
-        history
-            .operations()
-            .iter()
-            .any(|op| op.to_string() == "increment(transaction) → r c=299, w c=300"),
-        "{history}"
+    let last = history
+        .operations()
+        .iter()
+        .find(|op| op.to_string() == "increment(transaction) → r c=299, w c=300")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(
+        last.accesses(),
+        Some(vec![
+            history::Access::read("c", &299i64),
+            history::Access::write("c", &300i64)
+        ])
     );
 }

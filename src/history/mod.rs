@@ -40,8 +40,8 @@ use serde::Serialize;
 use crate::child;
 use crate::protocol;
 
-use crate::outcome::{Access, Accesses, Mark};
-pub use crate::outcome::{Ending, History, Operation, Value};
+pub use crate::outcome::{Access, Ending, History, Operation, Value};
+use crate::outcome::{Accesses, Mark};
 
 /// Begins an operation named `name` on `input`, in a child's call; end it
 /// with [`ok`](Invocation::ok) or [`fail`](Invocation::fail). Dropped

@@ -561,7 +561,7 @@ mod tests {
 
     use super::*;
     use crate::clock::Timestamp;
-    use crate::outcome::{Ending, Value, committed, mark};
+    use crate::outcome::{Ending, Value};
 
     /// `"r x 1"`, `"w x 2"`: an access of an `i64`.
     fn access(text: &str) -> Access {
@@ -579,7 +579,7 @@ mod tests {
             child,
             start,
             end,
-            Ending::Ok(committed(accesses.iter().map(|a| access(a)).collect())),
+            Ending::committed(accesses.iter().map(|a| access(a)).collect()),
         )
     }
 
@@ -588,7 +588,7 @@ mod tests {
         Operation::new(
             child,
             "t",
-            mark(),
+            Value::transaction(),
             ending,
             t0.later_by(Duration::from_micros(start)),
             Some(t0.later_by(Duration::from_micros(end))),
@@ -822,7 +822,7 @@ mod tests {
         let unknown = Operation::new(
             1,
             "t",
-            mark(),
+            Value::transaction(),
             Ending::Unknown,
             Timestamp::from_nanos(1_000_000),
             None,

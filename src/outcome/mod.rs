@@ -21,9 +21,8 @@ pub use schedule::Schedule;
 pub(crate) use stages::{Round, human};
 pub use stages::{RoundStages, Spread, Stages};
 pub use timeline::Timeline;
-pub(crate) use transaction::{Access, Accesses, Mark, Recorded, recorded};
-#[cfg(test)]
-pub(crate) use transaction::{committed, mark};
+pub use transaction::Access;
+pub(crate) use transaction::{Accesses, Mark, Recorded, recorded};
 
 /// How a child ended.
 ///

@@ -7,9 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-#[cfg(test)]
-use super::history::Value;
-use super::history::{Ending, Operation};
+use super::history::{Ending, Operation, Value};
 use crate::protocol;
 
 /// The input every transaction records: how the checker tells a
@@ -30,15 +28,58 @@ impl fmt::Debug for Mark {
     }
 }
 
-/// One read or write of a transaction.
+/// One read or write of a transaction (`history::transaction`):
+/// [`Operation::accesses`] lists them; [`Ending::committed`] builds a
+/// transaction's record for a check's own tests.
+///
+/// ```
+/// use stampede::history::Access;
+/// let read = Access::read("card:1", &100);
+/// assert_eq!((read.is_write(), read.key(), read.value().text()), (false, "card:1", "100"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Access {
+pub struct Access {
     pub(crate) write: bool,
     pub(crate) key: String,
     /// The value's encoding: versions of a key are told apart by it.
     pub(crate) value: Vec<u8>,
     /// Its `Debug` text, for reports.
     pub(crate) text: String,
+}
+
+impl Access {
+    /// A read of `value` from `key`.
+    ///
+    /// # Panics
+    ///
+    /// When `value` cannot be encoded.
+    pub fn read<V: Serialize + fmt::Debug + ?Sized>(key: &str, value: &V) -> Access {
+        Access::of(false, key, value)
+    }
+
+    /// A write of `value` to `key`.
+    ///
+    /// # Panics
+    ///
+    /// When `value` cannot be encoded.
+    pub fn write<V: Serialize + fmt::Debug + ?Sized>(key: &str, value: &V) -> Access {
+        Access::of(true, key, value)
+    }
+
+    /// Whether it is a write.
+    pub fn is_write(&self) -> bool {
+        self.write
+    }
+
+    /// The key read or written.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value read or written.
+    pub fn value(&self) -> Value {
+        Value::new(self.value.clone(), self.text.clone())
+    }
 }
 
 /// What a committed transaction did, in order: its output.
@@ -79,6 +120,49 @@ impl Access {
     }
 }
 
+impl Value {
+    /// The input every transaction (`history::transaction`) records, for
+    /// building a transaction's record with [`Operation::new`] in a check's
+    /// own tests; shown as `transaction`.
+    pub fn transaction() -> Value {
+        Value::of(&Mark)
+    }
+}
+
+impl Ending {
+    /// How a transaction that committed having done `accesses` (in order)
+    /// ended: with [`Value::transaction`] as the input, an operation
+    /// [`check_serializable`](crate::model::check_serializable) reads.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stampede::Timestamp;
+    /// use stampede::history::{Access, Ending, History, Operation, Value};
+    /// let t0 = Timestamp::now();
+    /// let spend = |child| Operation::new(child, "spend", Value::transaction(),
+    ///     Ending::committed(vec![Access::read("card:1", &100), Access::write("card:1", &40)]),
+    ///     t0, Some(t0.later_by(Duration::from_millis(1))));
+    /// assert_eq!(spend(0).to_string(), "spend(transaction) → r card:1=100, w card:1=40");
+    /// let lost = stampede::model::check_serializable(&History::new(vec![spend(0), spend(1)]));
+    /// assert!(lost.unwrap_err().to_string().contains("lost update on card:1"));
+    /// ```
+    pub fn committed(accesses: Vec<Access>) -> Ending {
+        Ending::Ok(Value::of(&Accesses(accesses)))
+    }
+}
+
+impl Operation {
+    /// What a transaction that committed read and wrote, in order; `None`
+    /// for any other operation (one of `history::invoke`, or a transaction
+    /// that rolled back or never ended).
+    pub fn accesses(&self) -> Option<Vec<Access>> {
+        match recorded(self) {
+            Ok(Recorded::Committed(accesses)) => Some(accesses),
+            _ => None,
+        }
+    }
+}
+
 /// How a transaction ended, as the checker sees it.
 pub(crate) enum Recorded {
     /// Not a transaction: an operation of `history::invoke`.
@@ -109,16 +193,4 @@ pub(crate) fn recorded(op: &Operation) -> Result<Recorded, String> {
 fn mark_bytes() -> &'static [u8] {
     static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     BYTES.get_or_init(|| protocol::encode(&Mark).expect("a string encodes"))
-}
-
-/// The input value of every transaction, for building histories in tests.
-#[cfg(test)]
-pub(crate) fn mark() -> Value {
-    Value::of(&Mark)
-}
-
-/// The output value of a transaction that committed having done `accesses`.
-#[cfg(test)]
-pub(crate) fn committed(accesses: Vec<Access>) -> Value {
-    Value::of(&Accesses(accesses))
 }
