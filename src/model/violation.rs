@@ -383,10 +383,15 @@ impl fmt::Display for Violation {
                     if children == 1 { "child" } else { "children" },
                 )?;
                 write_ops(f, &anomaly.witness)?;
-                for step in &anomaly.steps {
+                // The argument's steps, the last (its conclusion) always.
+                let (last, steps) = anomaly.steps.split_last().expect("an anomaly is argued");
+                for step in steps.iter().take(WITNESS_SHOWN) {
                     writeln!(f, "- {step}")?;
                 }
-                Ok(())
+                if steps.len() > WITNESS_SHOWN {
+                    writeln!(f, "- … and {} more", steps.len() - WITNESS_SHOWN)?;
+                }
+                writeln!(f, "- {last}")
             }
             Kind::Ambiguous {
                 explanation,
