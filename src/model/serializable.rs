@@ -507,8 +507,8 @@ fn shortest_cycle(edges: &[Vec<(usize, Why)>]) -> Option<Vec<(usize, usize, Why)
                     closing = Some((at, why));
                     break 'bfs;
                 }
-                if !came.contains_key(&to) {
-                    came.insert(to, (at, why));
+                if let std::collections::hash_map::Entry::Vacant(e) = came.entry(to) {
+                    e.insert((at, why));
                     queue.push_back(to);
                 }
             }
