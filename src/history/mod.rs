@@ -143,10 +143,14 @@ impl Drop for Invocation {
 ///
 /// A key names one row's column, or anything read and written as a whole
 /// (`"card:1"`, `"doctor:2.on_call"`). Versions of a key are told apart by
-/// their values, so each write of a key should write a value that key never
-/// held before (a balance that only goes down, a version column, a
-/// counter); a value read that was written twice makes the check
-/// inconclusive, and names it.
+/// their values, compared as they print (`Debug`), so each write of a key
+/// should write a value that key never held, its first value included (a
+/// balance that only goes down, a version column, a counter). Where the
+/// history shows that broken (a value read that two writes made, or that
+/// was read before its only writer began), the check is inconclusive and
+/// names it; a write that restores a key's earlier value without reading
+/// it first, among overlapping transactions, cannot be seen, and can make
+/// a false alarm.
 pub fn transaction(name: &str) -> Transaction {
     Transaction {
         op: invoke(name, &Mark),

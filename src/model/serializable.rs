@@ -20,10 +20,10 @@
 //! (G2-item) with more. Transactions that rolled back or never ended are
 //! left out: what they did is unknown, and nothing is concluded from it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::violation::{Anomaly, Violation};
-use crate::outcome::{Access, History, Operation, Recorded, recorded};
+use crate::outcome::{Access, Ending, History, Operation, Recorded, recorded};
 
 /// A committed transaction: its operation and what it did.
 struct Txn<'h> {
@@ -39,6 +39,9 @@ enum Why {
     /// `from` read a value `to` overwrote: the read of `from`, the write
     /// of `to`.
     ReadOverwrite { read: usize, write: usize },
+    /// `from` read the key's value from before the run (no committed
+    /// transaction wrote it), which `to`'s write came after.
+    FirstValue { read: usize, write: usize },
 }
 
 /// One key's version as a transaction saw it: (transaction, access).
@@ -57,12 +60,28 @@ struct Version {
     read_then_wrote: Vec<(usize, usize, usize)>,
 }
 
+/// Orders from reads of a key's first value (to every writer of the key)
+/// added at most: beyond, they are left out (fewer anomalies found, none
+/// false).
+const FIRST_VALUE_ORDERS: usize = 1_000_000;
+
 pub(crate) fn check(history: &History) -> Result<(), Violation> {
     let mut txns = Vec::new();
+    // Whether some transaction never ended: what it wrote is unknown.
+    let mut unknown = false;
     for op in history.operations() {
         match recorded(op) {
-            Ok(Recorded::Committed(accesses)) => txns.push(Txn { op, accesses }),
-            Ok(Recorded::NotOne | Recorded::Other) => {}
+            Ok(Recorded::Committed(mut accesses)) => {
+                // Values are compared as they print: `1i32` and `1i64`, or
+                // a column read as one type and written as another, are
+                // one value of the database.
+                for access in &mut accesses {
+                    access.value = access.text.as_bytes().to_vec();
+                }
+                txns.push(Txn { op, accesses });
+            }
+            Ok(Recorded::Other) => unknown |= matches!(op.ending(), Ending::Unknown),
+            Ok(Recorded::NotOne) => {}
             Err(why) => return Err(Violation::unreadable(op, why)),
         }
     }
@@ -99,7 +118,29 @@ pub(crate) fn check(history: &History) -> Result<(), Violation> {
             }
         }
     }
-    if let Some(cycle) = shortest_cycle(&edges) {
+    if !unknown {
+        match checker.first_values(&mut edges) {
+            Ok(()) => {}
+            Err(found) => ambiguous.push(found),
+        }
+    }
+    for out in &mut edges {
+        // One order per pair, write → read first: the weakest class.
+        out.sort_by_key(|&(to, why)| (to, !matches!(why, Why::WriteRead { .. })));
+        out.dedup_by_key(|&mut (to, _)| to);
+    }
+    // Circular information flow first (write → read orders alone): the
+    // most severe class, even when a shorter cycle of another class exists.
+    let information: Vec<Vec<(usize, Why)>> = edges
+        .iter()
+        .map(|out| {
+            out.iter()
+                .copied()
+                .filter(|(_, why)| matches!(why, Why::WriteRead { .. }))
+                .collect()
+        })
+        .collect();
+    if let Some(cycle) = shortest_cycle(&information).or_else(|| shortest_cycle(&edges)) {
         return Err(checker.cycle(&cycle));
     }
     match ambiguous.into_iter().next() {
@@ -113,8 +154,13 @@ struct Checker<'t, 'h> {
     /// Per (key, value's encoding).
     versions: HashMap<(&'t str, &'t [u8]), Version>,
     /// Versions a key came back to: on a cycle of read-then-overwrite
-    /// steps (100 → 90 → 100).
-    returns_to: HashSet<(&'t str, &'t [u8])>,
+    /// steps (100 → 90 → 100), each with its cycle's component.
+    returns_to: HashMap<(&'t str, &'t [u8]), usize>,
+    /// (child, name) of more than one transaction (a `Load` worker's):
+    /// each is named with its time too.
+    repeated: std::collections::HashSet<(usize, &'h str)>,
+    /// The first transaction's invocation, for those times.
+    origin: crate::clock::Timestamp,
 }
 
 impl<'t, 'h> Checker<'t, 'h> {
@@ -162,10 +208,25 @@ impl<'t, 'h> Checker<'t, 'h> {
             }
         }
         let returns_to = returns_to(txns, &versions);
+        let mut named: HashMap<(usize, &str), usize> = HashMap::new();
+        for txn in txns {
+            *named.entry((txn.op.child(), txn.op.name())).or_default() += 1;
+        }
+        let origin = txns
+            .iter()
+            .map(|t| t.op.invoked())
+            .min()
+            .unwrap_or_default();
         Checker {
             txns,
             versions,
             returns_to,
+            repeated: named
+                .into_iter()
+                .filter(|&(_, n)| n > 1)
+                .map(|(k, _)| k)
+                .collect(),
+            origin,
         }
     }
 
@@ -197,9 +258,16 @@ impl<'t, 'h> Checker<'t, 'h> {
         &self.txns[t].accesses[a]
     }
 
-    /// `child 2's spend`.
+    /// `child 2's spend`; `child 2's spend at 1.250 ms` when child 2 ran
+    /// more than one `spend` (a `Load` worker).
     fn who(&self, t: usize) -> String {
-        format!("child {}'s {}", self.op(t).child(), self.op(t).name())
+        let op = self.op(t);
+        if self.repeated.contains(&(op.child(), op.name())) {
+            let ms = op.invoked().duration_since(self.origin).as_secs_f64() * 1e3;
+            format!("child {}'s {} at {ms:.3} ms", op.child(), op.name())
+        } else {
+            format!("child {}'s {}", op.child(), op.name())
+        }
     }
 
     /// A transaction that read back, within itself, another value than
@@ -254,17 +322,36 @@ impl<'t, 'h> Checker<'t, 'h> {
         let other_reader = |t: usize| version.read.iter().any(|&(r, _)| r != t);
         let text = &self.access(version.read[0]).text;
         let why = if producers.len() >= 2 {
-            let makers: Vec<String> = producers.iter().map(|&t| self.who(t)).collect();
+            const NAMED: usize = 4;
+            let mut makers: Vec<String> =
+                producers.iter().take(NAMED).map(|&t| self.who(t)).collect();
+            if producers.len() > NAMED {
+                makers.push(format!("{} more", producers.len() - NAMED));
+            }
             format!("{} each wrote it", makers.join(" and "))
         } else if let Some(&(t, _)) = rewritten.filter(|&&(t, _)| other_reader(t)) {
             format!(
                 "{} read it and wrote it back, so it was there twice",
                 self.who(t)
             )
-        } else if self.returns_to.contains(&(key, value)) {
+        } else if let Some(&(reader, _)) = version.read.iter().find(|&&(r, _)| {
+            producers.len() == 1
+                && r != producers[0]
+                && self
+                    .op(r)
+                    .returned()
+                    .is_some_and(|end| end < self.op(producers[0]).invoked())
+        }) {
             format!(
-                "the key came back to it, read then overwritten step by step ({}), so it \
-                 was there twice",
+                "{} read it before {}, its only writer, began: it was there before",
+                self.who(reader),
+                self.who(producers[0])
+            )
+        } else if self.returns_to.contains_key(&(key, value)) {
+            format!(
+                "the key came back to it, read then overwritten step by step ({}): either it \
+                 held that value twice, or these transactions each read another's write \
+                 (circular information flow)",
                 self.round(key, value)
             )
         } else {
@@ -284,36 +371,101 @@ impl<'t, 'h> Checker<'t, 'h> {
         ))
     }
 
-    /// `100 → 90 → 100`: the steps from `value` back to it, through
-    /// versions that come back (at most a few shown).
+    /// `100 → 90 → 100`: the shortest way from `value` back to it through
+    /// read-then-overwrite steps (at most a few shown).
     fn round(&self, key: &str, value: &[u8]) -> String {
         const SHOWN: usize = 6;
-        let text = |t: usize, a: usize| self.txns[t].accesses[a].text.clone();
-        let mut at = value;
-        let mut path = Vec::new();
-        for _ in 0..SHOWN {
-            let Some(&(t, read, write)) =
-                self.versions[&(key, at)]
-                    .read_then_wrote
-                    .iter()
-                    .find(|&&(t, _, w)| {
-                        self.returns_to
-                            .contains(&(key, self.txns[t].accesses[w].value.as_slice()))
-                    })
-            else {
-                break;
-            };
-            if path.is_empty() {
-                path.push(text(t, read));
-            }
-            path.push(text(t, write));
-            at = &self.txns[t].accesses[write].value;
-            if at == value {
-                return path.join(" → ");
+        let component = self.returns_to[&(key, value)];
+        // Breadth first from `value`, within its component: the version
+        // each was reached from.
+        let mut came: HashMap<&[u8], &[u8]> = HashMap::new();
+        let mut queue = VecDeque::from([value]);
+        'search: while let Some(at) = queue.pop_front() {
+            for &(t, _, w) in &self.versions[&(key, at)].read_then_wrote {
+                let next = self.txns[t].accesses[w].value.as_slice();
+                if self.returns_to.get(&(key, next)) != Some(&component) {
+                    continue;
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = came.entry(next) {
+                    e.insert(at);
+                    if next == value {
+                        break 'search;
+                    }
+                    queue.push_back(next);
+                }
             }
         }
-        path.push("…".into());
-        path.join(" → ")
+        let mut path = vec![value];
+        let mut at = came[value];
+        while at != value {
+            path.push(at);
+            at = came[at];
+        }
+        path.push(value);
+        path.reverse();
+        let shown: Vec<String> = path
+            .iter()
+            .take(SHOWN)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let more = if path.len() > SHOWN { " → …" } else { "" };
+        format!("{}{more}", shown.join(" → "))
+    }
+
+    /// The orders a read of a key's value from before the run gives: the
+    /// value no committed transaction wrote is the key's first, so its
+    /// readers come before every writer of the key. Two such values of one
+    /// key cannot both be first: inconclusive.
+    fn first_values(&self, edges: &mut [Vec<(usize, Why)>]) -> Result<(), Violation> {
+        let mut keys: HashMap<&str, (Vec<&[u8]>, Vec<Seen>)> = HashMap::new();
+        for ((key, value), version) in &self.versions {
+            let entry = keys.entry(key).or_default();
+            if version.written.is_empty() && version.overwritten_within.is_empty() {
+                if !version.read.is_empty() {
+                    entry.0.push(value);
+                }
+            } else {
+                entry.1.extend(&version.written);
+                entry.1.extend(&version.overwritten_within);
+            }
+        }
+        let mut added = 0;
+        let mut keys: Vec<_> = keys.into_iter().collect();
+        keys.sort_unstable_by_key(|(key, _)| *key);
+        for (key, (mut firsts, writes)) in keys {
+            firsts.sort_unstable_by_key(|v| self.versions[&(key, *v)].read.iter().min().copied());
+            match firsts[..] {
+                [] => {}
+                [first] => {
+                    for &(reader, read) in &self.versions[&(key, first)].read {
+                        for &(writer, write) in &writes {
+                            if writer != reader && added < FIRST_VALUE_ORDERS {
+                                edges[reader].push((writer, Why::FirstValue { read, write }));
+                                added += 1;
+                            }
+                        }
+                    }
+                }
+                [a, b, ..] => {
+                    let (ra, rb) = (
+                        self.versions[&(key, a)].read[0],
+                        self.versions[&(key, b)].read[0],
+                    );
+                    return Err(Violation::ambiguous(
+                        format!(
+                            "{key} = {} and {key} = {} were both read, yet no committed \
+                             transaction wrote either: only one can be its value before the \
+                             run (the other was written by a transaction that rolled back, or \
+                             recorded as another value than the database holds)",
+                            self.access(ra).text,
+                            self.access(rb).text
+                        ),
+                        self.ops(&[ra.0, rb.0]),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A read of a value its writer overwrote before committing (G1b).
@@ -361,7 +513,7 @@ impl<'t, 'h> Checker<'t, 'h> {
                     wb.text
                 ),
                 format!(
-                    "in a serial order one of them runs second and reads what the other wrote; \
+                    "in a serial order one of them runs second and reads the other's write or a later one; \
                      both read {}, so one update is lost",
                     r.text
                 ),
@@ -373,7 +525,7 @@ impl<'t, 'h> Checker<'t, 'h> {
     fn cycle(&self, cycle: &[(usize, usize, Why)]) -> Violation {
         let overwrites = cycle
             .iter()
-            .filter(|(_, _, why)| matches!(why, Why::ReadOverwrite { .. }))
+            .filter(|(_, _, why)| !matches!(why, Why::WriteRead { .. }))
             .count();
         let name = match overwrites {
             0 => "circular information flow (G1c)",
@@ -392,6 +544,20 @@ impl<'t, 'h> Checker<'t, 'h> {
                         r.text,
                         self.who(from),
                         self.who(to)
+                    )
+                }
+                Why::FirstValue { read, write } => {
+                    let (r, w) = (self.access((from, read)), self.access((to, write)));
+                    format!(
+                        "{} read {} = {}, which no transaction wrote (its value before the \
+                         run), and {} wrote {} = {}: {} comes before it",
+                        self.who(from),
+                        r.key,
+                        r.text,
+                        self.who(to),
+                        w.key,
+                        w.text,
+                        self.who(from)
                     )
                 }
                 Why::ReadOverwrite { read, write } => {
@@ -430,7 +596,7 @@ impl<'t, 'h> Checker<'t, 'h> {
 fn returns_to<'t>(
     txns: &'t [Txn<'_>],
     versions: &HashMap<(&'t str, &'t [u8]), Version>,
-) -> HashSet<(&'t str, &'t [u8])> {
+) -> HashMap<(&'t str, &'t [u8]), usize> {
     let nodes: Vec<(&str, &[u8])> = versions.keys().copied().collect();
     let index: HashMap<(&str, &[u8]), usize> =
         nodes.iter().enumerate().map(|(i, &v)| (v, i)).collect();
@@ -456,7 +622,7 @@ fn returns_to<'t>(
         .into_iter()
         .zip(&component)
         .filter(|&(_, &c)| size[c] > 1)
-        .map(|(v, _)| v)
+        .map(|(v, &c)| (v, c))
         .collect()
 }
 
@@ -643,7 +809,7 @@ mod tests {
              child 1  0.001–0.011 ms  t(transaction) → r c=0, w c=1\n\
              - child 0's t read c = 0 and wrote 1\n\
              - child 1's t read c = 0 too, and wrote 1\n\
-             - in a serial order one of them runs second and reads what the other wrote; \
+             - in a serial order one of them runs second and reads the other's write or a later one; \
              both read 0, so one update is lost\n"
         );
         assert_eq!(v.model(), "serializability");
@@ -807,18 +973,20 @@ mod tests {
 
     #[test]
     fn a_balance_back_where_it_was_is_inconclusive_not_a_false_cycle() {
-        // 100 → 90 (child 0), 90 → 100 (child 1): child 2's 100 may be
-        // either; read as child 1's, it would make a cycle with child 0.
+        // 100 → 90 (child 0), 90 → 100 (child 1), overlapping: the 100
+        // child 0 read may be either; read as child 1's, it would make a
+        // cycle with child 0.
         let v = checked(vec![
             txn(0, 0, 10, &["r b 100", "w b 90"]),
-            txn(1, 20, 30, &["r b 90", "w b 100"]),
+            txn(1, 5, 30, &["r b 90", "w b 100"]),
         ])
         .unwrap_err();
         assert!(v.is_inconclusive(), "{v}");
         assert!(
             v.to_string().contains(
                 "b = 100 was read, but it cannot be told which write it was: the key came back \
-                 to it, read then overwritten step by step (100 → 90 → 100)"
+                 to it, read then overwritten step by step (100 → 90 → 100): either it held \
+                 that value twice, or these transactions each read another's write"
             ),
             "{v}"
         );
@@ -831,6 +999,164 @@ mod tests {
         assert!(
             v.to_string()
                 .contains("child 0's t read it and wrote it back"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_value_read_before_its_only_writer_began_was_there_before_it_inconclusive() {
+        // A job requeued by a blind write of its first status: the first
+        // claim read "pending" before the requeue began.
+        let v = checked(vec![
+            txn(0, 0, 10, &["r job 0", "w job 1"]),
+            txn(1, 20, 30, &["w job 0"]),
+            txn(2, 40, 50, &["r job 0", "w job 2"]),
+        ])
+        .unwrap_err();
+        assert!(v.is_inconclusive(), "{v}");
+        assert!(
+            v.to_string().contains("job = 0 was read, but it cannot be told which write it was: child 0's t read it before child 1's t, its only writer, began: it was there before"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn values_are_compared_as_they_print() {
+        let typed = |kind: &str, key: &str, v: i64, small: bool| {
+            if small {
+                Access::of(kind == "w", key, &(v as i32))
+            } else {
+                Access::of(kind == "w", key, &v)
+            }
+        };
+        let t = |child, accesses: Vec<Access>| ended(child, 0, 10, Ending::committed(accesses));
+        // Written as an i64, read back as an i32: the same value.
+        assert!(
+            checked(vec![t(
+                0,
+                vec![typed("w", "x", 1, false), typed("r", "x", 1, true)]
+            )])
+            .is_ok()
+        );
+        // Two readers of 0, one recorded as an i32: still a lost update.
+        let v = checked(vec![
+            t(
+                0,
+                vec![typed("r", "c", 0, false), typed("w", "c", 1, false)],
+            ),
+            t(1, vec![typed("r", "c", 0, true), typed("w", "c", 2, false)]),
+        ])
+        .unwrap_err();
+        assert!(v.to_string().contains("lost update on c"), "{v}");
+    }
+
+    #[test]
+    fn a_cycle_is_named_by_its_weakest_class_whatever_the_keys_are_called() {
+        // Child 1 read a = 0 and overwrote it (read → overwrite from 0) and
+        // wrote c, which 0 read (write → read); 0 wrote b, which 1 read:
+        // a cycle of write → read orders alone exists: G1c.
+        for a in ["a", "z"] {
+            let (r0, w1) = (format!("r {a} 0"), format!("w {a} 9"));
+            let r1 = format!("r {a} 0");
+            let v = checked(vec![
+                txn(0, 0, 10, &[&r0, "w b 1", "r c 2"]),
+                txn(1, 0, 10, &[&r1, &w1, "r b 1", "w c 2"]),
+            ])
+            .unwrap_err();
+            assert!(
+                v.to_string().contains("circular information flow (G1c)"),
+                "{a}: {v}"
+            );
+        }
+        // A G1c of three is named before a shorter read skew of two.
+        let v = checked(vec![
+            txn(0, 0, 10, &["w a 1", "r c 3", "r z 0", "w z 5"]),
+            txn(1, 0, 10, &["r a 1", "w b 2"]),
+            txn(2, 0, 10, &["r b 2", "w c 3"]),
+            txn(3, 0, 10, &["r z 0", "r a 1"]),
+        ])
+        .unwrap_err();
+        assert!(
+            v.to_string().contains("circular information flow (G1c)"),
+            "{v}"
+        );
+        assert_eq!(v.witness().len(), 3, "{v}");
+    }
+
+    #[test]
+    fn the_way_a_key_came_back_is_shown_as_the_shortest_round() {
+        // Two loops on x: 1 → 2 → 1 and 5 → 6 → 5 (reached from 1).
+        let v = checked(vec![
+            txn(0, 0, 10, &["r x 1", "w x 5"]),
+            txn(1, 0, 10, &["r x 5", "w x 6"]),
+            txn(2, 0, 10, &["r x 6", "w x 5"]),
+            txn(3, 0, 10, &["r x 1", "w x 2"]),
+            txn(4, 0, 10, &["r x 2", "w x 1"]),
+        ])
+        .unwrap_err();
+        let text = v.to_string();
+        assert!(
+            text.contains("(1 → 2 → 1)")
+                || text.contains("(5 → 6 → 5)")
+                || text.contains("(6 → 5 → 6)")
+                || text.contains("(2 → 1 → 2)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn blind_writes_read_half_before_and_half_after_are_read_skew() {
+        // Child 0 writes b and a without reading them; child 1 reads the
+        // new a and the b from before the run.
+        let v = checked(vec![
+            txn(0, 0, 10, &["w b 1", "w a 2"]),
+            txn(1, 0, 10, &["r a 2", "r b 0"]),
+        ])
+        .unwrap_err();
+        let text = v.to_string();
+        assert!(text.contains("read skew (G-single)"), "{text}");
+        assert!(
+            text.contains("child 1's t read b = 0, which no transaction wrote (its value before the run), and child 0's t wrote b = 1: child 1's t comes before it"),
+            "{text}"
+        );
+        // With a transaction that never ended, b = 0 may be its write:
+        // nothing is concluded from it.
+        let unknown = Operation::new(
+            2,
+            "t",
+            Value::transaction(),
+            Ending::Unknown,
+            Timestamp::from_nanos(1),
+            None,
+        );
+        assert!(
+            checked(vec![
+                txn(0, 0, 10, &["w b 1", "w a 2"]),
+                txn(1, 0, 10, &["r a 2", "r b 0"]),
+                unknown,
+            ])
+            .is_ok()
+        );
+        // Two values of one key that nobody wrote: one is not its first.
+        let v = checked(vec![txn(0, 0, 10, &["r x 0"]), txn(1, 0, 10, &["r x 1"])]).unwrap_err();
+        assert!(v.is_inconclusive(), "{v}");
+        assert!(
+            v.to_string().contains(
+                "x = 0 and x = 1 were both read, yet no committed transaction wrote either"
+            ),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_workers_transactions_of_one_name_are_told_apart_by_their_times() {
+        let v = checked(vec![
+            txn(3, 0, 10, &["r c 0", "w c 1"]),
+            txn(3, 1_250, 1_300, &["r c 0", "w c 2"]),
+        ])
+        .unwrap_err();
+        assert!(
+            v.to_string().contains("- child 3's t at 0.000 ms read c = 0 and wrote 1\n- child 3's t at 1.250 ms read c = 0 too, and wrote 2"),
             "{v}"
         );
     }
@@ -885,11 +1211,12 @@ mod tests {
             .map(|i| {
                 let read = format!("r k{} 1", (i + n - 1) % n);
                 let write = format!("w k{i} 1");
-                txn(i as usize, i, i + 1, &[&read, &write])
+                // Overlapping: no read is before its writer began.
+                txn(i as usize, i, n + 1, &[&read, &write])
             })
             .collect();
         let v = checked(ops).unwrap_err();
-        assert_eq!(v.witness().len(), n as usize);
+        assert_eq!(v.witness().len(), n as usize, "{v}");
         let text = v.to_string();
         assert!(text.contains("circular information flow (G1c)"), "{text}");
         // 12 transactions and 12 orders shown, then the rest counted.

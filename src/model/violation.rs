@@ -252,8 +252,9 @@ impl Violation {
     }
 
     /// Whether nothing was decided: the search gave up (too large a
-    /// history for its budget), or some children could not report all
-    /// their operations. Nothing was found wrong, and nothing was proven.
+    /// history for its budget), some children could not report all their
+    /// operations, or (serializability) a value read could be more than
+    /// one write's. Nothing was found wrong, and nothing was proven.
     pub fn is_inconclusive(&self) -> bool {
         matches!(
             *self.kind,
