@@ -138,7 +138,7 @@ pub fn check<M: Model>(model: &M, history: &History) -> Result<(), Violation> {
 /// information flow (G1c), intermediate reads (G1b), and a transaction
 /// that reads back another value than it read or wrote. Transactions that
 /// rolled back or never ended are left out. Versions are told apart by
-/// their values (see [`history::transaction`](crate::history::transaction)).
+/// their values (see `history::transaction`).
 ///
 /// # Errors
 ///

@@ -132,7 +132,7 @@ impl Value {
 impl Ending {
     /// How a transaction that committed having done `accesses` (in order)
     /// ended: with [`Value::transaction`] as the input, an operation
-    /// [`check_serializable`](crate::model::check_serializable) reads.
+    /// `model::check_serializable` reads.
     ///
     /// ```
     /// use std::time::Duration;
