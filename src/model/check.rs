@@ -28,7 +28,12 @@ pub(super) fn check<M: Model>(model: &M, history: &History, budget: u64) -> Resu
     let mut parts: HashMap<Option<Vec<u8>>, Vec<&Operation>> = HashMap::new();
     let mut order = Vec::new();
     for op in history.operations() {
-        if matches!(op.ending(), crate::outcome::Ending::Failed(_)) {
+        if let crate::outcome::Ending::Failed(error) = op.ending() {
+            let may = panic::catch(true, || model.may_fail(op))
+                .map_err(|caught| Violation::model_panicked(model, op, caught.message))?;
+            if !may {
+                return Err(Violation::refused(model, op, error));
+            }
             continue;
         }
         let key = panic::catch(true, || model.key(op))

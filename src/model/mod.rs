@@ -9,7 +9,9 @@
 //! operations that has none, and says why in a few lines.
 //!
 //! Shipped models: [`ClaimOnce`], [`Counter`], [`Register`], [`KeyValue`],
-//! [`Set`], [`Queue`]. A model of your own implements [`Model`].
+//! [`Set`], [`Queue`]; [`NeverFails`] around any of them (or around
+//! [`Anything`]) makes a refused operation a violation too. A model of your
+//! own implements [`Model`].
 //!
 //! ```no_run
 //! # fn try_claim(job: u32) -> bool { true }
@@ -38,7 +40,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use models::{ClaimOnce, Counter, Held, KeyValue, Queue, Register, Set};
+pub use models::{Anything, ClaimOnce, Counter, Held, KeyValue, NeverFails, Queue, Register, Set};
 pub use violation::Violation;
 
 use crate::outcome::{History, Operation, Outcomes};
@@ -110,6 +112,15 @@ pub trait Model {
     /// How `op` reads in a report; by default `name(input) → output`.
     fn describe(&self, op: &Operation) -> String {
         op.to_string()
+    }
+
+    /// Whether `op` may fail (end with `fail(&error)`): by default yes, and
+    /// a failed operation is left out, as never having happened. `false`
+    /// makes a failure a violation by itself: an operation that must not
+    /// be refused (see [`NeverFails`]).
+    fn may_fail(&self, op: &Operation) -> bool {
+        let _ = op;
+        true
     }
 }
 

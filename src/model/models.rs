@@ -448,3 +448,81 @@ impl<V: Serialize + DeserializeOwned + fmt::Debug> Model for Queue<V> {
                 .is_some_and(|v| v.is_none())
     }
 }
+
+/// Any operation, any result: nothing is checked. With [`NeverFails`],
+/// only that no operation was refused: `NeverFails(Anything)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Anything;
+
+impl Model for Anything {
+    type State = ();
+
+    fn name(&self) -> String {
+        "Anything".into()
+    }
+
+    fn init(&self) {}
+
+    fn step(&self, _: &(), _: &Operation) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn read_only(&self, _: &Operation) -> bool {
+        true
+    }
+}
+
+/// `M`, and no operation may fail: an operation that ended with
+/// `fail(&error)` (a refused request, a transaction the database rolled
+/// back: `database is locked`, `deadlock detected`) is a violation by
+/// itself, where `M` alone would leave it out as never having happened.
+/// For operations a correct program always completes: an increment that
+/// waits for its lock, a transfer that takes its locks in one order.
+///
+/// ```
+/// use std::time::Duration;
+/// use stampede::Timestamp;
+/// use stampede::history::{Ending, History, Operation, Value};
+/// use stampede::model::{self, Counter, NeverFails};
+/// let t0 = Timestamp::now();
+/// let add = Operation::new(1, "add", Value::of(&1i64), Ending::Failed("database is locked".into()),
+///     t0, Some(t0.later_by(Duration::from_millis(1))));
+/// let history = History::new(vec![add]);
+/// assert!(model::check(&Counter, &history).is_ok()); // left out
+/// let refused = model::check(&NeverFails(Counter), &history).unwrap_err();
+/// assert!(refused.to_string().contains("child 1's add failed (database is locked)"));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NeverFails<M>(pub M);
+
+impl<M: Model> Model for NeverFails<M> {
+    type State = M::State;
+
+    fn name(&self) -> String {
+        format!("NeverFails({})", self.0.name())
+    }
+
+    fn init(&self) -> M::State {
+        self.0.init()
+    }
+
+    fn step(&self, state: &M::State, op: &Operation) -> Result<M::State, String> {
+        self.0.step(state, op)
+    }
+
+    fn key(&self, op: &Operation) -> Option<Vec<u8>> {
+        self.0.key(op)
+    }
+
+    fn read_only(&self, op: &Operation) -> bool {
+        self.0.read_only(op)
+    }
+
+    fn describe(&self, op: &Operation) -> String {
+        self.0.describe(op)
+    }
+
+    fn may_fail(&self, _: &Operation) -> bool {
+        false
+    }
+}

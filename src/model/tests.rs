@@ -597,3 +597,52 @@ fn a_long_witness_lists_twelve_operations_and_counts_the_rest() {
         "{text}"
     );
 }
+
+fn failed(child: usize, name: &str, input: i64, error: &str, from: u64, to: u64) -> Operation {
+    Operation::new(
+        child,
+        name,
+        Value::of(&input),
+        Ending::Failed(error.into()),
+        us(from),
+        Some(us(to)),
+    )
+}
+
+#[test]
+fn a_refused_operation_is_left_out_unless_the_model_says_it_never_fails() {
+    let h = history(vec![
+        op(0, "add", 1i64, (), 0, 10),
+        failed(1, "add", 1, "database is locked", 5, 15),
+        op(0, "get", (), 1i64, 20, 30),
+    ]);
+    assert!(check(&Counter, &h).is_ok());
+    let v = check(&NeverFails(Counter), &h).unwrap_err();
+    assert_eq!(
+        v.to_string(),
+        "not accepted under NeverFails(Counter): child 1's add failed (database is locked), and \
+         NeverFails(Counter) says it may not: an operation that must succeed was refused\n  \
+         child 1  add(1) failed: database is locked\n"
+    );
+    assert_eq!(v.witness().len(), 1);
+    assert!(!v.is_inconclusive());
+    // Nothing refused: NeverFails is its model, no more.
+    let fine = history(vec![
+        op(0, "add", 1i64, (), 0, 10),
+        op(0, "get", (), 1i64, 20, 30),
+    ]);
+    assert!(check(&NeverFails(Counter), &fine).is_ok());
+    let wrong = history(vec![
+        op(0, "add", 1i64, (), 0, 10),
+        op(0, "get", (), 2i64, 20, 30),
+    ]);
+    assert!(
+        check(&NeverFails(Counter), &wrong)
+            .unwrap_err()
+            .to_string()
+            .starts_with("not linearizable under NeverFails(Counter)")
+    );
+    // Around Anything, only refusals count.
+    assert!(check(&NeverFails(Anything), &wrong).is_ok());
+    assert!(check(&NeverFails(Anything), &h).is_err());
+}

@@ -43,6 +43,8 @@ enum Kind {
         explanation: String,
         witness: Vec<Operation>,
     },
+    /// An operation the model says may not fail, failed.
+    Refused { operation: Operation, error: String },
     /// A transaction's record could not be read.
     Unreadable {
         operation: Operation,
@@ -182,6 +184,16 @@ impl Violation {
         }
     }
 
+    pub(super) fn refused<M: Model>(model: &M, op: &Operation, error: &str) -> Violation {
+        Violation {
+            model: model.name(),
+            kind: Box::new(Kind::Refused {
+                operation: op.clone(),
+                error: error.to_owned(),
+            }),
+        }
+    }
+
     pub(super) fn anomaly(anomaly: Anomaly) -> Violation {
         Violation {
             model: SERIALIZABILITY.into(),
@@ -224,6 +236,7 @@ impl Violation {
             Kind::NotLinearizable(found) => &found.witness,
             Kind::Anomaly(anomaly) => &anomaly.witness,
             Kind::Ambiguous { witness, .. } => witness,
+            Kind::Refused { operation, .. } => std::slice::from_ref(operation),
             _ => &[],
         }
     }
@@ -401,6 +414,15 @@ impl fmt::Display for Violation {
                 writeln!(f, "inconclusive under {model}: {explanation}:")?;
                 write_ops(f, witness)
             }
+            Kind::Refused { operation, error } => writeln!(
+                f,
+                "not accepted under {model}: child {}'s {} failed ({error}), and {model} says it \
+                 may not: an operation that must succeed was refused\n  child {}  {}",
+                operation.child(),
+                operation.name(),
+                operation.child(),
+                operation
+            ),
             Kind::Unreadable { operation, message } => write!(
                 f,
                 "child {}'s transaction {} has a record that cannot be read: {message}",
