@@ -626,3 +626,51 @@ fn a_run_of_two_scheduled_calls_is_reported_but_neither_replayed_nor_shrunk() {
         "{failure}"
     );
 }
+
+/// [`lock_across_a_step`], slow between taking the lock and its next step
+/// (a busy wait's back-off, in SQLite's): a child taken as blocked that
+/// reaches its step later than the others' moves.
+#[stampede::function]
+fn lock_then_dawdle(path: PathBuf) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(&path).unwrap();
+    stampede::step("before-lock");
+    // SAFETY: flock on a descriptor this function owns.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    if stampede::child_index() == Some(1) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    stampede::step("locked");
+    drop(file);
+}
+
+#[test]
+fn a_replay_waits_for_a_child_it_took_as_blocked_that_reaches_its_step_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lock");
+    std::fs::write(&path, "").unwrap();
+    // Child 1 blocks on the lock child 0 holds, is taken as blocked, and
+    // once child 0 ended takes 300 ms to reach `locked`: the replay waits
+    // for it there instead of calling the run another way.
+    let outcomes = Options::new()
+        .replay(held_locks::FILE_LOCK_HELD)
+        .timeout(std::time::Duration::from_secs(20))
+        .call_concurrently(2, lock_then_dawdle, path.clone())
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(
+        outcomes.schedule().unwrap().to_string(),
+        held_locks::FILE_LOCK_HELD
+    );
+    // With a third child held at its step meanwhile: the replay lets
+    // child 1 go on from `locked` when it gets there, not child 2 first.
+    let three = "v1 n=3 0:start 0:before-lock 1:start 1:before-lock 1:! 2:start 0:locked 0:end \
+                 1:locked 1:end 2:before-lock 2:locked 2:end";
+    let outcomes = Options::new()
+        .replay(three)
+        .timeout(std::time::Duration::from_secs(20))
+        .call_concurrently(3, lock_then_dawdle, path.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), three);
+}

@@ -414,6 +414,20 @@ impl CallRun<'_> {
                 self.live[at].blocked_ns = now;
                 continue;
             }
+            // The recording lets a child go next that is still on its way
+            // to that step (taken as blocked, it is slower now): it is
+            // waited for, a while, rather than another child let go first.
+            let on_its_way = chooser.expects_go(position).is_some_and(|expected| {
+                self.live.iter().any(|c| {
+                    c.index == expected && c.at_step.is_none() && c.done.is_none() && c.alive()
+                })
+            });
+            if on_its_way {
+                let due = schedule::follow_due(self.changed_ns);
+                if now < due {
+                    return Ok(Some(due));
+                }
+            }
             let mut held: Vec<(usize, &str)> = self
                 .live
                 .iter()

@@ -23,6 +23,19 @@ pub(crate) fn block_due(released_ns: u64) -> u64 {
     released_ns.saturating_add(ns(BLOCK_WAIT))
 }
 
+/// How long a replay, or a search following its last run, waits for the
+/// child it lets go next to reach that step, when the child still runs
+/// (taken as blocked there, it is slower to get back than it was then: a
+/// busy wait's back-off, a loaded machine), counted from the last change
+/// (a child reached a step or ended). Beyond, the run went another way.
+pub(crate) const FOLLOW_WAIT: Duration = Duration::from_secs(5);
+
+/// Until when a recording's next child, still on its way to its step, is
+/// waited for: [`FOLLOW_WAIT`] after the last change at `changed_ns`.
+pub(crate) fn follow_due(changed_ns: u64) -> u64 {
+    changed_ns.saturating_add(ns(FOLLOW_WAIT))
+}
+
 /// How soon after letting a child go, and then how often, the parent asks
 /// a database the child named whether it waits on another child's lock
 /// (`lock_waits`): a wait shows there within a few milliseconds.
@@ -363,6 +376,22 @@ impl Chooser {
 
     /// The child a replay's recording took as blocked at `position`, if
     /// it did there (its passage `<child>:!`).
+    /// The child a recording (a replay's, or a search's prefix) lets go
+    /// from a step at `position`, if any.
+    pub(crate) fn expects_go(&self, position: usize) -> Option<usize> {
+        match &self.scheduling {
+            Scheduling::Replay(passages) => passages
+                .get(position)
+                .filter(|(_, step)| step != BLOCKED)
+                .map(|(child, _)| *child),
+            Scheduling::Follow { prefix, .. } => match prefix.get(position) {
+                Some(&Passage::Go(child)) => Some(child),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub(crate) fn expects_blocked(&self, position: usize) -> Option<usize> {
         match &self.scheduling {
             Scheduling::Replay(passages) => passages
@@ -535,6 +564,16 @@ mod tests {
         });
         assert_eq!(around.choose(0, &held), Ok(1));
         assert_eq!(around.expects_blocked(1), Some(1));
+        // After the block, the prefix lets child 1 go again at 3: a run
+        // waits for it there if it is still on its way (`FOLLOW_WAIT`).
+        assert_eq!(
+            (
+                around.expects_go(1),
+                around.expects_go(3),
+                around.expects_go(4)
+            ),
+            (None, Some(1), None)
+        );
         assert!(around.recorded_at(1) && around.recorded_at(3));
         assert_eq!(around.choose(2, &[(0, "s"), (2, "s")]), Ok(0));
         assert_eq!(around.expects_blocked(2), None);
@@ -628,6 +667,23 @@ mod tests {
             "a child that lacks only CPU is looked at again a quarter wait later"
         );
         assert_eq!(block_due(1_000 * MS), due);
+    }
+
+    #[test]
+    fn a_recordings_next_child_on_its_way_is_waited_for_5_s_from_the_last_change() {
+        const S: u64 = 1_000_000_000;
+        let changed = 7 * S;
+        assert_eq!(follow_due(changed), 12 * S);
+        assert_eq!(follow_due(u64::MAX - 1), u64::MAX);
+        // Which child a recording lets go next: a replay's passage that is
+        // not a block, or a search prefix's `Go`.
+        let replay = Chooser::new(Scheduling::Replay(vec![
+            (1, "start".into()),
+            (0, BLOCKED.into()),
+        ]));
+        assert_eq!(replay.expects_go(0), Some(1));
+        assert_eq!(replay.expects_go(1), None);
+        assert_eq!(replay.expects_go(2), None);
     }
 
     #[test]
