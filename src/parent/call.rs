@@ -423,9 +423,15 @@ impl CallRun<'_> {
                 })
             });
             if on_its_way {
-                let due = schedule::follow_due(self.changed_ns);
+                let search = chooser.follows_search();
+                let due = schedule::follow_due(self.changed_ns, search);
                 if now < due {
                     return Ok(Some(due));
+                }
+                if search {
+                    // It lost its lock to another child, and cannot come
+                    // while that one is held: the search goes another way.
+                    chooser.leave_prefix(position);
                 }
             }
             let mut held: Vec<(usize, &str)> = self

@@ -30,10 +30,23 @@ pub(crate) fn block_due(released_ns: u64) -> u64 {
 /// (a child reached a step or ended). Beyond, the run went another way.
 pub(crate) const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a search following its last run waits for such a child: a
+/// child that lost a lock to another blocked child never gets there while
+/// that one is held, so the search leaves its last run's path at that
+/// passage (the run's own passages are what it learns from); a replay,
+/// which must go as recorded, waits [`FOLLOW_WAIT`].
+pub(crate) const SEARCH_FOLLOW_WAIT: Duration = Duration::from_millis(250);
+
 /// Until when a recording's next child, still on its way to its step, is
-/// waited for: [`FOLLOW_WAIT`] after the last change at `changed_ns`.
-pub(crate) fn follow_due(changed_ns: u64) -> u64 {
-    changed_ns.saturating_add(ns(FOLLOW_WAIT))
+/// waited for, from the last change at `changed_ns`: [`SEARCH_FOLLOW_WAIT`]
+/// in a `search`, else [`FOLLOW_WAIT`].
+pub(crate) fn follow_due(changed_ns: u64, search: bool) -> u64 {
+    let wait = if search {
+        SEARCH_FOLLOW_WAIT
+    } else {
+        FOLLOW_WAIT
+    };
+    changed_ns.saturating_add(ns(wait))
 }
 
 /// How soon after letting a child go, and then how often, the parent asks
@@ -376,6 +389,19 @@ impl Chooser {
 
     /// The child a replay's recording took as blocked at `position`, if
     /// it did there (its passage `<child>:!`).
+    /// Whether it follows a search's last run (not a replay).
+    pub(crate) fn follows_search(&self) -> bool {
+        matches!(self.scheduling, Scheduling::Follow { .. })
+    }
+
+    /// A search's run leaves its last run's path at `position`: from there
+    /// it chooses as past its prefix.
+    pub(crate) fn leave_prefix(&mut self, position: usize) {
+        if let Scheduling::Follow { prefix, .. } = &mut self.scheduling {
+            prefix.truncate(position);
+        }
+    }
+
     /// The child a recording (a replay's, or a search's prefix) lets go
     /// from a step at `position`, if any.
     pub(crate) fn expects_go(&self, position: usize) -> Option<usize> {
@@ -574,6 +600,14 @@ mod tests {
             ),
             (None, Some(1), None)
         );
+        assert!(around.follows_search());
+        let mut left = Chooser::new(follow(&[1, 0], &[]));
+        assert_eq!(left.choose(0, &held), Ok(1));
+        // Child 0 is not there at 1: the run leaves the path and chooses
+        // as past it (the last child again while it is held).
+        left.leave_prefix(1);
+        assert_eq!(left.expects_go(1), None);
+        assert_eq!(left.choose(1, &[(1, "s"), (2, "s")]), Ok(1));
         assert!(around.recorded_at(1) && around.recorded_at(3));
         assert_eq!(around.choose(2, &[(0, "s"), (2, "s")]), Ok(0));
         assert_eq!(around.expects_blocked(2), None);
@@ -673,8 +707,9 @@ mod tests {
     fn a_recordings_next_child_on_its_way_is_waited_for_5_s_from_the_last_change() {
         const S: u64 = 1_000_000_000;
         let changed = 7 * S;
-        assert_eq!(follow_due(changed), 12 * S);
-        assert_eq!(follow_due(u64::MAX - 1), u64::MAX);
+        assert_eq!(follow_due(changed, false), 12 * S);
+        assert_eq!(follow_due(changed, true), 7 * S + S / 4);
+        assert_eq!(follow_due(u64::MAX - 1, false), u64::MAX);
         // Which child a recording lets go next: a replay's passage that is
         // not a block, or a search prefix's `Go`.
         let replay = Chooser::new(Scheduling::Replay(vec![
