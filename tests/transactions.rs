@@ -97,6 +97,29 @@ fn a_lost_update_is_found_from_reads_and_writes_and_begin_immediate_passes_every
 }
 
 #[test]
+fn three_begin_immediate_spends_pass_100_runs_of_the_exhaustive_search() {
+    // After a commit, two writers blocked on SQLite's lock take it in
+    // either order: a run that follows the last one's path must not call
+    // that another way (it did, in about half of such searches).
+    let dir = tempfile::tempdir().unwrap();
+    let summary = Hunt::runs(100)
+        .seed(11)
+        .strategy(Strategy::exhaustive())
+        .run(|run| {
+            let db = card_db(dir.path(), run.number());
+            let outcomes = run
+                .options()
+                .timeout(Duration::from_secs(30))
+                .call_concurrently(3, spend, (db, true))?;
+            assert_eq!(outcomes.values().filter(|spent| **spent).count(), 1);
+            outcomes.assert_serializable();
+            Ok::<(), stampede::Error>(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    assert_eq!(summary.runs(), 100, "{summary}");
+}
+
+#[test]
 fn the_page_of_an_anomaly_marks_its_two_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let outcomes = Options::new()
