@@ -284,12 +284,54 @@ fn a_transaction_a_child_died_in_is_indeterminate_and_left_out_and_none_is_recor
         history.operations()[0].to_string(),
         "audit(transaction) → ? (indeterminate)"
     );
-    outcomes.check_serializable().unwrap();
+    // Left out, it leaves nothing to check: inconclusive, not a pass.
+    let nothing = outcomes.check_serializable().unwrap_err();
+    assert!(
+        nothing.is_inconclusive()
+            && nothing.to_string().contains(
+                "no committed transaction was recorded (1 that rolled back or never ended"
+            ),
+        "{nothing}"
+    );
     // In the test itself: nothing recorded, nothing panics.
     let mut txn = history::transaction("in-the-test");
     txn.read("x", &1);
     txn.write("x", &2);
     txn.commit();
+}
+
+/// A naive spend whose transaction is never ended: the guard is dropped
+/// when the function returns.
+#[stampede::function]
+fn spend_without_commit(db: PathBuf) -> bool {
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut txn = history::transaction("spend");
+    let balance: i64 = conn
+        .query_row("SELECT balance FROM cards WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    txn.read("card:1", &balance);
+    conn.execute("UPDATE cards SET balance = ?1 WHERE id = 1", [balance - 60])
+        .unwrap();
+    txn.write("card:1", &(balance - 60));
+    true // no txn.commit()
+}
+
+#[test]
+fn a_child_that_returned_with_its_transaction_never_ended_makes_the_check_inconclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcomes =
+        stampede::call_concurrently(2, spend_without_commit, card_db(dir.path(), 0)).unwrap();
+    outcomes.assert_all_returned();
+    let v = outcomes.check_serializable().unwrap_err();
+    assert!(v.is_inconclusive(), "{v}");
+    let text = v.to_string();
+    assert!(
+        text.starts_with("inconclusive under serializability: child 0 returned, yet its transaction `spend` never ended (neither commit() nor abort() was called), so what it did is unknown (2 such transactions). End every transaction")
+            || text.starts_with("inconclusive under serializability: child 1 returned, yet its transaction `spend` never ended"),
+        "{text}"
+    );
+    assert_eq!(v.witness().len(), 2);
 }
 
 /// One increment of a counter row in `BEGIN IMMEDIATE`, recorded.

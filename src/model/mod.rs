@@ -136,7 +136,12 @@ pub(crate) const STEP_BUDGET: u64 = 5_000_000;
 /// allows, explained; or an inconclusive search (too large for the budget),
 /// which is never a pass; or a model that panicked.
 pub fn check<M: Model>(model: &M, history: &History) -> Result<(), Violation> {
-    check::check(model, history, STEP_BUDGET)
+    check::check(model, history, STEP_BUDGET).map_err(|v| v.since(first_invoked(history)))
+}
+
+/// When `history` begins: its times are shown from there.
+fn first_invoked(history: &History) -> Option<crate::clock::Timestamp> {
+    history.operations().first().map(Operation::invoked)
 }
 
 /// Checks the transactions of `history` (`stampede::history::transaction`)
@@ -157,7 +162,7 @@ pub fn check<M: Model>(model: &M, history: &History) -> Result<(), Violation> {
 /// has them; or an inconclusive check when a value read was written more
 /// than once.
 pub fn check_serializable(history: &History) -> Result<(), Violation> {
-    serializable::check(history)
+    serializable::check(history).map_err(|v| v.since(first_invoked(history)))
 }
 
 impl<R> Outcomes<R> {
@@ -231,6 +236,33 @@ impl<R> Outcomes<R> {
                 violation::SERIALIZABILITY.into(),
                 incomplete,
             ));
+        }
+        // A child that returned with a transaction never ended: a guard
+        // dropped without commit() or abort(), what it did unknown.
+        let open: Vec<Operation> = self
+            .items
+            .iter()
+            .filter(|o| matches!(o.status, crate::Status::Returned(_)))
+            .flat_map(|o| o.history.iter().filter(|op| crate::outcome::left_open(op)))
+            .cloned()
+            .collect();
+        if let Some(first) = open.first() {
+            return Err(Violation::ambiguous(
+                format!(
+                    "child {} returned, yet its transaction `{}` never ended (neither commit() \
+                     nor abort() was called), so what it did is unknown{}. End every \
+                     transaction: commit() once the database's COMMIT returned, abort(&error) \
+                     when it rolled back",
+                    first.child(),
+                    first.name(),
+                    match open.len() {
+                        1 => String::new(),
+                        n => format!(" ({n} such transactions)"),
+                    }
+                ),
+                open,
+            )
+            .since(first_invoked(&self.history())));
         }
         check_serializable(&self.history())
     }

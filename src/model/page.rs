@@ -23,13 +23,32 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Width of a character of the labels (11 px monospace), px.
+const CHAR: f64 = 6.7;
+
+/// `label` cut to fit `width` px, ending in `…` when cut; empty when not
+/// even one character and the ellipsis fit.
+fn fitted(label: &str, width: f64) -> String {
+    let room = ((width - 4.0) / CHAR).floor().max(0.0) as usize;
+    if label.chars().count() <= room {
+        label.to_owned()
+    } else if room < 2 {
+        String::new()
+    } else {
+        let mut cut: String = label.chars().take(room - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 /// The page for `explanation` over `history`, the operations of `witness`
-/// marked.
+/// marked in red, as `marked` says in the legend.
 pub(super) fn html(
     title: &str,
     explanation: &str,
     history: &History,
     witness: &[Operation],
+    marked: &str,
 ) -> String {
     let ops = history.operations();
     let origin = ops.first().map(Operation::invoked).unwrap_or_default();
@@ -81,10 +100,12 @@ pub(super) fn html(
         } else {
             ""
         };
-        let label = escape(&op.to_string());
+        let full = op.to_string();
+        let label = escape(&full);
+        let shown = escape(&fitted(&full, (x1 - x0).max(2.0)));
         let _ = write!(
             svg,
-            r##"<g class="{class}"><title>child {} {label}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR}" fill="{fill}" fill-opacity="0.8" stroke="#333"{dash}/><text x="{:.1}" y="{:.1}">{label}</text></g>"##,
+            r##"<g class="{class}"><title>child {} {label}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR}" fill="{fill}" fill-opacity="0.8" stroke="#333"{dash}/><text x="{:.1}" y="{:.1}">{shown}</text></g>"##,
             op.child(),
             (x1 - x0).max(2.0),
             x0 + 2.0,
@@ -104,10 +125,12 @@ pub(super) fn html(
          <style>body{{font-family:sans-serif;margin:20px}}pre{{background:#f6f6f6;padding:10px;white-space:pre-wrap}}</style>\
          </head><body><h1>{}</h1><pre>{}</pre>\
          <p>One lane per child; each bar runs from an operation's invocation to its return \
-         (dashed: it never returned). Red: the operations no order allows.</p>\n{svg}\n</body></html>\n",
+         (dashed: it never returned); its label is cut to the bar, whole when you point at it. \
+         Red: {}.</p>\n{svg}\n</body></html>\n",
         escape(title),
         escape(title),
-        escape(explanation)
+        escape(explanation),
+        escape(marked)
     )
 }
 
@@ -142,4 +165,19 @@ pub(super) fn write(dir: &Path, name: &str, page: &str) -> Result<PathBuf, Strin
     file.write_all(page.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitted;
+
+    #[test]
+    fn a_label_is_cut_to_its_bar_with_an_ellipsis() {
+        // 6.7 px a character, 4 px of margin.
+        let room = |chars: f64| 4.0 + chars * 6.7 + 0.5;
+        assert_eq!(fitted("claim(7) → true", room(15.0)), "claim(7) → true");
+        assert_eq!(fitted("claim(7) → true", room(14.0)), "claim(7) → tr…");
+        assert_eq!(fitted("claim(7) → true", room(2.0)), "c…");
+        assert_eq!(fitted("claim(7) → true", room(1.0)), "");
+    }
 }

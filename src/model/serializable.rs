@@ -85,7 +85,24 @@ pub(crate) fn check(history: &History) -> Result<(), Violation> {
             Err(why) => return Err(Violation::unreadable(op, why)),
         }
     }
-    let checker = Checker::new(&txns);
+    if txns.is_empty() {
+        let ended = history
+            .operations()
+            .iter()
+            .filter(|op| !matches!(recorded(op), Ok(Recorded::NotOne)))
+            .count();
+        return Err(Violation::ambiguous(
+            format!(
+                "no committed transaction was recorded ({ended} that rolled back or never \
+                 ended, of {} operations): there is nothing to check. Record each with \
+                 history::transaction in the children, and end it with commit()",
+                history.len()
+            ),
+            Vec::new(),
+        ));
+    }
+    let origin = history.operations().first().map(Operation::invoked);
+    let checker = Checker::new(&txns, origin.unwrap_or_default());
     if let Some(found) = checker.internal() {
         return Err(found);
     }
@@ -159,12 +176,13 @@ struct Checker<'t, 'h> {
     /// (child, name) of more than one transaction (a `Load` worker's):
     /// each is named with its time too.
     repeated: std::collections::HashSet<(usize, &'h str)>,
-    /// The first transaction's invocation, for those times.
+    /// The history's first invocation, for those times (as the history's
+    /// own listing shows them).
     origin: crate::clock::Timestamp,
 }
 
 impl<'t, 'h> Checker<'t, 'h> {
-    fn new(txns: &'t [Txn<'h>]) -> Checker<'t, 'h> {
+    fn new(txns: &'t [Txn<'h>], origin: crate::clock::Timestamp) -> Checker<'t, 'h> {
         let mut versions: HashMap<(&str, &[u8]), Version> = HashMap::new();
         for (t, txn) in txns.iter().enumerate() {
             // Per key: the first access (if a read) and the writes, in order.
@@ -212,11 +230,6 @@ impl<'t, 'h> Checker<'t, 'h> {
         for txn in txns {
             *named.entry((txn.op.child(), txn.op.name())).or_default() += 1;
         }
-        let origin = txns
-            .iter()
-            .map(|t| t.op.invoked())
-            .min()
-            .unwrap_or_default();
         Checker {
             txns,
             versions,
@@ -1189,6 +1202,20 @@ mod tests {
             Some(Timestamp::from_nanos(2)),
         );
         assert!(checked(vec![txn(0, 0, 10, &["r c 0", "w c 1"]), claim]).is_ok());
+    }
+
+    #[test]
+    fn a_history_without_a_committed_transaction_is_inconclusive() {
+        let aborted = ended(1, 1, 11, Ending::Failed("rolled back".into()));
+        let v = checked(vec![aborted]).unwrap_err();
+        assert!(v.is_inconclusive());
+        assert_eq!(
+            v.to_string(),
+            "inconclusive under serializability: no committed transaction was recorded (1 that \
+             rolled back or never ended, of 1 operations): there is nothing to check. Record \
+             each with history::transaction in the children, and end it with commit()\n"
+        );
+        assert!(checked(Vec::new()).unwrap_err().is_inconclusive());
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::outcome::{History, Operation, span};
 #[derive(Debug, Clone)]
 pub struct Violation {
     model: String,
+    /// Times are shown from here: the history's first invocation, as its
+    /// own listing shows them (`None`: from the witness's first).
+    origin: Option<Timestamp>,
     /// Boxed: a `Result<(), Violation>` stays small.
     kind: Box<Kind>,
 }
@@ -149,6 +152,7 @@ impl Violation {
     pub(super) fn found<M: Model>(model: &M, found: Found) -> Violation {
         Violation {
             model: model.name(),
+            origin: None,
             kind: Box::new(Kind::NotLinearizable(found)),
         }
     }
@@ -156,6 +160,7 @@ impl Violation {
     pub(super) fn inconclusive<M: Model>(model: &M, ops: &[&Operation], budget: u64) -> Violation {
         Violation {
             model: model.name(),
+            origin: None,
             kind: Box::new(Kind::Inconclusive {
                 operations: ops.iter().map(|op| (*op).clone()).collect(),
                 budget,
@@ -170,6 +175,7 @@ impl Violation {
     ) -> Violation {
         Violation {
             model: model.name(),
+            origin: None,
             kind: Box::new(Kind::ModelPanicked {
                 operation: op.clone(),
                 message,
@@ -180,6 +186,7 @@ impl Violation {
     pub(super) fn incomplete(model: String, children: Vec<usize>) -> Violation {
         Violation {
             model,
+            origin: None,
             kind: Box::new(Kind::Incomplete { children }),
         }
     }
@@ -187,6 +194,7 @@ impl Violation {
     pub(super) fn refused<M: Model>(model: &M, op: &Operation, error: &str) -> Violation {
         Violation {
             model: model.name(),
+            origin: None,
             kind: Box::new(Kind::Refused {
                 operation: op.clone(),
                 error: error.to_owned(),
@@ -197,6 +205,7 @@ impl Violation {
     pub(super) fn anomaly(anomaly: Anomaly) -> Violation {
         Violation {
             model: SERIALIZABILITY.into(),
+            origin: None,
             kind: Box::new(Kind::Anomaly(anomaly)),
         }
     }
@@ -204,6 +213,7 @@ impl Violation {
     pub(super) fn ambiguous(explanation: String, witness: Vec<Operation>) -> Violation {
         Violation {
             model: SERIALIZABILITY.into(),
+            origin: None,
             kind: Box::new(Kind::Ambiguous {
                 explanation,
                 witness,
@@ -214,11 +224,18 @@ impl Violation {
     pub(super) fn unreadable(op: &Operation, message: String) -> Violation {
         Violation {
             model: SERIALIZABILITY.into(),
+            origin: None,
             kind: Box::new(Kind::Unreadable {
                 operation: op.clone(),
                 message,
             }),
         }
+    }
+
+    /// Its times shown from `origin` (the history's first invocation).
+    pub(super) fn since(mut self, origin: Option<Timestamp>) -> Violation {
+        self.origin = self.origin.or(origin);
+        self
     }
 
     /// The model's name (`serializability` for
@@ -256,11 +273,19 @@ impl Violation {
     /// # Ok::<(), stampede::Error>(())
     /// ```
     pub fn html(&self, history: &History) -> String {
+        let (verdict, marked) = if self.is_inconclusive() {
+            ("inconclusive", "the operations the verdict is about")
+        } else if matches!(*self.kind, Kind::Anomaly(_)) {
+            ("not serializable", "the transactions of the anomaly")
+        } else {
+            ("not accepted", "the operations no order allows")
+        };
         super::page::html(
-            &format!("{}: not accepted", self.model),
+            &format!("{}: {verdict}", self.model),
             &self.to_string(),
             history,
             self.witness(),
+            marked,
         )
     }
 
@@ -278,8 +303,13 @@ impl Violation {
 
 /// Each of `ops` on a line: its child, its times from the first one's
 /// invocation, and what it did.
-fn write_ops(f: &mut fmt::Formatter<'_>, ops: &[Operation]) -> fmt::Result {
-    let origin = ops.iter().map(Operation::invoked).min().unwrap_or_default();
+fn write_ops(
+    f: &mut fmt::Formatter<'_>,
+    ops: &[Operation],
+    origin: Option<Timestamp>,
+) -> fmt::Result {
+    let origin =
+        origin.unwrap_or_else(|| ops.iter().map(Operation::invoked).min().unwrap_or_default());
     for op in ops.iter().take(WITNESS_SHOWN) {
         writeln!(f, "  child {}  {}  {op}", op.child(), span(op, origin))?;
     }
@@ -321,7 +351,7 @@ impl fmt::Display for Violation {
                         f,
                         "  child {}  {}  {description}",
                         op.child(),
-                        span(op, found.origin)
+                        span(op, self.origin.unwrap_or(found.origin))
                     )?;
                 }
                 if n > shown {
@@ -396,7 +426,7 @@ impl fmt::Display for Violation {
                     anomaly.name,
                     if children == 1 { "child" } else { "children" },
                 )?;
-                write_ops(f, &anomaly.witness)?;
+                write_ops(f, &anomaly.witness, self.origin)?;
                 // The argument's steps, the last (its conclusion) always.
                 let (last, steps) = anomaly.steps.split_last().expect("an anomaly is argued");
                 for step in steps.iter().take(WITNESS_SHOWN) {
@@ -411,8 +441,11 @@ impl fmt::Display for Violation {
                 explanation,
                 witness,
             } => {
+                if witness.is_empty() {
+                    return writeln!(f, "inconclusive under {model}: {explanation}");
+                }
                 writeln!(f, "inconclusive under {model}: {explanation}:")?;
-                write_ops(f, witness)
+                write_ops(f, witness, self.origin)
             }
             Kind::Refused { operation, error } => writeln!(
                 f,

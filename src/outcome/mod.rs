@@ -22,7 +22,7 @@ pub(crate) use stages::{Round, human};
 pub use stages::{RoundStages, Spread, Stages};
 pub use timeline::Timeline;
 pub use transaction::Access;
-pub(crate) use transaction::{Accesses, Mark, Recorded, recorded};
+pub(crate) use transaction::{Accesses, Mark, Recorded, left_open, recorded};
 
 /// How a child ended.
 ///

@@ -190,6 +190,11 @@ pub(crate) fn recorded(op: &Operation) -> Result<Recorded, String> {
     }
 }
 
+/// Whether `op` is a transaction that never ended (indeterminate).
+pub(crate) fn left_open(op: &Operation) -> bool {
+    op.input().bytes() == mark_bytes() && matches!(op.ending(), Ending::Unknown)
+}
+
 fn mark_bytes() -> &'static [u8] {
     static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     BYTES.get_or_init(|| protocol::encode(&Mark).expect("a string encodes"))
