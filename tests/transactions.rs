@@ -91,7 +91,8 @@ fn a_lost_update_is_found_from_reads_and_writes_and_begin_immediate_passes_every
     assert!(
         summary
             .to_string()
-            .contains("every schedule within 2 preemptions"),
+            .contains("every schedule within 2 preemptions")
+            && !summary.to_string().contains("cut short"),
         "{summary}"
     );
 }
@@ -117,6 +118,14 @@ fn three_begin_immediate_spends_pass_100_runs_of_the_exhaustive_search() {
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
     assert_eq!(summary.runs(), 100, "{summary}");
+    // 100 runs do not cover the search: the summary says so.
+    assert!(
+        summary.to_string().ends_with(
+            " (the exhaustive search was cut short: schedules within 2 preemptions remain \
+             untried; give the hunt more runs to cover them all)"
+        ),
+        "{summary}"
+    );
 }
 
 #[test]

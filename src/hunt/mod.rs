@@ -231,6 +231,7 @@ impl Hunt {
                     seed: hunt_seed,
                     budget_spent,
                     exhausted: None,
+                    cut_short: self.strategy.as_ref().and_then(Strategy::search_bound),
                 });
             }
             let record = Recorder::default();
@@ -289,6 +290,7 @@ impl Hunt {
                     seed: hunt_seed,
                     budget_spent: false,
                     exhausted: Some(bound),
+                    cut_short: None,
                 });
             }
             if !self.progress_every.is_zero() && last_progress.elapsed() >= self.progress_every {
@@ -391,6 +393,9 @@ pub struct HuntSummary {
     /// An exhaustive search ended it: every schedule within this many
     /// preemptions ran.
     exhausted: Option<usize>,
+    /// An exhaustive search (with this bound) that the runs or the time
+    /// budget ended before it had run every schedule.
+    cut_short: Option<usize>,
 }
 
 impl HuntSummary {
@@ -425,6 +430,13 @@ impl fmt::Display for HuntSummary {
         }
         if let Some(bound) = self.exhausted {
             write!(f, " (every schedule within {bound} preemptions)")?;
+        }
+        if let Some(bound) = self.cut_short {
+            write!(
+                f,
+                " (the exhaustive search was cut short: schedules within {bound} preemptions \
+                 remain untried; give the hunt more runs to cover them all)"
+            )?;
         }
         Ok(())
     }

@@ -243,6 +243,15 @@ impl Strategy {
         }
     }
 
+    /// For an exhaustive search: its preemption bound (whether or not it
+    /// has run every schedule within it).
+    pub(crate) fn search_bound(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Exhaustive { bound, .. } => Some(*bound),
+            _ => None,
+        }
+    }
+
     /// For an exhaustive search: `Some(runs)` once every schedule within
     /// the bound has run.
     pub(crate) fn exhausted(&self) -> Option<(u64, usize)> {
