@@ -110,20 +110,19 @@ fn sqlite_check_then_insert(db: PathBuf, fixed: bool) {
 fn sqlite_deferred_upgrade(db: PathBuf, fixed: bool) -> Result<(), String> {
     let c = sqlite(&db);
     let add = history::invoke("add", &1i64);
-    c.execute_batch(if fixed {
-        "BEGIN IMMEDIATE"
-    } else {
-        "BEGIN DEFERRED"
-    })
-    .map_err(|e| e.to_string())?;
-    let v: i64 = c
-        .query_row("SELECT v FROM c", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    stampede::step("read");
-    let written = c
-        .execute("UPDATE c SET v = ?1", [v + 1])
-        .and_then(|_| c.execute_batch("COMMIT"));
-    match written {
+    // Every statement's error ends the increment as refused.
+    let done = (|| {
+        c.execute_batch(if fixed {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN DEFERRED"
+        })?;
+        let v: i64 = c.query_row("SELECT v FROM c", [], |r| r.get(0))?;
+        stampede::step("read");
+        c.execute("UPDATE c SET v = ?1", [v + 1])?;
+        c.execute_batch("COMMIT")
+    })();
+    match done {
         Ok(()) => {
             add.ok(&());
             Ok(())
@@ -391,7 +390,15 @@ fn pg_deadlock(url: String, fixed: bool) -> Result<(), String> {
     };
     let op = history::invoke("transfer", &(first, second));
     let mut txn = history::transaction("transfer");
-    let mut tx = c.transaction().map_err(why)?;
+    let mut tx = match c.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = why(e);
+            txn.abort(&e);
+            op.fail(&e);
+            return Err(e);
+        }
+    };
     let moved = (|| {
         let a: i32 = tx
             .query_one(
