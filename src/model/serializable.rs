@@ -168,7 +168,7 @@ pub(crate) fn check(history: &History) -> Result<(), Violation> {
 
 struct Checker<'t, 'h> {
     txns: &'t [Txn<'h>],
-    /// Per (key, value's encoding).
+    /// Per (key, value as it prints).
     versions: HashMap<(&'t str, &'t [u8]), Version>,
     /// Versions a key came back to: on a cycle of read-then-overwrite
     /// steps (100 → 90 → 100), each with its cycle's component.
