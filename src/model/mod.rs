@@ -237,6 +237,7 @@ impl<R> Outcomes<R> {
                 incomplete,
             ));
         }
+        let history = self.history();
         // A child that returned with a transaction never ended: a guard
         // dropped without commit() or abort(), what it did unknown.
         let open: Vec<Operation> = self
@@ -262,9 +263,9 @@ impl<R> Outcomes<R> {
                 ),
                 open,
             )
-            .since(first_invoked(&self.history())));
+            .since(first_invoked(&history)));
         }
-        check_serializable(&self.history())
+        check_serializable(&history)
     }
 
     /// Panics unless the call's transactions are serializable

@@ -301,17 +301,23 @@ impl Violation {
     }
 }
 
-/// Each of `ops` on a line: its child, its times from the first one's
-/// invocation, and what it did.
+/// Each of `ops` on a line (the first [`WITNESS_SHOWN`], the rest
+/// counted): its child, its times from `origin`, and what it did as
+/// `describe` (given its position) says.
 fn write_ops(
     f: &mut fmt::Formatter<'_>,
     ops: &[Operation],
-    origin: Option<Timestamp>,
+    describe: impl Fn(usize) -> String,
+    origin: Timestamp,
 ) -> fmt::Result {
-    let origin =
-        origin.unwrap_or_else(|| ops.iter().map(Operation::invoked).min().unwrap_or_default());
-    for op in ops.iter().take(WITNESS_SHOWN) {
-        writeln!(f, "  child {}  {}  {op}", op.child(), span(op, origin))?;
+    for (i, op) in ops.iter().enumerate().take(WITNESS_SHOWN) {
+        writeln!(
+            f,
+            "  child {}  {}  {}",
+            op.child(),
+            span(op, origin),
+            describe(i)
+        )?;
     }
     if ops.len() > WITNESS_SHOWN {
         writeln!(
@@ -321,6 +327,11 @@ fn write_ops(
         )?;
     }
     Ok(())
+}
+
+/// The first invocation among `ops`.
+fn earliest(ops: &[Operation]) -> Timestamp {
+    ops.iter().map(Operation::invoked).min().unwrap_or_default()
 }
 
 fn who(op: &Operation, description: &str) -> String {
@@ -345,22 +356,12 @@ impl fmt::Display for Violation {
                      {} that respects their times is allowed:",
                     if children == 1 { "child" } else { "children" }
                 )?;
-                let shown = n.min(WITNESS_SHOWN);
-                for (op, description) in found.witness.iter().zip(&found.descriptions).take(shown) {
-                    writeln!(
-                        f,
-                        "  child {}  {}  {description}",
-                        op.child(),
-                        span(op, self.origin.unwrap_or(found.origin))
-                    )?;
-                }
-                if n > shown {
-                    writeln!(
-                        f,
-                        "  … and {} more (`Violation::witness` has them all)",
-                        n - shown
-                    )?;
-                }
+                write_ops(
+                    f,
+                    &found.witness,
+                    |i| found.descriptions[i].clone(),
+                    self.origin.unwrap_or(found.origin),
+                )?;
                 for (order, at, why) in &found.orders {
                     let before: Vec<String> = order[..order.len() - 1]
                         .iter()
@@ -426,7 +427,12 @@ impl fmt::Display for Violation {
                     anomaly.name,
                     if children == 1 { "child" } else { "children" },
                 )?;
-                write_ops(f, &anomaly.witness, self.origin)?;
+                write_ops(
+                    f,
+                    &anomaly.witness,
+                    |i| anomaly.witness[i].to_string(),
+                    self.origin.unwrap_or_else(|| earliest(&anomaly.witness)),
+                )?;
                 // The argument's steps, the last (its conclusion) always.
                 let (last, steps) = anomaly.steps.split_last().expect("an anomaly is argued");
                 for step in steps.iter().take(WITNESS_SHOWN) {
@@ -445,7 +451,12 @@ impl fmt::Display for Violation {
                     return writeln!(f, "inconclusive under {model}: {explanation}");
                 }
                 writeln!(f, "inconclusive under {model}: {explanation}:")?;
-                write_ops(f, witness, self.origin)
+                write_ops(
+                    f,
+                    witness,
+                    |i| witness[i].to_string(),
+                    self.origin.unwrap_or_else(|| earliest(witness)),
+                )
             }
             Kind::Refused { operation, error } => writeln!(
                 f,

@@ -402,33 +402,35 @@ impl Chooser {
         }
     }
 
-    /// The child a recording (a replay's, or a search's prefix) lets go
-    /// from a step at `position`, if any.
-    pub(crate) fn expects_go(&self, position: usize) -> Option<usize> {
+    /// The passage a recording (a replay's, or a search's prefix) has at
+    /// `position`, if any, as a search's prefix holds it.
+    fn recorded(&self, position: usize) -> Option<Passage> {
         match &self.scheduling {
-            Scheduling::Replay(passages) => passages
-                .get(position)
-                .filter(|(_, step)| step != BLOCKED)
-                .map(|(child, _)| *child),
-            Scheduling::Follow { prefix, .. } => match prefix.get(position) {
-                Some(&Passage::Go(child)) => Some(child),
-                _ => None,
-            },
+            Scheduling::Replay(passages) => passages.get(position).map(|(child, step)| {
+                if step == BLOCKED {
+                    Passage::Blocked(*child)
+                } else {
+                    Passage::Go(*child)
+                }
+            }),
+            Scheduling::Follow { prefix, .. } => prefix.get(position).copied(),
             _ => None,
         }
     }
 
+    /// The child a recording lets go from a step at `position`, if any.
+    pub(crate) fn expects_go(&self, position: usize) -> Option<usize> {
+        match self.recorded(position)? {
+            Passage::Go(child) => Some(child),
+            Passage::Blocked(_) => None,
+        }
+    }
+
+    /// The child a recording took as blocked at `position`, if any.
     pub(crate) fn expects_blocked(&self, position: usize) -> Option<usize> {
-        match &self.scheduling {
-            Scheduling::Replay(passages) => passages
-                .get(position)
-                .filter(|(_, step)| step == BLOCKED)
-                .map(|(child, _)| *child),
-            Scheduling::Follow { prefix, .. } => match prefix.get(position) {
-                Some(&Passage::Blocked(child)) => Some(child),
-                _ => None,
-            },
-            _ => None,
+        match self.recorded(position)? {
+            Passage::Blocked(child) => Some(child),
+            Passage::Go(_) => None,
         }
     }
 
