@@ -313,7 +313,14 @@ impl CallRun<'_> {
             let any_held = self.live.iter().any(|c| c.at_step.is_some());
             if let Some(expected) = chooser.expects_blocked(position) {
                 // The recording took this child as blocked here.
+                let search = chooser.follows_search();
                 let Some(child) = self.live.iter_mut().find(|c| c.index == expected) else {
+                    if search {
+                        // Gone another way than its last run: the search
+                        // leaves that path here.
+                        chooser.leave_prefix(position);
+                        continue;
+                    }
                     return Err(diverged(chooser.blocked_diverged(position, None)));
                 };
                 if child.at_step.is_some() {
@@ -326,6 +333,10 @@ impl CallRun<'_> {
                 }
                 let released = match child.released_ns {
                     Some(at) if child.runs() => at,
+                    _ if search => {
+                        chooser.leave_prefix(position);
+                        continue;
+                    }
                     _ => {
                         let seen = child.at_step.clone();
                         return Err(diverged(chooser.blocked_diverged(position, seen)));

@@ -328,24 +328,27 @@ impl Chooser {
                 }
                 Ok(chosen)
             }
-            Scheduling::Follow { prefix, .. } => match prefix.get(position) {
-                Some(&Passage::Go(child)) if held.iter().any(|&(c, _)| c == child) => Ok(child),
-                Some(&Passage::Go(child) | &Passage::Blocked(child)) => Err(Diverged {
-                    position,
-                    child,
-                    expected: "a step (an earlier run of the search had it at one)".to_owned(),
-                    seen: None,
-                }),
-                None => {
-                    let awake: Vec<(usize, &str)> = held
-                        .iter()
-                        .copied()
-                        .filter(|(c, _)| !self.asleep.iter().any(|(a, _)| a == c))
-                        .collect();
-                    let pool = if awake.is_empty() { held } else { &awake };
-                    Ok(default_choice(self.last, pool))
+            Scheduling::Follow { prefix, .. } => {
+                if let Some(&Passage::Go(child)) = prefix.get(position) {
+                    if held.iter().any(|&(c, _)| c == child) {
+                        return Ok(child);
+                    }
                 }
-            },
+                // Past the prefix; or this run cannot follow it (the child
+                // it lets go is at no step: it ended, or waits on a lock
+                // another child took first), and the search leaves its
+                // last run's path here: its own passages are what the
+                // search learns from. A search never fails a hunt for
+                // going another way than itself.
+                self.leave_prefix(position);
+                let awake: Vec<(usize, &str)> = held
+                    .iter()
+                    .copied()
+                    .filter(|(c, _)| !self.asleep.iter().any(|(a, _)| a == c))
+                    .collect();
+                let pool = if awake.is_empty() { held } else { &awake };
+                Ok(default_choice(self.last, pool))
+            }
             Scheduling::Replay(passages) => {
                 let Some((child, expected)) = passages.get(position) else {
                     // The recording ended while children still wait: the
@@ -576,8 +579,11 @@ mod tests {
         assert_eq!(chooser.choose(2, &held), Ok(0));
         // …else the lowest held child.
         assert_eq!(chooser.choose(3, &[(1, "s"), (2, "s")]), Ok(1));
-        let mut lost = Chooser::new(follow(&[1], &[]));
-        assert_eq!(lost.choose(0, &[(0, "s")]).unwrap_err().child, 1);
+        // A run that cannot follow its prefix (child 1 is at no step)
+        // leaves it there and chooses as past it.
+        let mut lost = Chooser::new(follow(&[1, 1], &[]));
+        assert_eq!(lost.choose(0, &[(0, "s")]), Ok(0));
+        assert_eq!(lost.expects_go(1), None);
         // A prefix is an earlier run's passages, its children taken as
         // blocked too: those are decided as recorded, as in a replay, and
         // the run judges none of its own until the prefix is over.
