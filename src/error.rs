@@ -82,7 +82,11 @@ pub enum Error {
         position: usize,
         /// The child the recording let go there.
         child: usize,
-        /// The step the recording had that child at.
+        /// The step the recording had that child at: `!` where it took the
+        /// child as blocked, short of its next step; empty where the
+        /// recording had ended and the child was still held; `…` where the
+        /// recording had the child reach its next step before this passage
+        /// and the replay found it blocked short of it.
         expected: String,
         /// The step the child was at instead; `None` when it was at none
         /// (it had ended, or was still running).
@@ -300,11 +304,26 @@ impl fmt::Display for Error {
                     Some(step) => format!("it was at step `{step}`"),
                     None => "it was at no step (it had ended, or never got there)".to_owned(),
                 };
+                let recorded = match expected.as_str() {
+                    "" => format!(
+                        "the recording had ended, but child {child} was still held ({seen})"
+                    ),
+                    "…" => format!(
+                        "the recording had child {child} reach its next step before this \
+                         passage, but it was blocked short of it (on a lock a held child keeps?)"
+                    ),
+                    "!" => format!(
+                        "the recording took child {child} as blocked there, short of its next \
+                         step, but {seen}"
+                    ),
+                    step => format!(
+                        "the recording let child {child} go on from step `{step}`, but {seen}"
+                    ),
+                };
                 write!(
                     f,
-                    "the replay went another way at passage {position}: the recording let child \
-                     {child} go on from step `{expected}`, but {seen}; the program differs from \
-                     the recording, or has nondeterminism outside the steps"
+                    "the replay went another way at passage {position}: {recorded}; the program \
+                     differs from the recording, or has nondeterminism outside the steps"
                 )
             }
             Error::WorkerStart {

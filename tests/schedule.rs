@@ -189,6 +189,17 @@ fn a_replay_that_meets_another_step_names_the_passage_child_and_steps() {
         ),
         "{err}"
     );
+    // A recording shorter than the run: the step it took beyond is named.
+    let err = Options::new()
+        .replay("v1 n=1 0:start 0:a 0:b")
+        .call_concurrently(1, two_steps, dir.path().join("log3"))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the replay went another way at passage 3: the recording had ended, but child 0 was \
+         still held (it was at step `end`); the program differs from the recording, or has \
+         nondeterminism outside the steps"
+    );
 }
 
 #[test]
@@ -673,4 +684,112 @@ fn a_replay_waits_for_a_child_it_took_as_blocked_that_reaches_its_step_late() {
         .unwrap_or_else(|e| panic!("{e}"));
     outcomes.assert_all_returned();
     assert_eq!(outcomes.schedule().unwrap().to_string(), three);
+}
+
+/// Child 0 goes on from step `a` and then panics (`how` 0), aborts (1)
+/// or hangs, asleep (2); every other child returns its index.
+#[stampede::function]
+fn misbehave_after_a(how: u32) -> u64 {
+    let me = procs::child_index();
+    stampede::step("a");
+    if me == 0 {
+        match how {
+            0 => panic!("child 0 gave up after `a`"),
+            1 => std::process::abort(),
+            _ => std::thread::sleep(std::time::Duration::from_secs(3600)),
+        }
+    }
+    me
+}
+
+#[test]
+fn a_child_that_panics_crashes_or_hangs_while_the_other_is_held_is_recorded_and_the_other_goes_on()
+{
+    use std::time::Duration;
+    // Child 1 is held at `a` while child 0 goes on from it and misbehaves.
+    let prefix = "v1 n=2 0:start 1:start 0:a";
+    for (how, rest) in [
+        (0, " 0:end 1:a 1:end"),
+        (1, " 1:a 1:end"),
+        (2, " 0:! 1:a 1:end"),
+    ] {
+        let outcomes = Options::new()
+            .replay(&format!("{prefix}{rest}"))
+            .timeout(Duration::from_secs(4))
+            .call_concurrently(2, misbehave_after_a, how)
+            .unwrap();
+        let schedule = outcomes.schedule().unwrap().to_string();
+        assert_eq!(schedule, format!("{prefix}{rest}"), "how {how}");
+        let held = &outcomes[1];
+        assert_eq!(held.value(), Some(&1), "how {how}: {:?}", held.status());
+        let gone = &outcomes[0];
+        match how {
+            0 => assert_eq!(
+                gone.panic_message(),
+                Some("child 0 gave up after `a`"),
+                "{:?}",
+                gone.status()
+            ),
+            1 => assert!(
+                matches!(gone.status(), stampede::Status::Crashed(_)),
+                "{:?}",
+                gone.status()
+            ),
+            _ => {
+                // Taken as blocked, it let child 1 go on; killed at its
+                // timeout, named with its last step.
+                let stampede::Status::TimedOut { after, .. } = gone.status() else {
+                    panic!("{:?}", gone.status());
+                };
+                assert!(
+                    *after >= Duration::from_secs(4) && *after < Duration::from_secs(6),
+                    "{after:?}"
+                );
+                assert_eq!(
+                    gone.notes(),
+                    [
+                        "it went on from step `a` and never reached its next step; taken as \
+                      blocked there, it let the others go on"
+                    ],
+                );
+                // Child 1 went on and returned before the timeout.
+                let finished = held.timings().finished.expect("child 1 returned");
+                assert!(finished < *after, "{finished:?} {after:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_replay_whose_child_blocks_where_its_recording_reached_a_step_diverges_after_the_follow_wait() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lock");
+    std::fs::write(&path, "").unwrap();
+    // The recording had child 1 reach `locked` while child 0 was held
+    // there, holding the lock: a program that cannot do that. The replay
+    // waits for child 1 (5 s: a loaded machine is slow), then sees it
+    // blocked, and says so rather than waiting for the timeout.
+    let began = Instant::now();
+    let err = Options::new()
+        .replay("v1 n=2 0:start 0:before-lock 1:start 1:before-lock 1:locked 1:end 0:locked 0:end")
+        .timeout(Duration::from_secs(30))
+        .call_concurrently(2, lock_across_a_step, path)
+        .unwrap_err();
+    let elapsed = began.elapsed();
+    assert!(
+        matches!(
+            &err,
+            Error::ScheduleDiverged { position: 4, child: 1, expected, seen: None }
+                if expected == "…"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the replay went another way at passage 4: the recording had child 1 reach its next step \
+         before this passage, but it was blocked short of it (on a lock a held child keeps?); the \
+         program differs from the recording, or has nondeterminism outside the steps"
+    );
+    assert!(elapsed >= Duration::from_secs(5), "{elapsed:?}");
 }

@@ -270,12 +270,13 @@ impl Role for CallRun<'_> {
                 _ => None,
             })
             .collect();
+        let scheduled = self.chooser.is_some();
         let notes: Vec<Option<String>> = kills
             .iter()
-            .map(|(slot, why)| {
-                (*why == Kill::TimedOut)
-                    .then(|| waiting_note(&self.live, &self.held, *slot, released))
-                    .flatten()
+            .map(|(slot, why)| match why {
+                Kill::TimedOut if scheduled => Some(step_note(&self.passages, &self.live[*slot])),
+                Kill::TimedOut => waiting_note(&self.live, &self.held, *slot, released),
+                _ => None,
             })
             .collect();
         for ((slot, why), note) in kills.into_iter().zip(notes) {
@@ -371,10 +372,41 @@ impl CallRun<'_> {
                 let Some(released) = child.released_ns else {
                     return Ok(None);
                 };
-                if !any_held || chooser.recorded_at(position) {
-                    return Ok(any_held.then(|| schedule::block_due(released)));
+                if !any_held {
+                    return Ok(None);
                 }
                 let (index, pid) = (child.index, child.live.process.pid());
+                let since = released.max(self.changed_ns);
+                if chooser.recorded_at(position) {
+                    // The recording had it reach its next step before the
+                    // passage here: it is waited for, a while.
+                    let search = chooser.follows_search();
+                    let due = schedule::follow_due(since, search);
+                    if now < due {
+                        return Ok(Some(due));
+                    }
+                    if search {
+                        // Blocked by a held child this time: the search
+                        // leaves its last run's path, and judges it.
+                        chooser.leave_prefix(position);
+                        continue;
+                    }
+                    // A replay judges it too: blocked, the program went
+                    // another way; busy, it is waited for still.
+                    let asleep = || sys::threads_asleep(pid);
+                    let (verdict, _) = lock_verdict(
+                        &mut self.live,
+                        &mut self.lock_waits,
+                        index,
+                        since,
+                        now,
+                        asleep,
+                    );
+                    return match verdict {
+                        Err(again) => Ok(Some(again)),
+                        Ok(()) => Err(diverged(Diverged::short_of_step(position, index))),
+                    };
+                }
                 // The wait counts from when another child could go instead:
                 // a child that ran alone for a while (the others ended, or
                 // blocked) is not blocked for that.
@@ -383,7 +415,7 @@ impl CallRun<'_> {
                     &mut self.live,
                     &mut self.lock_waits,
                     index,
-                    released.max(self.changed_ns),
+                    since,
                     now,
                     asleep,
                 );
@@ -690,6 +722,26 @@ fn waiting_note(
             blockers.join(", ")
         }
     ))
+}
+
+/// For a child of a scheduled run timed out: where it was, by its steps.
+fn step_note(passages: &[(usize, String)], child: &Child) -> String {
+    if let Some(step) = &child.at_step {
+        return format!("it was held at step `{step}`, not yet let go on from it");
+    }
+    let from = passages
+        .iter()
+        .rev()
+        .find(|(c, step)| *c == child.index && step != BLOCKED)
+        .map(|(_, step)| step);
+    match from {
+        None => "it never reached its first step (`start`)".to_owned(),
+        Some(step) if child.blocked => format!(
+            "it went on from step `{step}` and never reached its next step; taken as blocked \
+             there, it let the others go on"
+        ),
+        Some(step) => format!("it went on from step `{step}` and never reached its next step"),
+    }
 }
 
 /// The error of a replay that went another way than its recording.

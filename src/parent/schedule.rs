@@ -196,6 +196,24 @@ pub(crate) struct Diverged {
     pub seen: Option<String>,
 }
 
+/// What a divergence expected where the recording had a child reach its
+/// next step before a passage, and the replay found it blocked short of it.
+pub(crate) const SHORT_OF_STEP: &str = "…";
+
+impl Diverged {
+    /// Child `child`, let go before passage `position`, reached its next
+    /// step before that passage in the recording, and is blocked short of
+    /// it in the replay.
+    pub(crate) fn short_of_step(position: usize, child: usize) -> Diverged {
+        Diverged {
+            position,
+            child,
+            expected: SHORT_OF_STEP.to_owned(),
+            seen: None,
+        }
+    }
+}
+
 /// The policy of one run.
 pub(crate) struct Chooser {
     scheduling: Scheduling,
@@ -357,7 +375,7 @@ impl Chooser {
                     return Err(Diverged {
                         position,
                         child,
-                        expected: "the end of the recording".to_owned(),
+                        expected: String::new(),
                         seen: Some(seen.to_owned()),
                     });
                 };
@@ -443,7 +461,7 @@ impl Chooser {
         Diverged {
             position,
             child: self.expects_blocked(position).unwrap_or(0),
-            expected: format!("{BLOCKED} (blocked, short of its next step)"),
+            expected: BLOCKED.to_owned(),
             seen,
         }
     }
@@ -518,7 +536,8 @@ mod tests {
         );
         assert_eq!(
             chooser.choose(3, &both).unwrap_err().expected,
-            "the end of the recording"
+            "",
+            "the recording had ended"
         );
         assert_eq!(chooser.left_over(3), None);
         assert_eq!(chooser.left_over(2).unwrap().expected, "after-select");
