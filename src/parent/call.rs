@@ -237,6 +237,11 @@ impl Role for CallRun<'_> {
         }
     }
 
+    /// A child held at a step waits for the parent's word.
+    fn quiet(&self, at: usize) -> bool {
+        self.live.get(at).is_some_and(|c| c.at_step.is_some())
+    }
+
     /// Kills what is due: a child past its deadline, one whose channel
     /// broke, one started late that reached a round that failed.
     fn after(&mut self, now: u64) {

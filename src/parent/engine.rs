@@ -33,6 +33,14 @@ use crate::sys;
 /// How often to look for ended children where the kernel has no pidfd.
 pub(super) const EXIT_POLL: Duration = Duration::from_millis(5);
 
+/// How often the descriptors of a quiet child (one held, that cannot act
+/// until told: [`Role::quiet`]) are polled: not every turn, so that a turn
+/// of a scheduled run, where one child runs and the others wait at their
+/// steps, costs what one child's descriptors cost, not what all of them do.
+/// What a quiet child still does (a thread's output, an exit) is seen
+/// within this.
+pub(super) const QUIET_LOOK: Duration = Duration::from_millis(5);
+
 /// `d` in nanoseconds, saturating.
 pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -194,20 +202,47 @@ pub(super) trait Role {
 
     /// Step 4: exits have been looked at; act on what `now` requires.
     fn after(&mut self, now: u64);
+
+    /// Whether the child at `at` cannot act until told (held at a step):
+    /// its descriptors are polled every [`QUIET_LOOK`], not every turn.
+    fn quiet(&self, _at: usize) -> bool {
+        false
+    }
+}
+
+/// Whether a turn at `now` polls every child, the last that did being at
+/// `last_ns` (none yet: it does); else when the next that does is due.
+pub(super) fn full_turn(now: u64, last_ns: Option<u64>) -> Result<(), u64> {
+    match last_ns.map(|last| last.saturating_add(nanos(QUIET_LOOK))) {
+        Some(due) if now < due => Err(due),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `role` until it is done. `waiting` says what the loop waits for,
 /// for an error of `poll`.
 pub(super) fn run<R: Role>(role: &mut R, waiting: &'static str) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut full_ns = None;
     loop {
         let now = sys::monotonic_ns();
         let Next::Wait(mut wake_ns) = role.prepare(now)? else {
             return Ok(());
         };
+        let next_full = full_turn(now, full_ns);
+        if next_full.is_ok() {
+            full_ns = Some(now);
+        }
+        let skip = |role: &R, at: usize| next_full.is_err() && role.quiet(at);
         let mut fds = Vec::new();
         let mut owners = Vec::new();
         for at in 0..role.positions() {
+            if skip(role, at) {
+                if let Err(due) = next_full {
+                    wake_ns = wake_ns.min(due);
+                }
+                continue;
+            }
             let Some(live) = role.live(at) else { continue };
             live.interests(at, &mut fds, &mut owners);
             if live.process.is_running() && live.process.exit_watch().is_none() {
@@ -240,6 +275,9 @@ pub(super) fn run<R: Role>(role: &mut R, waiting: &'static str) -> Result<()> {
         }
         let now = sys::monotonic_ns();
         for at in 0..role.positions() {
+            if skip(role, at) {
+                continue;
+            }
             let Some(live) = role.live(at) else { continue };
             for report in live.look(now, &mut buf) {
                 role.take(at, report, now);
@@ -377,6 +415,72 @@ mod tests {
         ));
         let captured = role.live[1].stdout.finish();
         assert_eq!(captured.as_bytes(), b"last words\n");
+    }
+
+    /// One child, always quiet, that the test kills: the loop ends when
+    /// it sees the end, its own wake being 10 s away.
+    struct QuietEnds {
+        live: Vec<Live<Stream>>,
+        turns: usize,
+    }
+
+    impl Role for QuietEnds {
+        type Output = Stream;
+
+        fn prepare(&mut self, now: u64) -> Result<Next> {
+            self.turns += 1;
+            if self.live[0].ended_ns().is_some() {
+                return Ok(Next::Done);
+            }
+            Ok(Next::Wait(now + 10_000_000_000))
+        }
+
+        fn positions(&self) -> usize {
+            1
+        }
+
+        fn live(&mut self, at: usize) -> Option<&mut Live<Stream>> {
+            self.live.get_mut(at)
+        }
+
+        fn take(&mut self, _at: usize, _report: Report, _now: u64) {}
+
+        fn after(&mut self, _now: u64) {}
+
+        fn quiet(&self, _at: usize) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_quiet_childs_end_is_seen_at_the_next_full_turn() {
+        let (live, channel, stdout) = child();
+        // Its ends closed, as a child's are when it dies.
+        drop((channel, stdout));
+        live.process.kill();
+        let mut role = QuietEnds {
+            live: vec![live],
+            turns: 0,
+        };
+        let began = std::time::Instant::now();
+        run(&mut role, "the test's child").unwrap();
+        // Polled every QUIET_LOOK (5 ms), not only at the role's 10 s wake.
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        assert!(role.turns >= 2, "{}", role.turns);
+    }
+
+    #[test]
+    fn a_full_turn_comes_every_quiet_look() {
+        const MS: u64 = 1_000_000;
+        assert_eq!(full_turn(0, None), Ok(()), "the first turn");
+        let last = Some(100 * MS);
+        assert_eq!(full_turn(100 * MS + 1, last), Err(105 * MS));
+        assert_eq!(full_turn(105 * MS - 1, last), Err(105 * MS), "one short");
+        assert_eq!(full_turn(105 * MS, last), Ok(()), "at its bound");
     }
 
     #[test]
