@@ -58,21 +58,35 @@ pub(crate) fn is_root() -> bool {
 /// ancestor's, under cgroup v2 or v1's `pids` controller; `None` when none
 /// has a finite limit.
 pub(crate) fn cgroup_pids() -> Option<(u64, u64)> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let v2_root = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "/sys/fs/cgroup"
-    } else {
-        "/sys/fs/cgroup/unified"
-    };
-    tightest_pids(&cgroup, v2_root, &|path| std::fs::read_to_string(path).ok())
+    // Which cgroups this process is in is read once: every call checks its
+    // limit, and a process does not move between cgroups while it tests.
+    static DIRS: std::sync::OnceLock<Vec<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let dirs = DIRS.get_or_init(|| {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let v2_root = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/unified"
+        };
+        pids_dirs(&cgroup, v2_root)
+    });
+    tightest(dirs, &|path| std::fs::read_to_string(path).ok())
 }
 
 /// [`cgroup_pids`] over `/proc/self/cgroup`'s text, reading files with `read`.
+#[cfg(test)]
 fn tightest_pids(
     cgroup: &str,
     v2_root: &str,
     read: &dyn Fn(&std::path::Path) -> Option<String>,
 ) -> Option<(u64, u64)> {
+    tightest(&pids_dirs(cgroup, v2_root), read)
+}
+
+/// The directories, from `/proc/self/cgroup`'s text, whose `pids.max` may
+/// bind this process: its cgroups under v2 or v1's `pids` controller, and
+/// their ancestors.
+fn pids_dirs(cgroup: &str, v2_root: &str) -> Vec<std::path::PathBuf> {
     let mut dirs = Vec::new();
     for line in cgroup.lines() {
         let mut fields = line.splitn(3, ':');
@@ -96,7 +110,16 @@ fn tightest_pids(
             }
         }
     }
-    dirs.into_iter()
+    dirs
+}
+
+/// The `(current, max)` of the one of `dirs` with the least room, read
+/// with `read`.
+fn tightest(
+    dirs: &[std::path::PathBuf],
+    read: &dyn Fn(&std::path::Path) -> Option<String>,
+) -> Option<(u64, u64)> {
+    dirs.iter()
         .filter_map(|dir| {
             let max = read(&dir.join("pids.max"))?.trim().parse().ok()?;
             let current = read(&dir.join("pids.current"))?.trim().parse().ok()?;
