@@ -382,7 +382,8 @@ impl CallRun<'_> {
                 }
                 let (index, pid) = (child.index, child.live.process.pid());
                 let since = released.max(self.changed_ns);
-                if chooser.recorded_at(position) {
+                let recorded = chooser.recorded_at(position);
+                if recorded {
                     // The recording had it reach its next step before the
                     // passage here: it is waited for, a while.
                     let search = chooser.follows_search();
@@ -396,21 +397,6 @@ impl CallRun<'_> {
                         chooser.leave_prefix(position);
                         continue;
                     }
-                    // A replay judges it too: blocked, the program went
-                    // another way; busy, it is waited for still.
-                    let asleep = || sys::threads_asleep(pid);
-                    let (verdict, _) = lock_verdict(
-                        &mut self.live,
-                        &mut self.lock_waits,
-                        index,
-                        since,
-                        now,
-                        asleep,
-                    );
-                    return match verdict {
-                        Err(again) => Ok(Some(again)),
-                        Ok(()) => Err(diverged(Diverged::short_of_step(position, index))),
-                    };
                 }
                 // The wait counts from when another child could go instead:
                 // a child that ran alone for a while (the others ended, or
@@ -426,6 +412,11 @@ impl CallRun<'_> {
                 );
                 if let Err(again) = verdict {
                     return Ok(Some(again));
+                }
+                if recorded {
+                    // A replay's child blocked where its recording had it
+                    // reach its step: the program went another way.
+                    return Err(diverged(Diverged::short_of_step(position, index)));
                 }
                 take_as_blocked(
                     &mut self.live,
