@@ -141,13 +141,26 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// A line of `/proc/self/status` in kB (`VmHWM:` the peak resident set,
+/// `VmRSS:` the one now), in MiB.
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let line = s.lines().find(|l| l.starts_with(field))?;
             line.split_whitespace().nth(1)?.parse::<f64>().ok()
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Starts the peak resident set over from what is resident now (Linux's
+/// `clear_refs` 5), so that a later peak is that of what ran since, not
+/// of an earlier section of this bench. Whether it could.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 fn main() {
@@ -252,6 +265,10 @@ fn main() {
         "## the parent's memory with {LOUD_FAILURES} failing calls printing {} KiB each",
         LOUD_BYTES / 1024
     );
+    // The peak is this run's: the sections before it (the throughput
+    // runs, procspawn's pool) had peaks of their own.
+    let reset = reset_peak_rss();
+    let resident_before = status_mib("VmRSS:");
     let loud = stampede::Load::new(LOUD_FAILURES)
         .workers(2)
         .leak_detection(false)
@@ -260,8 +277,14 @@ fn main() {
     assert_eq!(loud.failed(), LOUD_FAILURES, "{loud}");
     let loud_peak = peak_rss_mib();
     println!(
-        "\nThe parent's peak: {loud_peak:.1} MiB; {} of the failures' outputs cut to their last \
-         lines (without the budget it would hold {:.0} MiB of output).",
+        "\nThe parent's peak: {loud_peak:.1} MiB ({}; {resident_before:.1} MiB resident before \
+         it); {} of the failures' outputs cut to their last lines (without the budget it would \
+         hold {:.0} MiB of output).",
+        if reset {
+            "during this run"
+        } else {
+            "over the whole bench: the peak could not be reset"
+        },
         loud.outputs_cut(),
         (LOUD_FAILURES as usize * LOUD_BYTES) as f64 / (1024.0 * 1024.0)
     );
