@@ -180,8 +180,10 @@ impl Captured {
                 from += newline + 1;
             }
         }
-        self.tail.drain(..from);
-        self.tail.shrink_to_fit();
+        // A new allocation of the tail's size: shrunk in place, the tail
+        // would stay where its whole buffer was, and the freed rest be
+        // too small for the next call's buffer (a heap of such holes).
+        self.tail = self.tail[from..].to_vec();
     }
 }
 
