@@ -149,23 +149,23 @@ fn enumerate<M: Model>(
 }
 
 impl Violation {
-    pub(super) fn found<M: Model>(model: &M, found: Found) -> Violation {
+    /// A violation of `model`, its times shown from its witness's first
+    /// invocation until [`since`](Violation::since) says otherwise.
+    fn of(model: String, kind: Kind) -> Violation {
         Violation {
-            model: model.name(),
+            model,
             origin: None,
-            kind: Box::new(Kind::NotLinearizable(found)),
+            kind: Box::new(kind),
         }
     }
 
+    pub(super) fn found<M: Model>(model: &M, found: Found) -> Violation {
+        Violation::of(model.name(), Kind::NotLinearizable(found))
+    }
+
     pub(super) fn inconclusive<M: Model>(model: &M, ops: &[&Operation], budget: u64) -> Violation {
-        Violation {
-            model: model.name(),
-            origin: None,
-            kind: Box::new(Kind::Inconclusive {
-                operations: ops.iter().map(|op| (*op).clone()).collect(),
-                budget,
-            }),
-        }
+        let operations = ops.iter().map(|op| (*op).clone()).collect();
+        Violation::of(model.name(), Kind::Inconclusive { operations, budget })
     }
 
     pub(super) fn model_panicked<M: Model>(
@@ -173,63 +173,37 @@ impl Violation {
         op: &Operation,
         message: String,
     ) -> Violation {
-        Violation {
-            model: model.name(),
-            origin: None,
-            kind: Box::new(Kind::ModelPanicked {
-                operation: op.clone(),
-                message,
-            }),
-        }
+        let operation = op.clone();
+        Violation::of(model.name(), Kind::ModelPanicked { operation, message })
     }
 
     pub(super) fn incomplete(model: String, children: Vec<usize>) -> Violation {
-        Violation {
-            model,
-            origin: None,
-            kind: Box::new(Kind::Incomplete { children }),
-        }
+        Violation::of(model, Kind::Incomplete { children })
     }
 
     pub(super) fn refused<M: Model>(model: &M, op: &Operation, error: &str) -> Violation {
-        Violation {
-            model: model.name(),
-            origin: None,
-            kind: Box::new(Kind::Refused {
-                operation: op.clone(),
-                error: error.to_owned(),
-            }),
-        }
+        let (operation, error) = (op.clone(), error.to_owned());
+        Violation::of(model.name(), Kind::Refused { operation, error })
     }
 
     pub(super) fn anomaly(anomaly: Anomaly) -> Violation {
-        Violation {
-            model: SERIALIZABILITY.into(),
-            origin: None,
-            kind: Box::new(Kind::Anomaly(anomaly)),
-        }
+        Violation::of(SERIALIZABILITY.into(), Kind::Anomaly(anomaly))
     }
 
     pub(super) fn ambiguous(explanation: String, witness: Vec<Operation>) -> Violation {
-        Violation {
-            model: SERIALIZABILITY.into(),
-            origin: None,
-            kind: Box::new(Kind::Ambiguous {
-                explanation,
-                witness,
-            }),
-        }
+        let kind = Kind::Ambiguous {
+            explanation,
+            witness,
+        };
+        Violation::of(SERIALIZABILITY.into(), kind)
     }
 
     pub(super) fn unreadable(op: &Operation, message: String) -> Violation {
-        Violation {
-            model: SERIALIZABILITY.into(),
-            origin: None,
-            kind: Box::new(Kind::Unreadable {
-                operation: op.clone(),
-                message,
-            }),
-        }
+        let operation = op.clone();
+        Violation::of(
+            SERIALIZABILITY.into(),
+            Kind::Unreadable { operation, message },
+        )
     }
 
     /// Its times shown from `origin` (the history's first invocation).
