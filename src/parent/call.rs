@@ -385,17 +385,13 @@ impl CallRun<'_> {
                 let recorded = chooser.recorded_at(position);
                 if recorded {
                     // The recording had it reach its next step before the
-                    // passage here: it is waited for, a while.
-                    let search = chooser.follows_search();
-                    let due = schedule::follow_due(since, search);
-                    if now < due {
-                        return Ok(Some(due));
-                    }
-                    if search {
-                        // Blocked by a held child this time: the search
-                        // leaves its last run's path, and judges it.
-                        chooser.leave_prefix(position);
-                        continue;
+                    // passage here: it is waited for, a while. Blocked by
+                    // a held child this time, a search leaves its last
+                    // run's path, and judges it.
+                    match chooser.follow_wait(position, since, now) {
+                        Err(due) => return Ok(Some(due)),
+                        Ok(true) => continue,
+                        Ok(false) => {}
                     }
                 }
                 // The wait counts from when another child could go instead:
@@ -462,15 +458,11 @@ impl CallRun<'_> {
                 })
             });
             if on_its_way {
-                let search = chooser.follows_search();
-                let due = schedule::follow_due(self.changed_ns, search);
-                if now < due {
+                // Still not there, it lost its lock to another child and
+                // cannot come while that one is held: a search goes
+                // another way.
+                if let Err(due) = chooser.follow_wait(position, self.changed_ns, now) {
                     return Ok(Some(due));
-                }
-                if search {
-                    // It lost its lock to another child, and cannot come
-                    // while that one is held: the search goes another way.
-                    chooser.leave_prefix(position);
                 }
             }
             let mut held: Vec<(usize, &str)> = self

@@ -415,6 +415,28 @@ impl Chooser {
         matches!(self.scheduling, Scheduling::Follow { .. })
     }
 
+    /// The rule for a recording's place at `position` that waits on a
+    /// child still on its way to its step: `Err(due)` while it is waited
+    /// for ([`follow_due`] from the last change at `since`); then a search
+    /// leaves its last run's path there (`Ok(true)`), and a replay, which
+    /// must go as recorded, goes on to judge it (`Ok(false)`).
+    pub(crate) fn follow_wait(
+        &mut self,
+        position: usize,
+        since: u64,
+        now: u64,
+    ) -> Result<bool, u64> {
+        let search = self.follows_search();
+        let due = follow_due(since, search);
+        if now < due {
+            return Err(due);
+        }
+        if search {
+            self.leave_prefix(position);
+        }
+        Ok(search)
+    }
+
     /// A search's run leaves its last run's path at `position`: from there
     /// it chooses as past its prefix.
     pub(crate) fn leave_prefix(&mut self, position: usize) {
@@ -737,6 +759,27 @@ mod tests {
         assert_eq!(follow_due(changed, false), 12 * S);
         assert_eq!(follow_due(changed, true), 7 * S + S / 4);
         assert_eq!(follow_due(u64::MAX - 1, false), u64::MAX);
+        // The wait, then what each kind of run does after it.
+        let mut search = Chooser::new(follow(&[0, 1], &[]));
+        assert_eq!(
+            search.follow_wait(1, changed, changed + S / 4 - 1),
+            Err(changed + S / 4)
+        );
+        assert_eq!(search.expects_go(1), Some(1), "still on its path");
+        assert_eq!(
+            search.follow_wait(1, changed, changed + S / 4),
+            Ok(true),
+            "at its bound"
+        );
+        assert_eq!(search.expects_go(1), None, "the path left there");
+        let mut replaying = Chooser::new(Scheduling::Replay(vec![(0, "s".into())]));
+        assert_eq!(replaying.follow_wait(0, changed, 12 * S - 1), Err(12 * S));
+        assert_eq!(replaying.follow_wait(0, changed, 12 * S), Ok(false));
+        assert_eq!(
+            replaying.expects_go(0),
+            Some(0),
+            "a replay keeps its recording"
+        );
         // Which child a recording lets go next: a replay's passage that is
         // not a block, or a search prefix's `Go`.
         let replay = Chooser::new(Scheduling::Replay(vec![
