@@ -131,7 +131,12 @@ fn increment(path: PathBuf) -> u32 {
         .parse()
         .unwrap();
     stampede::step("after-read");
-    std::fs::write(&path, (seen + 1).to_string()).unwrap();
+    // Written whole or not at all (a rename): a child taken as blocked in
+    // a slow write (a loaded disk) runs beside the next one let go, which
+    // must not read the file truncated.
+    let fresh = path.with_extension(format!("{}", procs::child_index()));
+    std::fs::write(&fresh, (seen + 1).to_string()).unwrap();
+    std::fs::rename(&fresh, &path).unwrap();
     seen + 1
 }
 
