@@ -798,3 +798,99 @@ fn a_replay_whose_child_blocks_where_its_recording_reached_a_step_diverges_after
     );
     assert!(elapsed >= Duration::from_secs(5), "{elapsed:?}");
 }
+
+/// As `lock_across_a_step`, but the lock is tried in a busy loop with no
+/// sleep: a child that waits for it never sleeps.
+#[stampede::function]
+fn spin_for_a_lock_across_a_step(path: PathBuf) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(&path).unwrap();
+    stampede::step("before-lock");
+    // SAFETY: flock on a descriptor this function owns.
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        std::hint::spin_loop();
+    }
+    stampede::step("locked");
+    drop(file);
+}
+
+#[test]
+fn a_child_that_spins_on_a_held_ones_lock_is_taken_as_blocked_after_a_second_of_cpu() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lock");
+    std::fs::write(&path, "").unwrap();
+    // Without the rule, the spinner ran alone until its timeout (20 s),
+    // the holder held at `locked`.
+    let found = stampede::Hunt::runs(20)
+        .strategy(Strategy::exhaustive())
+        .run(|run| {
+            let began = Instant::now();
+            let outcomes = run
+                .options()
+                .timeout(Duration::from_secs(20))
+                .call_concurrently(2, spin_for_a_lock_across_a_step, path.clone())
+                .map_err(|e| e.to_string())?;
+            outcomes.assert_all_returned();
+            let schedule = outcomes.schedule().unwrap().to_string();
+            if schedule.contains(":!") {
+                let notes: Vec<String> = outcomes.iter().flat_map(|o| o.notes().to_vec()).collect();
+                return Err(format!(
+                    "{schedule}\n{:?}\n{}",
+                    began.elapsed(),
+                    notes.join("\n")
+                ));
+            }
+            Ok(())
+        })
+        .expect_err("the search reaches a child spinning on the lock");
+    let mut lines = found.message().lines();
+    let schedule = lines.next().unwrap().to_owned();
+    let took = lines.next().unwrap();
+    let notes: Vec<&str> = lines.collect();
+    assert!(
+        schedule.contains("1:before-lock 1:! 0:locked"),
+        "the spinner let the holder go on: {schedule}"
+    );
+    // One note, on the spinner: when it was taken as blocked, and the CPU
+    // it had used, at least a second of it.
+    let [note] = notes[..] else {
+        panic!("{notes:?}")
+    };
+    let (after, rest) = note
+        .strip_prefix("taken as blocked ")
+        .and_then(|n| {
+            n.split_once(" after it went on from step `before-lock`: never all asleep, it used ")
+        })
+        .unwrap_or_else(|| panic!("{note}"));
+    let (cpu, rest) = rest
+        .split_once(" of CPU")
+        .unwrap_or_else(|| panic!("{note}"));
+    assert_eq!(
+        rest,
+        " without reaching its next step (a busy wait on something a held child keeps?), and the \
+         others went on beside it"
+    );
+    let seconds = |text: &str| -> f64 {
+        let (number, scale) = match text.strip_suffix("ms") {
+            Some(ms) => (ms, 1e-3),
+            None => (
+                text.strip_suffix('s').unwrap_or_else(|| panic!("{text}")),
+                1.0,
+            ),
+        };
+        number.parse::<f64>().unwrap() * scale
+    };
+    let (after, cpu) = (seconds(after), seconds(cpu));
+    assert!((1.0..2.0).contains(&cpu), "{note}");
+    assert!(after >= cpu, "{note}");
+    assert!(seconds(took) < 15.0, "the run waited for a timeout: {took}");
+    // Its replay makes the same decision at the same place.
+    let replayed = Options::new()
+        .replay(&schedule)
+        .timeout(Duration::from_secs(20))
+        .call_concurrently(2, spin_for_a_lock_across_a_step, path)
+        .unwrap();
+    replayed.assert_all_returned();
+    assert_eq!(replayed.schedule().unwrap().to_string(), schedule);
+}

@@ -15,7 +15,7 @@ use super::lock_waits::{Backend, LockWaits, Wait};
 use super::phase::{self, Clocked, Due, Kill, Phase};
 use super::process::Life;
 use super::release::{self, Release, Step};
-use super::schedule::{self, BLOCKED, Chooser, Diverged, Keys};
+use super::schedule::{self, BLOCKED, Block, Chooser, Diverged, Keys, Threads};
 use super::{Job, Run, Settings, exit_of, limits, status_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -300,8 +300,9 @@ impl CallRun<'_> {
     /// In a scheduled run, when no child runs, lets the one the policy
     /// picks go on from its step: between two steps exactly one child
     /// runs. A child let go that has not reached its next step within
-    /// [`schedule::BLOCK_WAIT`], with all its threads asleep, is taken as blocked (by
-    /// a lock a held child keeps, say): the schedule records `<child>:!`
+    /// [`schedule::BLOCK_WAIT`], with all its threads asleep, or that used
+    /// [`schedule::SPIN_CPU`] awake, is taken as blocked (by a lock a held
+    /// child keeps, say): the schedule records `<child>:!`
     /// and another goes on, so a lock held across a step never hangs the
     /// run, and a replay makes the same decision at the same place. A
     /// replay that meets another step than recorded ends the run. Returns
@@ -350,22 +351,22 @@ impl CallRun<'_> {
                 };
                 // As recorded: the database, or the wait alone, decides.
                 let index = child.index;
-                let (verdict, seen) = lock_verdict(
+                let verdict = match block_verdict(
                     &mut self.live,
                     &mut self.lock_waits,
                     index,
                     released,
                     now,
-                    || true,
-                );
-                if let Err(again) = verdict {
-                    return Ok(Some(again));
-                }
+                    || Threads::Asleep,
+                ) {
+                    Ok(verdict) => verdict,
+                    Err(again) => return Ok(Some(again)),
+                };
                 take_as_blocked(
                     &mut self.live,
                     &mut self.passages,
                     index,
-                    seen,
+                    verdict,
                     released,
                     now,
                 );
@@ -397,18 +398,17 @@ impl CallRun<'_> {
                 // The wait counts from when another child could go instead:
                 // a child that ran alone for a while (the others ended, or
                 // blocked) is not blocked for that.
-                let asleep = || sys::threads_asleep(pid);
-                let (verdict, seen) = lock_verdict(
+                let verdict = match block_verdict(
                     &mut self.live,
                     &mut self.lock_waits,
                     index,
                     since,
                     now,
-                    asleep,
-                );
-                if let Err(again) = verdict {
-                    return Ok(Some(again));
-                }
+                    || threads(pid),
+                ) {
+                    Ok(verdict) => verdict,
+                    Err(again) => return Ok(Some(again)),
+                };
                 if recorded {
                     // A replay's child blocked where its recording had it
                     // reach its step: the program went another way.
@@ -418,7 +418,7 @@ impl CallRun<'_> {
                     &mut self.live,
                     &mut self.passages,
                     index,
-                    seen,
+                    verdict,
                     released,
                     now,
                 );
@@ -430,18 +430,22 @@ impl CallRun<'_> {
             // the next choice, so that it never runs beside the child let
             // go next. Still blocked, it stays so silently: the schedule
             // records choices, and a replay judges it again the same way.
+            // One taken as spinning keeps the CPU time it was judged from,
+            // so awake it is still blocked at once: a busy wait and the
+            // work after it look alike, and a second for every passage
+            // would be a second of its CPU each time.
             let stale = |c: &Child| {
                 c.blocked && c.blocked_ns < self.changed_ns && c.done.is_none() && c.alive()
             };
             if let Some(at) = self.live.iter().position(stale) {
                 let (index, pid) = (self.live[at].index, self.live[at].live.process.pid());
-                let (verdict, _) = lock_verdict(
+                let verdict = block_verdict(
                     &mut self.live,
                     &mut self.lock_waits,
                     index,
                     self.changed_ns,
                     now,
-                    || sys::threads_asleep(pid),
+                    || threads(pid),
                 );
                 if let Err(again) = verdict {
                     return Ok(Some(again));
@@ -495,6 +499,7 @@ impl CallRun<'_> {
             });
             child.moving = Some((from, choice));
             child.released_ns = Some(now);
+            child.spun_from = None;
             child.live.conversation.send(self.go.clone());
             let first_look = schedule::first_look(now, !child.backends.is_empty());
             self.passages.push((index, step));
@@ -742,18 +747,29 @@ fn diverged(d: Diverged) -> Error {
     }
 }
 
-/// Child `index`, let go at `released`, is taken as blocked at `now`:
-/// marked, its passage `<child>:!` recorded, and, when the database showed
-/// the wait (`seen`), noted with it.
+/// Child `index`, let go at `released`, is taken as blocked at `now`
+/// (`why`): marked, its passage `<child>:!` recorded, and noted when the
+/// database showed the wait (`seen`) or it spun.
 fn take_as_blocked(
     live: &mut [Child],
     passages: &mut Vec<(usize, String)>,
     index: usize,
-    seen: Option<Wait>,
+    (why, seen): (Block, Option<Wait>),
     released: u64,
     now: u64,
 ) {
-    let note = seen.map(|wait| lock_note(live, passages, index, &wait, now - released));
+    let after = Duration::from_nanos(now - released);
+    let note = match (why, seen) {
+        (Block::Spins { cpu_ns }, _) => Some(format!(
+            "taken as blocked {after:?} after it went on from step `{}`: never all asleep, it \
+             used {:?} of CPU without reaching its next step (a busy wait on something a held \
+             child keeps?), and the others went on beside it",
+            last_step(passages, index),
+            Duration::from_nanos(cpu_ns)
+        )),
+        (_, Some(wait)) => Some(lock_note(live, passages, index, &wait, after)),
+        _ => None,
+    };
     let child = live
         .iter_mut()
         .find(|c| c.index == index)
@@ -764,19 +780,36 @@ fn take_as_blocked(
     passages.push((index, BLOCKED.to_owned()));
 }
 
+/// The step child `index` last went on from.
+fn last_step(passages: &[(usize, String)], index: usize) -> &str {
+    passages
+        .iter()
+        .rev()
+        .find(|(c, _)| *c == index)
+        .map_or("start", |(_, step)| step.as_str())
+}
+
+/// What `/proc` shows of process `pid`, for `schedule::blocked`.
+fn threads(pid: u32) -> Threads {
+    if sys::threads_asleep(pid) {
+        Threads::Asleep
+    } else {
+        // Unreadable only once the process is gone: it spun no more.
+        Threads::Awake {
+            cpu_ns: sys::cpu_time_ns(pid).unwrap_or(0),
+        }
+    }
+}
+
 /// The note on a child the database showed waiting on another's lock.
 fn lock_note(
     live: &[Child],
     passages: &[(usize, String)],
     index: usize,
     wait: &Wait,
-    after_ns: u64,
+    after: Duration,
 ) -> String {
-    let from = passages
-        .iter()
-        .rev()
-        .find(|(c, _)| *c == index)
-        .map_or("start", |(_, step)| step.as_str());
+    let from = last_step(passages, index);
     let holder = live.iter().find(|c| c.index == wait.child);
     let at = match holder.and_then(|c| c.at_step.as_deref()) {
         Some(step) => format!("held at step `{step}`"),
@@ -785,25 +818,22 @@ fn lock_note(
     format!(
         "taken as blocked {:?} after it went on from step `{from}`: its PostgreSQL backend {} \
          waits on a lock of backend {}, child {}'s, {at} (pg_blocking_pids)",
-        Duration::from_nanos(after_ns),
-        wait.backend,
-        wait.blocker,
-        wait.child,
+        after, wait.backend, wait.blocker, wait.child,
     )
 }
 
 /// `schedule::blocked` for child `index`, asking the database whether it
-/// waits on another child when both named connections; the wait seen, if
-/// the database decided. A server that could not be asked is noted on
-/// the child.
-fn lock_verdict(
+/// waits on another child when both named connections, and `look` what
+/// its threads do; the wait seen, if the database decided. A server that
+/// could not be asked is noted on the child.
+fn block_verdict(
     live: &mut [Child],
     lock_waits: &mut LockWaits,
     index: usize,
     released: u64,
     now: u64,
-    asleep: impl FnOnce() -> bool,
-) -> (std::result::Result<(), u64>, Option<Wait>) {
+    look: impl FnOnce() -> Threads,
+) -> std::result::Result<(Block, Option<Wait>), u64> {
     let mine: Vec<Backend> = live
         .iter()
         .find(|c| c.index == index)
@@ -815,16 +845,17 @@ fn lock_verdict(
         .flat_map(|c| c.backends.iter().map(|b| (c.index, b.clone())))
         .collect();
     let mut seen = None;
-    let look = (!mine.is_empty() && !others.is_empty()).then_some(|| {
+    let ask = (!mine.is_empty() && !others.is_empty()).then_some(|| {
         seen = lock_waits.waiting_on(&mine, &others);
         seen.is_some()
     });
-    let verdict = schedule::blocked(released, now, look, asleep);
-    let problems = lock_waits.take_problems();
-    if let Some(child) = live.iter_mut().find(|c| c.index == index) {
-        child.notes.extend(problems);
-    }
-    (verdict, seen)
+    let child = live
+        .iter_mut()
+        .find(|c| c.index == index)
+        .expect("a live child is judged");
+    let verdict = schedule::blocked(released, now, ask, look, &mut child.spun_from);
+    child.notes.extend(lock_waits.take_problems());
+    verdict.map(|why| (why, seen))
 }
 
 /// One live child and everything known about it.
@@ -855,6 +886,9 @@ struct Child {
     /// Whether it named keys at a step (`stampede::step_with`).
     named_keys: bool,
     released_ns: Option<u64>,
+    /// The CPU time it had at the first look that found it awake since it
+    /// was last let go (`schedule::blocked`).
+    spun_from: Option<u64>,
     blocked: bool,
     /// When it was taken as blocked, or last judged still so.
     blocked_ns: u64,
@@ -898,6 +932,7 @@ impl Child {
             moving: None,
             named_keys: false,
             released_ns: None,
+            spun_from: None,
             blocked: false,
             blocked_ns: 0,
             backends: Vec::new(),

@@ -65,21 +65,52 @@ pub(crate) fn first_look(released_ns: u64, named: bool) -> u64 {
     }
 }
 
+/// How much CPU a child let go may use without reaching its next step,
+/// never all asleep, before it counts as blocked: a busy wait (a retry
+/// loop with no sleep on a lock a held child keeps) runs without end. A
+/// child that lacks only CPU on a loaded machine uses little of it.
+pub(crate) const SPIN_CPU: Duration = Duration::from_secs(1);
+
+/// What `/proc` shows of a child let go that has not reached its next step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// Every thread waits (on a lock, a socket, a timer).
+    Asleep,
+    /// A thread runs or is ready to; the CPU time the process has used.
+    Awake { cpu_ns: u64 },
+}
+
+/// Why a child counts as blocked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Block {
+    /// Its database says it waits on another child's lock.
+    Waits,
+    /// Every thread asleep, past [`BLOCK_WAIT`].
+    Asleep,
+    /// Awake at every look, it used `cpu_ns` of CPU from the first look
+    /// on: at least [`SPIN_CPU`].
+    Spins { cpu_ns: u64 },
+}
+
 /// The rule for a child let go at `released_ns` that has not reached its
-/// next step: `Ok` when at `now_ns` it counts as blocked, else `Err` with
-/// when to look again. Two ways to count:
+/// next step: `Ok` when at `now_ns` it counts as blocked, and why; else
+/// `Err` with when to look again. Three ways to count:
 ///
 /// - `waits_on_child` (only for a child that named its database
 ///   connections): from [`LOCK_LOOK`] after the release, every
 ///   [`LOCK_LOOK`], the database says it waits on another child;
-/// - [`BLOCK_WAIT`] passed and `asleep()`: every thread waits, none runs
-///   or is ready to. Asked only once the wait is over (it reads `/proc`).
+/// - [`BLOCK_WAIT`] passed and `look()` finds every thread asleep: none
+///   runs or is ready to. Asked only once the wait is over (it reads
+///   `/proc`);
+/// - awake, it used [`SPIN_CPU`] since the first look that found it so
+///   (`spun_from`, the CPU time then, kept by the caller for this move).
 pub(crate) fn blocked(
     released_ns: u64,
     now_ns: u64,
     waits_on_child: Option<impl FnOnce() -> bool>,
-    asleep: impl FnOnce() -> bool,
-) -> Result<(), u64> {
+    look: impl FnOnce() -> Threads,
+    spun_from: &mut Option<u64>,
+) -> Result<Block, u64> {
     let due = block_due(released_ns);
     if let Some(waits_on_child) = waits_on_child {
         let first_look = first_look(released_ns, true);
@@ -87,19 +118,27 @@ pub(crate) fn blocked(
             return Err(first_look);
         }
         if waits_on_child() {
-            return Ok(());
+            return Ok(Block::Waits);
         }
         if now_ns < due {
             return Err(now_ns.saturating_add(ns(LOCK_LOOK)).min(due));
         }
     }
     if now_ns < due {
-        Err(due)
-    } else if asleep() {
-        Ok(())
-    } else {
-        // Lacking only CPU: look again soon.
-        Err(now_ns.saturating_add(ns(BLOCK_WAIT) / 4))
+        return Err(due);
+    }
+    match look() {
+        Threads::Asleep => Ok(Block::Asleep),
+        Threads::Awake { cpu_ns } => {
+            let from = *spun_from.get_or_insert(cpu_ns);
+            let used = cpu_ns.saturating_sub(from);
+            if used >= ns(SPIN_CPU) {
+                Ok(Block::Spins { cpu_ns: used })
+            } else {
+                // Lacking only CPU, or working: look again soon.
+                Err(now_ns.saturating_add(ns(BLOCK_WAIT) / 4))
+            }
+        }
     }
 }
 
@@ -741,15 +780,87 @@ mod tests {
     fn a_child_counts_as_blocked_after_the_wait_and_only_asleep() {
         const MS: u64 = 1_000_000;
         let due = 1_000 * MS + 25 * MS;
-        let never = || panic!("asked before the wait was over");
-        assert_eq!(blocked(1_000 * MS, due - 1, NO_LOCK_LOOK, never), Err(due));
-        assert_eq!(blocked(1_000 * MS, due, NO_LOCK_LOOK, || true), Ok(()));
+        let never = || -> Threads { panic!("asked before the wait was over") };
+        let mut spun = None;
         assert_eq!(
-            blocked(1_000 * MS, due, NO_LOCK_LOOK, || false),
+            blocked(1_000 * MS, due - 1, NO_LOCK_LOOK, never, &mut spun),
+            Err(due)
+        );
+        assert_eq!(
+            blocked(1_000 * MS, due, NO_LOCK_LOOK, asleep, &mut spun),
+            Ok(Block::Asleep)
+        );
+        assert_eq!(spun, None, "nothing kept of a sleeper");
+        assert_eq!(
+            blocked(1_000 * MS, due, NO_LOCK_LOOK, awake(7 * MS), &mut spun),
             Err(due + 25 * MS / 4),
             "a child that lacks only CPU is looked at again a quarter wait later"
         );
         assert_eq!(block_due(1_000 * MS), due);
+    }
+
+    fn asleep() -> Threads {
+        Threads::Asleep
+    }
+
+    fn awake(cpu_ns: u64) -> impl FnOnce() -> Threads {
+        move || Threads::Awake { cpu_ns }
+    }
+
+    #[test]
+    fn an_awake_child_counts_as_blocked_once_it_used_a_second_of_cpu_from_the_first_look() {
+        const MS: u64 = 1_000_000;
+        let released = 1_000 * MS;
+        let due = released + 25 * MS;
+        let mut spun = None;
+        // The first look keeps the CPU time it finds.
+        assert_eq!(
+            blocked(released, due, NO_LOCK_LOOK, awake(300 * MS), &mut spun),
+            Err(due + 25 * MS / 4)
+        );
+        assert_eq!(spun, Some(300 * MS));
+        // A second of CPU later, less a nanosecond: not yet.
+        let later = due + 2_000 * MS;
+        assert_eq!(
+            blocked(
+                released,
+                later,
+                NO_LOCK_LOOK,
+                awake(1_300 * MS - 1),
+                &mut spun
+            ),
+            Err(later + 25 * MS / 4)
+        );
+        // At exactly a second, whatever the wall time: blocked, spinning.
+        assert_eq!(
+            blocked(released, later, NO_LOCK_LOOK, awake(1_300 * MS), &mut spun),
+            Ok(Block::Spins { cpu_ns: 1_000 * MS })
+        );
+        // A starved child's wall time counts for nothing: a minute of it
+        // with little CPU is not a busy wait.
+        let mut starved = None;
+        let _ = blocked(released, due, NO_LOCK_LOOK, awake(0), &mut starved);
+        assert_eq!(
+            blocked(
+                released,
+                due + 60_000 * MS,
+                NO_LOCK_LOOK,
+                awake(200 * MS),
+                &mut starved
+            ),
+            Err(due + 60_000 * MS + 25 * MS / 4)
+        );
+        // Asleep at a later look: blocked as any sleeper.
+        assert_eq!(
+            blocked(
+                released,
+                due + 60_000 * MS,
+                NO_LOCK_LOOK,
+                asleep,
+                &mut starved
+            ),
+            Ok(Block::Asleep)
+        );
     }
 
     #[test]
@@ -795,40 +906,53 @@ mod tests {
     fn a_child_with_named_connections_is_seen_blocked_by_its_database_from_2_ms() {
         const MS: u64 = 1_000_000;
         let released = 1_000 * MS;
-        let never = || panic!("asked too early");
+        let never = || -> Threads { panic!("asked too early") };
+        let mut spun = None;
         let asks = |answer: bool| Some(move || answer);
         // The role wakes for the first look when it lets the child go.
         assert_eq!(first_look(released, true), released + 2 * MS);
         assert_eq!(first_look(released, false), block_due(released));
         // Not before the first look, not even the database.
         assert_eq!(
-            blocked(released, released + 2 * MS - 1, Some(never), never),
+            blocked(
+                released,
+                released + 2 * MS - 1,
+                Some(|| -> bool { panic!("asked too early") }),
+                never,
+                &mut spun
+            ),
             Err(released + 2 * MS)
         );
         // At the first look the database says it waits on a child: blocked
         // at 2 ms, not at the generic 25.
         assert_eq!(
-            blocked(released, released + 2 * MS, asks(true), never),
-            Ok(())
+            blocked(released, released + 2 * MS, asks(true), never, &mut spun),
+            Ok(Block::Waits)
         );
         // It does not: asked again 2 ms later, /proc not read before 25 ms.
         assert_eq!(
-            blocked(released, released + 2 * MS, asks(false), never),
+            blocked(released, released + 2 * MS, asks(false), never, &mut spun),
             Err(released + 4 * MS)
         );
         assert_eq!(
-            blocked(released, released + 24 * MS, asks(false), never),
+            blocked(released, released + 24 * MS, asks(false), never, &mut spun),
             Err(released + 25 * MS),
             "the next look is never later than the generic wait"
         );
         // Past the wait, with no wait on a child the server knows of (a
         // file lock, another client): the generic rule still decides.
         assert_eq!(
-            blocked(released, released + 25 * MS, asks(false), || true),
-            Ok(())
+            blocked(released, released + 25 * MS, asks(false), asleep, &mut spun),
+            Ok(Block::Asleep)
         );
         assert_eq!(
-            blocked(released, released + 25 * MS, asks(false), || false),
+            blocked(
+                released,
+                released + 25 * MS,
+                asks(false),
+                awake(0),
+                &mut spun
+            ),
             Err(released + 25 * MS + 25 * MS / 4)
         );
     }

@@ -15,6 +15,14 @@ pub(crate) fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The kernel's clock ticks per second (`_SC_CLK_TCK`), the unit of
+/// `/proc`'s process times.
+pub(crate) fn clock_ticks_per_second() -> Option<u64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(per_second).ok().filter(|&t| t > 0)
+}
+
 pub(crate) fn getpid() -> u32 {
     std::process::id()
 }

@@ -188,6 +188,24 @@ pub(crate) fn threads_asleep(pid: u32) -> bool {
     any
 }
 
+/// The CPU time every thread of process `pid` has used, user and system
+/// (`/proc/<pid>/stat`), to a clock tick; `None` when it cannot be read.
+pub(crate) fn cpu_time_ns(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let per_tick = 1_000_000_000 / super::clock_ticks_per_second()?;
+    cpu_ticks(&stat)?.checked_mul(per_tick)
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line, in clock ticks.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    // From the state (the third field) on, utime and stime are the 12th
+    // and 13th.
+    let mut fields = after_command(stat)?.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    user.checked_add(system)
+}
+
 /// Whether a process of process group `pgid` holds a socket listening on
 /// TCP `address`, or on its port at every address (`0.0.0.0`, `::`): the
 /// one that answers there is the group's, not another user's who took the
@@ -289,6 +307,28 @@ fn tcp_state(hex: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system_after_a_command_with_spaces_and_parentheses() {
+        let stat = "4242 (a (b) c) R 1 4242 4242 0 -1 4194560 101 0 0 0 37 5 0 0 20 0 1 0 9";
+        assert_eq!(cpu_ticks(stat), Some(42));
+        assert_eq!(cpu_ticks("4242 (cut) R 1 2 3"), None, "too few fields");
+        // This process's own time grows, a tick at a time, as it works.
+        let own = || cpu_time_ns(std::process::id()).expect("its own stat");
+        let (before, until) = (
+            own(),
+            std::time::Instant::now() + std::time::Duration::from_secs(10),
+        );
+        while own() == before && std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let tick = 1_000_000_000 / super::super::clock_ticks_per_second().unwrap();
+        assert!(
+            own() >= before + tick,
+            "{before} ns, then still {} ns after 10 s of work",
+            own()
+        );
+    }
 
     #[test]
     fn addresses_and_states_read_like_netstat() {

@@ -258,10 +258,7 @@ fn started_epoch_secs(ticks: u64) -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0)?;
-    Some(boot + ticks / per_second)
+    Some(boot + ticks / super::clock_ticks_per_second()?)
 }
 
 /// The ids and attach counts in `/proc/sysvipc/shm`'s `table` of segments
