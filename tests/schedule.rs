@@ -894,3 +894,55 @@ fn a_child_that_spins_on_a_held_ones_lock_is_taken_as_blocked_after_a_second_of_
     replayed.assert_all_returned();
     assert_eq!(replayed.schedule().unwrap().to_string(), schedule);
 }
+
+/// Steps from a thread the function spawns, then from its own thread.
+#[stampede::function]
+fn step_in_a_thread(_: ()) {
+    std::thread::spawn(|| stampede::step("in-thread"))
+        .join()
+        .unwrap();
+    stampede::step("after-join");
+}
+
+/// The same steps, from its own thread.
+#[stampede::function]
+fn step_in_its_own_thread(_: ()) {
+    stampede::step("in-thread");
+    stampede::step("after-join");
+}
+
+#[test]
+fn a_step_from_another_thread_of_the_child_holds_the_child_there() {
+    // Each child's thread is held at `in-thread` until the schedule lets
+    // it go: the steps are the process's, whichever thread calls them.
+    let text =
+        "v1 n=2 0:start 1:start 1:in-thread 0:in-thread 0:after-join 1:after-join 0:end 1:end";
+    let outcomes = Options::new()
+        .replay(text)
+        .timeout(std::time::Duration::from_secs(20))
+        .call_concurrently(2, step_in_a_thread, ())
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), text);
+    // A search sees the thread's step as any other: as many schedules as
+    // the same steps from the function's own thread.
+    fn search<F: stampede::Function<M, Args = (), Output = ()> + Copy, M>(f: F) -> u64 {
+        stampede::Hunt::runs(200)
+            .strategy(Strategy::exhaustive())
+            .run(|run| {
+                run.options()
+                    .call_concurrently(2, f, ())
+                    .map_err(|e| e.to_string())?
+                    .assert_all_returned();
+                Ok::<(), String>(())
+            })
+            .unwrap()
+            .runs()
+    }
+    let (threaded, plain) = (search(step_in_a_thread), search(step_in_its_own_thread));
+    assert_eq!(threaded, plain);
+    assert!(
+        plain > 6,
+        "more than the 6 orders of start and end: {plain}"
+    );
+}
