@@ -267,33 +267,99 @@ fn a_scheduled_run_of_a_thousand_children_lets_each_go_in_turn() {
     }
 }
 
-/// Run by the next test with `STAMPEDE_REPLAY` set.
+/// Run by the next test with `STAMPEDE_REPLAY` set: a scheduled call of 3
+/// children, then a scheduled hunt of 1,000 runs.
 #[test]
 #[ignore = "run by a_failing_schedule_reruns_unchanged_from_the_environment"]
 fn replay_from_the_environment_inner() {
     let dir = tempfile::tempdir().unwrap();
-    let outcomes = Options::new()
+    match Options::new()
         .strategy(Strategy::random())
-        .call_concurrently(2, two_steps, dir.path().join("log"))
-        .unwrap();
-    println!("SCHEDULE {}", outcomes.schedule().unwrap());
+        .call_concurrently(3, two_steps, dir.path().join("log"))
+    {
+        Ok(outcomes) => {
+            outcomes.assert_all_returned();
+            println!("SCHEDULE {}", outcomes.schedule().unwrap());
+            println!("CHILDREN {}", outcomes.len());
+        }
+        Err(e) => println!("ERROR {e}"),
+    }
+    let hunt = stampede::Hunt::runs(1_000)
+        .strategy(Strategy::exhaustive())
+        .run(|run| {
+            run.options()
+                .call_concurrently(3, two_steps, dir.path().join("hunted"))
+                .map_err(|e| e.to_string())?
+                .assert_all_returned();
+            Ok::<(), String>(())
+        });
+    match hunt {
+        Ok(summary) => println!("HUNT {} {summary}", summary.runs()),
+        Err(failure) => println!("HUNT FAILED {}", failure.message()),
+    }
     println!("INNER-OK");
 }
 
 #[test]
 fn a_failing_schedule_reruns_unchanged_from_the_environment() {
-    let text = "v1 n=2 1:start 1:a 1:b 0:start 0:a 1:end 0:b 0:end";
     let exe = std::env::current_exe().unwrap();
-    let run = procs::start_ignored_test(
-        &exe,
-        "replay_from_the_environment_inner",
-        &[("STAMPEDE_REPLAY", text)],
-    )
-    .wait_with_output()
-    .unwrap();
-    procs::assert_inner_ok(&run);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains(&format!("SCHEDULE {text}")), "{stdout}");
+    let run_with = |text: &str| {
+        let run = procs::start_ignored_test(
+            &exe,
+            "replay_from_the_environment_inner",
+            &[("STAMPEDE_REPLAY", text)],
+        )
+        .wait_with_output()
+        .unwrap();
+        procs::assert_inner_ok(&run);
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    };
+    let line = |stdout: &str, tag: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.split_once(tag).map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("no {tag:?} in {stdout}"))
+            .to_owned()
+    };
+    // A schedule of the call's 3 children replays exactly; the hunt runs
+    // it once, not 1,000 times, and says why.
+    let three = "v1 n=3 1:start 1:a 2:start 1:b 0:start 0:a 1:end 2:a 0:b 2:b 0:end 2:end";
+    let stdout = run_with(three);
+    assert_eq!(line(&stdout, "SCHEDULE "), three);
+    assert_eq!(line(&stdout, "CHILDREN "), "3");
+    assert_eq!(
+        line(&stdout, "HUNT "),
+        format!(
+            "1 1 run passed in {} (it replayed STAMPEDE_REPLAY, so one run was enough; unset it \
+             to hunt)",
+            line(&stdout, "HUNT 1 1 run passed in ")
+                .split_once(" (")
+                .unwrap()
+                .0
+        )
+    );
+    // A hunt's shrunk schedule has fewer children than the test asks for:
+    // the test reruns unchanged, with that many.
+    let two = "v1 n=2 1:start 1:a 1:b 0:start 0:a 1:end 0:b 0:end";
+    let stdout = run_with(two);
+    assert_eq!(line(&stdout, "SCHEDULE "), two);
+    assert_eq!(line(&stdout, "CHILDREN "), "2");
+    // More children than the call has, or no schedule at all: refused,
+    // naming the variable and what to do.
+    let stdout = run_with("v1 n=4 0:start 1:start 2:start 3:start 0:end 1:end 2:end 3:end");
+    assert_eq!(
+        line(&stdout, "ERROR "),
+        "invalid options: the schedule to replay (from STAMPEDE_REPLAY) is for 4 children, this \
+         call has 3; unset STAMPEDE_REPLAY to run the test's own strategy, or set it to a \
+         schedule this test printed"
+    );
+    let stdout = run_with("garbage");
+    let error = line(&stdout, "ERROR ");
+    assert!(
+        error.starts_with("invalid options: the schedule to replay (from STAMPEDE_REPLAY): ")
+            && error.ends_with("; unset STAMPEDE_REPLAY to run the test's own strategy, or set it to a schedule this test printed"),
+        "{error}"
+    );
 }
 
 /// Two children of `increment`, one counter; the invariant: both counted.

@@ -8,4 +8,4 @@ mod plan;
 
 pub use batch::{Batch, BatchOutcomes, Handle};
 pub use options::Options;
-pub(crate) use plan::{checked_name, decode_value, encode_args};
+pub(crate) use plan::{REPLAY_VAR, checked_name, decode_value, encode_args, replay_from_env};

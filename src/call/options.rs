@@ -339,8 +339,8 @@ impl Options {
     where
         F: Function<M>,
     {
-        let n = self.children.unwrap_or(n);
         let plan = Plan::new(self)?;
+        let n = plan.children(self.children.unwrap_or(n));
         let function = plan::checked_name(&f)?;
         let job = plan.job(function, plan::encode_args(function, &args)?)?;
         let run = plan.run(&[job], n);
@@ -395,7 +395,9 @@ impl Options {
     ///
     /// With `STAMPEDE_REPLAY` set to a schedule's text, a scheduled run
     /// replays that schedule instead: a failing test reruns unchanged,
-    /// `STAMPEDE_REPLAY='v1 n=2 …' cargo test the_test`.
+    /// `STAMPEDE_REPLAY='v1 n=2 …' cargo test the_test`. A call asking
+    /// for more children than the schedule has runs as many as it has (a
+    /// hunt's shrunk schedule); one asking for fewer is refused.
     ///
     /// ```no_run
     /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }

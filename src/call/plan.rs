@@ -27,10 +27,40 @@ pub(crate) struct Plan<'a> {
     /// A scheduled run's recording to replay (`None`: a strategy picks),
     /// or `None` for a run that is not scheduled.
     scheduled: Option<Option<Schedule>>,
+    /// Whether that recording came from [`REPLAY_VAR`].
+    replay_from_env: bool,
 }
 
 /// The variable whose schedule a scheduled run replays.
 pub(crate) const REPLAY_VAR: &str = "STAMPEDE_REPLAY";
+
+/// The schedule [`REPLAY_VAR`] holds, if it is set and not blank.
+pub(crate) fn replay_from_env() -> Option<String> {
+    std::env::var(REPLAY_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Where the schedule to replay came from, for an error about it.
+fn replay_source(from_env: bool) -> String {
+    if from_env {
+        format!("the schedule to replay (from {REPLAY_VAR})")
+    } else {
+        "the schedule to replay".to_owned()
+    }
+}
+
+/// What to do about a schedule from [`REPLAY_VAR`] that cannot run here.
+fn replay_advice(from_env: bool) -> String {
+    if from_env {
+        format!(
+            "; unset {REPLAY_VAR} to run the test's own strategy, or set it to a schedule this \
+             test printed"
+        )
+    } else {
+        String::new()
+    }
+}
 
 impl<'a> Plan<'a> {
     /// # Errors
@@ -60,6 +90,7 @@ impl<'a> Plan<'a> {
                 )));
             }
         }
+        let mut from_env = false;
         let scheduled = if options.strategy.is_some() || options.replay.is_some() {
             let refuse = |option: &str| {
                 Err(Error::InvalidOptions(format!(
@@ -73,16 +104,18 @@ impl<'a> Plan<'a> {
             if options.on_checkpoint.is_some() || options.release != Release::all() {
                 return refuse("on_checkpoint or checkpoint_release");
             }
-            let from_env = || {
-                std::env::var(REPLAY_VAR)
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-            };
-            let text = options.replay.clone().or_else(from_env);
+            from_env = options.replay.is_none();
+            let text = options.replay.clone().or_else(replay_from_env);
+            from_env &= text.is_some();
             let replay = text
                 .map(|text| {
-                    text.parse::<Schedule>()
-                        .map_err(|e| Error::InvalidOptions(format!("the schedule to replay: {e}")))
+                    text.parse::<Schedule>().map_err(|e| {
+                        Error::InvalidOptions(format!(
+                            "{}: {e}{}",
+                            replay_source(from_env),
+                            replay_advice(from_env)
+                        ))
+                    })
                 })
                 .transpose()?;
             Some(replay)
@@ -94,6 +127,7 @@ impl<'a> Plan<'a> {
             seed: options.seed.unwrap_or_else(crate::seed::fresh),
             call: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
             scheduled,
+            replay_from_env: from_env,
         })
     }
 
@@ -114,6 +148,18 @@ impl<'a> Plan<'a> {
         Ok(Job { function, request })
     }
 
+    /// How many children a call asking for `asked` runs: a schedule from
+    /// [`REPLAY_VAR`] with fewer (a hunt's shrunk schedule, printed to
+    /// rerun the test unchanged) runs as many as it has.
+    pub(crate) fn children(&self, asked: usize) -> usize {
+        match &self.scheduled {
+            Some(Some(replay)) if self.replay_from_env && replay.children() < asked => {
+                replay.children()
+            }
+            _ => asked,
+        }
+    }
+
     /// Runs `count` children over `jobs` (child `i` runs `jobs[i % len]`).
     pub(crate) fn run(&self, jobs: &[Job], count: usize) -> Result<parent::Run> {
         let o = self.options;
@@ -125,8 +171,10 @@ impl<'a> Plan<'a> {
             },
             Some(Some(replay)) if replay.children() != count => {
                 return Err(Error::InvalidOptions(format!(
-                    "the schedule to replay is for {} children, this call has {count}",
-                    replay.children()
+                    "{} is for {} children, this call has {count}{}",
+                    replay_source(self.replay_from_env),
+                    replay.children(),
+                    replay_advice(self.replay_from_env)
                 )));
             }
             Some(Some(replay)) => Some(Scheduling::Replay(replay.passages().to_vec())),

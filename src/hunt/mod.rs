@@ -10,7 +10,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::call::Options;
+use crate::call::{self, Options};
 use crate::error::Error;
 use crate::outcome::{Recorder, RunResult, Schedule};
 use crate::schedule::Strategy;
@@ -173,6 +173,9 @@ impl Hunt {
     /// `outcomes.len()`, not a number written in the test, or every smaller
     /// run fails for the wrong reason.
     ///
+    /// With `STAMPEDE_REPLAY` set, every scheduled call replays that
+    /// schedule, so the hunt runs once, and its summary says so.
+    ///
     /// ```no_run
     /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }
     /// let summary = stampede::Hunt::runs(1000)
@@ -218,20 +221,28 @@ impl Hunt {
                 scheduled: None,
             })));
         }
+        // Every scheduled run replays the same schedule: one is enough.
+        let replaying = self.strategy.is_some() && call::replay_from_env().is_some();
         let began = Instant::now();
         let mut last_progress = began;
         let mut passed = 0u64;
         loop {
             let number = passed + 1;
             let budget_spent = self.budget.is_some_and(|budget| began.elapsed() >= budget);
-            if (self.runs != 0 && number > self.runs) || (number > 1 && budget_spent) {
+            if (self.runs != 0 && number > self.runs) || (number > 1 && (budget_spent || replaying))
+            {
                 return Ok(HuntSummary {
                     runs: passed,
                     elapsed: began.elapsed(),
                     seed: hunt_seed,
-                    budget_spent,
+                    budget_spent: budget_spent && !replaying,
                     exhausted: None,
-                    cut_short: self.strategy.as_ref().and_then(Strategy::search_bound),
+                    cut_short: self
+                        .strategy
+                        .as_ref()
+                        .and_then(Strategy::search_bound)
+                        .filter(|_| !replaying),
+                    replayed: replaying,
                 });
             }
             let record = Recorder::default();
@@ -291,6 +302,7 @@ impl Hunt {
                     budget_spent: false,
                     exhausted: Some(bound),
                     cut_short: None,
+                    replayed: false,
                 });
             }
             if !self.progress_every.is_zero() && last_progress.elapsed() >= self.progress_every {
@@ -396,6 +408,9 @@ pub struct HuntSummary {
     /// An exhaustive search (with this bound) that the runs or the time
     /// budget ended before it had run every schedule.
     cut_short: Option<usize>,
+    /// A scheduled hunt under [`REPLAY_VAR`](call::REPLAY_VAR): one run,
+    /// which replayed that schedule.
+    replayed: bool,
 }
 
 impl HuntSummary {
@@ -427,6 +442,13 @@ impl fmt::Display for HuntSummary {
         )?;
         if self.budget_spent {
             write!(f, " (time budget spent)")?;
+        }
+        if self.replayed {
+            write!(
+                f,
+                " (it replayed {}, so one run was enough; unset it to hunt)",
+                call::REPLAY_VAR
+            )?;
         }
         if let Some(bound) = self.exhausted {
             write!(f, " (every schedule within {bound} preemptions)")?;
@@ -694,7 +716,8 @@ fn write_schedule(f: &mut fmt::Formatter<'_>, scheduled: &Scheduled) -> fmt::Res
         writeln!(
             f,
             "replay it: `Options::replay(\"{small}\")` in a call of {children}, or rerun the test \
-             with STAMPEDE_REPLAY='{small}' and {children} children"
+             unchanged with STAMPEDE_REPLAY='{small}' (its call then runs {children} {})",
+            if children == 1 { "child" } else { "children" }
         )?;
     }
     Ok(())
