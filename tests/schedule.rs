@@ -1012,3 +1012,99 @@ fn a_step_from_another_thread_of_the_child_holds_the_child_there() {
         "more than the 6 orders of start and end: {plain}"
     );
 }
+
+/// Adds one to a SQLite counter inside `BEGIN IMMEDIATE`, holding the
+/// write lock across `after-read`: correct, and every other writer let go
+/// meanwhile blocks in SQLite's busy wait.
+#[stampede::function]
+fn increment_immediately(db: PathBuf) -> i64 {
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let txn = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let value: i64 = txn
+        .query_row("SELECT value FROM counter", [], |r| r.get(0))
+        .unwrap();
+    stampede::step("after-read");
+    txn.execute("UPDATE counter SET value = ?1", [value + 1])
+        .unwrap();
+    txn.commit().unwrap();
+    value + 1
+}
+
+/// Whether, right after each child taken as blocked in `schedule`, the
+/// next child let go was at another step than the one the blocked child
+/// went on from; and how many were taken as blocked.
+fn next_after_a_block_is_elsewhere(schedule: &str) -> (bool, usize) {
+    let passages: Vec<(usize, &str)> = schedule
+        .split_whitespace()
+        .skip(2)
+        .map(|p| {
+            let (child, step) = p.split_once(':').unwrap();
+            (child.parse().unwrap(), step)
+        })
+        .collect();
+    let mut blocks = 0;
+    for (at, &(child, step)) in passages.iter().enumerate() {
+        if step != "!" {
+            continue;
+        }
+        blocks += 1;
+        let from = passages[..at]
+            .iter()
+            .rev()
+            .find(|&&(c, s)| c == child && s != "!")
+            .map_or("start", |&(_, s)| s);
+        if passages.get(at + 1).is_some_and(|&(_, next)| next == from) {
+            return (false, blocks);
+        }
+    }
+    (true, blocks)
+}
+
+#[test]
+fn while_a_child_is_blocked_a_strategy_lets_go_none_at_the_step_it_went_on_from() {
+    // A file lock taken between two steps (the blocked child went on from
+    // `before-lock`), and SQLite's write lock taken at the start (from
+    // `start`); in both, the child keeping the lock is held elsewhere.
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("lock");
+    std::fs::write(&lock, "").unwrap();
+    let mut blocks = 0;
+    for seed in 0..3 {
+        let outcomes = Options::new()
+            .strategy(Strategy::random())
+            .seed(seed)
+            .timeout(std::time::Duration::from_secs(60))
+            .call_concurrently(8, lock_across_a_step, lock.clone())
+            .unwrap();
+        outcomes.assert_all_returned();
+        let schedule = outcomes.schedule().unwrap().to_string();
+        let (elsewhere, seen) = next_after_a_block_is_elsewhere(&schedule);
+        assert!(elsewhere, "{schedule}");
+        blocks += seen;
+
+        let db = dir.path().join(format!("counter-{seed}.db"));
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE counter (value INTEGER); INSERT INTO counter VALUES (0);")
+            .unwrap();
+        let outcomes = Options::new()
+            .strategy(Strategy::random())
+            .seed(seed)
+            .timeout(std::time::Duration::from_secs(60))
+            .call_concurrently(16, increment_immediately, db)
+            .unwrap();
+        outcomes.assert_all_returned();
+        let mut values: Vec<i64> = outcomes.values().copied().collect();
+        values.sort_unstable();
+        assert_eq!(values, (1..=16).collect::<Vec<i64>>());
+        let schedule = outcomes.schedule().unwrap().to_string();
+        let (elsewhere, seen) = next_after_a_block_is_elsewhere(&schedule);
+        assert!(elsewhere, "{schedule}");
+        blocks += seen;
+    }
+    assert!(blocks >= 6, "the rule was tried {blocks} times");
+}

@@ -478,6 +478,18 @@ impl CallRun<'_> {
                 return Ok(None);
             }
             held.sort_unstable();
+            // A replay goes as recorded; a strategy leaves held the
+            // children at a step a blocked child went on from.
+            let blocked_from: Vec<&str> = if chooser.replays() {
+                Vec::new()
+            } else {
+                self.live
+                    .iter()
+                    .filter(|c| c.blocked && c.done.is_none() && c.alive())
+                    .map(|c| last_step(&self.passages, c.index))
+                    .collect()
+            };
+            let held = schedule::eligible(&held, &blocked_from);
             let last_move = self.moves.last().and_then(|keys| keys.as_deref());
             let index = chooser
                 .choose_with(position, &held, last_move)
@@ -785,7 +797,7 @@ fn last_step(passages: &[(usize, String)], index: usize) -> &str {
     passages
         .iter()
         .rev()
-        .find(|(c, _)| *c == index)
+        .find(|(c, step)| *c == index && step != BLOCKED)
         .map_or("start", |(_, step)| step.as_str())
 }
 

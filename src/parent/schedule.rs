@@ -142,6 +142,32 @@ pub(crate) fn blocked(
     }
 }
 
+/// Which held children a strategy may let go: while children are blocked,
+/// none held at a step a blocked one went on from (`blocked_from`), if
+/// another is held. A child at the same step as one that blocked runs the
+/// same code next and most likely meets the same lock; each such block
+/// costs a wait (25 ms, more in a busy wait's back-off) while the child
+/// that keeps the lock stays held. With a hundred children under
+/// `random`, the first blocked ones waited behind a hundred such blocks,
+/// past SQLite's 5 s busy timeout, and failed correct code. The orders
+/// this leaves out let a second child make the blocked one's move while it
+/// is blocked; the same move after the block ends is still tried.
+pub(crate) fn eligible<'a>(
+    held: &[(usize, &'a str)],
+    blocked_from: &[&str],
+) -> Vec<(usize, &'a str)> {
+    let others: Vec<(usize, &str)> = held
+        .iter()
+        .copied()
+        .filter(|(_, step)| !blocked_from.contains(step))
+        .collect();
+    if others.is_empty() {
+        held.to_vec()
+    } else {
+        others
+    }
+}
+
 /// What a move (a child's code from one step to its next) touches
 /// (`stampede::step_with`); `None`: anything.
 pub(crate) type Keys = Option<Vec<String>>;
@@ -449,6 +475,11 @@ impl Chooser {
 
     /// The child a replay's recording took as blocked at `position`, if
     /// it did there (its passage `<child>:!`).
+    /// Whether it replays a recording.
+    pub(crate) fn replays(&self) -> bool {
+        matches!(self.scheduling, Scheduling::Replay(_))
+    }
+
     /// Whether it follows a search's last run (not a replay).
     pub(crate) fn follows_search(&self) -> bool {
         matches!(self.scheduling, Scheduling::Follow { .. })
@@ -774,6 +805,25 @@ mod tests {
             commute(Some(&[]), Some(&["a".into()])),
             "no keys: nothing shared"
         );
+    }
+
+    #[test]
+    fn while_a_child_is_blocked_none_at_the_step_it_went_on_from_is_let_go() {
+        let held = [
+            (0, "start"),
+            (2, "locked"),
+            (4, "before-lock"),
+            (5, "start"),
+        ];
+        assert_eq!(eligible(&held, &[]), held);
+        assert_eq!(
+            eligible(&held, &["start"]),
+            [(2, "locked"), (4, "before-lock")]
+        );
+        assert_eq!(eligible(&held, &["start", "before-lock"]), [(2, "locked")]);
+        // Every held child at such a step: all of them, rather than none.
+        let same = [(0, "start"), (5, "start")];
+        assert_eq!(eligible(&same, &["start"]), same);
     }
 
     #[test]
