@@ -335,6 +335,7 @@ pub fn arrive() {
 ///
 /// In a scheduled run, when `name` is empty or has whitespace (it is
 /// written in the schedule's text).
+#[track_caller]
 pub fn step(name: &str) {
     child::step(name);
 }
@@ -366,6 +367,7 @@ pub fn step(name: &str) {
 /// # Panics
 ///
 /// As [`step`].
+#[track_caller]
 pub fn step_with<K: std::fmt::Display>(name: &str, keys: impl IntoIterator<Item = K>) {
     child::step_with(name, keys);
 }

@@ -398,6 +398,8 @@ fn an_exhaustive_hunt_finds_the_lost_update_and_its_schedule_replays_it() {
     // Depth first from the serial order: child 0 alone to its end passes
     // (run 1); the next path lets child 1 start as soon as 0 has read.
     assert!(failure.run().is_some_and(|r| r <= 6), "{failure}");
+    // The schedule replays it: no line about jitter seeds.
+    assert!(!failure.to_string().contains("jitter"), "{failure}");
     let schedule = schedule_in(&failure.to_string());
     std::fs::write(&counter, "0").unwrap();
     Options::new()
@@ -1107,4 +1109,45 @@ fn while_a_child_is_blocked_a_strategy_lets_go_none_at_the_step_it_went_on_from(
         blocks += seen;
     }
     assert!(blocks >= 6, "the rule was tried {blocks} times");
+}
+
+/// Reaches a step named `name`.
+#[stampede::function]
+fn step_named(name: String) {
+    stampede::step(&name); // the line a bad name's panic names
+}
+
+#[test]
+fn a_bad_step_name_panics_in_a_scheduled_run_at_the_callers_line_and_is_ignored_elsewhere() {
+    let line = include_str!("schedule.rs")
+        .lines()
+        .position(|l| l.contains("the line a bad name's panic names"))
+        .unwrap()
+        + 1;
+    for name in ["", "has space", "tab\there", "!blocked"] {
+        let outcomes = Options::new()
+            .strategy(Strategy::random())
+            .call_concurrently(1, step_named, name.to_owned())
+            .unwrap();
+        let stampede::Status::Panicked { message, location } = outcomes[0].status() else {
+            panic!("{name:?}: {:?}", outcomes[0].status());
+        };
+        assert_eq!(
+            message,
+            &format!(
+                "stampede::step({name:?}): a step's name is not empty, has no spaces and does \
+                 not start with `!` (it is written in the schedule's text, where `!` marks a \
+                 blocked child)"
+            )
+        );
+        assert_eq!(
+            location.as_deref(),
+            Some(format!("tests/schedule.rs:{line}:5").as_str()),
+            "{name:?}"
+        );
+        // Unscheduled, a step returns at once, whatever its name.
+        stampede::call_concurrently(1, step_named, name.to_owned())
+            .unwrap()
+            .assert_all_returned();
+    }
 }

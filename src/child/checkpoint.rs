@@ -79,12 +79,14 @@ fn report(waits: bool) -> Option<(RawFd, u32, u64)> {
 
 /// The child's side of `stampede::step(name)`: in a scheduled run, reports
 /// the step and waits for the parent's `Go`; anywhere else, nothing.
+#[track_caller]
 pub(crate) fn step(name: &str) {
     step_keyed(name, || StepKeys::Anything);
 }
 
 /// The child's side of `stampede::step_with`: `keys` is asked only in a
 /// scheduled run.
+#[track_caller]
 pub(crate) fn step_keyed(name: &str, keys: impl FnOnce() -> StepKeys) {
     let mut guard = lock();
     let Some(state) = guard.as_mut().filter(|s| s.steps) else {
@@ -98,6 +100,7 @@ pub(crate) fn step_keyed(name: &str, keys: impl FnOnce() -> StepKeys) {
 }
 
 /// The child's side of `stampede::step_with`.
+#[track_caller]
 pub(crate) fn step_with<K: std::fmt::Display>(name: &str, keys: impl IntoIterator<Item = K>) {
     step_keyed(name, || {
         StepKeys::Only(keys.into_iter().map(|k| k.to_string()).collect())

@@ -645,7 +645,8 @@ impl fmt::Display for HuntFailure {
             self.0.passed,
             self.0.elapsed.as_secs_f64()
         )?;
-        if let Some(run_seed) = self.0.run_seed {
+        // A scheduled run replays from its schedule, below.
+        if let (Some(run_seed), None) = (self.0.run_seed, &self.0.scheduled) {
             writeln!(
                 f,
                 "replay: `Options::seed({run_seed})` repeats this run's jitter delays, \
@@ -702,7 +703,7 @@ fn write_schedule(f: &mut fmt::Formatter<'_>, scheduled: &Scheduled) -> fmt::Res
         let children = small.children();
         writeln!(
             f,
-            "shrunk ({children} {}, {} {}, {} steps; {} replays):\n  {small}",
+            "shrunk ({children} {}, {} {}, {} steps; {} {}{}):\n  {small}",
             if children == 1 { "child" } else { "children" },
             shrink::preemptions(small),
             if shrink::preemptions(small) == 1 {
@@ -712,6 +713,16 @@ fn write_schedule(f: &mut fmt::Formatter<'_>, scheduled: &Scheduled) -> fmt::Res
             },
             small.passages().len(),
             shrunk.tries,
+            if shrunk.tries == 1 {
+                "replay"
+            } else {
+                "replays"
+            },
+            if shrunk.tries >= shrink::BUDGET {
+                ", all it may take: a smaller one may fail too"
+            } else {
+                ""
+            },
         )?;
         writeln!(
             f,

@@ -248,17 +248,19 @@ fn write_start_spread<'a, R: 'a>(
     f: &mut fmt::Formatter<'_>,
     outcomes: impl Iterator<Item = &'a Outcome<R>>,
 ) -> fmt::Result {
-    let starts: Vec<_> = outcomes
-        .filter(|o| o.worker.is_none())
-        .filter_map(|o| o.timings.started)
-        .collect();
+    let calls: Vec<_> = outcomes.filter(|o| o.worker.is_none()).collect();
+    let starts: Vec<_> = calls.iter().filter_map(|o| o.timings.started).collect();
     if let (true, Some(first), Some(last)) =
         (starts.len() >= 2, starts.iter().min(), starts.iter().max())
     {
+        let of = if starts.len() == calls.len() {
+            format!("the {}", starts.len())
+        } else {
+            format!("{} of the {}", starts.len(), calls.len())
+        };
         writeln!(
             f,
-            "start spread: the {} children entered the function within {} of each other",
-            starts.len(),
+            "start spread: {of} children entered the function within {} of each other",
             human(*last - *first)
         )?;
     }
@@ -295,10 +297,11 @@ fn write_failures<'a, R: 'a>(
         let pids: Vec<String> = same.iter().map(|o| o.pid.to_string()).collect();
         writeln!(
             f,
-            "{} {} (pids {}) {what} too; their output is left out (each outcome's `stdout()` \
+            "{} {} ({} {}) {what} too; their output is left out (each outcome's `stdout()` \
              and `stderr()` have it)",
             if same.len() == 1 { "child" } else { "children" },
             ranges(&indices),
+            if same.len() == 1 { "pid" } else { "pids" },
             pids.join(", ")
         )?;
         for outcome in same {
@@ -549,6 +552,51 @@ child 5 (pid 105) running `peer::claim` panicked at tests/peer.rs:50:1: WTF
   output of 5
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn one_child_that_failed_the_same_way_is_named_with_its_pid() {
+        let outcomes = [
+            child(0, panicked("tests/peer.rs:47:5"), &[]),
+            child(6, panicked("tests/peer.rs:47:5"), &[]),
+        ];
+        let text = Failures(&outcomes).to_string();
+        assert!(
+            text.contains("\nchild 6 (pid 106) panicked at tests/peer.rs:47:5: WTF too;"),
+            "{text}"
+        );
+    }
+
+    struct Spread<'a>(&'a [Outcome<()>]);
+
+    impl fmt::Display for Spread<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_start_spread(f, self.0.iter())
+        }
+    }
+
+    #[test]
+    fn the_start_spread_says_how_many_of_the_children_entered_the_function() {
+        let started = |index: usize, at_us: Option<u64>| {
+            let mut outcome = child(index, Status::Returned(()), &[]);
+            outcome.timings.started = at_us.map(std::time::Duration::from_micros);
+            outcome
+        };
+        let all = [started(0, Some(100)), started(1, Some(250))];
+        assert_eq!(
+            Spread(&all).to_string(),
+            "start spread: the 2 children entered the function within 150 µs of each other\n"
+        );
+        let some = [
+            started(0, Some(100)),
+            started(1, None),
+            started(2, Some(250)),
+        ];
+        assert_eq!(
+            Spread(&some).to_string(),
+            "start spread: 2 of the 3 children entered the function within 150 µs of each other\n"
+        );
+        assert_eq!(Spread(&some[..2]).to_string(), "", "one entered: no spread");
     }
 
     #[test]
