@@ -1151,3 +1151,40 @@ fn a_bad_step_name_panics_in_a_scheduled_run_at_the_callers_line_and_is_ignored_
             .assert_all_returned();
     }
 }
+
+#[test]
+fn a_replay_whose_child_ends_where_its_recording_took_it_as_blocked_goes_on() {
+    // Recorded where child 0's abort was slow enough to be taken as
+    // blocked (a core written, say); in the replay it ends at once: the
+    // same order of steps, not a divergence.
+    let text = "v1 n=2 0:start 1:start 0:a 0:! 1:a 1:end";
+    let outcomes = Options::new()
+        .replay(text)
+        .timeout(std::time::Duration::from_secs(20))
+        .call_concurrently(2, misbehave_after_a, 1)
+        .unwrap();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), text);
+    assert!(
+        matches!(outcomes[0].status(), stampede::Status::Crashed(_)),
+        "{:?}",
+        outcomes[0].status()
+    );
+    assert_eq!(outcomes[1].value(), Some(&1));
+    // A recording that has the child go on after it is a divergence there.
+    let err = Options::new()
+        .replay("v1 n=2 0:start 1:start 0:a 0:! 1:a 0:end 1:end")
+        .timeout(std::time::Duration::from_secs(20))
+        .call_concurrently(2, misbehave_after_a, 1)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::ScheduleDiverged {
+                position: 5,
+                child: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

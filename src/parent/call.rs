@@ -321,6 +321,16 @@ impl CallRun<'_> {
             if let Some(expected) = chooser.expects_blocked(position) {
                 // The recording took this child as blocked here.
                 let search = chooser.follows_search();
+                let ended = |c: &Child| c.done.is_some() || !c.alive();
+                let live = self.live.iter().find(|c| c.index == expected);
+                if live.map_or(self.done.get(expected).is_some_and(Option::is_some), ended) {
+                    // It ended sooner than when recorded (a panic's
+                    // backtrace, slow to write, was taken for a block
+                    // then): the same order of steps; a later passage of
+                    // it, if the recording has one, is a divergence there.
+                    self.passages.push((expected, BLOCKED.to_owned()));
+                    continue;
+                }
                 let Some(child) = self.live.iter_mut().find(|c| c.index == expected) else {
                     if search {
                         // Gone another way than its last run: the search
