@@ -803,11 +803,17 @@ fn a_child_that_panics_crashes_or_hangs_while_the_other_is_held_is_recorded_and_
                 "{:?}",
                 gone.status()
             ),
-            1 => assert!(
-                matches!(gone.status(), stampede::Status::Crashed(_)),
-                "{:?}",
-                gone.status()
-            ),
+            1 => {
+                assert!(
+                    matches!(gone.status(), stampede::Status::Crashed(_)),
+                    "{:?}",
+                    gone.status()
+                );
+                assert_eq!(
+                    gone.notes(),
+                    ["it ended after it went on from step `a`, before its next step"]
+                );
+            }
             _ => {
                 // Taken as blocked, it let child 1 go on; killed at its
                 // timeout, named with its last step.
@@ -828,6 +834,14 @@ fn a_child_that_panics_crashes_or_hangs_while_the_other_is_held_is_recorded_and_
                 // Child 1 went on and returned before the timeout.
                 let finished = held.timings().finished.expect("child 1 returned");
                 assert!(finished < *after, "{finished:?} {after:?}");
+                // It entered the function when first let go, before child 1
+                // did (the timeline draws it running, not at a barrier).
+                let entered = gone
+                    .timings()
+                    .started
+                    .expect("when it was let go from `start`");
+                let other = held.timings().started.expect("child 1 reported it");
+                assert!(entered <= other, "{entered:?} {other:?}");
             }
         }
     }

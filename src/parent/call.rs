@@ -187,7 +187,15 @@ impl Role for CallRun<'_> {
         let mut i = 0;
         while i < self.live.len() {
             if self.live[i].is_finished(now) {
-                let child = self.live.swap_remove(i);
+                let mut child = self.live.swap_remove(i);
+                if self.chooser.is_some()
+                    && child.done.is_none()
+                    && child.clocked.killed().is_none()
+                    && child.live.conversation.broken().is_none()
+                {
+                    let note = ended_note(&self.passages, &child);
+                    child.notes.push(note);
+                }
                 if child.clocked.killed() == Some(Kill::TimedOut) {
                     self.held.push((child.index, child.at_gate()));
                 }
@@ -521,6 +529,7 @@ impl CallRun<'_> {
             });
             child.moving = Some((from, choice));
             child.released_ns = Some(now);
+            child.entered_ns.get_or_insert(now);
             child.spun_from = None;
             child.live.conversation.send(self.go.clone());
             let first_look = schedule::first_look(now, !child.backends.is_empty());
@@ -744,18 +753,25 @@ fn step_note(passages: &[(usize, String)], child: &Child) -> String {
     if let Some(step) = &child.at_step {
         return format!("it was held at step `{step}`, not yet let go on from it");
     }
-    let from = passages
-        .iter()
-        .rev()
-        .find(|(c, step)| *c == child.index && step != BLOCKED)
-        .map(|(_, step)| step);
-    match from {
+    match went_from(passages, child.index) {
         None => "it never reached its first step (`start`)".to_owned(),
         Some(step) if child.blocked => format!(
             "it went on from step `{step}` and never reached its next step; taken as blocked \
              there, it let the others go on"
         ),
         Some(step) => format!("it went on from step `{step}` and never reached its next step"),
+    }
+}
+
+/// For a child of a scheduled run that ended without its report (a
+/// crash, an exit): where it was, by its steps.
+fn ended_note(passages: &[(usize, String)], child: &Child) -> String {
+    match (&child.at_step, went_from(passages, child.index)) {
+        (Some(step), _) => format!("it ended while held at step `{step}`"),
+        (None, Some(step)) => {
+            format!("it ended after it went on from step `{step}`, before its next step")
+        }
+        (None, None) => "it ended before its first step (`start`)".to_owned(),
     }
 }
 
@@ -802,13 +818,18 @@ fn take_as_blocked(
     passages.push((index, BLOCKED.to_owned()));
 }
 
-/// The step child `index` last went on from.
-fn last_step(passages: &[(usize, String)], index: usize) -> &str {
+/// The step child `index` last went on from, if it was let go yet.
+fn went_from(passages: &[(usize, String)], index: usize) -> Option<&str> {
     passages
         .iter()
         .rev()
         .find(|(c, step)| *c == index && step != BLOCKED)
-        .map_or("start", |(_, step)| step.as_str())
+        .map(|(_, step)| step.as_str())
+}
+
+/// The step child `index` last went on from (`start` before any).
+fn last_step(passages: &[(usize, String)], index: usize) -> &str {
+    went_from(passages, index).unwrap_or("start")
 }
 
 /// What `/proc` shows of process `pid`, for `schedule::blocked`.
@@ -908,6 +929,9 @@ struct Child {
     /// Whether it named keys at a step (`stampede::step_with`).
     named_keys: bool,
     released_ns: Option<u64>,
+    /// When it was first let go (from `start`): when it entered the
+    /// function, for a child that never reported its own time.
+    entered_ns: Option<u64>,
     /// The CPU time it had at the first look that found it awake since it
     /// was last let go (`schedule::blocked`).
     spun_from: Option<u64>,
@@ -954,6 +978,7 @@ impl Child {
             moving: None,
             named_keys: false,
             released_ns: None,
+            entered_ns: None,
             spun_from: None,
             blocked: false,
             blocked_ns: 0,
@@ -1157,7 +1182,7 @@ impl Child {
                             .into(),
                     );
                 }
-                (None, Vec::new(), None, status)
+                (self.entered_ns.map(since), Vec::new(), None, status)
             }
         };
         let checkpoints = self
