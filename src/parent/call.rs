@@ -82,6 +82,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
                 message,
             })?,
         ),
+        one_cpu: None,
     };
     engine::run(&mut run, "waiting for children")?;
     if let Some(left) = run
@@ -168,6 +169,9 @@ struct CallRun<'a> {
     /// one that runs.
     changed_ns: u64,
     go: Arc<Vec<u8>>,
+    /// A scheduled run's CPU, taken at the first `Go` (`None` until then;
+    /// `Some(None)` where it could not be): see `sys::OneCpu`.
+    one_cpu: Option<Option<sys::OneCpu>>,
 }
 
 impl Role for CallRun<'_> {
@@ -527,7 +531,19 @@ impl CallRun<'_> {
                 StepKeys::End => schedule::move_keys(&from, None, child.named_keys),
                 _ => None,
             });
+            let ends = matches!(from, StepKeys::End);
             child.moving = Some((from, choice));
+            // Kept on the parent's CPU from its first move (started before,
+            // the children start on every CPU at once) to its end (it exits
+            // on any, beside the next).
+            let one = self.one_cpu.get_or_insert_with(sys::OneCpu::here);
+            match one {
+                Some(one) if ends => one.release(child.live.process.pid()),
+                Some(one) if child.entered_ns.is_none() => {
+                    one.add(child.live.process.pid());
+                }
+                _ => {}
+            }
             child.released_ns = Some(now);
             child.entered_ns.get_or_insert(now);
             child.spun_from = None;

@@ -2,6 +2,7 @@
 //! `close_range`, `/proc`) are behind `cfg(target_os = "linux")` with a
 //! portable fallback.
 
+mod affinity;
 mod child_side;
 mod fd;
 mod files;
@@ -13,6 +14,7 @@ mod procfs;
 mod service;
 mod spawn;
 
+pub(crate) use affinity::*;
 pub(crate) use child_side::*;
 pub(crate) use fd::*;
 pub(crate) use files::*;
