@@ -1202,3 +1202,42 @@ fn a_replay_whose_child_ends_where_its_recording_took_it_as_blocked_goes_on() {
         "{err}"
     );
 }
+
+/// The CPUs this thread may run on (`Cpus_allowed_list`), after a step.
+#[stampede::function]
+fn cpus_at_a_step() -> String {
+    stampede::step("a");
+    cpus_allowed()
+}
+
+fn cpus_allowed() -> String {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_scheduled_runs_children_keep_to_the_parents_cpu_and_the_parent_gets_its_cpus_back() {
+    let before = cpus_allowed();
+    let outcomes = Options::new()
+        .strategy(Strategy::random())
+        .call_concurrently(4, cpus_at_a_step, ())
+        .unwrap();
+    assert_eq!(cpus_allowed(), before, "the test's thread, after the run");
+    let seen: Vec<&String> = outcomes.values().collect();
+    assert!(
+        seen.iter()
+            .all(|cpus| *cpus == seen[0] && cpus.parse::<usize>().is_ok()),
+        "one CPU, the same for every child: {seen:?}"
+    );
+    // Unscheduled, a child may run wherever the parent could.
+    let plain = stampede::call_concurrently(2, cpus_at_a_step, ()).unwrap();
+    assert!(
+        plain.values().all(|cpus| *cpus == before),
+        "{before} {plain}"
+    );
+}

@@ -35,21 +35,17 @@ impl OneCpu {
         set(0, &one.set()).then_some(one)
     }
 
-    /// Keeps process `pid` (its main thread, and the threads and
-    /// processes it starts from now on) on the same CPU; as it was where
+    /// Keeps process `pid` (each of its threads, and the threads and
+    /// processes they start from now on) on the same CPU; as it was where
     /// that fails.
     pub(crate) fn add(&self, pid: u32) {
-        if let Ok(pid) = libc::pid_t::try_from(pid) {
-            set(pid, &self.set());
-        }
+        each_thread(pid, &self.set());
     }
 
     /// Lets process `pid` run anywhere the calling thread could before:
     /// for its exit, which then competes with the next child nowhere.
     pub(crate) fn release(&self, pid: u32) {
-        if let Ok(pid) = libc::pid_t::try_from(pid) {
-            set(pid, &self.before);
-        }
+        each_thread(pid, &self.before);
     }
 
     fn set(&self) -> libc::cpu_set_t {
@@ -65,6 +61,29 @@ impl OneCpu {
 impl Drop for OneCpu {
     fn drop(&mut self) {
         set(0, &self.before);
+    }
+}
+
+/// Sets every thread of process `pid` to `cpus` (the function of a test
+/// binary's child runs on a thread of the test harness, not on its main
+/// one); its main thread alone where `/proc` cannot be read.
+#[cfg(target_os = "linux")]
+fn each_thread(pid: u32, cpus: &libc::cpu_set_t) {
+    let tids: Vec<libc::pid_t> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| t.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if tids.is_empty() {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            set(pid, cpus);
+        }
+    }
+    for tid in tids {
+        set(tid, cpus);
     }
 }
 
@@ -122,6 +141,22 @@ mod tests {
             assert_eq!(allowed(pid), [one.cpu]);
             one.release(child.id());
             assert_eq!(allowed(pid), before);
+            // Every thread of a process: this one's, seen by thread id.
+            let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            let other = std::thread::spawn(move || {
+                // SAFETY: gettid takes no arguments.
+                tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                done_rx.recv().unwrap();
+            });
+            let tid = tid_rx.recv().unwrap();
+            one.add(std::process::id());
+            assert_eq!(allowed(tid), [one.cpu]);
+            // Every thread of this test process back as it was.
+            one.release(std::process::id());
+            assert_eq!(allowed(tid), before);
+            done_tx.send(()).unwrap();
+            other.join().unwrap();
             child.kill().unwrap();
             child.wait().unwrap();
             drop(one);
