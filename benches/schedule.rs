@@ -119,7 +119,11 @@ fn stepping(args: (u32, u64)) {
 
 const STEPS: u32 = 20;
 const STEP_TARGET: Duration = Duration::from_micros(20);
-const COST_RUNS: usize = 7;
+/// Calls per median: at least 7, and about 450 children's worth, so that a
+/// small `n` (a few milliseconds a call) is not left to a few samples.
+fn cost_runs(n: usize) -> usize {
+    (450 / n.max(1)).max(7)
+}
 
 /// A bare round trip between two threads over a Unix socket, the far side
 /// spinning `work` before each reply: a step's two wakeups between
@@ -163,10 +167,13 @@ fn spin(work: Duration) {
     }
 }
 
-/// The median wall time of `COST_RUNS` calls of `n` children.
-fn wall(n: usize, args: (u32, u64), scheduled: bool) -> Duration {
-    let mut times: Vec<Duration> = (0..COST_RUNS)
-        .map(|seed| {
+/// The median wall times of [`cost_runs`] calls of `n` children for each
+/// of `variants` (arguments, and whether the call is scheduled), the
+/// variants taking turns so that drift touches them alike.
+fn walls(n: usize, variants: [((u32, u64), bool); 2]) -> [Duration; 2] {
+    let mut times = [Vec::new(), Vec::new()];
+    for seed in 0..cost_runs(n) {
+        for (times, (args, scheduled)) in times.iter_mut().zip(variants) {
             let mut options = Options::new();
             if scheduled {
                 options = options.strategy(Strategy::random()).seed(seed as u64);
@@ -176,11 +183,13 @@ fn wall(n: usize, args: (u32, u64), scheduled: bool) -> Duration {
                 .call_concurrently(n, stepping, args)
                 .expect("a call")
                 .assert_all_returned();
-            began.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+            times.push(began.elapsed());
+        }
+    }
+    times.map(|mut times| {
+        times.sort();
+        times[times.len() / 2]
+    })
 }
 
 fn main() {
@@ -191,8 +200,7 @@ fn main() {
     let mut costs = Vec::new();
     for n in [2, 8, 16, 32, 64] {
         let passages = n as u32 * (STEPS + 2);
-        let plain = wall(n, (STEPS, 0), false);
-        let scheduled = wall(n, (STEPS, 0), true);
+        let [plain, scheduled] = walls(n, [((STEPS, 0), false), ((STEPS, 0), true)]);
         costs.push((
             n,
             scheduled.saturating_sub(plain) / passages,
@@ -204,8 +212,7 @@ fn main() {
     let mut shares = Vec::new();
     for n in [2, 8] {
         let work = Duration::from_micros(500) * n as u32 * (STEPS + 1);
-        let start = wall(n, (0, 0), false);
-        let scheduled = wall(n, (STEPS, 500), true);
+        let [start, scheduled] = walls(n, [((0, 0), false), ((STEPS, 500), true)]);
         let beyond = scheduled.saturating_sub(work).saturating_sub(start);
         let passages = n as u32 * (STEPS + 2);
         shares.push((
