@@ -318,7 +318,10 @@ pub fn arrive() {
 /// both. A function's start and its return are steps too (`start`, `end`).
 ///
 /// Put a step between the operations whose interleaving matters: after a
-/// read and before the write that depends on it.
+/// read and before the write that depends on it. A name may come again,
+/// even twice in a row (a step in a loop): each time is a passage of its
+/// own, and a replay checks them in order. A step called from another
+/// thread of the function holds the child as well.
 ///
 /// ```no_run
 /// #[stampede::function]
@@ -333,8 +336,9 @@ pub fn arrive() {
 ///
 /// # Panics
 ///
-/// In a scheduled run, when `name` is empty or has whitespace (it is
-/// written in the schedule's text).
+/// In a scheduled run, when `name` is empty, has whitespace or starts with
+/// `!` (it is written in the schedule's text, where `!` marks a blocked
+/// child).
 #[track_caller]
 pub fn step(name: &str) {
     child::step(name);

@@ -1241,3 +1241,35 @@ fn a_scheduled_runs_children_keep_to_the_parents_cpu_and_the_parent_gets_its_cpu
         "{before} {plain}"
     );
 }
+
+/// The same step three times in a row, as in a loop.
+#[stampede::function]
+fn same_step_thrice() {
+    for _ in 0..3 {
+        stampede::step("s");
+    }
+}
+
+#[test]
+fn a_step_name_repeated_in_a_row_is_a_passage_each_time_and_replays_in_order() {
+    let text = "v1 n=2 0:start 0:s 1:start 1:s 0:s 1:s 1:s 0:s 0:end 1:end";
+    let outcomes = Options::new()
+        .replay(text)
+        .call_concurrently(2, same_step_thrice, ())
+        .unwrap();
+    outcomes.assert_all_returned();
+    assert_eq!(outcomes.schedule().unwrap().to_string(), text);
+    // One `s` fewer for child 0: its third is met where `end` was recorded.
+    let err = Options::new()
+        .replay("v1 n=2 0:start 0:s 1:start 1:s 0:s 1:s 1:s 0:end 1:end")
+        .call_concurrently(2, same_step_thrice, ())
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::ScheduleDiverged { position: 7, child: 0, expected, seen: Some(seen) }
+                if expected == "end" && seen == "s"
+        ),
+        "{err}"
+    );
+}

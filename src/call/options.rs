@@ -419,7 +419,8 @@ impl Options {
     /// children go on from their steps in exactly that order; a child found
     /// at another step than recorded ends the run with
     /// [`Error::ScheduleDiverged`](crate::Error::ScheduleDiverged), which
-    /// names the passage, the child and both steps.
+    /// names the passage, the child and both steps. A replay takes the
+    /// place of a [`strategy`](Options::strategy) set on the same options.
     ///
     /// ```no_run
     /// # #[stampede::function] fn claim() -> bool { stampede::step("after-select"); true }
