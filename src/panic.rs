@@ -17,6 +17,15 @@ pub(crate) struct Caught {
     pub location: Option<String>,
 }
 
+/// Told of every panic, before any printing: set once by the child side.
+static ON_PANIC: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Calls `f` at the start of every panic of this process, from the hook
+/// (the first `f` given is kept).
+pub(crate) fn on_panic(f: fn()) {
+    let _ = ON_PANIC.set(f);
+}
+
 thread_local! {
     static LAST: RefCell<Option<Caught>> = const { RefCell::new(None) };
     static QUIET: Cell<bool> = const { Cell::new(false) };
@@ -28,6 +37,9 @@ pub(crate) fn install() {
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
+            if let Some(tell) = ON_PANIC.get() {
+                tell();
+            }
             let caught = Caught {
                 message: payload_message(info.payload()),
                 location: info

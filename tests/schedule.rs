@@ -1273,3 +1273,40 @@ fn a_step_name_repeated_in_a_row_is_a_passage_each_time_and_replays_in_order() {
         "{err}"
     );
 }
+
+/// Sleeps when dropped: a panic's unwinding that takes a while.
+struct SlowToDrop;
+
+impl Drop for SlowToDrop {
+    fn drop(&mut self) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// Child 0 panics after `a`, its unwinding asleep for 300 ms; the others
+/// return.
+#[stampede::function]
+fn panic_slowly_after_a() {
+    stampede::step("a");
+    if procs::child_index() == 0 {
+        let _slow = SlowToDrop;
+        panic!("child 0 gave up slowly");
+    }
+}
+
+#[test]
+fn a_child_whose_panic_unwinds_slowly_is_not_taken_as_blocked() {
+    for seed in 0..3 {
+        let outcomes = Options::new()
+            .strategy(Strategy::random())
+            .seed(seed)
+            .call_concurrently(2, panic_slowly_after_a, ())
+            .unwrap();
+        let schedule = outcomes.schedule().unwrap().to_string();
+        // Asleep 300 ms with the other held, it was taken as blocked (`0:!`)
+        // in one run and not in another of the same program.
+        assert!(!schedule.contains('!'), "{schedule}");
+        assert_eq!(outcomes[0].panic_message(), Some("child 0 gave up slowly"));
+        assert!(outcomes[1].is_returned(), "{:?}", outcomes[1].status());
+    }
+}

@@ -47,6 +47,7 @@ pub(super) fn serve(
         Err(reason) => return refuse(&mut channel, call, reason),
     };
     panic::install();
+    panic::on_panic(checkpoint::panicking);
     channel.send(&Report::Ready {
         call,
         at_ns: sys::monotonic_ns(),

@@ -123,6 +123,23 @@ pub(crate) fn postgres_backend(url: &str, pid: i32) {
     let _ = state.channel.send(&report);
 }
 
+/// In a scheduled run, tells the parent that a thread of this child began
+/// to panic: the unwinding after the hook (a backtrace written, values
+/// dropped) is no block. Never waits: a thread that panics while it holds
+/// the call's state (it cannot, in this module) tells nothing.
+pub(crate) fn panicking() {
+    let mut guard = match STATE.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    let Some(state) = guard.as_mut().filter(|s| s.steps) else {
+        return;
+    };
+    let call = state.call;
+    let _ = state.channel.send(&Report::Panicking { call });
+}
+
 /// Whether `name` can stand in a schedule's text (`<child>:<name>`).
 pub(super) fn check_step_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.chars().any(char::is_whitespace) || name.starts_with('!') {

@@ -912,6 +912,9 @@ fn block_verdict(
         .iter_mut()
         .find(|c| c.index == index)
         .expect("a live child is judged");
+    if let Some(again) = schedule::unwinding(child.panicked_ns, now) {
+        return Err(again);
+    }
     let verdict = schedule::blocked(released, now, ask, look, &mut child.spun_from);
     child.notes.extend(lock_waits.take_problems());
     verdict.map(|why| (why, seen))
@@ -948,6 +951,8 @@ struct Child {
     /// When it was first let go (from `start`): when it entered the
     /// function, for a child that never reported its own time.
     entered_ns: Option<u64>,
+    /// When it said a thread of it began to panic, since its last step.
+    panicked_ns: Option<u64>,
     /// The CPU time it had at the first look that found it awake since it
     /// was last let go (`schedule::blocked`).
     spun_from: Option<u64>,
@@ -995,6 +1000,7 @@ impl Child {
             named_keys: false,
             released_ns: None,
             entered_ns: None,
+            panicked_ns: None,
             spun_from: None,
             blocked: false,
             blocked_ns: 0,
@@ -1038,7 +1044,11 @@ impl Child {
                 self.named_keys |= matches!(keys, StepKeys::Only(_));
                 self.at_keys = keys;
                 self.blocked = false;
+                self.panicked_ns = None;
                 self.clocked.enter(Phase::Running);
+            }
+            Report::Panicking { .. } if scheduled && self.done.is_none() => {
+                self.panicked_ns = Some(now);
             }
             Report::Backend { url, pid, .. } if scheduled && self.done.is_none() => {
                 let backend = Backend { url, pid };

@@ -65,6 +65,20 @@ pub(crate) fn first_look(released_ns: u64, named: bool) -> u64 {
     }
 }
 
+/// How long after a child said it began to panic it is not judged
+/// blocked: its unwinding (a backtrace written, values dropped) may sleep,
+/// and is no block. The grace has an end: a child whose own code caught
+/// the panic and then blocks is still seen.
+pub(crate) const UNWIND_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether a child that began to panic at `panicked_ns` is still not
+/// judged blocked at `now_ns`: then when to look again (as for a child
+/// that lacks only CPU, or at the grace's end if sooner).
+pub(crate) fn unwinding(panicked_ns: Option<u64>, now_ns: u64) -> Option<u64> {
+    let until = panicked_ns?.saturating_add(ns(UNWIND_GRACE));
+    (now_ns < until).then(|| until.min(now_ns.saturating_add(ns(BLOCK_WAIT) / 4)))
+}
+
 /// How much CPU a child let go may use without reaching its next step,
 /// never all asleep, before it counts as blocked: a busy wait (a retry
 /// loop with no sleep on a lock a held child keeps) runs without end. A
@@ -847,6 +861,20 @@ mod tests {
             "a child that lacks only CPU is looked at again a quarter wait later"
         );
         assert_eq!(block_due(1_000 * MS), due);
+    }
+
+    #[test]
+    fn a_child_that_began_to_panic_is_not_judged_blocked_for_a_second() {
+        const MS: u64 = 1_000_000;
+        let panicked = Some(5_000 * MS);
+        assert_eq!(unwinding(None, 5_000 * MS), None);
+        assert_eq!(
+            unwinding(panicked, 5_000 * MS),
+            Some(5_000 * MS + 25 * MS / 4),
+            "looked at again as a child that lacks only CPU"
+        );
+        assert_eq!(unwinding(panicked, 6_000 * MS - 1), Some(6_000 * MS));
+        assert_eq!(unwinding(panicked, 6_000 * MS), None, "at its bound");
     }
 
     fn asleep() -> Threads {

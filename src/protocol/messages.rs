@@ -216,6 +216,9 @@ pub(crate) enum Report {
         keys: StepKeys,
         at_ns: u64,
     },
+    /// In a scheduled run: a thread of this child began to panic (its
+    /// hook runs before the unwinding, which may take a while).
+    Panicking { call: u64 },
     /// In a scheduled run: this child's PostgreSQL connection is backend
     /// `pid` on the server at `url` (`stampede::postgres_backend`).
     Backend { call: u64, url: String, pid: i32 },
@@ -254,6 +257,7 @@ impl Report {
             | Report::Checkpoint { call, .. }
             | Report::Step { call, .. }
             | Report::Backend { call, .. }
+            | Report::Panicking { call }
             | Report::Operation { call, .. }
             | Report::Done { call, .. } => *call,
         }

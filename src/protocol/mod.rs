@@ -29,7 +29,7 @@ use std::os::fd::RawFd;
 use std::path::Path;
 
 /// The version of the messages below; a child refuses a request of another.
-pub(crate) const PROTOCOL: u32 = 8;
+pub(crate) const PROTOCOL: u32 = 9;
 
 /// A line of a service instance's registry, which the test process (its
 /// owner) and the keeper (itself and its server) append to, for the sweep
