@@ -221,9 +221,7 @@ fn nowhere(path: std::path::PathBuf) {
 
 #[test]
 fn a_server_that_cannot_be_asked_is_named_and_the_generic_wait_decides() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lock");
-    std::fs::write(&path, "").unwrap();
+    let (_dir, path) = held_locks::lock_file();
     let text = held_locks::FILE_LOCK_HELD;
     let outcomes = Options::new()
         .replay(text)

@@ -547,9 +547,7 @@ fn lock_across_a_step(path: PathBuf) {
 
 #[test]
 fn a_child_blocked_by_a_held_one_is_taken_as_blocked_and_replayed_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lock");
-    std::fs::write(&path, "").unwrap();
+    let (_dir, path) = held_locks::lock_file();
     // Child 0 takes the lock and is held at `locked`; child 1 is let go
     // at `before-lock` and blocks on it. Without the rule, the run would
     // wait for child 1 until its timeout.
@@ -716,23 +714,18 @@ fn a_run_of_two_scheduled_calls_is_reported_but_neither_replayed_nor_shrunk() {
 /// reaches its step later than the others' moves.
 #[stampede::function]
 fn lock_then_dawdle(path: PathBuf) {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(&path).unwrap();
-    stampede::step("before-lock");
-    // SAFETY: flock on a descriptor this function owns.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
-    if stampede::child_index() == Some(1) {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-    stampede::step("locked");
-    drop(file);
+    held_locks::file_lock_taken_across_a_step(&path, |fd| {
+        // SAFETY: flock on a descriptor the helper owns.
+        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
+        if stampede::child_index() == Some(1) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    });
 }
 
 #[test]
 fn a_replay_waits_for_a_child_it_took_as_blocked_that_reaches_its_step_late() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lock");
-    std::fs::write(&path, "").unwrap();
+    let (_dir, path) = held_locks::lock_file();
     // Child 1 blocks on the lock child 0 holds, is taken as blocked, and
     // once child 0 ended takes 300 ms to reach `locked`: the replay waits
     // for it there instead of calling the run another way.
@@ -850,9 +843,7 @@ fn a_child_that_panics_crashes_or_hangs_while_the_other_is_held_is_recorded_and_
 #[test]
 fn a_replay_whose_child_blocks_where_its_recording_reached_a_step_diverges_after_the_follow_wait() {
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lock");
-    std::fs::write(&path, "").unwrap();
+    let (_dir, path) = held_locks::lock_file();
     // The recording had child 1 reach `locked` while child 0 was held
     // there, holding the lock: a program that cannot do that. The replay
     // waits for child 1 (5 s: a loaded machine is slow), then sees it
@@ -885,23 +876,18 @@ fn a_replay_whose_child_blocks_where_its_recording_reached_a_step_diverges_after
 /// sleep: a child that waits for it never sleeps.
 #[stampede::function]
 fn spin_for_a_lock_across_a_step(path: PathBuf) {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(&path).unwrap();
-    stampede::step("before-lock");
-    // SAFETY: flock on a descriptor this function owns.
-    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        std::hint::spin_loop();
-    }
-    stampede::step("locked");
-    drop(file);
+    held_locks::file_lock_taken_across_a_step(&path, |fd| {
+        // SAFETY: flock on a descriptor the helper owns.
+        while unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            std::hint::spin_loop();
+        }
+    });
 }
 
 #[test]
 fn a_child_that_spins_on_a_held_ones_lock_is_taken_as_blocked_after_a_second_of_cpu() {
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lock");
-    std::fs::write(&path, "").unwrap();
+    let (_dir, path) = held_locks::lock_file();
     // Without the rule, the spinner ran alone until its timeout (20 s),
     // the holder held at `locked`.
     let found = stampede::Hunt::runs(20)
@@ -1085,9 +1071,7 @@ fn while_a_child_is_blocked_a_strategy_lets_go_none_at_the_step_it_went_on_from(
     // A file lock taken between two steps (the blocked child went on from
     // `before-lock`), and SQLite's write lock taken at the start (from
     // `start`); in both, the child keeping the lock is held elsewhere.
-    let dir = tempfile::tempdir().unwrap();
-    let lock = dir.path().join("lock");
-    std::fs::write(&lock, "").unwrap();
+    let (dir, lock) = held_locks::lock_file();
     let mut blocks = 0;
     for seed in 0..3 {
         let outcomes = Options::new()

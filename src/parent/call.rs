@@ -456,9 +456,7 @@ impl CallRun<'_> {
             // so awake it is still blocked at once: a busy wait and the
             // work after it look alike, and a second for every passage
             // would be a second of its CPU each time.
-            let stale = |c: &Child| {
-                c.blocked && c.blocked_ns < self.changed_ns && c.done.is_none() && c.alive()
-            };
+            let stale = |c: &Child| c.still_blocked() && c.blocked_ns < self.changed_ns;
             if let Some(at) = self.live.iter().position(stale) {
                 let (index, pid) = (self.live[at].index, self.live[at].live.process.pid());
                 let verdict = block_verdict(
@@ -507,7 +505,7 @@ impl CallRun<'_> {
             } else {
                 self.live
                     .iter()
-                    .filter(|c| c.blocked && c.done.is_none() && c.alive())
+                    .filter(|c| c.still_blocked())
                     .map(|c| last_step(&self.passages, c.index))
                     .collect()
             };
@@ -893,6 +891,13 @@ fn block_verdict(
     now: u64,
     look: impl FnOnce() -> Threads,
 ) -> std::result::Result<(Block, Option<Wait>), u64> {
+    let panicked = live
+        .iter()
+        .find(|c| c.index == index)
+        .and_then(|c| c.panicked_ns);
+    if let Some(again) = schedule::unwinding(panicked, now) {
+        return Err(again);
+    }
     let mine: Vec<Backend> = live
         .iter()
         .find(|c| c.index == index)
@@ -912,9 +917,6 @@ fn block_verdict(
         .iter_mut()
         .find(|c| c.index == index)
         .expect("a live child is judged");
-    if let Some(again) = schedule::unwinding(child.panicked_ns, now) {
-        return Err(again);
-    }
     let verdict = schedule::blocked(released, now, ask, look, &mut child.spun_from);
     child.notes.extend(lock_waits.take_problems());
     verdict.map(|why| (why, seen))
@@ -1089,6 +1091,11 @@ impl Child {
     /// another, not ended, not taken as blocked).
     fn runs(&self) -> bool {
         self.at_step.is_none() && !self.blocked && self.done.is_none() && self.alive()
+    }
+
+    /// Taken as blocked, and neither done nor gone since.
+    fn still_blocked(&self) -> bool {
+        self.blocked && self.done.is_none() && self.alive()
     }
 
     /// Its process runs and was not killed.

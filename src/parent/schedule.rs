@@ -76,7 +76,13 @@ pub(crate) const UNWIND_GRACE: Duration = Duration::from_secs(1);
 /// that lacks only CPU, or at the grace's end if sooner).
 pub(crate) fn unwinding(panicked_ns: Option<u64>, now_ns: u64) -> Option<u64> {
     let until = panicked_ns?.saturating_add(ns(UNWIND_GRACE));
-    (now_ns < until).then(|| until.min(now_ns.saturating_add(ns(BLOCK_WAIT) / 4)))
+    (now_ns < until).then(|| until.min(look_again(now_ns)))
+}
+
+/// When to look again at a child let go that is awake at `now_ns` (it
+/// may lack only CPU): a quarter of [`BLOCK_WAIT`] later.
+fn look_again(now_ns: u64) -> u64 {
+    now_ns.saturating_add(ns(BLOCK_WAIT) / 4)
 }
 
 /// How much CPU a child let go may use without reaching its next step,
@@ -150,7 +156,7 @@ pub(crate) fn blocked(
                 Ok(Block::Spins { cpu_ns: used })
             } else {
                 // Lacking only CPU, or working: look again soon.
-                Err(now_ns.saturating_add(ns(BLOCK_WAIT) / 4))
+                Err(look_again(now_ns))
             }
         }
     }

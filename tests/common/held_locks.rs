@@ -3,20 +3,37 @@
 //! row lock (which `stampede::postgres_backend` lets the parent see).
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
-use std::path::Path;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
 
 /// Child 0 takes the file lock and is held at `locked`; child 1, let go
 /// at `before-lock`, blocks on it and is taken as blocked.
 pub const FILE_LOCK_HELD: &str =
     "v1 n=2 0:start 0:before-lock 1:start 1:before-lock 1:! 0:locked 0:end 1:locked 1:end";
 
+/// An empty file to lock, in a fresh temporary directory (removed with
+/// the directory).
+pub fn lock_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lock");
+    std::fs::write(&path, "").unwrap();
+    (dir, path)
+}
+
 /// Takes an exclusive lock on `path`, holds it across a step, lets it go.
 pub fn file_lock_across_a_step(path: &Path) {
-    use std::os::fd::AsRawFd;
+    file_lock_taken_across_a_step(path, |fd| {
+        // SAFETY: flock on a descriptor the caller owns.
+        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
+    });
+}
+
+/// Opens `path`, steps (`before-lock`), takes its lock with `take` (given
+/// the descriptor), holds it across a step (`locked`), lets it go.
+pub fn file_lock_taken_across_a_step(path: &Path, take: impl FnOnce(RawFd)) {
     let file = std::fs::File::open(path).unwrap();
     stampede::step("before-lock");
-    // SAFETY: flock on a descriptor this function owns.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    take(file.as_raw_fd());
     stampede::step("locked");
     drop(file);
 }
