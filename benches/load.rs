@@ -4,7 +4,7 @@
 //! memory over a million calls.
 //!
 //! Run with `cargo bench --bench load`. Shared machines are noisy: every
-//! variant runs once per round, the order rotates from round to round, and
+//! variant runs once per round, in an order shuffled anew each round, and
 //! the table reports medians and best rounds. Nothing is asserted; a missed
 //! target is a line that says MISS.
 //!
@@ -13,6 +13,9 @@
 //! detection's cost is measured, default 100000), `LOAD_MILLION` (calls of
 //! the memory run, default 1000000), `LOAD_WORKERS` (worker counts to
 //! measure, default `1,2,8`).
+
+#[path = "common/order.rs"]
+mod order;
 
 use std::time::Instant;
 
@@ -182,8 +185,8 @@ fn main() {
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     // One throw-away round: page cache, allocator and scheduler settle.
     for round in 0..=rounds {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
+        let indices: Vec<usize> = (0..variants.len()).collect();
+        for i in order::shuffled(&indices, round) {
             let rate = variants[i].run(calls);
             if round > 0 {
                 rates[i].push(rate);
@@ -200,7 +203,7 @@ fn main() {
     println!("## stampede Load vs procspawn Pool: trivial round-trip calls");
     println!();
     println!(
-        "{rounds} rounds of {calls} calls per variant, order rotating; calls/s, median (best round)."
+        "{rounds} rounds of {calls} calls per variant, order shuffled each round; calls/s, median (best round)."
     );
     println!();
     println!("| variant | calls/s | vs procspawn, same workers |");

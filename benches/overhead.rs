@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo bench --bench overhead`. Shared machines are noisy, so
 //! only ratios between variants of one run mean something: every variant
-//! runs once per round, in an order that rotates from round to round, and the
+//! runs once per round, in an order shuffled anew each round, and the
 //! table reports medians and minimums over the rounds. Timings are printed,
 //! never asserted: a missed target is a line that says MISS.
 //!
@@ -15,6 +15,8 @@
 mod baseline;
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/order.rs"]
+mod order;
 #[path = "common/stats.rs"]
 mod stats;
 #[path = "common/wake_floor.rs"]
@@ -82,10 +84,7 @@ fn main() {
     for round in 0..WARMUP_ROUNDS + rounds {
         let record = round >= WARMUP_ROUNDS;
         let heavy = round % HEAVY_EVERY == 0;
-        // Rotating the order spreads drift and after-effects of the previous
-        // variant (reaping, page cache) over all variants alike.
-        for k in 0..variants.len() {
-            let variant = variants[(round + k) % variants.len()];
+        for variant in order::shuffled(&variants, round) {
             if variant.n() == 256 && !heavy {
                 continue;
             }
@@ -233,7 +232,7 @@ impl Bench {
         let _ = writeln!(w, "machine: {}", machine::machine());
         let _ = writeln!(
             w,
-            "rounds: {rounds} (n = 256 in {}), variants interleaved round-robin; whole run {:.1} s\n",
+            "rounds: {rounds} (n = 256 in {}), variants in an order shuffled each round; whole run {:.1} s\n",
             rounds.div_ceil(HEAVY_EVERY),
             took.as_secs_f64()
         );

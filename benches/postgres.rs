@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo bench --bench postgres` (needs PostgreSQL's server
 //! programs). Shared machines are noisy, so every variant runs once per
-//! round, in an order that rotates from round to round, and the table
+//! round, in an order shuffled anew each round, and the table
 //! reports medians and minimums over the rounds. Timings are printed, never
 //! asserted: a missed target is a line that says MISS.
 //!
@@ -26,6 +26,8 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/order.rs"]
+mod order;
 #[path = "common/stats.rs"]
 mod stats;
 
@@ -190,10 +192,8 @@ fn main() {
         Postgres::start().expect("PostgreSQL's server programs (apt-get install postgresql)");
     let mut bench = Bench::default();
     for round in 0..rounds {
-        // Rotating the order spreads drift and after-effects of the previous
-        // variant (page cache, a server still stopping) over all alike.
-        for k in 0..VARIANTS.len() {
-            bench.run(VARIANTS[(round + k) % VARIANTS.len()], &shared);
+        for variant in order::shuffled(&VARIANTS, round) {
+            bench.run(variant, &shared);
         }
     }
     drop(shared);

@@ -3,7 +3,7 @@
 //!
 //! Run with `cargo bench --bench redis` (needs `redis-server`). Shared
 //! machines are noisy, so every variant runs once per round, in an order
-//! that rotates from round to round, and the table reports medians and
+//! shuffled anew each round, and the table reports medians and
 //! minimums over the rounds. Timings are printed, never asserted.
 //!
 //! - server of its own: `Redis::builder().private_instance(true).start()`
@@ -20,6 +20,8 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/order.rs"]
+mod order;
 #[path = "common/stats.rs"]
 mod stats;
 
@@ -130,7 +132,7 @@ impl Bench {
         );
         let mut out = format!(
             "\n## services::Redis\n\nmachine: {}\nrounds: {rounds} ({DATABASES_PER_ROUND} \
-             databases per round), variants interleaved round-robin; whole run {:.1} s\n\n\
+             databases per round), variants in an order shuffled each round; whole run {:.1} s\n\n\
              | measurement | median (min) | ÷ bare redis-server, of medians (of minimums) |\n\
              |---|---|---|\n",
             machine::machine(),
@@ -168,8 +170,8 @@ fn main() {
     let shared = Redis::start().expect("redis-server (apt-get install redis-server)");
     let mut bench = Bench::default();
     for round in 0..rounds {
-        for k in 0..VARIANTS.len() {
-            bench.run(VARIANTS[(round + k) % VARIANTS.len()]);
+        for variant in order::shuffled(&VARIANTS, round) {
+            bench.run(variant);
         }
     }
     drop(shared);
