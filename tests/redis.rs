@@ -177,6 +177,12 @@ fn a_private_instance_leaves_nothing_when_dropped_and_a_dead_server_is_named() {
     let err = redis.reset().unwrap_err();
     assert!(matches!(err, Error::ServiceDied { .. }), "{err}");
     assert!(err.to_string().contains("redis"), "{err}");
+    // Its status, read when the keeper reaped it (after its group).
+    assert!(
+        err.to_string()
+            .contains("the server ended on its own (signal: 9"),
+        "{err}"
+    );
 }
 
 /// Run by `the_keeper_cleans_up_after_its_test_process_is_killed`.

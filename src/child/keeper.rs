@@ -58,8 +58,9 @@ pub(super) fn serve(mut channel: Channel) -> io::Result<()> {
 enum End {
     /// The channel ended or a stop signal came: stop the server.
     Stop,
-    /// The server ended on its own; reported already.
-    ServerGone,
+    /// The server ended on its own, during its start or after `Ready`:
+    /// reported once it is reaped, with its status.
+    ServerGone { started: bool },
 }
 
 fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
@@ -76,7 +77,7 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
         }
     };
     let mut server_identity = record(spec, "server", server.id());
-    let end = match wait_ready(channel, spec, &mut server) {
+    let end = match wait_ready(channel, spec, &server) {
         Ok(()) => {
             // A wrapper script (a version manager's shim) has exec'd the
             // real server by now: its program changed under the same pid
@@ -95,23 +96,56 @@ fn keep(channel: &mut Channel, spec: &KeeperSpec) -> io::Result<()> {
                     server_pid: server.id(),
                 },
             )?;
-            watch(channel, spec, &mut server)
+            watch(channel, spec, &server)
         }
         Err(end) => end,
     };
     if let End::Stop = end {
-        stop_server(&mut server, spec);
+        stop_server(&server, spec);
     }
-    // Whatever the server left in its group (PostgreSQL's backends end with
-    // their postmaster; other servers may not).
+    let status = reap(&mut server, server_identity.as_ref());
+    if let End::ServerGone { started } = end {
+        let status = status.map_or_else(|| "its status lost".to_owned(), |s| s.to_string());
+        let _ = report(
+            channel,
+            &if started {
+                KeeperReport::Died {
+                    reason: format!("the server ended on its own ({status})"),
+                    log_tail: log_tail(&spec.log),
+                }
+            } else {
+                failed(spec, format!("the server exited during start ({status})"))
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Whether the server has ended, looked at without reaping it: until
+/// [`reap`], its pid and group id stay its own, so signalling its group
+/// can reach no other process (a reaped pid may be another user's new
+/// group leader within seconds, where `pid_max` is small).
+fn ended(server: &Child) -> bool {
+    sys::probe(server.id()) != sys::Probe::Running
+}
+
+/// Kills whatever the server left in its group (PostgreSQL's backends end
+/// with their postmaster; other servers may not), removes the shared
+/// memory a killed server left, and only then reaps it: the group and the
+/// segments' creator are proven the server's by its pid, which stays its
+/// own until the reap. Its exit status, unless something else reaped it
+/// (then nothing is signalled).
+fn reap(server: &mut Child, identity: Option<&sys::Identity>) -> Option<std::process::ExitStatus> {
+    if sys::probe(server.id()) == sys::Probe::ReapedElsewhere {
+        return None;
+    }
     sys::signal_group(server.id(), sys::SIGKILL);
     // A server stopped cleanly has removed its segments; one that was
-    // killed has not. Before reaping it, while its pid is still its own.
-    if let Some(server) = &server_identity {
-        sys::remove_shared_memory_of(server, true);
+    // killed has not.
+    if let Some(identity) = identity {
+        sys::remove_shared_memory_of(identity, true);
     }
-    let _ = server.wait();
-    Ok(())
+    server.wait().ok()
 }
 
 fn start_server(spec: &KeeperSpec) -> io::Result<Child> {
@@ -137,17 +171,15 @@ fn start_server(spec: &KeeperSpec) -> io::Result<Child> {
 
 /// Waits until the server is ready. `Err` when the keeper must end instead
 /// (the report, if any, is sent).
-fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> Result<(), End> {
+fn wait_ready(channel: &mut Channel, spec: &KeeperSpec, server: &Child) -> Result<(), End> {
     let deadline = Instant::now() + Duration::from_millis(spec.ready_timeout_ms);
     let mut log = LogScan::default();
     loop {
         if is_ready(spec, server.id(), &mut log) {
             return Ok(());
         }
-        if let Some(status) = server.try_wait().ok().flatten() {
-            let reason = format!("the server exited during start ({status})");
-            let _ = report(channel, &failed(spec, reason));
-            return Err(End::ServerGone);
+        if ended(server) {
+            return Err(End::ServerGone { started: false });
         }
         if Instant::now() >= deadline {
             let reason = format!(
@@ -224,20 +256,13 @@ impl LogScan {
 
 /// After `Ready`: until the channel ends, a stop signal comes, or the
 /// server dies.
-fn watch(channel: &mut Channel, spec: &KeeperSpec, server: &mut Child) -> End {
+fn watch(channel: &mut Channel, spec: &KeeperSpec, server: &Child) -> End {
     loop {
         if told_to_stop(channel, TICK, spec) {
             return End::Stop;
         }
-        if let Some(status) = server.try_wait().ok().flatten() {
-            let _ = report(
-                channel,
-                &KeeperReport::Died {
-                    reason: format!("the server ended on its own ({status})"),
-                    log_tail: log_tail(&spec.log),
-                },
-            );
-            return End::ServerGone;
+        if ended(server) {
+            return End::ServerGone { started: true };
         }
     }
 }
@@ -267,14 +292,14 @@ fn told_to_stop(channel: &mut Channel, wait: Duration, spec: &KeeperSpec) -> boo
 }
 
 /// The server's clean stop, then SIGKILL after the grace period.
-fn stop_server(server: &mut Child, spec: &KeeperSpec) {
-    if server.try_wait().ok().flatten().is_some() {
+fn stop_server(server: &Child, spec: &KeeperSpec) {
+    if ended(server) {
         return;
     }
     sys::signal_process(server.id(), None, spec.stop_signal);
     let until = Instant::now() + Duration::from_millis(spec.stop_grace_ms);
     while Instant::now() < until {
-        if server.try_wait().ok().flatten().is_some() {
+        if ended(server) {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -326,6 +351,71 @@ fn remove_dir(dir: &Path) {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Its state letter in `/proc/<pid>/stat` (`Z`: ended, not yet
+    /// reaped), or `None` once it is gone (reaped).
+    fn state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.chars().next()
+    }
+
+    /// A "server" in a group of its own that leaves `sleep` behind in its
+    /// group and exits with 3.
+    fn server_leaving_a_sleeper() -> (Child, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("sleeper");
+        let server = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep 30 & echo $! > {}; exit 3",
+                pid_file.display()
+            ))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !ended(&server) {
+            assert!(Instant::now() < until, "the server never ended");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let sleeper = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (server, sleeper)
+    }
+
+    #[test]
+    fn a_server_that_ended_stays_unreaped_until_its_group_is_killed() {
+        let (mut server, sleeper) = server_leaving_a_sleeper();
+        // The look that found it ended did not reap it: its pid, and so its
+        // group's id, cannot have gone to another process.
+        assert_eq!(
+            state(server.id()),
+            Some('Z'),
+            "ended, not reaped, after the look"
+        );
+        assert!(ended(&server), "a second look sees it ended too");
+        assert_eq!(state(server.id()), Some('Z'));
+        assert!(
+            matches!(state(sleeper), Some(c) if c != 'Z'),
+            "its group still runs"
+        );
+        let status = reap(&mut server, None).expect("its status");
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(state(server.id()), None, "reaped");
+        // The group was killed before the reap (the sleeper is our
+        // grandchild, reaped by init: gone, or a zombie for a moment).
+        let until = Instant::now() + Duration::from_secs(10);
+        while matches!(state(sleeper), Some(c) if c != 'Z') {
+            assert!(
+                Instant::now() < until,
+                "what the server left in its group still runs"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 
     #[test]
     fn a_log_is_read_once_and_a_line_split_between_two_looks_is_found() {

@@ -74,14 +74,14 @@ impl FromStr for Schedule {
         let children = words
             .next()
             .and_then(|w| w.strip_prefix("n="))
-            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(number)
             .filter(|&n| n > 0)
             .ok_or_else(|| "a schedule's second word is `n=<children>`, at least 1".to_owned())?;
         let mut passages = Vec::new();
         for (position, word) in words.enumerate() {
             let parsed = word
                 .split_once(':')
-                .and_then(|(child, step)| Some((child.parse::<usize>().ok()?, step)))
+                .and_then(|(child, step)| Some((number(child)?, step)))
                 .filter(|(_, step)| !step.is_empty());
             let Some((child, step)) = parsed else {
                 return Err(format!(
@@ -98,6 +98,15 @@ impl FromStr for Schedule {
         }
         Ok(Schedule { children, passages })
     }
+}
+
+/// A number as a schedule prints it: decimal digits only (`+1` is not
+/// one, though `usize`'s parser takes it).
+fn number(text: &str) -> Option<usize> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 /// What the scheduled calls of one hunt run did, for the hunt to replay and
@@ -165,5 +174,14 @@ mod tests {
         assert!(err("v1 n=2 0:start 1start").contains("passage 1"));
         assert!(err("v1 n=2 0:").contains("passage 0"));
         assert!(err("v1 n=2 2:start").contains("names child 2, but the run had 2"));
+        assert!(err("v1 n=2 0:start +1:start").contains("passage 1 of the schedule, `+1:start`"));
+        assert!(err("v1 n=+2").contains("n=<children>"));
+        assert!(err("v1 n=2 -0:start").contains("passage 0"));
+        assert_eq!(
+            "v1 n=12 11:start"
+                .parse::<Schedule>()
+                .map(|s| s.passages().to_vec()),
+            Ok(vec![(11, "start".to_owned())])
+        );
     }
 }

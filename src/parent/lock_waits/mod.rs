@@ -57,17 +57,18 @@ impl LockWaits {
         urls.sort_unstable();
         urls.dedup();
         for url in urls {
-            let pids: Vec<String> = mine
+            let named: Vec<i32> = mine
                 .iter()
                 .filter(|b| b.url == url)
-                .map(|b| b.pid.to_string())
+                .map(|b| b.pid)
                 .collect();
+            let pids: Vec<String> = named.iter().map(i32::to_string).collect();
             let sql = format!(
                 "SELECT b, array_to_string(pg_blocking_pids(b), ',') \
                  FROM unnest(ARRAY[{}]::int[]) AS b",
                 pids.join(",")
             );
-            let Some(rows) = self.ask(url, &sql) else {
+            let Some(rows) = self.ask(url, &named, &sql) else {
                 continue;
             };
             for row in rows {
@@ -99,11 +100,14 @@ impl LockWaits {
         std::mem::take(&mut self.untold)
     }
 
-    fn ask(&mut self, url: &str, sql: &str) -> Option<postgres::Rows> {
+    /// `sql`'s rows from the server at `url`, connected to on first use
+    /// and proven there the server of `backends` where that is needed.
+    fn ask(&mut self, url: &str, backends: &[i32], sql: &str) -> Option<postgres::Rows> {
         let at = match self.servers.iter().position(|(u, _)| u == url) {
             Some(at) => at,
             None => {
-                let client = Target::parse(url).and_then(|t| Client::connect(&t, ANSWER_WAIT));
+                let client =
+                    Target::parse(url).and_then(|t| Client::connect(&t, ANSWER_WAIT, backends));
                 if let Err(e) = &client {
                     self.untold.push(problem(url, e));
                 }

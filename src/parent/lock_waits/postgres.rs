@@ -67,12 +67,14 @@ impl Target {
         let mut database = decode(path)?;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // libpq decodes keys as well as values.
+            let key = decode(key)?;
             let value = if key == "password" {
                 decode_secret(value)?
             } else {
                 decode(value)?
             };
-            match key {
+            match key.as_str() {
                 "host" => host = value,
                 "port" => port = Some(value),
                 "user" => user = value,
@@ -81,7 +83,12 @@ impl Target {
                 _ => {}
             }
         }
-        let port = match port.as_deref() {
+        let pgport = std::env::var("PGPORT").ok();
+        let port = match port
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .or(pgport.as_deref())
+        {
             None | Some("") => 5432,
             Some(p) => p
                 .parse()
@@ -96,7 +103,11 @@ impl Target {
             database = user.clone();
         }
         Ok(Target {
-            host: if host.is_empty() { "/tmp".into() } else { host },
+            host: if host.is_empty() {
+                default_host(std::env::var("PGHOST").ok(), port, |p| p.exists())
+            } else {
+                host
+            },
             port,
             user,
             password,
@@ -104,6 +115,28 @@ impl Target {
         })
     }
 }
+
+/// Where libpq connects for a URL that names no host, as the child's
+/// client did: `PGHOST` (its first entry), else the first socket
+/// directory a libpq is built with where a server's socket for `port`
+/// exists (Debian's and Red Hat's, then upstream's `/tmp`), else `/tmp`.
+fn default_host(pghost: Option<String>, port: u16, exists: impl Fn(&Path) -> bool) -> String {
+    if let Some(first) = pghost
+        .as_deref()
+        .and_then(|h| h.split(',').next())
+        .filter(|h| !h.is_empty())
+    {
+        return first.to_owned();
+    }
+    SOCKET_DIRECTORIES
+        .iter()
+        .find(|d| exists(Path::new(&format!("{d}/.s.PGSQL.{port}"))))
+        .unwrap_or(&"/tmp")
+        .to_string()
+}
+
+/// The socket directories libpq builds use, in the order looked at.
+const SOCKET_DIRECTORIES: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
 
 fn decode(s: &str) -> Result<String, String> {
     percent::decode(s).map_err(|e| match e {
@@ -143,7 +176,16 @@ pub(crate) type Rows = Vec<Vec<Option<String>>>;
 
 impl Client {
     /// Connects and authenticates; each read or write may take `deadline`.
-    pub(crate) fn connect(target: &Target, deadline: Duration) -> Result<Client, String> {
+    /// A socket in a directory any local user can write (`/tmp`) is used
+    /// only once proven to be the server of one of `backends` (the
+    /// children's own connections): the process listening there must be
+    /// their backend's parent, the postmaster. Until then nothing is sent:
+    /// no user name, no password, no SCRAM proof.
+    pub(crate) fn connect(
+        target: &Target,
+        deadline: Duration,
+        backends: &[i32],
+    ) -> Result<Client, String> {
         let open_directory = target
             .host
             .starts_with('/')
@@ -152,6 +194,9 @@ impl Client {
         let stream = if target.host.starts_with('/') {
             let path = format!("{}/.s.PGSQL.{}", target.host, target.port);
             let s = UnixStream::connect(&path).map_err(|e| format!("connecting to {path}: {e}"))?;
+            if let Some(directory) = &open_directory {
+                prove_server(&s, &path, directory, backends)?;
+            }
             s.set_read_timeout(Some(deadline))
                 .map_err(|e| e.to_string())?;
             s.set_write_timeout(Some(deadline))
@@ -323,6 +368,34 @@ impl Client {
 
 /// Whether `directory` (or, if it cannot be read, to be safe: yes) lets
 /// other users create files in it.
+/// That the process listening at `path` (in `directory`, which any local
+/// user can write) is the postmaster of one of `backends`: their parent.
+/// Another user's process planted there is not, whatever it answers.
+fn prove_server(
+    socket: &UnixStream,
+    path: &str,
+    directory: &str,
+    backends: &[i32],
+) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let listener = crate::sys::peer_pid(socket.as_raw_fd())
+        .map_err(|e| format!("{path}: who listens there is unknown ({e}); not used"))?;
+    let parents: Vec<Option<u32>> = backends
+        .iter()
+        .map(|&b| u32::try_from(b).ok().and_then(crate::sys::parent_pid))
+        .collect();
+    if parents.contains(&Some(listener)) {
+        return Ok(());
+    }
+    let list: Vec<String> = backends.iter().map(i32::to_string).collect();
+    Err(format!(
+        "{path} is in {directory}, which any local user can write, and the process listening \
+         there (pid {listener}) is not the server of backend {}: not used, nothing sent (set \
+         the URL's host to the server's socket directory)",
+        list.join(", ")
+    ))
+}
+
 fn writable_by_anyone(directory: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(directory).map_or(true, |m| m.permissions().mode() & 0o002 != 0)
@@ -521,10 +594,12 @@ mod tests {
         assert!(refused.contains("beyond 1048576 bytes"), "{refused}");
     }
 
-    /// A server at a Unix socket in `directory` (made with `mode`) that
-    /// asks for the password in clear; what the client said, and the
-    /// message the server read after its request (`b'p'`: the password).
-    fn cleartext_asked(mode: u32) -> (Result<(), String>, Option<u8>) {
+    /// A server at a Unix socket in a directory made with `mode` that asks
+    /// for the password in clear, the client told that the children's
+    /// backends are `backends`; what the client said, whether the server
+    /// got a startup message (the user's name), and the message it read
+    /// after its request (`b'p'`: the password).
+    fn cleartext_asked(mode: u32, backends: &[i32]) -> (Result<(), String>, bool, Option<u8>) {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::net::UnixListener;
         let dir = tempfile::tempdir().unwrap();
@@ -534,33 +609,107 @@ mod tests {
             let (mut conn, _) = listener.accept().unwrap();
             conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut len = [0u8; 4];
-            conn.read_exact(&mut len).unwrap();
+            if conn.read_exact(&mut len).is_err() {
+                return (false, None);
+            }
             let mut startup = vec![0u8; i32::from_be_bytes(len) as usize - 4];
             conn.read_exact(&mut startup).unwrap();
             conn.write_all(b"R").unwrap();
             conn.write_all(&8i32.to_be_bytes()).unwrap();
             conn.write_all(&3i32.to_be_bytes()).unwrap();
             let mut next = [0u8; 1];
-            conn.read_exact(&mut next).ok().map(|()| next[0])
+            (true, conn.read_exact(&mut next).ok().map(|()| next[0]))
         });
         let url = format!("postgresql://u:s3cret@/d?host={}", dir.path().display());
         let target = Target::parse(&url).unwrap();
-        let said = Client::connect(&target, Duration::from_secs(5)).map(drop);
-        (said, server.join().unwrap())
+        let said = Client::connect(&target, Duration::from_secs(5), backends).map(drop);
+        let (started, next) = server.join().unwrap();
+        (said, started, next)
+    }
+
+    /// A process whose parent is this test process, as a backend's parent
+    /// is its postmaster: the test's listener stands for the postmaster.
+    fn our_child() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap()
     }
 
     #[test]
     fn a_password_is_never_sent_in_clear_over_a_socket_any_user_could_have_planted() {
-        let (said, read) = cleartext_asked(0o1777);
+        let mut backend = our_child();
+        let pid = backend.id() as i32;
+        let (said, started, read) = cleartext_asked(0o1777, &[pid]);
         let why = said.unwrap_err();
         assert!(
             why.contains("asks for the password in clear over a socket in /")
                 && why.ends_with("which any local user can write: not sent"),
             "{why}"
         );
+        assert!(started, "proven the backend's server, it was spoken to");
         assert_eq!(read, None, "the server read nothing after its request");
         // In a directory of this user's alone, it goes.
-        let (_, read) = cleartext_asked(0o700);
+        let (_, _, read) = cleartext_asked(0o700, &[pid]);
         assert_eq!(read, Some(b'p'), "the password message");
+        backend.kill().unwrap();
+        backend.wait().unwrap();
+    }
+
+    #[test]
+    fn a_socket_any_user_could_have_planted_is_told_nothing_unless_it_serves_the_backends() {
+        // The listener is this process; pid 1 is not its child: whatever
+        // listens there is not that backend's server.
+        let (said, started, _) = cleartext_asked(0o1777, &[1]);
+        let why = said.unwrap_err();
+        assert!(
+            why.contains("which any local user can write, and the process listening there (pid ")
+                && why.contains(&format!(
+                    "(pid {}) is not the server of backend 1",
+                    std::process::id()
+                ))
+                && why.contains("nothing sent"),
+            "{why}"
+        );
+        assert!(!started, "no startup message: not even the user's name");
+        // No backend named on that server: nothing proves it either.
+        let (said, started, _) = cleartext_asked(0o1777, &[]);
+        assert!(said.unwrap_err().contains("nothing sent"));
+        assert!(!started);
+        // In a directory of this user's alone, no proof is asked.
+        let (_, started, _) = cleartext_asked(0o700, &[1]);
+        assert!(started);
+    }
+
+    #[test]
+    fn a_url_without_a_host_goes_where_libpq_would() {
+        let none = |_: &Path| false;
+        assert_eq!(
+            default_host(None, 5432, none),
+            "/tmp",
+            "nothing there: upstream's default"
+        );
+        let debian = |p: &Path| p == Path::new("/var/run/postgresql/.s.PGSQL.5433");
+        assert_eq!(default_host(None, 5433, debian), "/var/run/postgresql");
+        assert_eq!(
+            default_host(None, 5432, debian),
+            "/tmp",
+            "another port's socket"
+        );
+        let both = |p: &Path| p.ends_with(".s.PGSQL.5432");
+        assert_eq!(
+            default_host(None, 5432, both),
+            "/var/run/postgresql",
+            "Debian's first"
+        );
+        assert_eq!(
+            default_host(Some("/srv/pg,/tmp".into()), 5432, both),
+            "/srv/pg",
+            "PGHOST's first entry"
+        );
+        assert_eq!(default_host(Some(String::new()), 5432, none), "/tmp");
+        // libpq decodes keys too.
+        let t = target("postgresql://u@/d?%68ost=/srv/x&p%6Frt=6");
+        assert_eq!((t.host.as_str(), t.port), ("/srv/x", 6));
     }
 }

@@ -35,12 +35,15 @@ pub(super) fn split_password(url: &str) -> (String, Option<String>) {
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| match pair.strip_prefix("password=") {
-            Some(secret) => {
-                password = Some(percent_decode(secret));
-                false
+        .filter(|pair| {
+            // libpq decodes keys as well as values: `passw%6Frd=` is a
+            // password too.
+            let (key, secret) = pair.split_once('=').unwrap_or((pair, ""));
+            if percent_decode(key) != "password" {
+                return true;
             }
-            None => true,
+            password = Some(percent_decode(secret));
+            false
         })
         .collect();
     let query = if kept.is_empty() {
@@ -109,6 +112,23 @@ mod tests {
                 "postgresql://u@/postgres?host=/tmp/x&port=5432".to_owned(),
                 None
             )
+        );
+        assert_eq!(
+            split_password("postgresql://u@h/db?passw%6Frd=SECRET&port=5"),
+            (
+                "postgresql://u@h/db?port=5".to_owned(),
+                Some("SECRET".to_owned())
+            ),
+            "a key spelled with a %-escape is the same key to libpq"
+        );
+        assert_eq!(
+            split_password("postgresql://u@h/db?%70assword"),
+            ("postgresql://u@h/db".to_owned(), Some(String::new()))
+        );
+        assert_eq!(
+            split_password("postgresql://u@h/db?passwords=x"),
+            ("postgresql://u@h/db?passwords=x".to_owned(), None),
+            "another key"
         );
         assert_eq!(split_password("not a url"), ("not a url".to_owned(), None));
         assert_eq!(

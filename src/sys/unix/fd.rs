@@ -134,6 +134,41 @@ pub(crate) use libc::pollfd as PollFd;
 pub(crate) const POLLIN: i16 = libc::POLLIN;
 pub(crate) const POLLOUT: i16 = libc::POLLOUT;
 
+/// The pid of the process that listens at the other end of a connected
+/// Unix socket (the one that called `listen`, for a server's socket), as
+/// the kernel recorded it.
+#[cfg(target_os = "linux")]
+pub(crate) fn peer_pid(fd: RawFd) -> io::Result<u32> {
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain
+    // struct of integers, and updates `len`.
+    let (ret, cred) = unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+        let ret = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        );
+        (ret, cred)
+    };
+    check(ret)?;
+    u32::try_from(cred.pid)
+        .ok()
+        .filter(|&pid| pid != 0)
+        .ok_or_else(|| io::Error::other("the kernel recorded no pid for the socket's peer"))
+}
+
+/// Where the kernel records no peer's pid: never proven.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn peer_pid(_fd: RawFd) -> io::Result<u32> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a socket's peer is only known on Linux",
+    ))
+}
+
 pub(crate) fn poll_fd(fd: RawFd, events: i16) -> PollFd {
     PollFd {
         fd,

@@ -167,6 +167,18 @@ pub(crate) fn after_command(stat: &str) -> Option<&str> {
     stat.rsplit_once(") ").map(|(_, rest)| rest)
 }
 
+/// The parent of process `pid`, from `/proc/<pid>/stat`; `None` when it
+/// cannot be read (gone, or hidden by `hidepid`).
+pub(crate) fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // From the state on: state, ppid.
+    after_command(&stat)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Whether every thread of process `pid` is asleep (waiting on a lock, a
 /// socket, a timer), none running or ready to run: a process that lacks
 /// only CPU is not blocked. `false` when it cannot be read.
