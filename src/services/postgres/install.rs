@@ -184,6 +184,16 @@ fn usable_cache(data: &Path) -> Result<bool> {
 
 /// Runs `initdb` into `data` as `user` (the server's user, when root).
 pub(super) fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Result<()> {
+    initdb_within(bin, data, user, INITDB_LIMIT)
+}
+
+/// [`initdb`], killed with its group after `limit`.
+fn initdb_within(
+    bin: &Path,
+    data: &Path,
+    user: Option<(u32, u32)>,
+    limit: std::time::Duration,
+) -> Result<()> {
     let mut command = Command::new(bin.join("initdb"));
     command
         .arg("-D")
@@ -209,36 +219,54 @@ pub(super) fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Resul
     command.process_group(0);
     sys::kill_with_parent(&mut command);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = command
+    let mut child = command
         .spawn()
         .map_err(|e| not_found(&format!("initdb could not run: {e}")))?;
     // A time limit: initdb runs as the server's user, who could stop it
-    // (SIGSTOP) and so hold the cache's lock, and every test, forever.
+    // (SIGSTOP) and so hold the cache's lock, and every test, forever. Its
+    // output is read beside; this thread alone reaps it, and only after
+    // the look (`waitid(WNOWAIT)`) that found it ended or the kill of its
+    // group: until then the group's id is its own.
     let group = child.id();
-    let waiting = std::thread::spawn(move || child.wait_with_output());
-    let until = std::time::Instant::now() + INITDB_LIMIT;
-    while !waiting.is_finished() && std::time::Instant::now() < until {
+    // Stdout is read only so that initdb never blocks on a full pipe.
+    let _stdout = read_beside(child.stdout.take());
+    let stderr = read_beside(child.stderr.take());
+    let until = std::time::Instant::now() + limit;
+    while sys::probe(group) == sys::Probe::Running && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let timed_out = !waiting.is_finished();
+    let timed_out = sys::probe(group) == sys::Probe::Running;
     if timed_out {
-        // Not reaped yet (its waiter holds it): the group is still its own.
         sys::signal_group(group, sys::SIGKILL);
     }
-    match waiting.join() {
-        Ok(Ok(out)) if out.status.success() && !timed_out => Ok(()),
-        Ok(Ok(out)) => Err(Error::ServiceStart {
+    let status = child.wait();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Ok(status) if status.success() && !timed_out => Ok(()),
+        Ok(status) => Err(Error::ServiceStart {
             service: "postgres".to_owned(),
             reason: if timed_out {
-                format!("initdb did not finish within {INITDB_LIMIT:?} and was killed")
+                format!("initdb did not finish within {limit:?} and was killed")
             } else {
-                format!("initdb failed ({})", out.status)
+                format!("initdb failed ({status})")
             },
-            log_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
+            log_tail: String::from_utf8_lossy(&stderr).into_owned(),
         }),
-        Ok(Err(e)) => Err(not_found(&format!("initdb could not be waited for: {e}"))),
-        Err(_) => Err(not_found("initdb's waiter panicked")),
+        Err(e) => Err(not_found(&format!("initdb could not be waited for: {e}"))),
     }
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn read_beside<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut text);
+        }
+        text
+    })
 }
 
 /// How long `initdb` may take (about 1 s here; 30 s on a slow disk).
@@ -247,3 +275,74 @@ const INITDB_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// How long a start waits for another process's `initdb` into the cache:
 /// its limit, and the copy after it.
 const CACHE_LOCK_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A directory holding an `initdb` that runs `script`.
+    fn fake_bin(script: &str) -> tempfile::TempDir {
+        let bin = tempfile::tempdir().unwrap();
+        let path = bin.path().join("initdb");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
+    #[test]
+    fn a_failing_initdb_is_named_with_its_status_and_what_it_wrote() {
+        let bin = fake_bin("echo 'initdb: error: no space' >&2; exit 3");
+        let data = tempfile::tempdir().unwrap();
+        let err = initdb(bin.path(), &data.path().join("data"), None).unwrap_err();
+        match err {
+            Error::ServiceStart {
+                reason, log_tail, ..
+            } => {
+                assert_eq!(reason, "initdb failed (exit status: 3)");
+                assert_eq!(log_tail, "initdb: error: no space\n");
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn an_initdb_that_exits_0_is_a_success() {
+        let bin = fake_bin("echo done; exit 0");
+        let data = tempfile::tempdir().unwrap();
+        initdb(bin.path(), &data.path().join("data"), None).unwrap();
+    }
+
+    #[test]
+    fn an_initdb_past_its_limit_is_killed_with_its_group_at_the_limit() {
+        let pids = tempfile::tempdir().unwrap();
+        let file = pids.path().join("sleeper");
+        let bin = fake_bin(&format!("sleep 30 & echo $! > {}; wait", file.display()));
+        let limit = std::time::Duration::from_secs(1);
+        let began = std::time::Instant::now();
+        let err = initdb_within(bin.path(), &pids.path().join("data"), None, limit).unwrap_err();
+        let took = began.elapsed();
+        assert!(
+            err.to_string()
+                .contains("initdb did not finish within 1s and was killed"),
+            "{err}"
+        );
+        assert!(
+            took >= limit && took < limit + std::time::Duration::from_secs(5),
+            "killed after {took:?}, its limit {limit:?}"
+        );
+        // What it started in its group went with it (the sleeper is a
+        // grandchild: gone, or a zombie until init reaps it).
+        let sleeper: u32 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+        assert!(
+            matches!(state, None | Some("Z")),
+            "the sleeper runs: {stat}"
+        );
+    }
+}

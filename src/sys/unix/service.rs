@@ -84,9 +84,16 @@ pub(crate) fn same_process(recorded: &Identity, now: &Identity) -> bool {
 /// Sends `signal` to the process `recorded` names, and to its process group
 /// when it leads one, if `/proc` proves it is still that process (see
 /// [`same_process`]). `Ok(true)` when signalled, `Ok(false)` when it is
-/// gone, `Err` with what differs when another process holds the pid. The
-/// window between the check and the signal is the time of one system call.
+/// gone, `Err` with what differs when another process holds the pid. On
+/// Linux the process is held by a pidfd opened before the check and
+/// signalled through it, so a process that took its pid after the check
+/// is never signalled; its group is signalled by id, a system call after
+/// the check.
 pub(crate) fn signal_if_same(recorded: &Identity, signal: i32) -> Result<bool, String> {
+    let held = Held::open(recorded.pid);
+    if matches!(held, Held::Gone) {
+        return Ok(false);
+    }
     let Some(now) = identity_of(recorded.pid) else {
         return if process_start_time(recorded.pid) == Some(recorded.start) {
             Err(format!(
@@ -110,14 +117,68 @@ pub(crate) fn signal_if_same(recorded: &Identity, signal: i32) -> Result<bool, S
             recorded.uid
         ));
     }
-    // SAFETY: getpgid and kill only read ids and send a signal.
+    // SAFETY: getpgid and killpg only read ids and send a signal.
     unsafe {
         if libc::getpgid(recorded.pid as libc::pid_t) == recorded.pid as libc::pid_t {
             libc::killpg(recorded.pid as libc::pid_t, signal);
         }
-        libc::kill(recorded.pid as libc::pid_t, signal);
     }
+    held.signal(recorded.pid, signal);
     Ok(true)
+}
+
+/// A process held for a signal: by a pidfd where the kernel has them, so
+/// that the signal reaches that process or none.
+enum Held {
+    #[cfg(target_os = "linux")]
+    Pidfd(std::os::fd::OwnedFd),
+    /// No pidfd (an older kernel, another system): by pid.
+    ByPid,
+    /// It had ended before it was held.
+    Gone,
+}
+
+impl Held {
+    fn open(pid: u32) -> Held {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: pidfd_open takes a pid and flags and returns a new
+            // descriptor or -1; nothing else is touched.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+            if fd >= 0 {
+                // SAFETY: the kernel just made it; nothing else owns it.
+                return Held::Pidfd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) });
+            }
+            if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                return Held::Gone;
+            }
+        }
+        let _ = pid;
+        Held::ByPid
+    }
+
+    fn signal(&self, pid: u32, signal: i32) {
+        match self {
+            #[cfg(target_os = "linux")]
+            // SAFETY: pidfd_send_signal takes a descriptor we own, a signal
+            // number and no siginfo.
+            Held::Pidfd(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            },
+            // SAFETY: kill only sends a signal, to the pid just checked.
+            Held::ByPid => unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            },
+            Held::Gone => {}
+        }
+    }
 }
 
 /// The directory process `pid` works in; `None` when it cannot be read.
