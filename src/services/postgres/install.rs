@@ -332,17 +332,25 @@ mod tests {
             "killed after {took:?}, its limit {limit:?}"
         );
         // What it started in its group went with it (the sleeper is a
-        // grandchild: gone, or a zombie until init reaps it).
+        // grandchild: it ends, then is a zombie until init reaps it; it
+        // closed its end of initdb's pipe a moment ago, dying).
         let sleeper: u32 = std::fs::read_to_string(&file)
             .unwrap()
             .trim()
             .parse()
             .unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
-        assert!(
-            matches!(state, None | Some("Z")),
-            "the sleeper runs: {stat}"
-        );
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+            if matches!(state, None | Some("Z")) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the sleeper runs: {stat}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
