@@ -33,6 +33,19 @@ pub(crate) struct Gate {
     first_arrival: Vec<Option<u64>>,
     /// A round that will never be released, and why.
     failed: Option<(u32, String)>,
+    /// The round armed, not yet released: see [`Gate::arm`].
+    armed: Option<Armed>,
+}
+
+/// A round armed for its release.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    round: u32,
+    at_ns: u64,
+    /// The children's looks counted before the arming.
+    looks_before: u32,
+    /// The children at the round when it was armed.
+    expected: u32,
 }
 
 impl Gate {
@@ -46,6 +59,7 @@ impl Gate {
             released_at: Vec::new(),
             first_arrival: Vec::new(),
             failed: None,
+            armed: None,
         })
     }
 
@@ -84,12 +98,44 @@ impl Gate {
         self.first_arrival.get(round as usize).copied().flatten()
     }
 
+    /// Arms the next round at `now`, with `expected` children waiting at
+    /// it: they wake and look at the gate until its release, so that the
+    /// release is one store they all see within a turn of the CPUs, not a
+    /// wake of each (`sys::GateCount::arm`).
+    pub(crate) fn arm(&mut self, now: u64, expected: u32) -> io::Result<()> {
+        let looks_before = self.ours.arm()?;
+        self.armed = Some(Armed {
+            round: self.released(),
+            at_ns: now,
+            looks_before,
+            expected,
+        });
+        Ok(())
+    }
+
+    /// The next round's arming, if it is armed: when, how many of the
+    /// children then at it have looked at the gate since, and how many
+    /// there were (for `release::armed_release`).
+    pub(crate) fn arming(&self) -> Option<(u64, u32, u32)> {
+        let a = self.armed.filter(|a| a.round == self.released())?;
+        let looked = self.ours.looking().wrapping_sub(a.looks_before);
+        Some((a.at_ns, looked, a.expected))
+    }
+
+    /// Forgets an arming whose round will not be released now (its policy
+    /// changed its mind: a child died, a deadline passed). Children
+    /// looking at it sleep again after `sys::SPIN_LIMIT`.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = None;
+    }
+
     /// Releases the next round; returns when: the clock read just before
     /// the release, so that no child can be seen passing before it.
     pub(crate) fn release(&mut self) -> io::Result<u64> {
         let at_ns = sys::monotonic_ns();
         self.ours.release()?;
         self.released_at.push(at_ns);
+        self.armed = None;
         Ok(at_ns)
     }
 

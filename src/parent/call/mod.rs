@@ -70,6 +70,7 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         live: Vec::new(),
         held: Vec::new(),
         rounds: Vec::new(),
+        arming: None,
         done,
         next: 0,
         chooser: settings.scheduling.clone().map(Chooser::new),
@@ -153,6 +154,9 @@ struct CallRun<'a> {
     /// Children timed out before a round, gone from `live`: they keep it shut.
     held: Vec<(usize, AtGate)>,
     rounds: Vec<Round>,
+    /// The record of the round armed and not yet released (its trigger
+    /// has run).
+    arming: Option<Round>,
     done: Vec<Option<Outcome<Vec<u8>>>>,
     /// The next child to start.
     next: usize,
@@ -324,6 +328,7 @@ impl CallRun<'_> {
             held,
             done,
             rounds,
+            arming,
             ..
         } = self;
         let (settings, count, origin) = (*settings, *count, *origin);
@@ -360,13 +365,63 @@ impl CallRun<'_> {
                 m.sort_unstable();
                 m
             };
+            if !matches!(step, Step::Release | Step::ReleaseWithout) && gate.arming().is_some() {
+                gate.disarm();
+                *arming = None;
+            }
             match step {
                 Step::Wait { until } => return Ok(until),
                 Step::Release | Step::ReleaseWithout => {
-                    let mut record = Round {
+                    if gate.arming().is_none() {
+                        // The trigger first, then the arming: children
+                        // look at the gate only for the release itself.
+                        let mut record = Round {
+                            round,
+                            ..Round::default()
+                        };
+                        if let (true, Some(trigger)) = (round >= 1, &settings.on_checkpoint) {
+                            let began = sys::monotonic_ns();
+                            let result = panic::catch(true, || trigger());
+                            let ended = sys::monotonic_ns();
+                            record.trigger = Some(Duration::from_nanos(ended - began));
+                            record.trigger_failure = match result {
+                                Ok(Ok(())) => None,
+                                Ok(Err(message)) => {
+                                    Some(format!("it returned an error: {message}"))
+                                }
+                                Err(caught) => Some(match caught.location {
+                                    Some(at) => format!("it panicked at {at}: {}", caught.message),
+                                    None => format!("it panicked: {}", caught.message),
+                                }),
+                            };
+                            // The trigger ran meanwhile: time moved on.
+                            now = now.max(ended);
+                        }
+                        // The live children at the round (not those held
+                        // there, timed out: they never look).
+                        let expected = live
+                            .iter()
+                            .filter(|c| c.at_gate() == AtGate::Reached(round))
+                            .count();
+                        gate.arm(now, u32::try_from(expected).unwrap_or(u32::MAX))
+                            .map_err(|source| Error::Io {
+                                context: "arming the start barrier",
+                                source,
+                            })?;
+                        *arming = Some(record);
+                    }
+                    if let Some((armed_ns, looked, expected)) = gate.arming()
+                        && let Err(again) = release::armed_release(armed_ns, now, looked, expected)
+                    {
+                        // The children still waking look at the gate, each
+                        // between yields: so does the parent.
+                        std::thread::yield_now();
+                        return Ok(Some(again));
+                    }
+                    let mut record = arming.take().unwrap_or(Round {
                         round,
                         ..Round::default()
-                    };
+                    });
                     if step == Step::ReleaseWithout {
                         let without = missing();
                         let deadline = policy.deadline().unwrap_or_default();
@@ -377,19 +432,6 @@ impl CallRun<'_> {
                             ));
                         }
                         record.released_without = Some((deadline, without));
-                    }
-                    if let (true, Some(trigger)) = (round >= 1, &settings.on_checkpoint) {
-                        let began = sys::monotonic_ns();
-                        let result = panic::catch(true, || trigger());
-                        record.trigger = Some(Duration::from_nanos(sys::monotonic_ns() - began));
-                        record.trigger_failure = match result {
-                            Ok(Ok(())) => None,
-                            Ok(Err(message)) => Some(format!("it returned an error: {message}")),
-                            Err(caught) => Some(match caught.location {
-                                Some(at) => format!("it panicked at {at}: {}", caught.message),
-                                None => format!("it panicked: {}", caught.message),
-                            }),
-                        };
                     }
                     let at_ns = gate.release().map_err(|source| Error::Io {
                         context: "releasing the start barrier",

@@ -11,6 +11,15 @@
 //! `release` raises it: a parent that dies releases nothing, and its
 //! children learn of the death from the death signal, or from `getppid`
 //! within [`PARENT_CHECK`].
+//!
+//! Before a release the parent may arm the round: the children asleep on
+//! it wake, say so (a shared count), and look at the count between
+//! `sched_yield`s until the release. The wakes' cost is paid before the
+//! release, and the release itself is one store every child sees within a
+//! turn of the CPUs: 64 exec'd processes on 2 cores began within 191–195 µs
+//! of each other, against 672–689 µs woken from sleep by one `FUTEX_WAKE`
+//! (8: 17 µs against 56–57 µs). A child that looked for [`SPIN_LIMIT`]
+//! sleeps again, to be woken by the release.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -25,8 +34,27 @@ use super::check;
 /// there, in case the death signal was not delivered.
 pub(crate) const PARENT_CHECK: Duration = Duration::from_millis(50);
 
-/// The word the gate is: a count of released rounds, mapped shared.
-struct Word(NonNull<AtomicU32>);
+/// How long a child of an armed round looks at the gate between yields
+/// before it sleeps until the release instead: longer than the parent
+/// waits for every child to look (`release::arm_wait`, 42 ms at 1,000
+/// children), so that a child sleeps again only when the parent is slow.
+pub(crate) const SPIN_LIMIT: Duration = Duration::from_millis(50);
+
+/// The gate's shared words.
+#[repr(C)]
+struct Words {
+    /// How many rounds were released.
+    released: AtomicU32,
+    /// How many rounds were armed (one past the round armed last).
+    armed: AtomicU32,
+    /// How many times a child began to look at an armed round.
+    looking: AtomicU32,
+    /// Moves at every arm and release: what sleeping children sleep on.
+    epoch: AtomicU32,
+}
+
+/// The words, mapped shared.
+struct Word(NonNull<Words>);
 
 // SAFETY: the pointer is to a shared mapping that lives as long as the
 // `Word` (unmapped only in the parent's `Drop`, never in a child), and is
@@ -36,14 +64,14 @@ unsafe impl Send for Word {}
 unsafe impl Sync for Word {}
 
 impl Word {
-    /// Maps the first 4 bytes of `fd`, shared and writable.
+    /// Maps the start of `fd`, shared and writable.
     fn map(fd: RawFd) -> io::Result<Word> {
         // SAFETY: a new mapping of an open descriptor; the kernel picks the
         // address and checks the descriptor and its size.
         let at = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                size_of::<AtomicU32>(),
+                size_of::<Words>(),
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd,
@@ -53,14 +81,14 @@ impl Word {
         if at == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        NonNull::new(at.cast::<AtomicU32>())
+        NonNull::new(at.cast::<Words>())
             .map(Word)
             .ok_or_else(|| io::Error::other("mmap returned a null address"))
     }
 
-    fn get(&self) -> &AtomicU32 {
-        // SAFETY: a live, aligned (page-aligned) mapping of at least 4
-        // bytes, accessed only atomically (see the type's Send/Sync).
+    fn get(&self) -> &Words {
+        // SAFETY: a live, aligned (page-aligned) mapping of a `Words`,
+        // accessed only atomically (see the type's Send/Sync).
         unsafe { self.0.as_ref() }
     }
 }
@@ -82,7 +110,7 @@ impl GateCount {
         // SAFETY: the kernel just created it; nothing else owns it.
         let file = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: resizes a memory file of ours.
-        check(unsafe { libc::ftruncate(fd, size_of::<AtomicU32>() as libc::off_t) })?;
+        check(unsafe { libc::ftruncate(fd, size_of::<Words>() as libc::off_t) })?;
         let word = Word::map(fd)?;
         Ok(GateCount { word, file })
     }
@@ -92,10 +120,30 @@ impl GateCount {
         &self.file
     }
 
-    /// Releases the next round and wakes every child asleep at the gate.
+    /// Arms the next round: every child asleep at it wakes and looks at
+    /// the gate until its release. Returns how many looks began before
+    /// (see [`looking`](Self::looking)).
+    pub(crate) fn arm(&self) -> io::Result<u32> {
+        let words = self.word.get();
+        let before = words.looking.load(Ordering::Acquire);
+        let next = words.released.load(Ordering::Acquire) + 1;
+        words.armed.store(next, Ordering::Release);
+        words.epoch.fetch_add(1, Ordering::Release);
+        futex_wake(&words.epoch)?;
+        Ok(before)
+    }
+
+    /// How many times a child began to look at an armed round, ever.
+    pub(crate) fn looking(&self) -> u32 {
+        self.word.get().looking.load(Ordering::Acquire)
+    }
+
+    /// Releases the next round and wakes every child still asleep at it.
     pub(crate) fn release(&self) -> io::Result<()> {
-        self.word.get().fetch_add(1, Ordering::Release);
-        futex_wake(self.word.get())
+        let words = self.word.get();
+        words.released.fetch_add(1, Ordering::Release);
+        words.epoch.fetch_add(1, Ordering::Release);
+        futex_wake(&words.epoch)
     }
 }
 
@@ -103,7 +151,7 @@ impl Drop for GateCount {
     fn drop(&mut self) {
         // SAFETY: unmaps the mapping made in `new`, which nothing uses any
         // more (the word is only reachable through `self`).
-        unsafe { libc::munmap(self.word.0.as_ptr().cast(), size_of::<AtomicU32>()) };
+        unsafe { libc::munmap(self.word.0.as_ptr().cast(), size_of::<Words>()) };
     }
 }
 
@@ -141,16 +189,49 @@ pub(crate) fn wait_gate(fd: RawFd, count: u32) -> io::Result<Gate> {
             &MAPPED.get_or_init(|| (file, word)).1
         }
     };
-    let word = word.get();
+    let words = word.get();
+    let mut looked = false;
     loop {
-        let seen = word.load(Ordering::Acquire);
-        if seen >= count {
+        // The epoch first: a release or an arm after this look moves it,
+        // and the sleep below does not begin.
+        let epoch = words.epoch.load(Ordering::Acquire);
+        if words.released.load(Ordering::Acquire) >= count {
             return Ok(Gate::Released);
         }
-        if !futex_wait(word, seen, PARENT_CHECK)? && super::parent_gone() {
+        if !looked && words.armed.load(Ordering::Acquire) >= count {
+            looked = true;
+            words.looking.fetch_add(1, Ordering::AcqRel);
+            match look_until_released(&words.released, count) {
+                Some(gate) => return Ok(gate),
+                // Looked for `SPIN_LIMIT`: sleep until the release.
+                None => continue,
+            }
+        }
+        if !futex_wait(&words.epoch, epoch, PARENT_CHECK)? && super::parent_gone() {
             return Ok(Gate::ParentGone);
         }
     }
+}
+
+/// Looks at `released` between yields until it reaches `count`, at most
+/// [`SPIN_LIMIT`] (then `None`), the parent's death looked for as often.
+fn look_until_released(released: &AtomicU32, count: u32) -> Option<Gate> {
+    let began = std::time::Instant::now();
+    for looks in 1u32.. {
+        if released.load(Ordering::Acquire) >= count {
+            return Some(Gate::Released);
+        }
+        std::thread::yield_now();
+        if looks % 256 == 0 {
+            if super::parent_gone() {
+                return Some(Gate::ParentGone);
+            }
+            if began.elapsed() >= SPIN_LIMIT {
+                return None;
+            }
+        }
+    }
+    None
 }
 
 /// Sleeps while `word` holds `seen`, at most `limit`; `false` when the limit
@@ -242,5 +323,72 @@ mod tests {
         other.release().unwrap();
         let refused = wait_gate(other.file().as_raw_fd(), 1).unwrap_err();
         assert!(refused.to_string().contains("one gate"), "{refused}");
+    }
+
+    // A process maps one gate: this test's gate is its only one, so it
+    // runs in a process of its own (see `arming_in_a_child`).
+    #[test]
+    fn an_armed_round_is_looked_at_by_its_waiters_only_and_opens_on_its_release() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "sys::unix::gate::tests::arming_in_a_child",
+                "--ignored",
+            ])
+            .arg("--nocapture")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    }
+
+    #[test]
+    #[ignore = "run by an_armed_round_is_looked_at_by_its_waiters_only_and_opens_on_its_release"]
+    fn arming_in_a_child() {
+        let gate = GateCount::new().unwrap();
+        let fd = gate.file().as_raw_fd();
+        let first = waiter(fd, 1);
+        let second = waiter(fd, 2);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        assert_eq!(gate.arm().unwrap(), 0, "no look before the first arming");
+        // The waiter for round 0 wakes and looks; the one for round 1 does
+        // not (its round is not armed), and neither passes.
+        while gate.looking() < 1 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the armed round's waiter never looked"
+            );
+            std::thread::yield_now();
+        }
+        assert!(
+            first.recv_timeout(PARENT_CHECK * 2).is_err(),
+            "armed is not released"
+        );
+        assert_eq!(
+            gate.looking(),
+            1,
+            "round 1's waiter looked at round 0's arming"
+        );
+        gate.release().unwrap();
+        let opened = first
+            .recv_timeout(Duration::from_secs(10))
+            .expect("released");
+        assert_eq!(opened.unwrap(), Gate::Released);
+        assert!(
+            second.recv_timeout(PARENT_CHECK * 2).is_err(),
+            "round 1 opened"
+        );
+        // Armed and looked at longer than SPIN_LIMIT, a waiter sleeps, and
+        // the release still wakes it.
+        assert_eq!(gate.arm().unwrap(), 1);
+        std::thread::sleep(SPIN_LIMIT * 2);
+        assert_eq!(gate.looking(), 2);
+        gate.release().unwrap();
+        let opened = second
+            .recv_timeout(Duration::from_secs(10))
+            .expect("released");
+        assert_eq!(opened.unwrap(), Gate::Released);
     }
 }
