@@ -37,12 +37,14 @@ impl Target {
             .strip_prefix("postgresql://")
             .or_else(|| url.strip_prefix("postgres://"))
             .ok_or("not a postgresql:// URL")?;
-        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
+        // The user part runs to the first `@` before any `/`, as libpq
+        // reads it: a `?` in a password is the password's.
+        let (userinfo, rest) = match rest.find(['@', '/']) {
+            Some(at) if rest.as_bytes()[at] == b'@' => (Some(&rest[..at]), &rest[at + 1..]),
+            _ => (None, rest),
         };
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (hostport, path) = main.split_once('/').unwrap_or((main, ""));
         let (mut user, mut password) = match userinfo.map(|u| u.split_once(':')) {
             Some(Some((user, secret))) => (decode(user)?, Some(decode_secret(secret)?)),
             Some(None) => (decode(userinfo.unwrap_or_default())?, None),
@@ -507,6 +509,17 @@ mod tests {
         assert_eq!(
             (t.host.as_str(), t.port, t.password.as_deref()),
             ("127.0.0.1", 6000, Some("s@cret"))
+        );
+        let t = target("postgresql://u:SEC?RET@h:6001/db?dbname=x");
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.password.as_deref(),
+                t.database.as_str()
+            ),
+            ("h", 6001, Some("SEC?RET"), "x"),
+            "a `?` in a password"
         );
         let t = target("postgresql://u@[::1]:7000/db");
         assert_eq!((t.host.as_str(), t.port), ("::1", 7000));

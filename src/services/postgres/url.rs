@@ -1,35 +1,63 @@
-//! libpq URLs: the database changed, the password taken out (for a
-//! command line) or left out (for a message).
+//! libpq connection strings, in both of libpq's forms (a URL,
+//! `postgresql://user:secret@host/db?k=v`, or `key=value` pairs): the
+//! database changed, the password taken out (for a command line) or left
+//! out (for a message). Read as libpq reads them: a URL's user part runs to
+//! the first `@` before any `/` (a `?` in a password is the password's),
+//! and its keys are %-decoded like its values.
 
 /// `url` with its database replaced by `database`.
 pub(super) fn with_database(url: &str, database: &str) -> String {
+    if let Some(mut pairs) = key_values(url) {
+        pairs.retain(|(key, _)| key != "dbname");
+        pairs.push(("dbname".to_owned(), database.to_owned()));
+        return join_key_values(&pairs);
+    }
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgresql", url));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, after) = rest.split_at(authority_end);
+    let (userinfo, host, after) = uri_parts(rest);
     let query = after.find('?').map_or("", |i| &after[i..]);
-    format!("{scheme}://{authority}/{database}{query}")
+    let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    format!("{scheme}://{userinfo}{host}/{database}{query}")
 }
 
-/// `url` without its password, and the password (percent-decoded): from
-/// the user part (`postgresql://user:secret@host/db`) or a `password=`
-/// parameter. For a client whose command line any local user can read:
-/// the password goes in its environment instead (`PGPASSWORD`).
+/// A URL's parts after its scheme: the user part (to the first `@`
+/// before any `/`, as libpq reads it), the host part, and the rest (from
+/// the `/` or `?` on).
+fn uri_parts(rest: &str) -> (Option<&str>, &str, &str) {
+    let (userinfo, tail) = match rest.find(['@', '/']) {
+        Some(at) if rest.as_bytes()[at] == b'@' => (Some(&rest[..at]), &rest[at + 1..]),
+        _ => (None, rest),
+    };
+    let host_end = tail.find(['/', '?']).unwrap_or(tail.len());
+    (userinfo, &tail[..host_end], &tail[host_end..])
+}
+
+/// `url` without its password, and the password (decoded): from a URL's
+/// user part (`postgresql://user:secret@host/db`) or its `password=`
+/// parameter, or from a `password=` pair. For a client whose command line
+/// any local user can read: the password goes in its environment instead
+/// (`PGPASSWORD`).
 pub(super) fn split_password(url: &str) -> (String, Option<String>) {
+    if let Some(mut pairs) = key_values(url) {
+        let password = pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "password")
+            .map(|(_, value)| value.clone());
+        pairs.retain(|(key, _)| key != "password");
+        return (join_key_values(&pairs), password);
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_owned(), None);
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, after) = rest.split_at(authority_end);
+    let (userinfo, host, after) = uri_parts(rest);
     let mut password = None;
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, secret)) => {
-                password = Some(percent_decode(secret));
-                format!("{user}@{host}")
-            }
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
+    let userinfo = match userinfo.map(|u| u.split_once(':').ok_or(u)) {
+        Some(Ok((user, secret))) => {
+            password = Some(percent_decode(secret));
+            format!("{user}@")
+        }
+        Some(Err(user)) => format!("{user}@"),
+        None => String::new(),
     };
     let (path, query) = after.split_once('?').unwrap_or((after, ""));
     let kept: Vec<&str> = query
@@ -51,7 +79,69 @@ pub(super) fn split_password(url: &str) -> (String, Option<String>) {
     } else {
         format!("?{}", kept.join("&"))
     };
-    (format!("{scheme}://{authority}{path}{query}"), password)
+    (
+        format!("{scheme}://{userinfo}{host}{path}{query}"),
+        password,
+    )
+}
+
+/// libpq's `key=value` form (`host=/run/pg dbname=app password='a b'`),
+/// read as libpq reads it: pairs apart by white space, white space allowed
+/// around `=`, a value in single quotes, `\` escaping the next character.
+/// `None` for a URL, or for text that is not that form.
+fn key_values(text: &str) -> Option<Vec<(String, String)>> {
+    let text = text.trim();
+    if text.starts_with("postgresql://") || text.starts_with("postgres://") || !text.contains('=') {
+        return None;
+    }
+    let mut chars = text.chars().peekable();
+    let mut pairs = Vec::new();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Some(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if key.is_empty() || chars.next() != Some('=') {
+            return None;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next()? {
+                    '\'' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.push(chars.next()?);
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// Pairs back into libpq's `key=value` form, every value quoted.
+fn join_key_values(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{quoted}'")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `url` without its password, for messages.
@@ -152,5 +242,63 @@ mod tests {
             with_database("postgresql://h/db?sslmode=disable", "t1"),
             "postgresql://h/t1?sslmode=disable"
         );
+    }
+
+    #[test]
+    fn a_password_with_a_question_mark_is_the_passwords_as_libpq_reads_it() {
+        assert_eq!(
+            split_password("postgresql://postgres:SEC?RET@h:5/db?sslmode=disable"),
+            (
+                "postgresql://postgres@h:5/db?sslmode=disable".to_owned(),
+                Some("SEC?RET".to_owned())
+            )
+        );
+        assert_eq!(
+            with_database("postgresql://postgres:SEC?RET@h:5/db", "t1"),
+            "postgresql://postgres:SEC?RET@h:5/t1"
+        );
+        assert_eq!(
+            redacted("postgresql://postgres:SEC?RET@h/db"),
+            "postgresql://postgres@h/db (its password left out)"
+        );
+        // An `@` after the first `/` is not a user part's end.
+        assert_eq!(
+            split_password("postgresql://h/db?user=a@b"),
+            ("postgresql://h/db?user=a@b".to_owned(), None)
+        );
+    }
+
+    #[test]
+    fn key_value_strings_lose_their_password_and_change_their_database() {
+        assert_eq!(
+            split_password("host=/run/pg password=SECRET-KV dbname=app"),
+            (
+                "host='/run/pg' dbname='app'".to_owned(),
+                Some("SECRET-KV".to_owned())
+            )
+        );
+        assert_eq!(
+            split_password(r"host = h  password = 'it\'s a\\b c'  port=5"),
+            (
+                "host='h' port='5'".to_owned(),
+                Some(r"it's a\b c".to_owned())
+            ),
+            "spaces around `=`, a quoted value with an escaped quote and backslash"
+        );
+        assert_eq!(
+            redacted("host=h password=SECRET dbname=app"),
+            "host='h' dbname='app' (its password left out)"
+        );
+        assert_eq!(
+            with_database("host=h dbname=postgres password=p", "t1"),
+            "host='h' password='p' dbname='t1'"
+        );
+        assert_eq!(with_database("host=h", "t1"), "host='h' dbname='t1'");
+        // What libpq would refuse is left as it is (and refused there).
+        assert_eq!(
+            split_password("host=h password='unclosed"),
+            ("host=h password='unclosed".to_owned(), None)
+        );
+        assert_eq!(key_values("=x"), None);
     }
 }
