@@ -166,6 +166,67 @@ fn a_failing_template_script_says_why_and_leaves_no_database() {
     assert_eq!(templates.len(), 1, "{templates:?}");
 }
 
+/// The schema of `a_template_another_role_made_first_is_not_used`, its own.
+const LEDGER: &str = "CREATE TABLE ledger (id int PRIMARY KEY, note text);
+INSERT INTO ledger VALUES (1, 'the test''s own');";
+
+#[test]
+fn a_template_another_role_made_first_is_not_used() {
+    // The template's name follows from its SQL: learn it on a cluster of
+    // its own, as anyone who can read the project could.
+    let probe = Postgres::builder()
+        .private_cluster(true)
+        .template_sql(LEDGER)
+        .start()
+        .unwrap();
+    let name: String = connect(&probe)
+        .query_one(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'stampede_tpl_%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(probe);
+    // On a shared server, another role with CREATEDB makes it first, with
+    // a table of its own.
+    let host = Postgres::builder().private_cluster(true).start().unwrap();
+    let admin = host.url().replace(host.database(), "postgres");
+    let mut su = connect(&host);
+    su.batch_execute("CREATE ROLE mallory LOGIN CREATEDB")
+        .unwrap();
+    su.batch_execute(&format!("CREATE DATABASE \"{name}\" OWNER mallory"))
+        .unwrap();
+    let planted = host.url().replace(host.database(), &name);
+    let mut theirs = postgres::Client::connect(&planted, postgres::NoTls).unwrap();
+    theirs
+        .batch_execute(
+            "SET ROLE mallory; CREATE TABLE ledger (id int PRIMARY KEY, note text); \
+             INSERT INTO ledger VALUES (1, 'mallory''s'); RESET ROLE",
+        )
+        .unwrap();
+    drop(theirs);
+    // The test's fixtures on that server: their own schema, their own role.
+    for _ in 0..2 {
+        let fixture = Postgres::builder()
+            .reuse_url(&admin)
+            .template_sql(LEDGER)
+            .start()
+            .unwrap();
+        let row = connect(&fixture)
+            .query_one(
+                "SELECT note, (SELECT tableowner FROM pg_tables WHERE tablename = 'ledger') \
+                 = current_user FROM ledger",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "the test's own");
+        assert!(
+            row.get::<_, bool>(1),
+            "the fixture's table is another role's"
+        );
+    }
+}
+
 #[test]
 fn a_tcp_fixture_answers_on_localhost_with_its_password_only() {
     let pg = Postgres::builder().tcp(true).start().unwrap();

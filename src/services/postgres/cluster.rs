@@ -97,7 +97,12 @@ impl Cluster {
     /// It is built under a fixture's name (so the reuse sweep drops it if
     /// this process dies meanwhile) and renamed when complete: another
     /// process sharing a reused server either finds it complete or builds
-    /// its own, and the first rename wins.
+    /// its own, and the first rename wins. One found under the template's
+    /// name is used only when the connecting role owns it: the name follows
+    /// from the SQL, so on a shared server another role could have made it
+    /// first, with its own tables in it (every fixture copied from it would
+    /// then be that role's to read and change). Then this process keeps
+    /// the copy it built, under its fixture's name.
     pub(super) fn template(&self, sql: &str) -> Result<String> {
         let hash = stable_hash(sql);
         let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
@@ -105,56 +110,79 @@ impl Cluster {
             return Ok(name.clone());
         }
         let name = format!("stampede_tpl_{hash:016x}");
-        let exists = |cluster: &Cluster| {
+        // `Some(true)`: there, the connecting role's; `Some(false)`: there,
+        // another role's; `None`: not there (or the question failed).
+        let found = |cluster: &Cluster| {
             psql(
                 &cluster.psql,
                 &cluster.admin_url,
                 &[format!(
-                    "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+                    "SELECT datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+                     FROM pg_database WHERE datname = '{name}'"
                 )],
             )
-            .map(|out| out.trim() == "1")
+            .ok()
+            .and_then(|out| match out.trim() {
+                "t" => Some(true),
+                "f" => Some(false),
+                _ => None,
+            })
         };
-        if !exists(self).unwrap_or(false) {
-            let building = new_database_name();
-            self.sql(
-                "creating a template database",
-                &[format!("CREATE DATABASE \"{building}\" TEMPLATE template0")],
-            )?;
-            let drop_building = || {
-                let _ = psql(
-                    &self.psql,
-                    &self.admin_url,
-                    &[format!(
-                        "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-                    )],
-                );
-            };
-            let url = url::with_database(&self.admin_url, &building);
-            if let Err(message) = psql_script(&self.psql, &url, sql) {
-                drop_building();
-                self.check()?;
-                return Err(Error::ServiceCommand {
-                    service: "postgres".to_owned(),
-                    action: "running the template's SQL".to_owned(),
-                    message,
-                });
-            }
-            let renamed = self.sql(
-                "completing a template database",
-                &[format!(
-                    "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
-                )],
-            );
-            if let Err(e) = renamed {
-                drop_building();
-                if !exists(self).unwrap_or(false) {
-                    return Err(e);
+        let chosen = match found(self) {
+            Some(true) => name,
+            others => {
+                let building = new_database_name();
+                self.sql(
+                    "creating a template database",
+                    &[format!("CREATE DATABASE \"{building}\" TEMPLATE template0")],
+                )?;
+                let drop_building = || {
+                    let _ = psql(
+                        &self.psql,
+                        &self.admin_url,
+                        &[format!(
+                            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+                        )],
+                    );
+                };
+                let url = url::with_database(&self.admin_url, &building);
+                if let Err(message) = psql_script(&self.psql, &url, sql) {
+                    drop_building();
+                    self.check()?;
+                    return Err(Error::ServiceCommand {
+                        service: "postgres".to_owned(),
+                        action: "running the template's SQL".to_owned(),
+                        message,
+                    });
+                }
+                if others == Some(false) {
+                    building
+                } else {
+                    let renamed = self.sql(
+                        "completing a template database",
+                        &[format!(
+                            "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+                        )],
+                    );
+                    match (renamed, found(self)) {
+                        (Ok(()), _) => name,
+                        // Another process of this role renamed its copy first.
+                        (Err(_), Some(true)) => {
+                            drop_building();
+                            name
+                        }
+                        // Another role's took the name meanwhile.
+                        (Err(_), Some(false)) => building,
+                        (Err(e), None) => {
+                            drop_building();
+                            return Err(e);
+                        }
+                    }
                 }
             }
-        }
-        templates.push((hash, name.clone()));
-        Ok(name)
+        };
+        templates.push((hash, chosen.clone()));
+        Ok(chosen)
     }
 
     /// Runs each statement in its own transaction (`CREATE DATABASE` may
