@@ -41,6 +41,7 @@ pub mod cli;
 mod command;
 mod instance;
 mod keeper;
+mod limited;
 mod postgres;
 pub(crate) mod private_dir;
 mod redis;

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use super::{BIN_VAR, SUPERUSER};
 use crate::error::{Error, Result};
 use crate::services::instance::{self, Instance};
+use crate::services::limited;
 use crate::services::private_dir::{self, Place, note};
 use crate::sys::{self, Open};
 
@@ -213,60 +214,25 @@ fn initdb_within(
         sys::environment_for_another_user(&mut command);
         command.uid(uid).gid(gid);
     }
-    // Its own group, and killed with this thread's process: a test killed
-    // during a cold start leaves no initdb behind (its `postgres --single`
-    // ends when initdb's pipe to it closes).
-    command.process_group(0);
+    // Its own group (`run_within`), and killed with this thread's process:
+    // a test killed during a cold start leaves no initdb behind (its
+    // `postgres --single` ends when initdb's pipe to it closes). A time
+    // limit: initdb runs as the server's user, who could stop it (SIGSTOP)
+    // and so hold the cache's lock, and every test, forever.
     sys::kill_with_parent(&mut command);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
+    let ran = limited::run_within(command, None, limit)
         .map_err(|e| not_found(&format!("initdb could not run: {e}")))?;
-    // A time limit: initdb runs as the server's user, who could stop it
-    // (SIGSTOP) and so hold the cache's lock, and every test, forever. Its
-    // output is read beside; this thread alone reaps it, and only after
-    // the look (`waitid(WNOWAIT)`) that found it ended or the kill of its
-    // group: until then the group's id is its own.
-    let group = child.id();
-    // Stdout is read only so that initdb never blocks on a full pipe.
-    let _stdout = read_beside(child.stdout.take());
-    let stderr = read_beside(child.stderr.take());
-    let until = std::time::Instant::now() + limit;
-    while sys::probe(group) == sys::Probe::Running && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let timed_out = sys::probe(group) == sys::Probe::Running;
-    if timed_out {
-        sys::signal_group(group, sys::SIGKILL);
-    }
-    let status = child.wait();
-    let stderr = stderr.join().unwrap_or_default();
-    match status {
-        Ok(status) if status.success() && !timed_out => Ok(()),
-        Ok(status) => Err(Error::ServiceStart {
+    match ran.status {
+        Some(status) if status.success() => Ok(()),
+        status => Err(Error::ServiceStart {
             service: "postgres".to_owned(),
-            reason: if timed_out {
-                format!("initdb did not finish within {limit:?} and was killed")
-            } else {
-                format!("initdb failed ({status})")
+            reason: match status {
+                Some(status) => format!("initdb failed ({status})"),
+                None => format!("initdb did not finish within {limit:?} and was killed"),
             },
-            log_tail: String::from_utf8_lossy(&stderr).into_owned(),
+            log_tail: String::from_utf8_lossy(&ran.stderr).into_owned(),
         }),
-        Err(e) => Err(not_found(&format!("initdb could not be waited for: {e}"))),
     }
-}
-
-/// Reads `pipe` to its end on a thread of its own.
-fn read_beside<R: std::io::Read + Send + 'static>(
-    pipe: Option<R>,
-) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut text = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut text);
-        }
-        text
-    })
 }
 
 /// How long `initdb` may take (about 1 s here; 30 s on a slow disk).

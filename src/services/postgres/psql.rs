@@ -2,9 +2,11 @@
 //! library needs no PostgreSQL client crate.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 use super::url;
+use crate::services::limited;
 use crate::sys;
 
 /// The `psql` program, and whose server it talks to.
@@ -51,6 +53,14 @@ fn keep_secrets(command: &mut Command, own: bool) {
     }
 }
 
+/// How long one `psql` of statements may take (a database made from a
+/// template, a sweep): a server that took the connection and never
+/// answers is named, not waited for forever.
+const STATEMENTS_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a template's script may take: the project's own SQL.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
+
 /// Runs `statements` with `psql`; its error output when it fails.
 pub(super) fn psql(
     psql: &Psql,
@@ -58,45 +68,44 @@ pub(super) fn psql(
     statements: &[String],
 ) -> std::result::Result<String, String> {
     let mut command = psql_command(psql, url);
-    command.args(["-A", "-t"]).stdin(Stdio::null());
+    command.args(["-A", "-t"]);
     for statement in statements {
         command.arg("-c").arg(statement);
     }
-    let output = command
-        .output()
-        .map_err(|e| format!("could not run {}: {e}", psql.display()))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
+    run(psql, command, None, STATEMENTS_LIMIT)
 }
 
 /// Runs `script` with `psql -f -`, stopping at the first error; that
 /// error's output when it fails.
 pub(super) fn psql_script(psql: &Psql, url: &str, script: &str) -> std::result::Result<(), String> {
-    let mut child = psql_command(psql, url)
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut command = psql_command(psql, url);
+    command.args(["-f", "-"]);
+    run(
+        psql,
+        command,
+        Some(script.as_bytes().to_vec()),
+        SCRIPT_LIMIT,
+    )
+    .map(drop)
+}
+
+/// `command` run within `limit`: its output, or its error output.
+fn run(
+    psql: &Psql,
+    command: Command,
+    input: Option<Vec<u8>>,
+    limit: Duration,
+) -> std::result::Result<String, String> {
+    let ran = limited::run_within(command, input, limit)
         .map_err(|e| format!("could not run {}: {e}", psql.display()))?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let script = script.to_owned();
-    // From a thread: psql may fill its error pipe before it has read all.
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = stdin.write_all(script.as_bytes());
-    });
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("could not wait for {}: {e}", psql.display()))?;
-    let _ = writer.join();
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    match ran.status {
+        Some(status) if status.success() => Ok(String::from_utf8_lossy(&ran.stdout).into_owned()),
+        Some(_) => Err(String::from_utf8_lossy(&ran.stderr).trim().to_owned()),
+        None => Err(format!(
+            "{} had no answer within {limit:?} and was killed (a server that takes the \
+             connection and never answers?)",
+            psql.display()
+        )),
     }
 }
 
@@ -117,5 +126,29 @@ mod tests {
         assert!(own.contains("PGPASSFILE=/dev/null"), "{own}");
         // A reused server is the user's: its client keeps what reaches it.
         assert!(env_of(false).contains("PGPASSWORD=the-ci-jobs-secret"));
+    }
+
+    #[test]
+    fn a_psql_with_no_answer_is_killed_at_its_limit_and_says_so() {
+        let psql = Psql {
+            path: "sh".into(),
+            own: false,
+        };
+        let mut command = Command::new("sh");
+        command.args(["-c", "sleep 30"]);
+        let err = run(&psql, command, None, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(
+            err,
+            "sh had no answer within 300ms and was killed (a server that takes the connection \
+             and never answers?)"
+        );
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo 'ERROR: no' >&2; exit 3"]);
+        assert_eq!(
+            run(&psql, command, None, Duration::from_secs(30)),
+            Err("ERROR: no".into())
+        );
+        assert_eq!(STATEMENTS_LIMIT, Duration::from_secs(60));
+        assert_eq!(SCRIPT_LIMIT, Duration::from_secs(300));
     }
 }

@@ -89,6 +89,28 @@ pub(crate) fn reap_blocking(pid: u32) -> Option<Reaped> {
     }
 }
 
+/// Blocks until child `pid` has ended, without reaping it (so that its
+/// process group can still be signalled safely); returns at once if it has
+/// already ended, or is not ours to wait for.
+pub(crate) fn wait_ended(pid: u32) {
+    loop {
+        // SAFETY: waitid fills a valid siginfo_t; WNOWAIT leaves the child
+        // waitable.
+        let ret = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | ALL_CHILDREN,
+            )
+        };
+        if ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
 /// Sends `signal` to the child itself: through its pidfd when there is one
 /// (no pid-reuse race at all), else by pid, which the caller only does while
 /// the child is unreaped (so the pid is still its own).
