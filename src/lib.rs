@@ -126,6 +126,7 @@ extern crate self as stampede;
 mod addresses;
 mod clock;
 mod error;
+mod libpq;
 mod outcome;
 mod panic;
 mod percent;

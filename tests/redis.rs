@@ -468,3 +468,49 @@ fn a_server_that_answers_an_endless_line_is_refused_not_read_for_ever() {
     assert!(matches!(err, Error::ServiceUnreachable { .. }), "{text}");
     assert!(text.contains("a line longer than 65536 bytes"), "{text}");
 }
+
+/// A socket another user planted in a directory anyone can write (`/tmp`'s
+/// kind), standing in for the real server: it is told nothing. The test
+/// plants it as root, owned by another uid.
+#[test]
+fn a_reused_servers_socket_planted_by_another_user_is_told_nothing() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid only reads the process's user.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: planting another user's socket needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let socket = dir.path().join("redis.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::os::unix::fs::lchown(&socket, Some(4242), Some(4242)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let err = Redis::builder()
+        .reuse_url(format!(
+            "redis+unix://{}?pass=Redis-Secret",
+            socket.display()
+        ))
+        .start()
+        .err()
+        .expect("a planted socket");
+    let text = err.to_string();
+    assert!(
+        text.contains("belongs to uid 4242, not to root, this user or `redis`"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Redis-Secret"),
+        "the password is shown: {text}"
+    );
+    // Nothing connected, so nothing was sent.
+    match listener.accept() {
+        Ok((mut conn, _)) => {
+            let mut got = Vec::new();
+            let _ = conn.read_to_end(&mut got);
+            panic!("the planted socket was connected to: {got:?}");
+        }
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+    }
+}

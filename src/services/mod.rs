@@ -45,6 +45,7 @@ mod limited;
 mod postgres;
 pub(crate) mod private_dir;
 mod redis;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

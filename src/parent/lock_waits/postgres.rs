@@ -106,7 +106,7 @@ impl Target {
         }
         Ok(Target {
             host: if host.is_empty() {
-                default_host(std::env::var("PGHOST").ok(), port, |p| p.exists())
+                crate::libpq::default_host(std::env::var("PGHOST").ok(), port, |p| p.exists())
             } else {
                 host
             },
@@ -117,28 +117,6 @@ impl Target {
         })
     }
 }
-
-/// Where libpq connects for a URL that names no host, as the child's
-/// client did: `PGHOST` (its first entry), else the first socket
-/// directory a libpq is built with where a server's socket for `port`
-/// exists (Debian's and Red Hat's, then upstream's `/tmp`), else `/tmp`.
-fn default_host(pghost: Option<String>, port: u16, exists: impl Fn(&Path) -> bool) -> String {
-    if let Some(first) = pghost
-        .as_deref()
-        .and_then(|h| h.split(',').next())
-        .filter(|h| !h.is_empty())
-    {
-        return first.to_owned();
-    }
-    SOCKET_DIRECTORIES
-        .iter()
-        .find(|d| exists(Path::new(&format!("{d}/.s.PGSQL.{port}"))))
-        .unwrap_or(&"/tmp")
-        .to_string()
-}
-
-/// The socket directories libpq builds use, in the order looked at.
-const SOCKET_DIRECTORIES: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
 
 fn decode(s: &str) -> Result<String, String> {
     percent::decode(s).map_err(|e| match e {
@@ -698,29 +676,35 @@ mod tests {
     fn a_url_without_a_host_goes_where_libpq_would() {
         let none = |_: &Path| false;
         assert_eq!(
-            default_host(None, 5432, none),
+            crate::libpq::default_host(None, 5432, none),
             "/tmp",
             "nothing there: upstream's default"
         );
         let debian = |p: &Path| p == Path::new("/var/run/postgresql/.s.PGSQL.5433");
-        assert_eq!(default_host(None, 5433, debian), "/var/run/postgresql");
         assert_eq!(
-            default_host(None, 5432, debian),
+            crate::libpq::default_host(None, 5433, debian),
+            "/var/run/postgresql"
+        );
+        assert_eq!(
+            crate::libpq::default_host(None, 5432, debian),
             "/tmp",
             "another port's socket"
         );
         let both = |p: &Path| p.ends_with(".s.PGSQL.5432");
         assert_eq!(
-            default_host(None, 5432, both),
+            crate::libpq::default_host(None, 5432, both),
             "/var/run/postgresql",
             "Debian's first"
         );
         assert_eq!(
-            default_host(Some("/srv/pg,/tmp".into()), 5432, both),
+            crate::libpq::default_host(Some("/srv/pg,/tmp".into()), 5432, both),
             "/srv/pg",
             "PGHOST's first entry"
         );
-        assert_eq!(default_host(Some(String::new()), 5432, none), "/tmp");
+        assert_eq!(
+            crate::libpq::default_host(Some(String::new()), 5432, none),
+            "/tmp"
+        );
         // libpq decodes keys too.
         let t = target("postgresql://u@/d?%68ost=/srv/x&p%6Frt=6");
         assert_eq!((t.host.as_str(), t.port), ("/srv/x", 6));

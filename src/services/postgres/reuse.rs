@@ -10,8 +10,9 @@
 use std::sync::Mutex;
 
 use super::psql::{Psql, psql};
-use super::url::redacted;
+use super::url::{self, redacted};
 use crate::error::{Error, Result};
+use crate::services::trust::{self, Local};
 use crate::sys;
 
 /// The variable naming a server to reuse.
@@ -38,6 +39,18 @@ pub(super) fn check(psql_path: &Psql, url: &str) -> Result<()> {
             url: redacted(url),
             message,
         });
+    }
+    // Told a password only where no other local user can pose as it.
+    for place in url::local_places(url) {
+        let at = match &place {
+            Ok(socket) => Local::Unix(socket),
+            Err(port) => Local::Tcp(*port),
+        };
+        trust::check(&at, "postgres").map_err(|message| Error::ServiceUnreachable {
+            variable: URL_VAR,
+            url: redacted(url),
+            message,
+        })?;
     }
     let listed = psql(
         psql_path,

@@ -5,6 +5,8 @@
 //! the first `@` before any `/` (a `?` in a password is the password's),
 //! and its keys are %-decoded like its values.
 
+use std::path::PathBuf;
+
 /// `url` with its database replaced by `database`.
 pub(super) fn with_database(url: &str, database: &str) -> String {
     if let Some(mut pairs) = key_values(url) {
@@ -142,6 +144,85 @@ fn join_key_values(pairs: &[(String, String)]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Where on this machine libpq would connect for `url`, for each host it
+/// names: a socket (`<dir>/.s.PGSQL.<port>`, `Ok`) or a loopback port
+/// (`Err`); hosts elsewhere are left out. A URL that names no host goes
+/// where libpq would (`crate::libpq::default_host`).
+pub(super) fn local_places(url: &str) -> Vec<Result<PathBuf, u16>> {
+    let (mut hosts, mut ports) = (String::new(), String::new());
+    if let Some(pairs) = key_values(url) {
+        for (key, value) in pairs {
+            match key.as_str() {
+                "host" => hosts = value,
+                "port" => ports = value,
+                _ => {}
+            }
+        }
+    } else if let Some((_, rest)) = url.split_once("://") {
+        let (_, hostpart, after) = uri_parts(rest);
+        // `h1:5432,h2`, `[::1]:5433`, `%2Frun%2Fpg`.
+        let mut named = Vec::new();
+        let mut named_ports = Vec::new();
+        for one in hostpart.split(',').filter(|h| !h.is_empty()) {
+            let (host, port) = match one.strip_prefix('[') {
+                Some(v6) => {
+                    let (address, after) = v6.split_once(']').unwrap_or((v6, ""));
+                    (address.to_owned(), after.strip_prefix(':').unwrap_or(""))
+                }
+                None => match one.rsplit_once(':') {
+                    Some((host, port)) => (percent_decode(host), port),
+                    None => (percent_decode(one), ""),
+                },
+            };
+            named.push(host);
+            named_ports.push(port.to_owned());
+        }
+        hosts = named.join(",");
+        if named_ports.iter().any(|p| !p.is_empty()) {
+            ports = named_ports.join(",");
+        }
+        let query = after.split_once('?').map_or("", |(_, q)| q);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match percent_decode(key).as_str() {
+                "host" => hosts = percent_decode(value),
+                "port" => ports = percent_decode(value),
+                _ => {}
+            }
+        }
+    }
+    let env_port = std::env::var("PGPORT").ok();
+    let ports: Vec<u16> = ports
+        .split(',')
+        .map(|p| {
+            let p = if p.is_empty() {
+                env_port.as_deref().unwrap_or("")
+            } else {
+                p
+            };
+            p.parse().unwrap_or(5432)
+        })
+        .collect();
+    let port_of = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    if hosts.is_empty() {
+        hosts =
+            crate::libpq::default_host(std::env::var("PGHOST").ok(), port_of(0), |p| p.exists());
+    }
+    hosts
+        .split(',')
+        .enumerate()
+        .filter_map(|(i, host)| {
+            if host.starts_with('/') {
+                Some(Ok(PathBuf::from(format!("{host}/.s.PGSQL.{}", port_of(i)))))
+            } else if crate::services::trust::is_loopback(host) {
+                Some(Err(port_of(i)))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// `url` without its password, for messages.
@@ -300,5 +381,32 @@ mod tests {
             ("host=h password='unclosed".to_owned(), None)
         );
         assert_eq!(key_values("=x"), None);
+    }
+
+    #[test]
+    fn a_url_says_where_on_this_machine_it_connects() {
+        let sock = |s: &str| Ok(PathBuf::from(s));
+        assert_eq!(
+            local_places("postgresql://u:p@/db?host=/run/x&port=5433"),
+            [sock("/run/x/.s.PGSQL.5433")]
+        );
+        assert_eq!(
+            local_places("postgresql://u@%2Ftmp%2Fpg:6000/db"),
+            [sock("/tmp/pg/.s.PGSQL.6000")]
+        );
+        assert_eq!(local_places("postgresql://u@localhost/db"), [Err(5432)]);
+        assert_eq!(
+            local_places("postgresql://u@[::1]:7,db.example.com:8/db"),
+            [Err(7)],
+            "a host elsewhere is the URL's to vouch for"
+        );
+        assert_eq!(
+            local_places("host=/tmp port=5434 password=x"),
+            [sock("/tmp/.s.PGSQL.5434")]
+        );
+        assert_eq!(
+            local_places("host=127.0.0.1,/srv/pg port=1,2"),
+            [Err(1), sock("/srv/pg/.s.PGSQL.2")]
+        );
     }
 }

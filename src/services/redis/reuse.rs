@@ -8,8 +8,9 @@
 //! database emptied first; runs on other machines are left alone.
 
 use super::resp::{Connection, Reply};
-use super::url::{Target, redacted};
+use super::url::{Address, Target, redacted};
 use crate::error::{Error, Result};
+use crate::services::trust::{self, Local, is_loopback};
 use crate::sys;
 
 /// The variable naming a server to reuse.
@@ -73,6 +74,18 @@ pub(super) fn parse(url: &str) -> Result<Target> {
 /// A connection to `target` for stampede's own commands; an error naming
 /// the variable when nothing answers.
 pub(super) fn connect(target: &Target, url: &str) -> Result<Connection> {
+    let local = match &target.address {
+        Address::Unix(path) => Some(Local::Unix(path)),
+        Address::Tcp { host, port } if is_loopback(host) => Some(Local::Tcp(*port)),
+        Address::Tcp { .. } => None,
+    };
+    if let Some(Err(message)) = local.map(|at| trust::check(&at, "redis")) {
+        return Err(Error::ServiceUnreachable {
+            variable: URL_VAR,
+            url: redacted(url),
+            message,
+        });
+    }
     Connection::open(target)
         .and_then(|mut c| c.ok(&["PING"]).map(|_| c))
         .map_err(|e| {

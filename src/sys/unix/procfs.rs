@@ -284,6 +284,35 @@ pub(crate) fn group_listens_on(pgid: u32, address: std::net::SocketAddr) -> bool
         })
 }
 
+/// The users owning the sockets that listen on TCP `port` at a loopback
+/// or every address (`/proc/net/tcp` and `tcp6`, column 7).
+pub(crate) fn tcp_listener_uids(port: u16) -> Vec<u32> {
+    let port = format!(":{port:04X}");
+    let local = [
+        "00000000".to_owned(),
+        "0100007F".to_owned(),
+        "0".repeat(32),
+        // ::1 and ::ffff:127.0.0.1, as /proc writes them.
+        "00000000000000000000000001000000".to_owned(),
+        "0000000000000000FFFF00000100007F".to_owned(),
+    ];
+    let mut uids = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let table = fs::read_to_string(file).unwrap_or_default();
+        for line in table.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(at), Some(&"0A"), Some(uid)) = (cols.get(1), cols.get(3), cols.get(7))
+                && let Some(address) = at.strip_suffix(port.as_str())
+                && local.iter().any(|l| l.eq_ignore_ascii_case(address))
+                && let Ok(uid) = uid.parse()
+            {
+                uids.push(uid);
+            }
+        }
+    }
+    uids
+}
+
 /// `0100007F:9C5C` → `127.0.0.1:40028`; IPv6 addresses are shown as hex.
 fn address(hex: &str) -> String {
     let Some((ip, port)) = hex.split_once(':') else {
