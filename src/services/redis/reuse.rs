@@ -8,7 +8,7 @@
 //! database emptied first; runs on other machines are left alone.
 
 use super::resp::{Connection, Reply};
-use super::url::{Address, Target, redacted};
+use super::url::{Address, Target, redacted, scrubbed};
 use crate::error::{Error, Result};
 use crate::services::trust::{self, Local, is_loopback};
 use crate::sys;
@@ -67,7 +67,7 @@ pub(super) fn parse(url: &str) -> Result<Target> {
         .map_err(|message| Error::ServiceUrl {
             variable: URL_VAR,
             url: redacted(url),
-            message,
+            message: scrubbed(&message, url),
         })
 }
 

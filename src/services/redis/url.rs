@@ -172,10 +172,11 @@ pub(super) fn redacted(url: &str) -> String {
         // user part of an authority and any `pass=` or `password=` value.
         Err(_) => {
             let mut shown = url.to_owned();
+            // Up to the last `@`, wherever it is: a password with a `/`
+            // in it ends the authority early for a reader, not for a leak.
             if let Some(scheme_end) = shown.find("://") {
                 let rest = &shown[scheme_end + 3..];
-                let authority_end = rest.find('/').unwrap_or(rest.len());
-                if let Some(at) = rest[..authority_end].rfind('@') {
+                if let Some(at) = rest.rfind('@') {
                     shown.replace_range(scheme_end + 3..scheme_end + 3 + at, "***");
                 }
             }
@@ -191,6 +192,29 @@ pub(super) fn redacted(url: &str) -> String {
             shown
         }
     }
+}
+
+/// `message`, about `url`, with every piece of what could be the URL's
+/// credentials (up to its last `@`) blanked: a URL that cannot be read may
+/// still hold a password, and a message may quote the part it stumbled on.
+pub(super) fn scrubbed(message: &str, url: &str) -> String {
+    let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else {
+        return message.to_owned();
+    };
+    let Some(at) = rest.rfind('@') else {
+        return message.to_owned();
+    };
+    let mut shown = message.to_owned();
+    let mut pieces: Vec<&str> = rest[..at]
+        .split(['/', ':', '?', '&', '='])
+        .filter(|p| p.len() >= 3)
+        .collect();
+    // Longest first, so that a piece inside another goes with it.
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for piece in pieces {
+        shown = shown.replace(piece, "***");
+    }
+    shown
 }
 
 fn db_number(text: &str) -> Result<u32, String> {
@@ -330,6 +354,23 @@ mod tests {
         assert_eq!(
             redacted("redis+unix:///s?pass=hunter2&timeout=1"),
             "redis+unix:///s?pass=***&timeout=1"
+        );
+    }
+
+    #[test]
+    fn a_url_that_cannot_be_read_shows_no_password_in_its_error() {
+        let url = "redis://:Sec/ret-pw@h:1/0";
+        let message = Target::parse(url).unwrap_err();
+        let shown = format!("{}: {}", redacted(url), scrubbed(&message, url));
+        assert!(
+            !shown.contains("Sec") && !shown.contains("ret-pw"),
+            "{shown}"
+        );
+        assert!(shown.starts_with("redis://***@h:1/0"), "{shown}");
+        assert_eq!(
+            scrubbed("plain", "redis://h:1/0"),
+            "plain",
+            "no credentials"
         );
     }
 }
