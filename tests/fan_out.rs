@@ -383,3 +383,37 @@ fn a_trigger_no_child_ever_reached_is_a_failure_that_says_so() {
     assert_eq!(outcomes.stages().checkpoints[0].reached, 3);
     assert!(outcomes.stages().checkpoints[0].trigger.is_some());
 }
+
+/// Child 1 returns at once; the others wait at one checkpoint. Under a
+/// concurrency limit of 2, the third child starts while the round may be
+/// armed and its children still waking.
+#[stampede::function]
+fn one_leaves_early() -> bool {
+    if stampede::child_index() == Some(1) {
+        return false;
+    }
+    stampede::checkpoint();
+    true
+}
+
+#[test]
+fn an_armed_round_runs_its_trigger_once_though_a_child_starts_while_it_wakes() {
+    for _ in 0..20 {
+        let triggered = Arc::new(AtomicUsize::new(0));
+        let count = triggered.clone();
+        let outcomes = Options::new()
+            .max_concurrent(2)
+            .on_checkpoint(move || {
+                count.fetch_add(1, Ordering::SeqCst);
+            })
+            .call_concurrently(3, one_leaves_early, ())
+            .unwrap();
+        outcomes.assert_all_returned();
+        let released = outcomes.stages().checkpoints.len();
+        assert_eq!(
+            triggered.load(Ordering::SeqCst),
+            1,
+            "the trigger ran once for the one round ({released} checkpoint stages)"
+        );
+    }
+}

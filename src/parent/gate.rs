@@ -122,13 +122,6 @@ impl Gate {
         Some((a.at_ns, looked, a.expected))
     }
 
-    /// Forgets an arming whose round will not be released now (its policy
-    /// changed its mind: a child died, a deadline passed). Children
-    /// looking at it sleep again after `sys::SPIN_LIMIT`.
-    pub(crate) fn disarm(&mut self) {
-        self.armed = None;
-    }
-
     /// Releases the next round; returns when: the clock read just before
     /// the release, so that no child can be seen passing before it.
     pub(crate) fn release(&mut self) -> io::Result<u64> {

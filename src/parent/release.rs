@@ -239,10 +239,15 @@ pub(crate) fn step(
 /// How long the parent waits, after arming a round, for the `expected`
 /// children at it to look at the gate before it releases the round
 /// anyway: 2 ms, and 40 µs a child (their wakes cost about 10 µs each on
-/// 2 cores; 64 children looked within 0.7 ms).
+/// 2 cores; 64 children looked within 0.7 ms), at most [`ARM_WAIT_MAX`].
 pub(crate) fn arm_wait(expected: u32) -> Duration {
-    Duration::from_millis(2) + Duration::from_micros(40) * expected
+    (Duration::from_millis(2) + Duration::from_micros(40) * expected).min(ARM_WAIT_MAX)
 }
+
+/// The longest [`arm_wait`]: under the 50 ms a child looks before it
+/// sleeps again (`sys::SPIN_LIMIT`), so that no child that looked has
+/// gone back to sleep when the parent stops waiting.
+pub(crate) const ARM_WAIT_MAX: Duration = Duration::from_millis(45);
 
 /// Whether a round armed at `armed_ns` is released at `now`: once `looked`
 /// of the `expected` children at it look at the gate, or at
@@ -425,6 +430,10 @@ mod tests {
         assert_eq!(arm_wait(0), Duration::from_millis(2));
         assert_eq!(arm_wait(64), Duration::from_micros(2_000 + 64 * 40));
         assert_eq!(arm_wait(1000), Duration::from_millis(42));
+        assert_eq!(arm_wait(1075), Duration::from_millis(45), "exactly the cap");
+        assert_eq!(arm_wait(1076), ARM_WAIT_MAX, "one past: capped");
+        assert_eq!(arm_wait(u32::MAX), ARM_WAIT_MAX);
+        assert!(ARM_WAIT_MAX < crate::sys::SPIN_LIMIT);
         let at = 1_000_000;
         let wait = 2_000_000 + 8 * 40_000;
         assert_eq!(armed_release(at, at, 8, 8), Ok(()), "all looked");

@@ -28,6 +28,9 @@ pub(super) struct Child {
     pub(super) reached: Option<u32>,
     /// When it reached each checkpoint round, in order.
     pub(super) arrivals: Vec<u64>,
+    /// Whether it waits at the round it reached (`checkpoint()`, and the
+    /// start barrier), not only says it passed there (`arrive()`).
+    pub(super) waits: bool,
     /// `(started, passed each round, finished, result)`, from its report.
     pub(super) done: Option<(u64, Vec<u64>, u64, ChildResult)>,
     pub(super) notes: Vec<String>,
@@ -88,6 +91,7 @@ impl Child {
             ready_ns: None,
             reached: None,
             arrivals: Vec::new(),
+            waits: true,
             done: None,
             notes: Vec::new(),
             failure: None,
@@ -109,6 +113,13 @@ impl Child {
     /// A child timed out before reaching a round keeps the round shut: its
     /// siblings are not let go late, with no time left, but time out in turn
     /// with a note naming it. Any other end frees the gate of it.
+    /// Whether it is asleep at the gate's round `round`, and so looks at
+    /// the gate when the round is armed: it waits there (not an
+    /// `arrive()`), and is neither killed nor ended.
+    pub(super) fn waits_at(&self, round: u32) -> bool {
+        self.waits && self.clocked.killed().is_none() && self.at_gate() == AtGate::Reached(round)
+    }
+
     pub(super) fn at_gate(&self) -> AtGate {
         let waiting = self.reached.map_or(AtGate::Starting, AtGate::Reached);
         match self.clocked.killed() {
@@ -159,10 +170,14 @@ impl Child {
                     self.backends.push(backend);
                 }
             }
-            Report::Checkpoint { round, at_ns, .. }
-                if self.done.is_none() && self.reached.is_some_and(|r| round == r + 1) =>
-            {
+            Report::Checkpoint {
+                round,
+                at_ns,
+                waits,
+                ..
+            } if self.done.is_none() && self.reached.is_some_and(|r| round == r + 1) => {
                 self.reached = Some(round);
+                self.waits = waits;
                 self.arrivals.push(at_ns);
                 self.clocked.enter(Phase::Running);
                 return Some((round, at_ns));

@@ -155,8 +155,8 @@ struct CallRun<'a> {
     held: Vec<(usize, AtGate)>,
     rounds: Vec<Round>,
     /// The record of the round armed and not yet released (its trigger
-    /// has run).
-    arming: Option<Round>,
+    /// has run), and the step that decided its release.
+    arming: Option<(Round, Step)>,
     done: Vec<Option<Outcome<Vec<u8>>>>,
     /// The next child to start.
     next: usize,
@@ -365,10 +365,13 @@ impl CallRun<'_> {
                 m.sort_unstable();
                 m
             };
-            if !matches!(step, Step::Release | Step::ReleaseWithout) && gate.arming().is_some() {
-                gate.disarm();
-                *arming = None;
-            }
+            // Once armed, the release is decided (its trigger has run):
+            // the step it was decided with stands, whatever happens while
+            // the children wake.
+            let step = match arming {
+                Some((_, decided)) if gate.arming().is_some() => decided.clone(),
+                _ => step,
+            };
             match step {
                 Step::Wait { until } => return Ok(until),
                 Step::Release | Step::ReleaseWithout => {
@@ -397,18 +400,15 @@ impl CallRun<'_> {
                             // The trigger ran meanwhile: time moved on.
                             now = now.max(ended);
                         }
-                        // The live children at the round (not those held
-                        // there, timed out: they never look).
-                        let expected = live
-                            .iter()
-                            .filter(|c| c.at_gate() == AtGate::Reached(round))
-                            .count();
+                        // The children asleep at the round: not those that
+                        // only pass it (`arrive()`), nor those killed there.
+                        let expected = live.iter().filter(|c| c.waits_at(round)).count();
                         gate.arm(now, u32::try_from(expected).unwrap_or(u32::MAX))
                             .map_err(|source| Error::Io {
                                 context: "arming the start barrier",
                                 source,
                             })?;
-                        *arming = Some(record);
+                        *arming = Some((record, step.clone()));
                     }
                     if let Some((armed_ns, looked, expected)) = gate.arming()
                         && let Err(again) = release::armed_release(armed_ns, now, looked, expected)
@@ -418,10 +418,13 @@ impl CallRun<'_> {
                         std::thread::yield_now();
                         return Ok(Some(again));
                     }
-                    let mut record = arming.take().unwrap_or(Round {
-                        round,
-                        ..Round::default()
-                    });
+                    let mut record = arming.take().map_or(
+                        Round {
+                            round,
+                            ..Round::default()
+                        },
+                        |(record, _)| record,
+                    );
                     if step == Step::ReleaseWithout {
                         let without = missing();
                         let deadline = policy.deadline().unwrap_or_default();

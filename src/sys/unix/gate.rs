@@ -36,8 +36,8 @@ pub(crate) const PARENT_CHECK: Duration = Duration::from_millis(50);
 
 /// How long a child of an armed round looks at the gate between yields
 /// before it sleeps until the release instead: longer than the parent
-/// waits for every child to look (`release::arm_wait`, 42 ms at 1,000
-/// children), so that a child sleeps again only when the parent is slow.
+/// ever waits for every child to look (`release::arm_wait`, at most
+/// 45 ms), so that a child sleeps again only when the parent is slow.
 pub(crate) const SPIN_LIMIT: Duration = Duration::from_millis(50);
 
 /// The gate's shared words.
@@ -201,6 +201,12 @@ pub(crate) fn wait_gate(fd: RawFd, count: u32) -> io::Result<Gate> {
         if !looked && words.armed.load(Ordering::Acquire) >= count {
             looked = true;
             words.looking.fetch_add(1, Ordering::AcqRel);
+            if words.released.load(Ordering::Acquire) >= count {
+                // Released meanwhile: this look was for a round gone by,
+                // and must not count toward the next one's arming.
+                words.looking.fetch_sub(1, Ordering::AcqRel);
+                return Ok(Gate::Released);
+            }
             match look_until_released(&words.released, count) {
                 Some(gate) => return Ok(gate),
                 // Looked for `SPIN_LIMIT`: sleep until the release.
@@ -222,7 +228,9 @@ fn look_until_released(released: &AtomicU32, count: u32) -> Option<Gate> {
             return Some(Gate::Released);
         }
         std::thread::yield_now();
-        if looks % 256 == 0 {
+        // A yield among many spinning children can take a while: the
+        // clock and the parent are looked at every 16.
+        if looks % 16 == 0 {
             if super::parent_gone() {
                 return Some(Gate::ParentGone);
             }
