@@ -252,20 +252,10 @@ pub(crate) const ARM_WAIT_MAX: Duration = Duration::from_millis(45);
 /// Whether a round armed at `armed_ns` is released at `now`: once `looked`
 /// of the `expected` children at it look at the gate, or at
 /// [`arm_wait`] after the arming (a child held off the CPU, stopped, or
-/// dying is not waited for longer). `Err` with when to look again: at
-/// once, since every child that still wakes spends its CPU looking.
-pub(crate) fn armed_release(
-    armed_ns: u64,
-    now: u64,
-    looked: u32,
-    expected: u32,
-) -> Result<(), u64> {
+/// dying is not waited for longer).
+pub(crate) fn armed_release(armed_ns: u64, now: u64, looked: u32, expected: u32) -> bool {
     let wait = u64::try_from(arm_wait(expected).as_nanos()).unwrap_or(u64::MAX);
-    if looked >= expected || now >= armed_ns.saturating_add(wait) {
-        Ok(())
-    } else {
-        Err(now)
-    }
+    looked >= expected || now >= armed_ns.saturating_add(wait)
 }
 
 #[cfg(test)]
@@ -436,24 +426,15 @@ mod tests {
         assert!(ARM_WAIT_MAX < crate::sys::SPIN_LIMIT);
         let at = 1_000_000;
         let wait = 2_000_000 + 8 * 40_000;
-        assert_eq!(armed_release(at, at, 8, 8), Ok(()), "all looked");
-        assert_eq!(armed_release(at, at, 9, 8), Ok(()), "a late one more");
-        assert_eq!(
-            armed_release(at, at, 7, 8),
-            Err(at),
-            "one short: again at once"
-        );
-        assert_eq!(
-            armed_release(at, at + wait - 1, 7, 8),
-            Err(at + wait - 1),
+        assert!(armed_release(at, at, 8, 8), "all looked");
+        assert!(armed_release(at, at, 9, 8), "a late one more");
+        assert!(!armed_release(at, at, 7, 8), "one short");
+        assert!(
+            !armed_release(at, at + wait - 1, 7, 8),
             "1 ns before the wait ends"
         );
-        assert_eq!(
-            armed_release(at, at + wait, 7, 8),
-            Ok(()),
-            "at the wait's end"
-        );
-        assert_eq!(armed_release(at, at + wait, 0, 8), Ok(()), "none looked");
-        assert_eq!(armed_release(at, at, 0, 0), Ok(()), "nobody to wait for");
+        assert!(armed_release(at, at + wait, 7, 8), "at the wait's end");
+        assert!(armed_release(at, at + wait, 0, 8), "none looked");
+        assert!(armed_release(at, at, 0, 0), "nobody to wait for");
     }
 }

@@ -70,7 +70,6 @@ pub(super) fn run(settings: &Settings, jobs: &[Job], count: usize, call: u64) ->
         live: Vec::new(),
         held: Vec::new(),
         rounds: Vec::new(),
-        arming: None,
         done,
         next: 0,
         chooser: settings.scheduling.clone().map(Chooser::new),
@@ -154,9 +153,6 @@ struct CallRun<'a> {
     /// Children timed out before a round, gone from `live`: they keep it shut.
     held: Vec<(usize, AtGate)>,
     rounds: Vec<Round>,
-    /// The record of the round armed and not yet released (its trigger
-    /// has run), and the step that decided its release.
-    arming: Option<(Round, Step)>,
     done: Vec<Option<Outcome<Vec<u8>>>>,
     /// The next child to start.
     next: usize,
@@ -328,7 +324,6 @@ impl CallRun<'_> {
             held,
             done,
             rounds,
-            arming,
             ..
         } = self;
         let (settings, count, origin) = (*settings, *count, *origin);
@@ -365,51 +360,40 @@ impl CallRun<'_> {
                 m.sort_unstable();
                 m
             };
-            // Once armed, the release is decided (its trigger has run):
-            // the step it was decided with stands, whatever happens while
-            // the children wake.
-            let step = match arming {
-                Some((_, decided)) if gate.arming().is_some() => decided.clone(),
-                _ => step,
-            };
             match step {
                 Step::Wait { until } => return Ok(until),
                 Step::Release | Step::ReleaseWithout => {
-                    if gate.arming().is_none() {
-                        // The trigger first, then the arming: children
-                        // look at the gate only for the release itself.
-                        let mut record = Round {
-                            round,
-                            ..Round::default()
+                    // The trigger first, then the arming: children look at
+                    // the gate only for the release itself, which follows
+                    // in this same turn (the step that decided it stands).
+                    let mut record = Round {
+                        round,
+                        ..Round::default()
+                    };
+                    if let (true, Some(trigger)) = (round >= 1, &settings.on_checkpoint) {
+                        let began = sys::monotonic_ns();
+                        let result = panic::catch(true, || trigger());
+                        let ended = sys::monotonic_ns();
+                        record.trigger = Some(Duration::from_nanos(ended - began));
+                        record.trigger_failure = match result {
+                            Ok(Ok(())) => None,
+                            Ok(Err(message)) => Some(format!("it returned an error: {message}")),
+                            Err(caught) => Some(match caught.location {
+                                Some(at) => format!("it panicked at {at}: {}", caught.message),
+                                None => format!("it panicked: {}", caught.message),
+                            }),
                         };
-                        if let (true, Some(trigger)) = (round >= 1, &settings.on_checkpoint) {
-                            let began = sys::monotonic_ns();
-                            let result = panic::catch(true, || trigger());
-                            let ended = sys::monotonic_ns();
-                            record.trigger = Some(Duration::from_nanos(ended - began));
-                            record.trigger_failure = match result {
-                                Ok(Ok(())) => None,
-                                Ok(Err(message)) => {
-                                    Some(format!("it returned an error: {message}"))
-                                }
-                                Err(caught) => Some(match caught.location {
-                                    Some(at) => format!("it panicked at {at}: {}", caught.message),
-                                    None => format!("it panicked: {}", caught.message),
-                                }),
-                            };
-                            // The trigger ran meanwhile: time moved on.
-                            now = now.max(ended);
-                        }
-                        // The children asleep at the round: not those that
-                        // only pass it (`arrive()`), nor those killed there.
-                        let expected = live.iter().filter(|c| c.waits_at(round)).count();
-                        let expected = u32::try_from(expected).unwrap_or(u32::MAX);
-                        gate.arm(now, expected).map_err(|source| Error::Io {
-                            context: "arming the start barrier",
-                            source,
-                        })?;
-                        *arming = Some((record, step.clone()));
+                        // The trigger ran meanwhile: time moved on.
+                        now = now.max(ended);
                     }
+                    // The children asleep at the round: not those that only
+                    // pass it (`arrive()`), nor those killed there.
+                    let expected = live.iter().filter(|c| c.waits_at(round)).count();
+                    let expected = u32::try_from(expected).unwrap_or(u32::MAX);
+                    gate.arm(now, expected).map_err(|source| Error::Io {
+                        context: "arming the start barrier",
+                        source,
+                    })?;
                     // The children still waking look at the gate, each
                     // between yields: so does the parent, here, without a
                     // turn of the engine (whose poll of every child's
@@ -417,18 +401,11 @@ impl CallRun<'_> {
                     // 6.8 ms to look that way, 4.9 ms this way), for at
                     // most `arm_wait`, the rule deciding at each look.
                     while let Some((armed_ns, looked, expected)) = gate.arming()
-                        && release::armed_release(armed_ns, now, looked, expected).is_err()
+                        && !release::armed_release(armed_ns, now, looked, expected)
                     {
                         std::thread::yield_now();
                         now = sys::monotonic_ns();
                     }
-                    let mut record = arming.take().map_or(
-                        Round {
-                            round,
-                            ..Round::default()
-                        },
-                        |(record, _)| record,
-                    );
                     if step == Step::ReleaseWithout {
                         let without = missing();
                         let deadline = policy.deadline().unwrap_or_default();
