@@ -170,11 +170,17 @@ pub(crate) fn after_command(stat: &str) -> Option<&str> {
 /// The parent of process `pid`, from `/proc/<pid>/stat`; `None` when it
 /// cannot be read (gone, or hidden by `hidepid`).
 pub(crate) fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // From the state on: state, ppid.
+    stat_number(pid, 1)
+}
+
+/// Field `index` of `/proc/<pid>/stat` counted from the state (0: the
+/// state, 1: the parent, 2: the process group), as a number.
+fn stat_number(pid: u32, index: usize) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     after_command(&stat)?
         .split_whitespace()
-        .nth(1)?
+        .nth(index)?
         .parse()
         .ok()
 }
@@ -239,41 +245,21 @@ pub(crate) fn group_listens_on(pgid: u32, address: std::net::SocketAddr) -> bool
         // is not matched exactly: its port is.
         std::net::IpAddr::V6(_) => local.clear(),
     }
-    let mut listening: Vec<String> = Vec::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let table = fs::read_to_string(file).unwrap_or_default();
-        for line in table.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            // Column 1 is the local address, 3 the state (0A: LISTEN), 9
-            // the socket's inode.
-            if let (Some(at), Some(&"0A"), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9)) {
-                let matches = if local.is_empty() {
-                    at.ends_with(&port)
-                } else {
-                    local.iter().any(|l| l.eq_ignore_ascii_case(at))
-                };
-                if matches {
-                    listening.push(format!("socket:[{inode}]"));
-                }
+    let listening: Vec<String> = tcp_listeners()
+        .into_iter()
+        .filter(|l| {
+            if local.is_empty() {
+                l.local.ends_with(&port)
+            } else {
+                local.iter().any(|a| a.eq_ignore_ascii_case(&l.local))
             }
-        }
-    }
+        })
+        .map(|l| format!("socket:[{}]", l.inode))
+        .collect();
     if listening.is_empty() {
         return false;
     }
-    let in_group = |pid: u32| {
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                // From the state on: state, ppid, pgrp.
-                after_command(&stat)?
-                    .split_whitespace()
-                    .nth(2)?
-                    .parse::<u32>()
-                    .ok()
-            })
-            == Some(pgid)
-    };
+    let in_group = |pid: u32| stat_number(pid, 2) == Some(pgid);
     super::all_pids()
         .into_iter()
         .filter(|&pid| in_group(pid))
@@ -296,21 +282,47 @@ pub(crate) fn tcp_listener_uids(port: u16) -> Vec<u32> {
         "00000000000000000000000001000000".to_owned(),
         "0000000000000000FFFF00000100007F".to_owned(),
     ];
-    let mut uids = Vec::new();
+    tcp_listeners()
+        .into_iter()
+        .filter(|l| {
+            l.local
+                .strip_suffix(port.as_str())
+                .is_some_and(|address| local.iter().any(|a| a.eq_ignore_ascii_case(address)))
+        })
+        .filter_map(|l| l.uid)
+        .collect()
+}
+
+/// A listening TCP socket, as `/proc/net/tcp` and `tcp6` list it.
+struct Listener {
+    /// Its local address and port, in hex as `/proc` writes them.
+    local: String,
+    /// Its owner.
+    uid: Option<u32>,
+    /// Its inode, as `/proc/<pid>/fd` names it (`socket:[<inode>]`).
+    inode: String,
+}
+
+/// Every listening TCP socket of this network namespace.
+fn tcp_listeners() -> Vec<Listener> {
+    let mut listeners = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let table = fs::read_to_string(file).unwrap_or_default();
         for line in table.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            if let (Some(at), Some(&"0A"), Some(uid)) = (cols.get(1), cols.get(3), cols.get(7))
-                && let Some(address) = at.strip_suffix(port.as_str())
-                && local.iter().any(|l| l.eq_ignore_ascii_case(address))
-                && let Ok(uid) = uid.parse()
+            // Column 1 is the local address, 3 the state (0A: LISTEN), 7
+            // the owner, 9 the socket's inode.
+            if let (Some(local), Some(&"0A"), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
             {
-                uids.push(uid);
+                listeners.push(Listener {
+                    local: (*local).to_owned(),
+                    uid: cols.get(7).and_then(|uid| uid.parse().ok()),
+                    inode: (*inode).to_owned(),
+                });
             }
         }
     }
-    uids
+    listeners
 }
 
 /// `0100007F:9C5C` → `127.0.0.1:40028`; IPv6 addresses are shown as hex.
