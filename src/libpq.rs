@@ -1,5 +1,6 @@
 //! What libpq does with a connection string that stampede must do alike:
-//! where it connects when the string names no host. A leaf: it imports
+//! where it connects when the string names no host, and where a URL's
+//! user part ends. A leaf: it imports
 //! nothing of the crate.
 
 use std::path::Path;
@@ -29,3 +30,15 @@ pub(crate) fn default_host(
 
 /// The socket directories libpq builds use, in the order looked at.
 pub(crate) const SOCKET_DIRECTORIES: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
+
+/// A URL's parts after its scheme: the user part (to the first `@`
+/// before any `/`, as libpq reads it), the host part, and the rest (from
+/// the `/` or `?` on).
+pub(crate) fn uri_parts(rest: &str) -> (Option<&str>, &str, &str) {
+    let (userinfo, tail) = match rest.find(['@', '/']) {
+        Some(at) if rest.as_bytes()[at] == b'@' => (Some(&rest[..at]), &rest[at + 1..]),
+        _ => (None, rest),
+    };
+    let host_end = tail.find(['/', '?']).unwrap_or(tail.len());
+    (userinfo, &tail[..host_end], &tail[host_end..])
+}

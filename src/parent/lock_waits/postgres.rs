@@ -37,14 +37,10 @@ impl Target {
             .strip_prefix("postgresql://")
             .or_else(|| url.strip_prefix("postgres://"))
             .ok_or("not a postgresql:// URL")?;
-        // The user part runs to the first `@` before any `/`, as libpq
-        // reads it: a `?` in a password is the password's.
-        let (userinfo, rest) = match rest.find(['@', '/']) {
-            Some(at) if rest.as_bytes()[at] == b'@' => (Some(&rest[..at]), &rest[at + 1..]),
-            _ => (None, rest),
-        };
-        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (hostport, path) = main.split_once('/').unwrap_or((main, ""));
+        // A `?` in a password is the password's, as libpq reads it.
+        let (userinfo, hostport, after) = crate::libpq::uri_parts(rest);
+        let (path, query) = after.split_once('?').unwrap_or((after, ""));
+        let path = path.strip_prefix('/').unwrap_or(path);
         let (mut user, mut password) = match userinfo.map(|u| u.split_once(':')) {
             Some(Some((user, secret))) => (decode(user)?, Some(decode_secret(secret)?)),
             Some(None) => (decode(userinfo.unwrap_or_default())?, None),

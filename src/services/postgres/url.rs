@@ -15,22 +15,10 @@ pub(super) fn with_database(url: &str, database: &str) -> String {
         return join_key_values(&pairs);
     }
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgresql", url));
-    let (userinfo, host, after) = uri_parts(rest);
+    let (userinfo, host, after) = crate::libpq::uri_parts(rest);
     let query = after.find('?').map_or("", |i| &after[i..]);
     let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
     format!("{scheme}://{userinfo}{host}/{database}{query}")
-}
-
-/// A URL's parts after its scheme: the user part (to the first `@`
-/// before any `/`, as libpq reads it), the host part, and the rest (from
-/// the `/` or `?` on).
-fn uri_parts(rest: &str) -> (Option<&str>, &str, &str) {
-    let (userinfo, tail) = match rest.find(['@', '/']) {
-        Some(at) if rest.as_bytes()[at] == b'@' => (Some(&rest[..at]), &rest[at + 1..]),
-        _ => (None, rest),
-    };
-    let host_end = tail.find(['/', '?']).unwrap_or(tail.len());
-    (userinfo, &tail[..host_end], &tail[host_end..])
 }
 
 /// `url` without its password, and the password (decoded): from a URL's
@@ -51,7 +39,7 @@ pub(super) fn split_password(url: &str) -> (String, Option<String>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_owned(), None);
     };
-    let (userinfo, host, after) = uri_parts(rest);
+    let (userinfo, host, after) = crate::libpq::uri_parts(rest);
     let mut password = None;
     let userinfo = match userinfo.map(|u| u.split_once(':').ok_or(u)) {
         Some(Ok((user, secret))) => {
@@ -161,7 +149,7 @@ pub(super) fn local_places(url: &str) -> Vec<Result<PathBuf, u16>> {
             }
         }
     } else if let Some((_, rest)) = url.split_once("://") {
-        let (_, hostpart, after) = uri_parts(rest);
+        let (_, hostpart, after) = crate::libpq::uri_parts(rest);
         // `h1:5432,h2`, `[::1]:5433`, `%2Frun%2Fpg`.
         let mut named = Vec::new();
         let mut named_ports = Vec::new();
