@@ -1,7 +1,6 @@
 //! What libpq does with a connection string that stampede must do alike:
 //! where it connects when the string names no host, and where a URL's
-//! user part ends. A leaf: it imports
-//! nothing of the crate.
+//! user part ends. A leaf: it imports nothing of the crate.
 
 use std::path::Path;
 
