@@ -102,10 +102,13 @@ fn pids_dirs(cgroup: &str, v2_root: &str) -> Vec<std::path::PathBuf> {
         } else {
             continue;
         };
-        let mut dir = std::path::PathBuf::from(&root).join(path.trim_start_matches('/'));
+        let root = std::path::PathBuf::from(root);
+        let mut dir = root.clone();
+        dir.extend(path.split('/').filter(|part| !part.is_empty()));
         loop {
             dirs.push(dir.clone());
-            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+            // Up to the hierarchy's root, never above it.
+            if dir == root || !dir.pop() {
                 break;
             }
         }
@@ -174,5 +177,31 @@ mod tests {
             Some((90, 100))
         );
         assert_eq!(tightest_pids("0::/\n", "/sys/fs/cgroup", &files), None);
+    }
+
+    #[test]
+    fn the_pids_directories_stop_at_each_hierarchys_root() {
+        let dirs = |cgroup: &str, v2_root: &str| -> Vec<String> {
+            pids_dirs(cgroup, v2_root)
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect()
+        };
+        // A process in the root cgroups: each root once, nothing above.
+        assert_eq!(
+            dirs(
+                "9:name=systemd:/\n8:pids:/\n4:memory:/x\n0::/\n",
+                "/sys/fs/cgroup/unified"
+            ),
+            ["/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"]
+        );
+        assert_eq!(
+            dirs("0::/ci/job/\n", "/sys/fs/cgroup"),
+            [
+                "/sys/fs/cgroup/ci/job",
+                "/sys/fs/cgroup/ci",
+                "/sys/fs/cgroup"
+            ]
+        );
     }
 }
