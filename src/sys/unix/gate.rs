@@ -301,6 +301,21 @@ mod tests {
         receive
     }
 
+    #[test]
+    fn the_look_for_a_dead_parent_outlasts_the_start_of_256_children_and_no_more() {
+        // Measured: 256 children take about 180 ms to start on 2 cores;
+        // the first of them must not wake for nothing meanwhile.
+        assert!(
+            PARENT_CHECK > Duration::from_millis(180),
+            "a child asleep at the gate would wake while its siblings start"
+        );
+        // An orphan whose death signal did not come leaves within this.
+        assert!(
+            PARENT_CHECK <= Duration::from_millis(200),
+            "an orphan would outlive its parent by more than 200 ms"
+        );
+    }
+
     // One test: the mapping is the process's, as in a child.
     #[test]
     fn a_round_opens_on_its_own_release_only_for_every_copy_of_one_gate_only() {
